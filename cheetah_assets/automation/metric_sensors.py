@@ -1,0 +1,214 @@
+"""Sensors of the metric path (thin: the arithmetic is in ``metrics/snapshots.py``).
+
+1. ``register_sent_campaigns_sensor`` adds a ``cheetah_campaigns`` partition for every send that
+   has gone out (ledger state APPROVED, send time passed).
+2. ``request_metric_snapshots_sensor`` requests partition (campaign, day_k) when day k after the
+   send comes, once; after an outage it catches up every day that fell due meanwhile.
+3. ``campaign_analysis_sensor`` requests ``campaign_analysis`` when a snapshot is newer than what
+   the last analysis covered.
+
+All three start RUNNING (``DefaultSensorStatus.RUNNING``): they only read the customer database
+and the Dagster instance, and the runs they start only *read* Cheetah Messaging (reports), so
+there is nothing to arm by hand, and a fresh deployment (or ``dagster dev`` on the embedded demo)
+collects metrics without anyone remembering to switch them on. Stopping one in the UI sticks.
+
+Cursors are JSON. Each tick costs a few bounded queries, whatever the number of campaigns: the
+ledger is read through its ``send_at``/``updated_at`` indexes for the tick's interval only, the
+instance is asked which of those names are partitions (one ``IN`` query) and which partitions are
+new since the last tick (paged by storage id); due times are pure arithmetic.
+"""
+
+
+import datetime as dt
+import json
+
+import dagster as dg
+
+from ..clock import ClockResource
+from ..customers.resource import CustomerDatabaseResource
+from ..metrics import snapshots as S
+from ..metrics.assets import (
+    campaign_analysis,
+    campaign_analysis_job,
+    campaign_metric_snapshots,
+    campaigns_partitions,
+    latest_storage_id,
+    metric_snapshot_job,
+    snapshot_partition_key,
+)
+
+PARTITIONS = campaigns_partitions.name
+PAGE = 10_000  # partitions per page when listing the new ones
+
+
+def read_cursor(raw: str | None) -> dict:
+    """The JSON cursor; a malformed one counts as none (the first tick)."""
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _time(raw: object) -> dt.datetime | None:
+    if not isinstance(raw, str):
+        return None
+    try:
+        return S.utc(dt.datetime.fromisoformat(raw))
+    except ValueError:
+        return None
+
+
+def _later(a: dt.datetime | None, b: dt.datetime) -> dt.datetime:
+    """A cursor never moves back, even if the pinned clock does."""
+    return b if a is None or b > a else a
+
+
+# ------------------------------------------------------------------------------------------------
+@dg.sensor(
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description=(
+        "Registers each sent Cheetah campaign as a cheetah_campaigns partition of "
+        "campaign_metric_snapshots, once its send time has passed (ledger state APPROVED)."
+    ),
+)
+def register_sent_campaigns_sensor(
+    context: dg.SensorEvaluationContext, customer_db: CustomerDatabaseResource, clock: ClockResource
+):
+    engine = customer_db.get_engine()
+    S.prepare_database(engine)
+    now = clock.now()
+    since = _time(read_cursor(context.cursor).get("t"))
+    cursor = json.dumps({"t": _later(since, now).isoformat()})
+    sent = list(dict.fromkeys(name for name, _ in S.campaigns_sent_since(engine, now, since)))
+    known = context.instance.get_existing_dynamic_partitions(PARTITIONS, sent) if sent else set()
+    new = [name for name in sent if name not in known]
+    if not new:
+        return dg.SensorResult(skip_reason=f"no newly sent campaign ({len(sent)} re-read, all registered)", cursor=cursor)
+    context.log.info("registering %d sent campaigns: %s", len(new), ", ".join(new[:20]) + (" …" if len(new) > 20 else ""))
+    return dg.SensorResult(dynamic_partitions_requests=[campaigns_partitions.build_add_request(new)], cursor=cursor)
+
+
+# ------------------------------------------------------------------------------------------------
+@dg.sensor(
+    job=metric_snapshot_job,
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description=(
+        "Requests each registered campaign's metric snapshot for day k (1..7) once k days have passed "
+        "since its send, exactly once (run key '<campaign>|day_k'); after a pause it requests every day "
+        "that fell due meanwhile (up to a week back)."
+    ),
+)
+def request_metric_snapshots_sensor(
+    context: dg.SensorEvaluationContext, customer_db: CustomerDatabaseResource, clock: ClockResource
+):
+    engine = customer_db.get_engine()
+    S.prepare_database(engine)
+    now = clock.now()
+    state = read_cursor(context.cursor)
+    last_tick = _time(state.get("t"))
+    partitions_cursor = state.get("p") if last_tick is not None else None
+    instance = context.instance
+    # Dagster validates every requested partition key through this per-tick loader, one instance
+    # query per key it has not seen. Asking it (one bounded IN query) which names are partitions
+    # leaves the answers in its cache: a tick of 3,000 requests then validates them without
+    # 3,000 queries.
+    loader = context.caching_dynamic_partitions_loader or instance
+
+    def registered(names: list[str]) -> set[str]:
+        return set(loader.get_existing_dynamic_partitions(PARTITIONS, names))
+
+    def registered_since_last_tick() -> list[str]:
+        nonlocal partitions_cursor
+        names: list[str] = []
+        while True:
+            page = instance.get_paginated_dynamic_partitions(
+                PARTITIONS, limit=PAGE, ascending=True, cursor=partitions_cursor
+            )
+            names.extend(page.results)
+            partitions_cursor = page.cursor
+            if not page.has_more:
+                return names
+
+    plan = S.snapshots_due(
+        engine,
+        now=now,
+        last_tick=last_tick,
+        registered=registered,
+        registered_since_last_tick=registered_since_last_tick,
+    )
+    cursor = json.dumps({"t": _later(last_tick, now).isoformat(), "p": partitions_cursor})
+    if plan.not_registered:
+        context.log.info(
+            "%d sent campaigns have a day due but are not registered yet (register_sent_campaigns_sensor "
+            "will add them; their due days are requested then): %s",
+            len(plan.not_registered),
+            ", ".join(plan.not_registered[:20]),
+        )
+    run_requests = [
+        dg.RunRequest(
+            run_key=d.run_key,
+            partition_key=snapshot_partition_key(d.cheetah_name, d.day),
+            tags={"cheetah/campaign": d.cheetah_name, "cheetah/snapshot_day": d.day_key, "cheetah/due_at": d.due_at.isoformat()},
+        )
+        for d in plan.due
+    ]
+    if not run_requests:
+        return dg.SensorResult(skip_reason="no snapshot day has come since the last tick", cursor=cursor)
+    context.log.info(
+        "requesting %d snapshots (%d sends with a day due, %d campaigns newly registered)",
+        len(run_requests),
+        plan.window_sends,
+        plan.newly_registered,
+    )
+    return dg.SensorResult(run_requests=run_requests, cursor=cursor)
+
+
+# ------------------------------------------------------------------------------------------------
+_IN_FLIGHT = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
+
+
+def analysis_covers(instance: dg.DagsterInstance) -> int | None:
+    """The newest snapshot event the latest analysis had read (its own event id for an old one)."""
+    records = instance.fetch_materializations(campaign_analysis.key, limit=1).records
+    if not records:
+        return None
+    mat = records[0].asset_materialization
+    value = mat.metadata.get("snapshots_covered_up_to_event") if mat else None
+    return int(value.value) if value is not None else records[0].storage_id
+
+
+@dg.sensor(
+    job=campaign_analysis_job,
+    minimum_interval_seconds=300,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description=(
+        "Requests campaign_analysis when a metric snapshot is newer than what the latest analysis read "
+        "(one run per state: run key 'analysis-<newest snapshot event id>')."
+    ),
+)
+def campaign_analysis_sensor(context: dg.SensorEvaluationContext):
+    latest = latest_storage_id(context.instance, campaign_metric_snapshots.key)
+    if latest is None:
+        return dg.SkipReason("no metric snapshot yet")
+    covered = analysis_covers(context.instance)
+    if covered is not None and covered >= latest:
+        return dg.SkipReason(f"the analysis is up to date (snapshot event {latest})")
+    running = context.instance.get_runs(
+        filters=dg.RunsFilter(job_name=campaign_analysis_job.name, statuses=_IN_FLIGHT), limit=1
+    )
+    if running:
+        return dg.SkipReason(f"an analysis run ({running[0].run_id}) is still in flight; next tick")
+    return dg.RunRequest(run_key=f"analysis-{latest}", tags={"cheetah/snapshot_event": str(latest)})
+
+
+METRIC_SENSORS = [register_sent_campaigns_sensor, request_metric_snapshots_sensor, campaign_analysis_sensor]

@@ -1,0 +1,249 @@
+"""Tables of the customer database (SQLAlchemy Core).
+
+Two families live here:
+
+* **The Optimove side** (the customer's own data, which a real deployment already has):
+  ``customers``, ``target_group_members``, ``campaign_schedule`` and ``suppression``. The
+  ``customers`` table's columns beyond ``customer_pk`` are the customer's: the identifier column
+  named by the Data Map "Map To" of the identifier field, and the personalisation columns. The
+  demo seed creates the shape below; the send path *reflects* the real table and checks that the
+  columns it needs exist (set-up steps 1-3).
+* **What this integration remembers** (all prefixed ``cheetah_``): the template catalog per day,
+  the day's validated campaign plan, frozen recipient lists, the send ledger that makes sends
+  exactly-once, import rejections, metric snapshots and the campaign analysis. ``create_all``
+  only ever creates these and the demo tables; it never alters an existing customer table.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+# ------------------------------------------------------------------------------------------------
+# Optimove side (demo shape; a real deployment already has these)
+# ------------------------------------------------------------------------------------------------
+customers = Table(
+    "customers",
+    metadata,
+    Column("customer_pk", Integer, primary_key=True, autoincrement=True),
+    Column("email", String(320)),  # the demo identifier (Data Map EMAIL_ADDR -> "email")
+    Column("first_name", String(100)),
+    Column("last_name", String(100)),
+    Column("fav_dept", String(100)),
+    Column("city", String(100)),
+    Column("updated_at", DateTime(timezone=True)),
+)
+
+target_group_members = Table(
+    "target_group_members",
+    metadata,
+    Column("target_group", String(100), primary_key=True),
+    Column("customer_pk", Integer, primary_key=True),
+)
+
+#: One row per campaign scheduled on the Cheetah Messaging channel.
+#: ``template_ids`` is a comma-separated list of Cheetah template objIds ("1001,1002"): a campaign
+#: with several templates splits its recipients deterministically between them.
+#: ``send_time`` is local wall time "HH:MM" in ``time_zone`` (an IANA name such as
+#: "Europe/Paris"); ``status`` is SCHEDULED or CANCELLED.
+campaign_schedule = Table(
+    "campaign_schedule",
+    metadata,
+    Column("campaign_id", String(64), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("send_date", Date, nullable=False, index=True),
+    Column("send_time", String(8), nullable=False),
+    Column("time_zone", String(64)),
+    Column("template_ids", String(400), nullable=False),
+    Column("target_group", String(100), nullable=False),
+    Column("status", String(16), nullable=False, server_default="SCHEDULED"),
+)
+
+#: Unsubscribed or bounced customers: never sent to. Matched case-insensitively on identifier.
+suppression = Table(
+    "suppression",
+    metadata,
+    Column("identifier", String(320), primary_key=True),
+    Column("reason", String(32), nullable=False),
+    Column("added_at", DateTime(timezone=True)),
+)
+
+OPTIMOVE_TABLES = (customers, target_group_members, campaign_schedule, suppression)
+
+# ------------------------------------------------------------------------------------------------
+# What the integration remembers
+# ------------------------------------------------------------------------------------------------
+#: The template catalog, one snapshot per day (partition).
+template_catalog = Table(
+    "cheetah_template_catalog",
+    metadata,
+    Column("catalog_date", Date, primary_key=True),
+    Column("obj_id", String(64), primary_key=True),
+    Column("display_name", String(400), nullable=False),
+    Column("subject", String(1000)),
+    Column("fields", Text, nullable=False),  # JSON list of Data Map field names
+    Column("modified", String(64)),
+    Column("fetched_at", DateTime(timezone=True), nullable=False),
+)
+
+#: The day's validated plan: one row per (day, campaign, template) that the schedule holds.
+#: ``status``: READY, INVALID (reason says why), MISSED (send time passed), CANCELLED.
+campaign_plan = Table(
+    "cheetah_campaign_plan",
+    metadata,
+    Column("send_date", Date, primary_key=True),
+    Column("campaign_id", String(64), primary_key=True),
+    Column("template_id", String(64), primary_key=True),
+    Column("template_index", Integer, nullable=False),
+    Column("template_count", Integer, nullable=False),
+    Column("campaign_name", String(200), nullable=False),
+    Column("target_group", String(100), nullable=False),
+    Column("send_at", DateTime(timezone=True)),  # UTC
+    Column("status", String(16), nullable=False),
+    Column("reason", Text),
+    Column("planned_at", DateTime(timezone=True), nullable=False),
+)
+
+#: A frozen recipient list: one per (campaign, day). Once any of its sends has started, the list
+#: is never re-derived: the send uses exactly what was materialized.
+recipient_list = Table(
+    "cheetah_recipient_list",
+    metadata,
+    Column("list_key", String(200), primary_key=True),  # "{campaign_id}/{send_date}"
+    Column("campaign_id", String(64), nullable=False),
+    Column("send_date", Date, nullable=False, index=True),
+    Column("identifier_column", String(100), nullable=False),
+    Column("fields", Text, nullable=False),  # JSON: {cheetah field name: customer column}
+    Column("row_count", Integer, nullable=False),
+    Column("in_target_group", Integer, nullable=False),
+    Column("excluded_missing_identifier", Integer, nullable=False),
+    Column("excluded_suppressed", Integer, nullable=False),
+    Column("collapsed_duplicates", Integer, nullable=False),
+    Column("frozen_at", DateTime(timezone=True), nullable=False),
+)
+
+recipient = Table(
+    "cheetah_recipient",
+    metadata,
+    Column("list_key", String(200), primary_key=True),
+    Column("identifier", String(320), primary_key=True),
+    Column("template_id", String(64), nullable=False),
+    Column("attrs", Text, nullable=False),  # JSON: {cheetah field name: value}
+    Index("ix_cheetah_recipient_template", "list_key", "template_id"),
+)
+
+#: The send ledger: one row per (campaign, template, day). It is the single source of truth for
+#: what was prepared and sent, advanced one state at a time *after* each Cheetah call succeeds:
+#: PENDING -> IMPORTED -> CREATED -> LAUNCHED -> APPROVED (terminal: sent at send_at), or
+#: MISSED, EMPTY (no recipients), CANCELLED, FAILED (reason in ``error``; retried next run).
+#: The Cheetah campaign name is derived from the key, so it is the same on every attempt: the
+#: API's unique-name rule is the guard that no second campaign can ever be created.
+send_ledger = Table(
+    "cheetah_send_ledger",
+    metadata,
+    Column("send_key", String(250), primary_key=True),  # "{campaign_id}/{template_id}/{send_date}"
+    Column("campaign_id", String(64), nullable=False, index=True),
+    Column("template_id", String(64), nullable=False),
+    Column("send_date", Date, nullable=False, index=True),
+    Column("list_key", String(200), nullable=False),
+    Column("cheetah_name", String(200), nullable=False, unique=True),
+    Column("state", String(16), nullable=False),
+    Column("send_at", DateTime(timezone=True)),
+    Column("rows_in_list", Integer),
+    Column("list_id", Integer),
+    Column("rows_accepted", Integer),
+    Column("rows_rejected", Integer),
+    Column("camp_id", Integer, index=True),
+    Column("claimed_by", String(100)),
+    Column("claim_expires_at", DateTime(timezone=True)),
+    Column("error", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+#: The metric path's sensors select sent campaigns by send time (which snapshot days fall due)
+#: and by last change (a send recorded as APPROVED late), each tick a bounded range scan.
+Index("ix_cheetah_send_ledger_send_at", send_ledger.c.send_at)
+Index("ix_cheetah_send_ledger_updated_at", send_ledger.c.updated_at)
+
+import_rejection = Table(
+    "cheetah_import_rejection",
+    metadata,
+    Column("send_key", String(250), primary_key=True),
+    Column("identifier", String(320), primary_key=True),
+    Column("reason", Text, nullable=False),
+)
+
+#: One snapshot per (Cheetah campaign, day 1..7 after the send). A later fetch of the same day
+#: replaces that day's row (a backfill); other days are never touched, so a restatement shows as
+#: a lower count on a later day, next to the higher one the earlier day recorded.
+metric_snapshot = Table(
+    "cheetah_metric_snapshot",
+    metadata,
+    Column("cheetah_name", String(200), primary_key=True),
+    Column("day", Integer, primary_key=True),
+    Column("camp_id", Integer, nullable=False),
+    Column("as_of", DateTime(timezone=True), nullable=False),
+    Column("fetched_at", DateTime(timezone=True), nullable=False),
+    Column("sent", Integer, nullable=False),
+    Column("received", Integer, nullable=False),
+    Column("message_opens", Integer, nullable=False),
+    Column("message_clicks", Integer, nullable=False),
+    Column("unsubs", Integer, nullable=False),
+)
+
+#: The campaign analysis a campaign-analysis page reads: latest metrics under Optimove names.
+campaign_analysis = Table(
+    "cheetah_campaign_analysis",
+    metadata,
+    Column("cheetah_name", String(200), primary_key=True),
+    Column("camp_id", Integer, nullable=False),
+    Column("campaign_id", String(64)),
+    Column("template_id", String(64)),
+    Column("send_date", Date),
+    Column("days_reported", Integer, nullable=False),
+    Column("latest_day", Integer, nullable=False),
+    Column("sent", Integer, nullable=False),
+    Column("delivered", Integer, nullable=False),
+    Column("unique_opens", Integer, nullable=False),
+    Column("unique_clicks", Integer, nullable=False),
+    Column("unique_unsubscribes", Integer, nullable=False),
+    Column("delivery_rate", Float),
+    Column("open_rate", Float),
+    Column("click_rate", Float),
+    Column("unsubscribe_rate", Float),
+    Column("restated", Boolean, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+INTEGRATION_TABLES = (
+    template_catalog,
+    campaign_plan,
+    recipient_list,
+    recipient,
+    send_ledger,
+    import_rejection,
+    metric_snapshot,
+    campaign_analysis,
+)
+
+def create_integration_tables(engine) -> None:
+    """Create this integration's own tables if missing; never touches the customer's tables."""
+    metadata.create_all(engine, tables=list(INTEGRATION_TABLES))
+
+
+def create_demo_tables(engine) -> None:
+    """Create the Optimove-side tables of the demo shape (seeding and tests only)."""
+    metadata.create_all(engine, tables=list(OPTIMOVE_TABLES))

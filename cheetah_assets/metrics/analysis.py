@@ -1,0 +1,429 @@
+"""The campaign analysis: snapshots rolled up per campaign (plain functions, no Dagster).
+
+For each Cheetah campaign with at least one snapshot: its latest metrics under the Optimove names
+(Sent, Delivered, Unique Opens, Unique Clicks, Unique Unsubscribes), the rates
+
+* delivery rate = Delivered / Sent,
+* open rate = Unique Opens / Delivered,
+* click rate = Unique Clicks / Delivered,
+* unsubscribe rate = Unique Unsubscribes / Delivered
+
+(``None`` when the denominator is 0), how many days reported, whether Cheetah restated a count
+downwards (a day's count lower than the previous reported day's), and the day-by-day curve.
+Written to ``cheetah_campaign_analysis``; the two data-quality scans the asset checks run
+(:func:`find_impossible`, :func:`find_restatements`) are single SQL queries over the snapshots.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from ..cheetah.contract import METRIC_NAMES
+from ..customers.queries import lock_for_replace
+from ..customers.schema import campaign_analysis, metric_snapshot, send_ledger
+from .snapshots import COLUMNS, utc
+
+#: Optimove metric names, in report order.
+OPTIMOVE_METRICS: list[str] = [METRIC_NAMES[k] for k in COLUMNS]
+#: Optimove name -> column of ``cheetah_campaign_analysis``.
+ANALYSIS_COLUMNS: dict[str, str] = {
+    "Sent": "sent",
+    "Delivered": "delivered",
+    "Unique Opens": "unique_opens",
+    "Unique Clicks": "unique_clicks",
+    "Unique Unsubscribes": "unique_unsubscribes",
+}
+RATES: dict[str, tuple[str, str]] = {  # rate column -> (numerator, denominator), Optimove names
+    "delivery_rate": ("Delivered", "Sent"),
+    "open_rate": ("Unique Opens", "Delivered"),
+    "click_rate": ("Unique Clicks", "Delivered"),
+    "unsubscribe_rate": ("Unique Unsubscribes", "Delivered"),
+}
+
+
+def rate(numerator: int, denominator: int) -> float | None:
+    return None if not denominator else numerator / denominator
+
+
+# ------------------------------------------------------------------------------------------------
+# data-quality scans (the asset checks)
+# ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Restatement:
+    """A count lower on ``day`` than on the previous reported day: Cheetah restated it."""
+
+    cheetah_name: str
+    day: int
+    previous_day: int
+    metric: str  # Cheetah name
+    previous: int
+    value: int
+
+    @property
+    def optimove(self) -> str:
+        return METRIC_NAMES[self.metric]
+
+    def record(self) -> dict:
+        return {
+            "campaign": self.cheetah_name,
+            "day": self.day,
+            "metric": f"{self.optimove} ({self.metric})",
+            "previous day": self.previous_day,
+            "was": self.previous,
+            "now": self.value,
+        }
+
+
+@dataclass(frozen=True)
+class Impossible:
+    """A snapshot whose counts cannot be true."""
+
+    cheetah_name: str
+    day: int
+    problems: tuple[str, ...]
+
+    def record(self) -> dict:
+        return {"campaign": self.cheetah_name, "day": self.day, "problem": "; ".join(self.problems)}
+
+
+def _conn(bind: Engine | Connection):
+    return bind.connect() if isinstance(bind, Engine) else _NoClose(bind)
+
+
+class _NoClose:
+    def __init__(self, conn: Connection):
+        self.conn = conn
+
+    def __enter__(self) -> Connection:
+        return self.conn
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def find_restatements(bind: Engine | Connection) -> list[Restatement]:
+    """Every (campaign, day, metric) whose count is below the previous reported day's.
+
+    One query: each snapshot next to its predecessor (``LAG`` over the campaign's days).
+    """
+    t = metric_snapshot.c
+    window = {"partition_by": t.cheetah_name, "order_by": t.day}
+    cols = list(COLUMNS.values())
+    lagged = sa.select(
+        t.cheetah_name,
+        t.day,
+        sa.func.lag(t.day).over(**window).label("prev_day"),
+        *[t[c] for c in cols],
+        *[sa.func.lag(t[c]).over(**window).label(f"prev_{c}") for c in cols],
+    ).subquery()
+    s = lagged.c
+    query = (
+        sa.select(lagged)
+        .where(s.prev_day.is_not(None), sa.or_(*(s[c] < s[f"prev_{c}"] for c in cols)))
+        .order_by(s.cheetah_name, s.day)
+    )
+    out = []
+    with _conn(bind) as conn:
+        for r in conn.execute(query).mappings():
+            for metric, c in COLUMNS.items():
+                if r[c] < r[f"prev_{c}"]:
+                    out.append(Restatement(r["cheetah_name"], r["day"], r["prev_day"], metric, r[f"prev_{c}"], r[c]))
+    return out
+
+
+def find_impossible(bind: Engine | Connection) -> list[Impossible]:
+    """Every snapshot with a count above Sent (Received, Unique Opens, Unique Clicks, Unique
+    Unsubscribes: each is a count of distinct recipients among those sent to) or below 0."""
+    t = metric_snapshot.c
+    above_sent = {k: t[c] for k, c in COLUMNS.items() if k != "Sent"}
+    query = (
+        sa.select(metric_snapshot)
+        .where(sa.or_(*(col > t.sent for col in above_sent.values()), *(t[c] < 0 for c in COLUMNS.values())))
+        .order_by(t.cheetah_name, t.day)
+    )
+    out = []
+    with _conn(bind) as conn:
+        for r in conn.execute(query).mappings():
+            problems = [f"{k} {r[c]} < 0" for k, c in COLUMNS.items() if r[c] < 0]
+            problems += [
+                f"{METRIC_NAMES[k]} ({k}) {r[c]} > Sent {r['sent']}" for k, c in COLUMNS.items() if k != "Sent" and r[c] > r["sent"]
+            ]
+            out.append(Impossible(r["cheetah_name"], r["day"], tuple(problems)))
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# the roll-up
+# ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CurvePoint:
+    day: int
+    as_of: dt.datetime
+    counts: dict[str, int]  # Optimove names
+    restated: tuple[str, ...] = ()  # Optimove names lower than on the previous reported day
+
+
+@dataclass(frozen=True)
+class CampaignAnalysis:
+    cheetah_name: str
+    camp_id: int
+    campaign_id: str | None
+    template_id: str | None
+    send_date: dt.date | None
+    send_at: dt.datetime | None
+    curve: tuple[CurvePoint, ...]  # by day
+    updated_at: dt.datetime
+
+    @property
+    def latest(self) -> CurvePoint:
+        return self.curve[-1]
+
+    @property
+    def days_reported(self) -> int:
+        return len(self.curve)
+
+    @property
+    def latest_day(self) -> int:
+        return self.latest.day
+
+    @property
+    def restated(self) -> bool:
+        return any(p.restated for p in self.curve)
+
+    def rates(self) -> dict[str, float | None]:
+        c = self.latest.counts
+        return {name: rate(c[num], c[den]) for name, (num, den) in RATES.items()}
+
+    def row(self) -> dict:
+        """The row of ``cheetah_campaign_analysis``."""
+        return {
+            "cheetah_name": self.cheetah_name,
+            "camp_id": self.camp_id,
+            "campaign_id": self.campaign_id,
+            "template_id": self.template_id,
+            "send_date": self.send_date,
+            "days_reported": self.days_reported,
+            "latest_day": self.latest_day,
+            **{col: self.latest.counts[name] for name, col in ANALYSIS_COLUMNS.items()},
+            **self.rates(),
+            "restated": self.restated,
+            "updated_at": self.updated_at,
+        }
+
+
+@dataclass(frozen=True)
+class AnalysisResult:
+    campaigns: list[CampaignAnalysis]
+    computed_at: dt.datetime
+    restatements: list[Restatement] = field(default_factory=list)
+
+    @property
+    def row_count(self) -> int:
+        return len(self.campaigns)
+
+    def by_name(self) -> dict[str, CampaignAnalysis]:
+        return {c.cheetah_name: c for c in self.campaigns}
+
+    def newest_first(self) -> list[CampaignAnalysis]:
+        far_past = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
+        return sorted(self.campaigns, key=lambda c: (c.send_at or far_past, c.cheetah_name), reverse=True)
+
+
+def compute_analysis(conn: Connection, now: dt.datetime) -> AnalysisResult:
+    """Read every snapshot (with its ledger row) in one read transaction and roll it up."""
+    s, lg = metric_snapshot.c, send_ledger.c
+    query = (
+        sa.select(
+            metric_snapshot,
+            lg.campaign_id,
+            lg.template_id,
+            lg.send_date,
+            lg.send_at,
+        )
+        .select_from(metric_snapshot.outerjoin(send_ledger, lg.cheetah_name == s.cheetah_name))
+        .order_by(s.cheetah_name, s.day)
+    )
+    restatements = find_restatements(conn)
+    lowered: dict[tuple[str, int], list[str]] = defaultdict(list)
+    for r in restatements:
+        lowered[(r.cheetah_name, r.day)].append(r.optimove)
+    now = utc(now)
+    grouped: dict[str, list] = defaultdict(list)
+    for r in conn.execute(query).mappings():
+        grouped[r["cheetah_name"]].append(r)
+    campaigns = []
+    for name, rows in grouped.items():
+        last = rows[-1]
+        curve = tuple(
+            CurvePoint(
+                day=r["day"],
+                as_of=utc(r["as_of"]),
+                counts={METRIC_NAMES[k]: r[c] for k, c in COLUMNS.items()},
+                restated=tuple(lowered.get((name, r["day"]), ())),
+            )
+            for r in rows
+        )
+        campaigns.append(
+            CampaignAnalysis(
+                cheetah_name=name,
+                camp_id=last["camp_id"],
+                campaign_id=last["campaign_id"],
+                template_id=last["template_id"],
+                send_date=last["send_date"],
+                send_at=utc(last["send_at"]),
+                curve=curve,
+                updated_at=now,
+            )
+        )
+    return AnalysisResult(campaigns=campaigns, computed_at=now, restatements=restatements)
+
+
+def write_analysis(conn: Connection, result: AnalysisResult, *, replace_all: bool = True) -> None:
+    """Replace the analysis rows: all of them (``replace_all``), or those of the computed campaigns."""
+    lock_for_replace(conn, "campaign_analysis")
+    if replace_all:
+        conn.execute(campaign_analysis.delete())
+    else:
+        names = [c.cheetah_name for c in result.campaigns]
+        for i in range(0, len(names), 500):
+            conn.execute(campaign_analysis.delete().where(campaign_analysis.c.cheetah_name.in_(names[i : i + 500])))
+    if result.campaigns:
+        conn.execute(campaign_analysis.insert(), [c.row() for c in result.campaigns])
+
+
+def build_analysis(engine: Engine, now: dt.datetime) -> AnalysisResult:
+    """Roll every campaign's snapshots up and replace ``cheetah_campaign_analysis``, in one transaction.
+
+    Readers of the table see the previous analysis or the new one, never a mix.
+    """
+    with engine.begin() as conn:
+        result = compute_analysis(conn, now)
+        write_analysis(conn, result, replace_all=True)
+    return result
+
+
+def load_analysis(engine: Engine) -> pd.DataFrame:
+    """``cheetah_campaign_analysis`` as a DataFrame, newest send first."""
+    t = campaign_analysis.c
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(campaign_analysis).order_by(t.send_date.desc(), t.cheetah_name)).mappings().all()
+    return pd.DataFrame([dict(r) for r in rows], columns=[c.name for c in campaign_analysis.columns])
+
+
+# ------------------------------------------------------------------------------------------------
+# presentation (Dagster metadata is rendered as markdown: tables and text, no scripts)
+# ------------------------------------------------------------------------------------------------
+_EIGHTHS = " ▏▎▍▌▋▊▉█"
+_SPARKS = "▁▂▃▄▅▆▇█"
+
+
+def pct(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.1f}%"
+
+
+def bar(value: int, top: int, width: int = 20) -> str:
+    """A horizontal bar of ``value`` on a scale where ``top`` fills ``width`` cells (eighth blocks)."""
+    if top <= 0 or value <= 0:
+        return ""
+    eighths = round(8 * width * min(value, top) / top)
+    return "█" * (eighths // 8) + (_EIGHTHS[eighths % 8] if eighths % 8 else "")
+
+
+def sparkline(values: Sequence[int]) -> str:
+    """One character per value, scaled between the smallest and largest."""
+    if not values:
+        return ""
+    lo, hi = min(values), max(values)
+    if hi == lo:
+        return _SPARKS[-1 if hi else 0] * len(values)
+    return "".join(_SPARKS[round((v - lo) * (len(_SPARKS) - 1) / (hi - lo))] for v in values)
+
+
+def _cell(value: object) -> str:
+    return str(value).replace("|", "/").replace("\n", " ")
+
+
+def md_table(header: Sequence[str], rows: Iterable[Sequence[object]], align: str | None = None) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align or ["---"] * len(header)) + "|"]
+    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def summary_markdown(result: AnalysisResult, limit: int = 200) -> str:
+    """All campaigns (newest first, at most ``limit``), percentages to one decimal."""
+    if not result.campaigns:
+        return "_No campaign has a metric snapshot yet._"
+    header = [
+        "Campaign", "Send date", "Days", "Sent", "Delivered", "Unique Opens", "Unique Clicks",
+        "Unique Unsubscribes", "Delivery rate", "Open rate", "Click rate", "Unsubscribe rate", "Restated",
+    ]
+    rows = []
+    for c in result.newest_first()[:limit]:
+        n, r = c.latest.counts, c.rates()
+        rows.append(
+            [
+                f"`{c.cheetah_name}`",
+                c.send_date.isoformat() if c.send_date else "",
+                f"{c.days_reported} (to day {c.latest_day})",
+                *(f"{n[m]:,}" for m in OPTIMOVE_METRICS),
+                *(pct(r[k]) for k in RATES),
+                "yes ↓" if c.restated else "",
+            ]
+        )
+    text = md_table(header, rows, ["---"] * 3 + ["---:"] * 9 + ["---"])
+    if len(result.campaigns) > limit:
+        text += f"\n\n… and {len(result.campaigns) - limit} older campaigns (table cheetah_campaign_analysis)."
+    return text
+
+
+def curve_markdown(c: CampaignAnalysis, width: int = 20) -> str:
+    """One campaign's day-by-day curve: counts, bars and sparklines (↓ marks a restatement)."""
+    top = {m: max(p.counts[m] for p in c.curve) for m in OPTIMOVE_METRICS}
+    rows = []
+    for p in c.curve:
+        def num(m: str) -> str:
+            return f"{p.counts[m]:,}" + (" ↓" if m in p.restated else "")
+
+        rows.append(
+            [
+                f"day {p.day}",
+                p.as_of.strftime("%Y-%m-%d %H:%M"),
+                num("Delivered"),
+                num("Unique Opens"),
+                "`" + bar(p.counts["Unique Opens"], top["Unique Opens"], width).ljust(width) + "`",
+                pct(rate(p.counts["Unique Opens"], p.counts["Delivered"])),
+                num("Unique Clicks"),
+                "`" + bar(p.counts["Unique Clicks"], top["Unique Clicks"], width).ljust(width) + "`",
+                pct(rate(p.counts["Unique Clicks"], p.counts["Delivered"])),
+                num("Unique Unsubscribes"),
+            ]
+        )
+    sent = f"sent {c.send_at:%Y-%m-%d %H:%M} UTC" if c.send_at else "send time unknown"
+    spark = " · ".join(
+        f"{m} `{sparkline([p.counts[m] for p in c.curve])}`" for m in ("Unique Opens", "Unique Clicks", "Unique Unsubscribes")
+    )
+    head = f"#### `{c.cheetah_name}`\n\n{sent}, Cheetah campaign {c.camp_id}, {c.latest.counts['Sent']:,} sent. {spark}\n\n"
+    table = md_table(
+        ["Day", "As of (UTC)", "Delivered", "Unique Opens", "", "Open rate", "Unique Clicks", "", "Click rate", "Unique Unsubscribes"],
+        rows,
+        ["---", "---", "---:", "---:", "---", "---:", "---:", "---", "---:", "---:"],
+    )
+    return head + table
+
+
+def curves_markdown(result: AnalysisResult, limit: int = 25) -> str:
+    """The curve of each campaign (newest ``limit``), one section per campaign."""
+    if not result.campaigns:
+        return "_No campaign has a metric snapshot yet._"
+    campaigns = result.newest_first()
+    parts = [curve_markdown(c) for c in campaigns[:limit]]
+    if len(campaigns) > limit:
+        parts.append(f"… and {len(campaigns) - limit} older campaigns.")
+    return "\n\n".join(parts)

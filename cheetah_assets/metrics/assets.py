@@ -1,0 +1,317 @@
+"""The metric path as software-defined assets.
+
+    campaign_metric_snapshots  (campaign x day_1..day_7)  ->  campaign_analysis  (+ two checks)
+
+* ``campaign_metric_snapshots`` is partitioned two ways: by Cheetah campaign (a dynamic
+  partition per sent campaign, keyed by its unique Cheetah name, registered by
+  ``register_sent_campaigns_sensor``) and by snapshot day. Partition (name, day_k) is the
+  campaign's report fetched once day k after the send has come; ``request_metric_snapshots_sensor``
+  requests each one when it falls due. A backfill of one campaign's seven days, or of one day
+  across campaigns, is a selection of partitions in the UI.
+* ``campaign_analysis`` rolls every campaign's snapshots up (``campaign_analysis_sensor``
+  requests it when a snapshot is newer than the last analysis).
+
+The assets are thin: the work is in :mod:`.snapshots` and :mod:`.analysis` (plain functions),
+and the results live in the customer database (tables ``cheetah_metric_snapshot`` and
+``cheetah_campaign_analysis``), never in pickles.
+"""
+
+
+import dagster as dg
+from pydantic import Field
+
+from ..cheetah.contract import METRIC_NAMES
+from ..cheetah.errors import CheetahError, MetricsNotReady, RateLimited, ServerError, TransportError
+from ..cheetah.resource import CheetahMessagingResource
+from ..clock import ClockResource
+from ..customers.resource import CustomerDatabaseResource
+from . import analysis as A
+from . import snapshots as S
+
+GROUP = "metrics"
+OWNERS = ["team:marketing-ops"]
+#: Concurrency pool of the steps that call the Cheetah report API. Unlimited unless the instance
+#: sets a limit (``dagster instance concurrency set cheetah_reports 4``): worth doing when a
+#: catch-up or a backfill launches hundreds of snapshot runs against a 20 requests/s account.
+REPORTS_POOL = "cheetah_reports"
+
+SNAPSHOT_DAYS = S.SNAPSHOT_DAYS
+campaigns_partitions = dg.DynamicPartitionsDefinition(name="cheetah_campaigns")
+snapshot_partitions = dg.MultiPartitionsDefinition(
+    {"campaign": campaigns_partitions, "day": dg.StaticPartitionsDefinition(SNAPSHOT_DAYS)}
+)
+
+
+def snapshot_partition_key(cheetah_name: str, day: int) -> dg.MultiPartitionKey:
+    return dg.MultiPartitionKey({"campaign": cheetah_name, "day": S.day_key(day)})
+
+
+def latest_storage_id(instance: dg.DagsterInstance, asset_key: dg.AssetKey) -> int | None:
+    """Storage id of the asset's newest materialization (any partition), or None."""
+    records = instance.fetch_materializations(asset_key, limit=1).records
+    return records[0].storage_id if records else None
+
+
+def _optimove_label(cheetah_name: str) -> str:
+    return f"{METRIC_NAMES[cheetah_name]} ({cheetah_name})"
+
+
+_TRANSIENT = (RateLimited, ServerError, TransportError)
+
+
+# ------------------------------------------------------------------------------------------------
+class SnapshotConfig(dg.Config):
+    allow_early: bool = Field(
+        default=False,
+        description=(
+            "Take the snapshot even though its day has not come yet (now < send time + k days). "
+            "It then reports the counts so far under day k: meant for a deliberate check, never for the sensors."
+        ),
+    )
+
+
+@dg.asset(
+    partitions_def=snapshot_partitions,
+    group_name=GROUP,
+    owners=OWNERS,
+    kinds={"cheetah", "sql"},
+    # Lineage from the send path: every snapshot is of a campaign that campaign_sends handed over.
+    deps=[dg.AssetDep("campaign_sends", partition_mapping=dg.AllPartitionMapping())],
+    pool=REPORTS_POOL,
+    retry_policy=dg.RetryPolicy(
+        max_retries=3, delay=30, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
+    ),
+    description=(
+        "A sent campaign's metrics in Cheetah Messaging (Sent, Received, MessageOpens, MessageClicks, "
+        "Unsubs; Optimove's Sent, Delivered, Unique Opens, Unique Clicks, Unique Unsubscribes), "
+        "snapshotted on each of the seven days after the send: partition (campaign, day_k) is fetched "
+        "once k days have passed. Re-fetching a partition replaces that day's row only, so the days "
+        "keep what each said and a downward restatement stays visible (table cheetah_metric_snapshot)."
+    ),
+)
+def campaign_metric_snapshots(
+    context: dg.AssetExecutionContext,
+    config: SnapshotConfig,
+    cheetah: CheetahMessagingResource,
+    customer_db: CustomerDatabaseResource,
+    clock: ClockResource,
+) -> dg.MaterializeResult:
+    keys = context.partition_key.keys_by_dimension
+    name, day = keys["campaign"], S.day_number(keys["day"])
+    engine = customer_db.get_engine()
+    S.prepare_database(engine)
+    try:
+        with cheetah.get_client(logger=context.log) as client:
+            outcome = S.take_snapshot(client, engine, name, day, clock.now(), allow_early=config.allow_early)
+    except S.SnapshotError as exc:
+        raise dg.Failure(description=str(exc), allow_retries=False) from None
+    except MetricsNotReady as exc:
+        raise dg.Failure(
+            description=(
+                f"{exc} The ledger says campaign {name} was approved to go out; look at it in Cheetah "
+                "Messaging (paused, or its start time moved?) and re-execute this partition once it has gone out."
+            ),
+            allow_retries=False,
+        ) from None
+    except CheetahError as exc:
+        # Transient trouble the client's own retries did not outlast: the retry policy tries again.
+        raise dg.Failure(description=str(exc), allow_retries=isinstance(exc, _TRANSIENT)) from None
+
+    snap, prev = outcome.snapshot, outcome.previous
+    if outcome.restated:
+        context.log.warning(
+            "%s day %d restates %s below day %d's", name, day, ", ".join(outcome.restated), prev.day if prev else 0
+        )
+    metadata: dict = {
+        **{_optimove_label(k): dg.MetadataValue.int(v) for k, v in snap.counts.items()},
+        "day": dg.MetadataValue.int(day),
+        "camp_id": dg.MetadataValue.int(snap.camp_id),
+        "as_of": dg.MetadataValue.timestamp(snap.as_of),
+        "due_at": dg.MetadataValue.timestamp(outcome.due_at),
+        "sent_at": dg.MetadataValue.timestamp(outcome.campaign.send_at),
+        "restated": dg.MetadataValue.bool(bool(outcome.restated)),
+        "replaced_earlier_snapshot": dg.MetadataValue.bool(outcome.replaced),
+        "taken_early": dg.MetadataValue.bool(outcome.early),
+        "open_rate": dg.MetadataValue.float(A.rate(snap.counts["MessageOpens"], snap.counts["Received"]) or 0.0),
+        "click_rate": dg.MetadataValue.float(A.rate(snap.counts["MessageClicks"], snap.counts["Received"]) or 0.0),
+    }
+    if prev is not None:
+        metadata["compared_with_day"] = dg.MetadataValue.int(prev.day)
+    if outcome.restated:
+        metadata["restatements"] = dg.MetadataValue.md(
+            A.md_table(
+                ["Metric", f"Day {prev.day}", f"Day {day}"],
+                [[_optimove_label(k), f"{prev.counts[k]:,}", f"{snap.counts[k]:,}"] for k in outcome.restated],
+            )
+        )
+    return dg.MaterializeResult(metadata=metadata)
+
+
+# ------------------------------------------------------------------------------------------------
+ANALYSIS_SCHEMA = dg.TableSchema(
+    columns=[
+        dg.TableColumn("cheetah_name", "string", description="Cheetah campaign name (the partition key)"),
+        dg.TableColumn("camp_id", "int", description="Cheetah campaign id"),
+        dg.TableColumn("campaign_id", "string", description="Optimove campaign id"),
+        dg.TableColumn("template_id", "string", description="Cheetah template objId"),
+        dg.TableColumn("send_date", "date"),
+        dg.TableColumn("days_reported", "int", description="snapshot days stored (of 7)"),
+        dg.TableColumn("latest_day", "int", description="the latest snapshot day"),
+        dg.TableColumn("sent", "int", description="Sent (Cheetah Sent)"),
+        dg.TableColumn("delivered", "int", description="Delivered (Cheetah Received)"),
+        dg.TableColumn("unique_opens", "int", description="Unique Opens (Cheetah MessageOpens)"),
+        dg.TableColumn("unique_clicks", "int", description="Unique Clicks (Cheetah MessageClicks)"),
+        dg.TableColumn("unique_unsubscribes", "int", description="Unique Unsubscribes (Cheetah Unsubs)"),
+        dg.TableColumn("delivery_rate", "float", description="delivered / sent (null when nothing was sent)"),
+        dg.TableColumn("open_rate", "float", description="unique opens / delivered (null when nothing was delivered)"),
+        dg.TableColumn("click_rate", "float", description="unique clicks / delivered"),
+        dg.TableColumn("unsubscribe_rate", "float", description="unique unsubscribes / delivered"),
+        dg.TableColumn("restated", "bool", description="a count was lower on a day than on the previous reported day"),
+        dg.TableColumn("updated_at", "timestamp"),
+    ]
+)
+
+_LATEST_SCHEMA = dg.TableSchema(
+    columns=[
+        dg.TableColumn("campaign", "string"),
+        dg.TableColumn("send_date", "string"),
+        dg.TableColumn("latest_day", "int"),
+        *(dg.TableColumn(m, "int") for m in A.OPTIMOVE_METRICS),
+        *(dg.TableColumn(k, "float") for k in A.RATES),
+        dg.TableColumn("restated", "bool"),
+    ]
+)
+
+
+def _latest_table(result: A.AnalysisResult, limit: int = 100) -> dg.TableMetadataValue:
+    records = []
+    for c in result.newest_first()[:limit]:
+        rates = c.rates()
+        records.append(
+            dg.TableRecord(
+                {
+                    "campaign": c.cheetah_name,
+                    "send_date": c.send_date.isoformat() if c.send_date else "",
+                    "latest_day": c.latest_day,
+                    **{m: c.latest.counts[m] for m in A.OPTIMOVE_METRICS},
+                    **{k: (round(v, 4) if v is not None else None) for k, v in rates.items()},
+                    "restated": c.restated,
+                }
+            )
+        )
+    return dg.MetadataValue.table(records=records, schema=_LATEST_SCHEMA)
+
+
+@dg.asset(
+    group_name=GROUP,
+    owners=OWNERS,
+    kinds={"sql"},
+    deps=[campaign_metric_snapshots],
+    description=(
+        "The campaign analysis: per sent campaign, its latest metrics under the Optimove names, "
+        "delivery, open, click and unsubscribe rates, how many days reported, whether Cheetah restated "
+        "a count, and the day-by-day curve (table cheetah_campaign_analysis, replaced in one transaction)."
+    ),
+)
+def campaign_analysis(
+    context: dg.AssetExecutionContext, customer_db: CustomerDatabaseResource, clock: ClockResource
+) -> dg.MaterializeResult:
+    engine = customer_db.get_engine()
+    S.prepare_database(engine)
+    # Read before the tables: every snapshot whose event is at or below this id is in what we read,
+    # so the analysis sensor knows exactly which snapshots this analysis covers.
+    covers = latest_storage_id(context.instance, campaign_metric_snapshots.key)
+    result = A.build_analysis(engine, clock.now())
+    restated = sum(c.restated for c in result.campaigns)
+    context.log.info("analysed %d campaigns (%d with a restatement)", result.row_count, restated)
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": dg.MetadataValue.int(result.row_count),
+            "dagster/column_schema": ANALYSIS_SCHEMA,
+            "campaigns": dg.MetadataValue.md(A.summary_markdown(result)),
+            "curves": dg.MetadataValue.md(A.curves_markdown(result)),
+            "latest": _latest_table(result),
+            "campaigns_restated": dg.MetadataValue.int(restated),
+            "restatements": dg.MetadataValue.int(len(result.restatements)),
+            "snapshots_covered_up_to_event": dg.MetadataValue.int(covers if covers is not None else -1),
+        }
+    )
+
+
+# ------------------------------------------------------------------------------------------------
+def _md_records(records: list[dict], limit: int = 100) -> dg.MetadataValue:
+    if not records:
+        return dg.MetadataValue.md("_none_")
+    header = list(records[0])
+    text = A.md_table(header, [[r[h] for h in header] for r in records[:limit]])
+    if len(records) > limit:
+        text += f"\n\n… and {len(records) - limit} more"
+    return dg.MetadataValue.md(text)
+
+
+@dg.asset_check(
+    asset=campaign_analysis,
+    description=(
+        "Every snapshot's counts are possible: none negative, and Received, Unique Opens, Unique Clicks "
+        "and Unique Unsubscribes (counts of distinct recipients) never above Sent. Fails listing each "
+        "campaign and day that breaks it."
+    ),
+)
+def metrics_are_possible(customer_db: CustomerDatabaseResource) -> dg.AssetCheckResult:
+    engine = customer_db.get_engine()
+    S.prepare_database(engine)
+    bad = A.find_impossible(engine)
+    return dg.AssetCheckResult(
+        passed=not bad,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=(
+            f"{len(bad)} snapshots have impossible counts, first: {bad[0].cheetah_name} day {bad[0].day}: "
+            f"{'; '.join(bad[0].problems)}"
+            if bad
+            else "every snapshot's counts are possible"
+        ),
+        metadata={"impossible_snapshots": dg.MetadataValue.int(len(bad)), "problems": _md_records([b.record() for b in bad])},
+    )
+
+
+@dg.asset_check(
+    asset=campaign_analysis,
+    description=(
+        "Lists every campaign, day and metric whose count is lower than on the previous reported day. "
+        "Cheetah restates counts downwards for up to a week, so this warns rather than fails the data."
+    ),
+)
+def restatements_flagged(customer_db: CustomerDatabaseResource) -> dg.AssetCheckResult:
+    engine = customer_db.get_engine()
+    S.prepare_database(engine)
+    found = A.find_restatements(engine)
+    return dg.AssetCheckResult(
+        passed=not found,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=(
+            f"{len(found)} restated counts in {len({r.cheetah_name for r in found})} campaigns"
+            if found
+            else "no count was restated downwards"
+        ),
+        metadata={"restated_counts": dg.MetadataValue.int(len(found)), "restatements": _md_records([r.record() for r in found])},
+    )
+
+
+# ------------------------------------------------------------------------------------------------
+metric_snapshot_job = dg.define_asset_job(
+    "metric_snapshot_job",
+    selection=dg.AssetSelection.assets(campaign_metric_snapshots),  # partitioned by snapshot_partitions
+    description="Fetch one day's metric snapshot of one sent campaign (requested by request_metric_snapshots_sensor).",
+    tags={"team": "marketing-ops"},
+)
+
+campaign_analysis_job = dg.define_asset_job(
+    "campaign_analysis_job",
+    selection=dg.AssetSelection.assets(campaign_analysis),  # with its two checks
+    description="Roll the metric snapshots up into the campaign analysis and check them.",
+    tags={"team": "marketing-ops"},
+)
+
+METRIC_ASSETS = [campaign_metric_snapshots, campaign_analysis]
+METRIC_CHECKS = [metrics_are_possible, restatements_flagged]
+METRIC_JOBS = [metric_snapshot_job, campaign_analysis_job]

@@ -1,0 +1,433 @@
+"""The send path as software-defined assets, one daily partition per send date.
+
+    cheetah_template_catalog  ->  scheduled_campaigns  ->  recipient_lists  ->  campaign_sends
+    (+ blocking set-up checks)     (validated plan)        (frozen, in SQL)     (exactly once)
+
+Each asset is a thin wrapper: the work is done by plain functions in this package (catalog,
+plan, customers.queries, protocol, cancel) that are tested without Dagster. Every asset stores
+its result in the customer database (no pickles), so the day's state is queryable in SQL and
+survives any executor or instance.
+"""
+
+
+import datetime as dt
+import warnings
+
+import dagster as dg
+import pandas as pd
+
+from ..cheetah.errors import CheetahError
+from ..cheetah.resource import CheetahMessagingResource
+from ..clock import ClockResource
+from ..customers import queries
+from ..customers.resource import CustomerDatabaseResource
+from . import ledger as L
+from . import plan as P
+from .cancel import CancelError, cancel_row
+from .catalog import load_catalog, refresh_catalog
+from .protocol import Sender, SendError
+from .setup import check_account, check_customer_database, failures
+
+# Partitioned asset checks are "preview" in Dagster 1.13; they are what a per-day set-up check is.
+warnings.filterwarnings("ignore", message="Specifying a partitions_def on an AssetCheckSpec", category=dg.PreviewWarning)
+
+daily_partitions = dg.DailyPartitionsDefinition(start_date="2026-01-01", end_offset=1, timezone="UTC")
+
+GROUP = "send"
+OWNERS = ["team:marketing-ops"]
+LIVE_RUN_STATUSES = {
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+    dg.DagsterRunStatus.CANCELING,
+}
+
+
+def _day(context) -> dt.date:
+    return dt.date.fromisoformat(context.partition_key)
+
+
+def _md(records: list[dict], limit: int = 50) -> dg.MetadataValue:
+    if not records:
+        return dg.MetadataValue.md("_none_")
+    frame = pd.DataFrame.from_records(records[:limit])
+    text = frame.to_markdown(index=False) if _has_tabulate() else _plain_md(frame)
+    if len(records) > limit:
+        text += f"\n\n… and {len(records) - limit} more"
+    return dg.MetadataValue.md(text)
+
+
+def _has_tabulate() -> bool:
+    try:
+        import tabulate  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _plain_md(frame: pd.DataFrame) -> str:
+    cols = list(frame.columns)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for row in frame.itertuples(index=False):
+        lines.append("| " + " | ".join("" if v is None or v != v else str(v).replace("|", "/") for v in row) + " |")
+    return "\n".join(lines)
+
+
+def _fail(exc: Exception) -> dg.Failure:
+    """A step failure that reads as one sentence in the UI (no secrets: messages never hold them)."""
+    return dg.Failure(description=str(exc), allow_retries=False)
+
+
+def _owner_alive(instance: dg.DagsterInstance):
+    def alive(owner: str) -> bool:
+        run = instance.get_run_by_id(owner)
+        return True if run is None else run.status in LIVE_RUN_STATUSES  # unknown owner: the lease decides
+
+    return alive
+
+
+# ------------------------------------------------------------------------------------------------
+@dg.asset(
+    partitions_def=daily_partitions,
+    group_name=GROUP,
+    owners=OWNERS,
+    kinds={"cheetah", "sql"},
+    description=(
+        "The email templates saved in the account's Optimove folder in Cheetah Messaging, fetched "
+        "page by page once a day and kept per day (table cheetah_template_catalog)."
+    ),
+)
+def cheetah_template_catalog(
+    context: dg.AssetExecutionContext,
+    cheetah: CheetahMessagingResource,
+    customer_db: CustomerDatabaseResource,
+    clock: ClockResource,
+) -> dg.MaterializeResult:
+    customer_db.ensure_tables()
+    try:
+        with cheetah.get_client(logger=context.log) as client:
+            result = refresh_catalog(client, customer_db.get_engine(), _day(context), now=clock.now(), logger=context.log)
+    except CheetahError as exc:
+        raise _fail(exc) from None
+    context.log.info("catalog of %s: %d templates in folder %r", result.catalog_date, result.templates, result.folder_name)
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": result.templates,
+            "folder": result.folder_name,
+            "templates": _md(result.preview),
+            "dagster/column_schema": dg.TableSchema(
+                columns=[
+                    dg.TableColumn("catalog_date", "date"),
+                    dg.TableColumn("obj_id", "string", description="Cheetah template objId"),
+                    dg.TableColumn("display_name", "string"),
+                    dg.TableColumn("subject", "string"),
+                    dg.TableColumn("fields", "json", description="Data Map fields the template personalises with"),
+                ]
+            ),
+        }
+    )
+
+
+@dg.asset_check(
+    asset=cheetah_template_catalog,
+    blocking=True,
+    partitions_def=daily_partitions,
+    description=(
+        "Set-up steps 1-7: settings present and well-formed, credentials accepted and this server "
+        "whitelisted, Folder ID and PROP_MAP_ID resolve, and the Data Map's identifier column exists "
+        "in the customer database. Blocks the day's sends when it fails."
+    ),
+)
+def account_setup(
+    cheetah: CheetahMessagingResource, customer_db: CustomerDatabaseResource
+) -> dg.AssetCheckResult:
+    findings, data_map = check_account(cheetah)
+    if data_map is not None:
+        findings = findings + [
+            f for f in check_customer_database(customer_db.get_engine(), data_map) if f.check == "identifier_column"
+        ]
+    bad = failures(findings, blocking=True)
+    return dg.AssetCheckResult(
+        passed=not bad,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=bad[0].message if bad else "The account and the customer database are set up.",
+        metadata={"findings": _md([{"check": f.check, "ok": f.ok, "message": f.message} for f in findings])},
+    )
+
+
+@dg.asset_check(
+    asset=cheetah_template_catalog,
+    partitions_def=daily_partitions,
+    description=(
+        "Every Data Map field a template personalises with is in the Data Map and in the customer "
+        "database (set-up step 3). A campaign using a failing template is stopped alone."
+    ),
+)
+def template_fields_mapped(
+    context: dg.AssetCheckExecutionContext, cheetah: CheetahMessagingResource, customer_db: CustomerDatabaseResource
+) -> dg.AssetCheckResult:
+    engine = customer_db.get_engine()
+    with cheetah.get_client() as client:
+        data_map = client.get_data_map()
+    catalog = load_catalog(engine, dt.date.fromisoformat(context.partition_key)) or {}
+    bad = [f for f in check_customer_database(engine, data_map, catalog) if not f.ok and not f.blocking]
+    return dg.AssetCheckResult(
+        passed=not bad,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=f"{len(bad)} template field problems" if bad else f"all {len(catalog)} templates' fields are mapped",
+        metadata={"problems": _md([{"template": f.check.removeprefix("template_"), "problem": f.message} for f in bad])},
+    )
+
+
+# ------------------------------------------------------------------------------------------------
+class ScheduleConfig(dg.Config):
+    send_late: bool = False
+    """Send campaigns whose send time has passed (15 minutes from now) instead of reporting them
+    as missed. Meant for a deliberate backfill, never for the daily schedule."""
+
+
+@dg.asset(
+    partitions_def=daily_partitions,
+    group_name=GROUP,
+    owners=OWNERS,
+    kinds={"sql"},
+    deps=[cheetah_template_catalog],
+    description=(
+        "The day's campaigns on the Cheetah Messaging channel, each validated against the day's "
+        "template catalog, the Data Map and the customer database: READY, SENT (already handed to "
+        "Cheetah), MISSED (send time passed), INVALID (with the reason) or CANCELLED. One bad "
+        "campaign never stops the others (table cheetah_campaign_plan)."
+    ),
+)
+def scheduled_campaigns(
+    context: dg.AssetExecutionContext,
+    config: ScheduleConfig,
+    cheetah: CheetahMessagingResource,
+    customer_db: CustomerDatabaseResource,
+    clock: ClockResource,
+) -> dg.MaterializeResult:
+    day = _day(context)
+    engine = customer_db.get_engine()
+    catalog = load_catalog(engine, day)
+    if catalog is None:
+        raise dg.Failure(f"There is no template catalog for {day}: materialize cheetah_template_catalog for it first.")
+    try:
+        with cheetah.get_client(logger=context.log) as client:
+            data_map = client.get_data_map()
+    except CheetahError as exc:
+        raise _fail(exc) from None
+    columns = set(queries.reflect_customers(engine).columns.keys())
+    rows = P.plan_day(
+        engine, day, catalog=catalog, data_map=data_map, customer_columns=columns, now=clock.now(),
+        send_late=config.send_late,
+    )
+    counts = {s: sum(r.status == s for r in rows) for s in (P.READY, P.SENT, P.MISSED, P.INVALID, P.CANCELLED)}
+    for r in rows:
+        if r.status in (P.INVALID, P.MISSED):
+            context.log.warning("campaign %s template %s is %s: %s", r.campaign_id, r.template_id, r.status, r.reason)
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": len(rows),
+            **{f"{k.lower()}": v for k, v in counts.items()},
+            "plan": _md(
+                [
+                    {
+                        "campaign": r.campaign_id,
+                        "name": r.campaign_name,
+                        "template": r.template_id,
+                        "send at (UTC)": r.send_at.strftime("%Y-%m-%d %H:%M") if r.send_at else "",
+                        "status": r.status,
+                        "reason": r.reason or "",
+                    }
+                    for r in rows
+                ]
+            ),
+        }
+    )
+
+
+@dg.asset_check(
+    asset=scheduled_campaigns,
+    partitions_def=daily_partitions,
+    description="Every campaign scheduled for the day is valid (an INVALID one is listed with its reason).",
+)
+def campaigns_valid(context: dg.AssetCheckExecutionContext, customer_db: CustomerDatabaseResource) -> dg.AssetCheckResult:
+    rows = P.load_plan(customer_db.get_engine(), dt.date.fromisoformat(context.partition_key))
+    bad = [r for r in rows if r.status == P.INVALID]
+    return dg.AssetCheckResult(
+        passed=not bad,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=bad[0].reason if bad else f"{len(rows)} campaign sends planned",
+        metadata={"invalid": _md([{"campaign": r.campaign_id, "template": r.template_id, "reason": r.reason} for r in bad])},
+    )
+
+
+# ------------------------------------------------------------------------------------------------
+@dg.asset(
+    partitions_def=daily_partitions,
+    group_name=GROUP,
+    owners=OWNERS,
+    kinds={"sql"},
+    deps=[scheduled_campaigns],
+    description=(
+        "One recipient list per ready campaign: the target group's customers with their identifier "
+        "and Data Map fields, selected in SQL by the database and streamed in chunks, leaving out "
+        "suppressed customers and missing identifiers, one row per identifier, split "
+        "deterministically between the campaign's templates. Frozen once its send starts: the send "
+        "uses exactly this list (tables cheetah_recipient_list, cheetah_recipient)."
+    ),
+)
+def recipient_lists(
+    context: dg.AssetExecutionContext,
+    cheetah: CheetahMessagingResource,
+    customer_db: CustomerDatabaseResource,
+) -> dg.MaterializeResult:
+    day = _day(context)
+    engine = customer_db.get_engine()
+    try:
+        with cheetah.get_client(logger=context.log) as client:
+            data_map = client.get_data_map()
+    except CheetahError as exc:
+        raise _fail(exc) from None
+    ident = data_map.identifier
+    columns = set(queries.reflect_customers(engine).columns.keys())
+    if ident.map_to not in columns:
+        raise dg.Failure(f"The customers table has no column {ident.map_to!r} for the identifier field {ident.name}.")
+    fields = {f.name: f.map_to for f in data_map.fields if not f.is_identifier and f.map_to in columns}
+    campaigns: dict[str, list[P.PlanRow]] = {}
+    for r in P.load_plan(engine, day):
+        if r.status == P.READY:
+            campaigns.setdefault(r.campaign_id, []).append(r)
+    records, total = [], 0
+    for n, (campaign_id, rows) in enumerate(sorted(campaigns.items()), start=1):
+        context.log.info("freezing recipient list %d of %d: campaign %s", n, len(campaigns), campaign_id)
+        result = queries.freeze_recipient_list(
+            engine,
+            campaign_id=campaign_id,
+            send_date=day,
+            target_group=rows[0].target_group,
+            identifier_column=ident.map_to,
+            fields=fields,
+            template_ids=[r.template_id for r in sorted(rows, key=lambda r: r.template_index)],
+            chunk_size=customer_db.chunk_size,
+            progress=lambda k, cid=campaign_id: context.log.info("campaign %s: %d recipients so far", cid, k),
+        )
+        total += result.row_count
+        records.append(
+            {
+                "campaign": campaign_id,
+                "recipients": result.row_count,
+                "per template": ", ".join(f"{t}: {c}" for t, c in result.per_template.items()),
+                "in target group": result.in_target_group,
+                "no identifier": result.excluded_missing_identifier,
+                "suppressed": result.excluded_suppressed,
+                "duplicates": result.collapsed_duplicates,
+                "frozen": "kept (send started)" if result.reused else "new",
+            }
+        )
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": total,
+            "campaigns": len(records),
+            "lists": _md(records),
+            "dagster/column_schema": dg.TableSchema(
+                columns=[
+                    dg.TableColumn("list_key", "string", description="campaign_id/send_date"),
+                    dg.TableColumn("identifier", "string", description=f"Data Map {ident.name} ({ident.map_to})"),
+                    dg.TableColumn("template_id", "string"),
+                    dg.TableColumn("attrs", "json", description="Data Map fields: " + ", ".join(fields)),
+                ]
+            ),
+        }
+    )
+
+
+# ------------------------------------------------------------------------------------------------
+@dg.asset(
+    partitions_def=daily_partitions,
+    group_name=GROUP,
+    owners=OWNERS,
+    kinds={"cheetah", "sql"},
+    deps=[recipient_lists],
+    description=(
+        "Each ready campaign handed to Cheetah Messaging exactly once: recipients imported (every "
+        "row accepted or rejected with its reason), the campaign created from the template with its "
+        "execution time, launched and approved. The send ledger (cheetah_send_ledger) records each "
+        "step; a retry, re-execution, backfill or concurrent run resumes or finds the work done and "
+        "never sends twice. Campaigns cancelled on our side are deleted in Cheetah too."
+    ),
+)
+def campaign_sends(
+    context: dg.AssetExecutionContext,
+    cheetah: CheetahMessagingResource,
+    customer_db: CustomerDatabaseResource,
+    clock: ClockResource,
+) -> dg.MaterializeResult:
+    day = _day(context)
+    engine = customer_db.get_engine()
+    plan = P.load_plan(engine, day)
+    outcomes, problems = [], []
+    with cheetah.get_client(logger=context.log) as client:
+        sender = Sender(
+            client=client, engine=engine, owner=context.run.run_id, now=clock.now,
+            owner_alive=_owner_alive(context.instance), logger=context.log,
+            on_step=lambda key, step: context.log.debug("%s: %s", key, step),
+            chunk_size=customer_db.chunk_size,
+            step_backoff_seconds=max(0.01, 2 * cheetah.backoff_factor),
+        )
+        todo = [r for r in plan if r.status == P.READY]
+        for n, r in enumerate(todo, start=1):
+            context.log.info("send %d of %d: %s (template %s)", n, len(todo), r.campaign_id, r.template_id)
+            sender.ledger.ensure(
+                campaign_id=r.campaign_id, template_id=r.template_id, send_date=day, list_key=r.list_key,
+                send_at=r.send_at,
+            )
+            try:
+                outcomes.append({"campaign": r.campaign_id, "template": r.template_id, **sender.send(r.send_key).as_record()})
+            except (SendError, CheetahError) as exc:
+                problems.append(f"{r.send_key}: {exc}")
+                context.log.error("%s: %s", r.send_key, exc)
+        for row in sender.ledger.for_day(day):
+            if row.state in L.TOUCHED_CHEETAH and any(p.send_key == row.send_key and p.status == P.CANCELLED for p in plan):
+                problems.extend(_cancel_leftover(sender, row, context))
+    by_state: dict[str, int] = {}
+    for o in outcomes:
+        by_state[o["state"]] = by_state.get(o["state"], 0) + 1
+    metadata = {
+        "dagster/row_count": len(outcomes),
+        "approved": by_state.get(L.APPROVED, 0),
+        "missed": by_state.get(L.MISSED, 0),
+        "empty": by_state.get(L.EMPTY, 0),
+        "cancelled": by_state.get(L.CANCELLED, 0),
+        "failed": len(problems),
+        "recipients_accepted": sum(o["accepted"] or 0 for o in outcomes),
+        "recipients_rejected": sum(o["rejected"] or 0 for o in outcomes),
+        "sends": _md(outcomes),
+    }
+    if problems:
+        raise dg.Failure(
+            description=f"{len(problems)} of {len(todo)} sends did not complete; nothing was sent twice. "
+            "Re-execute to resume them. " + " | ".join(problems[:5]),
+            metadata=metadata,
+            allow_retries=True,
+        )
+    return dg.MaterializeResult(metadata=metadata)
+
+
+def _cancel_leftover(sender: Sender, row: L.LedgerRow, context) -> list[str]:
+    claimed = sender.ledger.claim(row.send_key, sender.owner, owner_alive=sender.owner_alive)
+    if claimed is None:
+        return [f"{row.send_key}: cancelled, but another run holds it; the cancellation sensor will retry"]
+    try:
+        cancel_row(sender, claimed)
+        context.log.info("%s: cancelled on our side, deleted in Cheetah Messaging", row.send_key)
+        return []
+    except (CancelError, CheetahError) as exc:
+        return [f"{row.send_key}: {exc}"]
+    finally:
+        sender.ledger.release(row.send_key, sender.owner)
+
+
+SEND_ASSETS = [cheetah_template_catalog, scheduled_campaigns, recipient_lists, campaign_sends]
+SEND_CHECKS = [account_setup, template_fields_mapped, campaigns_valid]

@@ -1,0 +1,131 @@
+"""Cancellation: a campaign cancelled on our side is deleted in Cheetah Messaging too.
+
+The two systems must never disagree, so cancelling works from the ledger *and* from Cheetah:
+a send whose ledger row never learnt its campaign id (a lost reply) is still found by its
+deterministic name and deleted. Cancelling a campaign that has already gone out is an error
+that says so; nothing is half-done (the schedule row is marked CANCELLED only when every
+prepared send could be deleted or had not reached Cheetah yet).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Callable
+
+import sqlalchemy as sa
+
+from ..cheetah.client import CheetahClient
+from ..cheetah.errors import CampaignAlreadySent, UnknownCampaign
+from ..customers.schema import campaign_schedule
+from . import ledger as L
+from .protocol import Sender, SendError
+
+
+class CancelError(SendError):
+    """The campaign cannot be cancelled (already sent, or unknown)."""
+
+
+@dataclass(frozen=True)
+class CancelOutcome:
+    send_key: str
+    cheetah_name: str
+    action: str  # "deleted", "nothing in Cheetah", "already cancelled", "never prepared"
+    camp_id: int | None = None
+
+
+def cancel_row(sender: Sender, row: L.LedgerRow) -> L.LedgerRow:
+    """Delete the Cheetah campaign of a claimed ledger row (if any) and mark it CANCELLED."""
+    client = sender.client
+    campaign = client.get_campaign(row.camp_id) if row.camp_id else client.find_campaign(row.cheetah_name)
+    if campaign is not None and campaign.status == "SENT":
+        raise CancelError(
+            f"Campaign {row.cheetah_name} (Cheetah id {campaign.camp_id}) was already sent; it cannot be cancelled."
+        )
+    if campaign is not None and campaign.status != "CANCELLED":
+        sender._call(row, "delete")
+        try:
+            client.delete_campaign(campaign.camp_id)
+        except CampaignAlreadySent:
+            raise CancelError(
+                f"Campaign {row.cheetah_name} (Cheetah id {campaign.camp_id}) went out before it could be "
+                "deleted; it cannot be cancelled."
+            ) from None
+        except UnknownCampaign:
+            pass
+    return sender.ledger.advance(
+        row.send_key,
+        sender.owner,
+        L.CANCELLED,
+        camp_id=campaign.camp_id if campaign is not None else row.camp_id,
+        error="Cancelled on the Optimove side" + (" and deleted in Cheetah Messaging." if campaign else "."),
+    )
+
+
+def mark_cancelled(engine: sa.Engine, campaign_id: str) -> bool:
+    """Mark the campaign CANCELLED in the schedule; False if the schedule has no such campaign."""
+    with engine.begin() as conn:
+        result = conn.execute(
+            campaign_schedule.update()
+            .where(campaign_schedule.c.campaign_id == campaign_id)
+            .values(status="CANCELLED")
+        )
+    return result.rowcount == 1
+
+
+def cancel_campaign(
+    client: CheetahClient,
+    engine: sa.Engine,
+    campaign_id: str,
+    *,
+    owner: str,
+    now: Callable[[], dt.datetime],
+    owner_alive: Callable[[str], bool] = lambda _o: True,
+    claim_wait_seconds: float = 60.0,
+) -> list[CancelOutcome]:
+    """Cancel ``campaign_id`` on our side and delete every send of it in Cheetah Messaging."""
+    known = mark_cancelled(engine, campaign_id)
+    sender = Sender(
+        client=client, engine=engine, owner=owner, now=now, owner_alive=owner_alive,
+        claim_wait_seconds=claim_wait_seconds,
+    )
+    rows = sender.ledger.for_campaign(campaign_id)
+    if not known and not rows:
+        raise CancelError(f"There is no campaign {campaign_id!r} in the schedule or the send ledger.")
+    outcomes: list[CancelOutcome] = []
+    for row in rows:
+        if row.state == L.CANCELLED:
+            outcomes.append(CancelOutcome(row.send_key, row.cheetah_name, "already cancelled", row.camp_id))
+            continue
+        if row.state in (L.MISSED, L.EMPTY) and row.camp_id is None:
+            outcomes.append(CancelOutcome(row.send_key, row.cheetah_name, "never prepared", None))
+            continue
+        claimed = sender._claim(row)
+        try:
+            if claimed.state == L.CANCELLED:
+                outcomes.append(CancelOutcome(row.send_key, row.cheetah_name, "already cancelled", claimed.camp_id))
+                continue
+            done = cancel_row(sender, claimed)
+            action = "deleted" if done.camp_id is not None else "nothing in Cheetah"
+            outcomes.append(CancelOutcome(row.send_key, row.cheetah_name, action, done.camp_id))
+        finally:
+            sender.ledger.release(row.send_key, owner)
+    return outcomes
+
+
+def pending_cancellations(engine: sa.Engine) -> dict[str, list[tuple[str, str]]]:
+    """Campaigns cancelled on our side with sends that may still exist in Cheetah Messaging:
+    {campaign_id: [(send_key, state), ...]}."""
+    from ..customers.schema import send_ledger
+
+    out: dict[str, list[tuple[str, str]]] = {}
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(send_ledger.c.campaign_id, send_ledger.c.send_key, send_ledger.c.state)
+            .join(campaign_schedule, campaign_schedule.c.campaign_id == send_ledger.c.campaign_id)
+            .where(campaign_schedule.c.status == "CANCELLED", send_ledger.c.state.in_(sorted(L.TOUCHED_CHEETAH)))
+            .order_by(send_ledger.c.campaign_id, send_ledger.c.send_key)
+        )
+        for r in rows:
+            out.setdefault(r.campaign_id, []).append((r.send_key, r.state))
+    return out

@@ -1,0 +1,56 @@
+"""The cancellation job: cancel a campaign on our side and delete it in Cheetah Messaging."""
+
+
+import dagster as dg
+
+from ..cheetah.errors import CheetahError
+from ..cheetah.resource import CheetahMessagingResource
+from ..clock import ClockResource
+from ..customers.resource import CustomerDatabaseResource
+from .assets import _md, _owner_alive
+from .cancel import CancelError, cancel_campaign
+
+
+class CancelConfig(dg.Config):
+    campaign_id: str
+    """The Optimove campaign id (campaign_schedule.campaign_id) to cancel."""
+
+
+@dg.op(
+    description=(
+        "Marks the campaign CANCELLED in the schedule and deletes each of its prepared sends in Cheetah "
+        "Messaging (found by ledger id or by name). A campaign that already went out is a clear error."
+    ),
+    tags={"kind": "cheetah"},
+)
+def cancel_campaign_op(
+    context: dg.OpExecutionContext,
+    config: CancelConfig,
+    cheetah: CheetahMessagingResource,
+    customer_db: CustomerDatabaseResource,
+    clock: ClockResource,
+) -> dg.Output[int]:
+    customer_db.ensure_tables()
+    try:
+        with cheetah.get_client(logger=context.log) as client:
+            outcomes = cancel_campaign(
+                client, customer_db.get_engine(), config.campaign_id, owner=context.run.run_id, now=clock.now,
+                owner_alive=_owner_alive(context.instance),
+            )
+    except (CancelError, CheetahError) as exc:
+        raise dg.Failure(description=str(exc), allow_retries=False) from None
+    for o in outcomes:
+        context.log.info("%s (%s): %s", o.send_key, o.cheetah_name, o.action)
+    deleted = sum(o.action == "deleted" for o in outcomes)
+    return dg.Output(
+        deleted,
+        metadata={"campaign_id": config.campaign_id, "deleted": deleted, "sends": _md([o.__dict__ for o in outcomes])},
+    )
+
+
+@dg.job(
+    description="Cancel one campaign on the Optimove side and delete it in Cheetah Messaging.",
+    tags={"team": "marketing-ops"},
+)
+def cancel_campaign_job():
+    cancel_campaign_op()

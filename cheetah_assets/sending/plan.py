@@ -1,0 +1,169 @@
+"""The day's plan: each scheduled campaign validated against the catalog, Data Map and database.
+
+A problem with one campaign (an unknown template, a field the customer database lacks, a send
+time without a time zone or inside a daylight-saving gap) marks that campaign INVALID with a
+reason that names the problem; the rest of the day goes on.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import asdict, dataclass
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import sqlalchemy as sa
+
+from ..cheetah.contract import DataMap
+from ..customers import queries
+from ..customers.schema import campaign_plan
+from . import ledger as L
+from .catalog import CatalogEntry
+
+READY, SENT, MISSED, INVALID, CANCELLED = "READY", "SENT", "MISSED", "INVALID", "CANCELLED"
+_HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)(?::([0-5]\d))?$")
+#: How far ahead a late send (``send_late``) is scheduled, to leave time to prepare it.
+LATE_SEND_MARGIN = dt.timedelta(minutes=15)
+
+
+class PlanProblem(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class PlanRow:
+    send_date: dt.date
+    campaign_id: str
+    template_id: str
+    template_index: int
+    template_count: int
+    campaign_name: str
+    target_group: str
+    send_at: dt.datetime | None
+    status: str
+    reason: str | None
+
+    @property
+    def send_key(self) -> str:
+        return L.send_key(self.campaign_id, self.template_id, self.send_date)
+
+    @property
+    def list_key(self) -> str:
+        return queries.list_key(self.campaign_id, self.send_date)
+
+
+def resolve_send_at(send_date: dt.date, send_time: str, time_zone: str | None) -> dt.datetime:
+    """The UTC instant of a local send time; :class:`PlanProblem` naming what is wrong."""
+    if not time_zone or not time_zone.strip():
+        raise PlanProblem(f"send time {send_time} has no time zone; set campaign_schedule.time_zone (e.g. Europe/London)")
+    try:
+        tz = ZoneInfo(time_zone.strip())
+    except (ZoneInfoNotFoundError, ValueError):
+        raise PlanProblem(f"time zone {time_zone!r} is not an IANA time zone name") from None
+    m = _HHMM.match((send_time or "").strip())
+    if not m:
+        raise PlanProblem(f"send time {send_time!r} is not HH:MM")
+    local = dt.datetime.combine(send_date, dt.time(int(m[1]), int(m[2]), int(m[3] or 0)), tzinfo=tz)
+    back = local.astimezone(dt.timezone.utc).astimezone(tz)
+    if back.replace(tzinfo=None) != local.replace(tzinfo=None):
+        raise PlanProblem(
+            f"send time {send_time} on {send_date} does not exist in {time_zone} (daylight-saving gap); pick another time"
+        )
+    # An ambiguous time (the hour repeated when clocks go back) means its first occurrence.
+    return local.astimezone(dt.timezone.utc)
+
+
+def plan_day(
+    engine: sa.Engine,
+    send_date: dt.date,
+    *,
+    catalog: dict[str, CatalogEntry],
+    data_map: DataMap,
+    customer_columns: set[str],
+    now: dt.datetime,
+    send_late: bool = False,
+) -> list[PlanRow]:
+    """Validate the day's schedule and store the plan (replacing the day's previous plan)."""
+    sent = {r.send_key: r for r in L.Ledger(engine, lambda: now).for_day(send_date)}
+    by_name = data_map.by_name()
+    rows: list[PlanRow] = []
+    for c in queries.load_schedule(engine, send_date):
+        templates = list(c.template_ids)
+        problem: str | None = None
+        send_at: dt.datetime | None = None
+        try:
+            send_at = resolve_send_at(c.send_date, c.send_time, c.time_zone)
+        except PlanProblem as exc:
+            problem = str(exc)
+        if not templates:
+            problem = problem or "the campaign names no template"
+        for t in templates:
+            if problem:
+                break
+            entry = catalog.get(t)
+            if entry is None:
+                problem = f"template {t} is not in the Optimove folder's catalog of {send_date}"
+                break
+            for f in entry.fields:
+                if f not in by_name:
+                    problem = f"template {t} uses field {f}, which is not in the Data Map (PROP_MAP_ID {data_map.id})"
+                    break
+                if by_name[f].map_to not in customer_columns:
+                    problem = (
+                        f"template {t} uses field {f}, mapped to column {by_name[f].map_to!r}, "
+                        "which the customer database does not have"
+                    )
+                    break
+        for i, t in enumerate(templates or [""]):
+            key = L.send_key(c.campaign_id, t, send_date)
+            done = sent.get(key)
+            status, reason, at = READY, None, send_at
+            if c.status == "CANCELLED":
+                status, reason = CANCELLED, "cancelled on the Optimove side"
+            elif done is not None and done.state in (L.APPROVED, L.MISSED, L.EMPTY, L.CANCELLED):
+                status = {L.APPROVED: SENT, L.MISSED: MISSED, L.EMPTY: SENT, L.CANCELLED: CANCELLED}[done.state]
+                reason, at = done.error, done.send_at
+            elif done is not None and done.state != L.PENDING:
+                at = done.send_at  # preparation under way: keep the time it was prepared with
+            elif problem:
+                status, reason = INVALID, problem
+            elif send_at is not None and send_at <= now:
+                if send_late:
+                    at = now + LATE_SEND_MARGIN
+                    reason = f"sent late: scheduled {send_at:%H:%M} UTC, run with send_late"
+                else:
+                    status = MISSED
+                    reason = f"send time {send_at:%Y-%m-%d %H:%M} UTC has passed; run with send_late to send it anyway"
+            rows.append(
+                PlanRow(
+                    send_date=send_date, campaign_id=c.campaign_id, template_id=t, template_index=i,
+                    template_count=len(templates), campaign_name=c.name, target_group=c.target_group,
+                    send_at=at, status=status, reason=reason,
+                )
+            )
+    _store(engine, send_date, rows, now)
+    return rows
+
+
+def _store(engine: sa.Engine, send_date: dt.date, rows: list[PlanRow], now: dt.datetime) -> None:
+    with engine.begin() as conn:
+        queries.lock_for_replace(conn, f"plan/{send_date.isoformat()}")
+        conn.execute(campaign_plan.delete().where(campaign_plan.c.send_date == send_date))
+        if rows:
+            conn.execute(campaign_plan.insert(), [{**asdict(r), "planned_at": now} for r in rows])
+
+
+def load_plan(engine: sa.Engine, send_date: dt.date) -> list[PlanRow]:
+    with engine.connect() as conn:
+        result = conn.execute(
+            sa.select(campaign_plan)
+            .where(campaign_plan.c.send_date == send_date)
+            .order_by(campaign_plan.c.campaign_id, campaign_plan.c.template_index)
+        ).mappings()
+        rows = []
+        for r in result:
+            d = {k: r[k] for k in PlanRow.__dataclass_fields__}
+            if d["send_at"] is not None and d["send_at"].tzinfo is None:
+                d["send_at"] = d["send_at"].replace(tzinfo=dt.timezone.utc)
+            rows.append(PlanRow(**d))
+    return rows

@@ -1,0 +1,146 @@
+"""Set-up checks: the seed guide's set-up steps 1-7, each failure one sentence naming its setting.
+
+``check_account`` verifies what Cheetah Messaging can tell us (settings, credentials, IP
+whitelist, Folder ID, PROP_MAP_ID and its identifier field); ``check_customer_database``
+verifies the Optimove side (identifier column, every Data Map field a template uses). Run them
+all from a shell with ``python -m cheetah_assets.sending.setup``.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import Iterable
+
+import sqlalchemy as sa
+
+from ..cheetah.contract import DataMap
+from ..cheetah.errors import CheetahError, ConfigurationError, MalformedResponse
+from ..customers import queries
+from .catalog import CatalogEntry
+
+EXPECTED_FOLDER_NAME = "Optimove"
+
+
+@dataclass(frozen=True)
+class Finding:
+    check: str
+    ok: bool
+    message: str
+    blocking: bool = True
+
+
+def check_account(resource) -> tuple[list[Finding], DataMap | None]:
+    """Settings, credentials and whitelist, Folder ID, PROP_MAP_ID (Cust_ID is checked for form:
+    the API has no read of it; a wrong one is refused by name at the first campaign creation)."""
+    findings: list[Finding] = []
+    try:
+        settings = resource.settings()
+    except ConfigurationError as exc:
+        return [Finding("settings", False, str(exc))], None
+    findings.append(Finding("settings", True, f"endpoint {settings.endpoint}, Cust_ID {settings.cust_id}"))
+    client = resource.get_client()
+    try:
+        try:
+            client.check_access()
+        except CheetahError as exc:
+            return findings + [Finding("credentials", False, str(exc))], None
+        findings.append(Finding("credentials", True, "the consumer key, secret and client identifier are accepted"))
+        try:
+            folder = client.get_folder()
+        except CheetahError as exc:
+            findings.append(Finding("folder", False, str(exc)))
+        else:
+            ok = folder.name == EXPECTED_FOLDER_NAME
+            findings.append(
+                Finding(
+                    "folder",
+                    True,
+                    f"Folder ID {folder.id} is the folder {folder.name!r}"
+                    + ("" if ok else f" (the guide names it {EXPECTED_FOLDER_NAME!r}; templates are read from it anyway)"),
+                )
+            )
+        try:
+            data_map = client.get_data_map()
+            ident = data_map.identifier
+        except (CheetahError, MalformedResponse) as exc:
+            findings.append(Finding("data_map", False, str(exc)))
+            return findings, None
+        findings.append(
+            Finding("data_map", True, f"PROP_MAP_ID {data_map.id}: identifier {ident.name} maps to {ident.map_to!r}")
+        )
+        return findings, data_map
+    finally:
+        client.close()
+
+
+def check_customer_database(
+    engine: sa.Engine, data_map: DataMap, catalog: dict[str, CatalogEntry] | None = None
+) -> list[Finding]:
+    """The identifier column exists (blocking); each template's fields are mapped and exist (not
+    blocking: a campaign using a broken template is stopped alone, with that reason)."""
+    ident = data_map.identifier
+    try:
+        columns = set(queries.reflect_customers(engine).columns.keys())
+    except sa.exc.NoSuchTableError:
+        return [Finding("identifier_column", False, "The customer database has no customers table.")]
+    findings = []
+    if ident.map_to in columns:
+        findings.append(Finding("identifier_column", True, f"customers.{ident.map_to} holds the identifier {ident.name}"))
+    else:
+        findings.append(
+            Finding(
+                "identifier_column",
+                False,
+                f"The customers table has no column {ident.map_to!r}, which the Data Map's identifier field "
+                f"{ident.name} maps to (set-up steps 1-2).",
+            )
+        )
+    by_name = data_map.by_name()
+    for t in sorted((catalog or {}).values(), key=lambda e: e.obj_id):
+        for f in t.fields:
+            if f not in by_name:
+                msg = f"Template {t.obj_id} ({t.display_name}) uses field {f}, which is not in the Data Map."
+            elif by_name[f].map_to not in columns:
+                msg = (
+                    f"Template {t.obj_id} ({t.display_name}) uses field {f}, mapped to column "
+                    f"{by_name[f].map_to!r}, which the customers table does not have (set-up step 3)."
+                )
+            else:
+                continue
+            findings.append(Finding(f"template_{t.obj_id}", False, msg, blocking=False))
+    return findings
+
+
+def failures(findings: Iterable[Finding], *, blocking: bool | None = None) -> list[Finding]:
+    return [f for f in findings if not f.ok and (blocking is None or f.blocking == blocking)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print every set-up check for the configured environment; exit 1 if a blocking one fails."""
+    import os
+
+    from ..cheetah.resource import ENV_VARS, CheetahMessagingResource
+    from ..customers.resource import CustomerDatabaseResource
+    from ..resources import embedded
+
+    if embedded():
+        from ..embedded import use_embedded_defaults
+
+        use_embedded_defaults()
+    # Outside a run, EnvVars are not resolved: read the same variables directly.
+    cheetah = CheetahMessagingResource(**{field: os.environ.get(var, "") for field, var in ENV_VARS.items()})
+    findings, data_map = check_account(cheetah)
+    if data_map is not None:
+        url = os.environ.get("CUSTOMER_DB_URL", "")
+        if not url:
+            findings.append(Finding("customer_db", False, "CUSTOMER_DB_URL is not set: it names the customer database."))
+        else:
+            findings += check_customer_database(CustomerDatabaseResource(url=url).get_engine(), data_map)
+    for f in findings:
+        print(f"{'ok  ' if f.ok else 'FAIL' if f.blocking else 'warn'}  {f.check}: {f.message}")
+    return 1 if failures(findings, blocking=True) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

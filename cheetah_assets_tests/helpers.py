@@ -1,0 +1,158 @@
+"""Test helpers: run the day's cycle for real, and check exactly-once against the simulator."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+
+import dagster as dg
+import sqlalchemy as sa
+
+from cheetah_assets.customers.schema import import_rejection, recipient, send_ledger
+from cheetah_assets.sending.assets import SEND_ASSETS, SEND_CHECKS
+
+
+def run_cycle(resources: dict, day: dt.date, instance, *, send_late: bool = False, raise_on_error: bool = False):
+    """Materialize the day's cycle (the assets of ``daily_campaign_cycle`` and their checks)."""
+    # The console logger at WARNING: the event log keeps everything, the test output stays readable.
+    config: dict = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    if send_late:
+        config["ops"] = {"scheduled_campaigns": {"config": {"send_late": True}}}
+    return dg.materialize(
+        [*SEND_ASSETS, *SEND_CHECKS],
+        partition_key=day.isoformat(),
+        resources=resources,
+        instance=instance,
+        run_config=config,
+        raise_on_error=raise_on_error,
+    )
+
+
+def ledger_rows(engine) -> list[dict]:
+    with engine.connect() as conn:
+        return [dict(r) for r in conn.execute(sa.select(send_ledger).order_by(send_ledger.c.send_key)).mappings()]
+
+
+def frozen(engine, list_key: str, template_id: str) -> dict[str, dict]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(recipient.c.identifier, recipient.c.attrs).where(
+                recipient.c.list_key == list_key, recipient.c.template_id == template_id
+            )
+        ).all()
+    return {r.identifier: json.loads(r.attrs) for r in rows}
+
+
+def rejected(engine, key: str) -> set[str]:
+    with engine.connect() as conn:
+        return set(
+            conn.execute(sa.select(import_rejection.c.identifier).where(import_rejection.c.send_key == key)).scalars()
+        )
+
+
+@dataclass
+class Audit:
+    campaigns_checked: int = 0
+    duplicates: int = 0
+    lost_recipients: int = 0
+    extra_recipients: int = 0
+    wrong: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not (self.duplicates or self.lost_recipients or self.extra_recipients or self.wrong)
+
+
+def audit_sends(engine, sent: dict, *, identifier_field: str = "EMAIL_ADDR") -> Audit:
+    """Compare what the simulator actually sent with the ledger and the frozen lists.
+
+    For every APPROVED send: exactly one campaign of its name went out, once, to exactly the
+    frozen recipients of its template less those Cheetah rejected (with a recorded reason), with
+    the frozen field values, the right template and the planned time. Nothing else went out.
+    """
+    audit = Audit()
+    campaigns = sent["campaigns"]
+    by_name = Counter(c["name"] for c in campaigns)
+    out = {c["name"]: c for c in campaigns}
+    rows = ledger_rows(engine)
+    names = {r["cheetah_name"] for r in rows}
+    for name, n in by_name.items():
+        if n > 1:
+            audit.duplicates += n - 1
+        if name not in names:
+            audit.wrong.append(f"{name}: sent, but not in the ledger")
+    for c in campaigns:
+        if c.get("sendCount", 1) > 1:
+            audit.duplicates += c["sendCount"] - 1
+    for r in rows:
+        if r["state"] != "APPROVED":
+            if r["cheetah_name"] in out and r["state"] != "CANCELLED":
+                audit.wrong.append(f"{r['cheetah_name']}: sent while the ledger says {r['state']}")
+            continue
+        audit.campaigns_checked += 1
+        c = out.get(r["cheetah_name"])
+        if c is None:
+            audit.wrong.append(f"{r['cheetah_name']}: APPROVED but never sent")
+            expected = set(frozen(engine, r["list_key"], r["template_id"])) - rejected(engine, r["send_key"])
+            audit.lost_recipients += len(expected)
+            continue
+        if str(c["templateObjId"]) != r["template_id"]:
+            audit.wrong.append(f"{r['cheetah_name']}: template {c['templateObjId']} != {r['template_id']}")
+        send_at = r["send_at"].replace(tzinfo=dt.timezone.utc) if r["send_at"].tzinfo is None else r["send_at"]
+        start = dt.datetime.fromisoformat(c["startTime"].replace("Z", "+00:00"))
+        if start.tzinfo is None:
+            start = start.replace(tzinfo=dt.timezone.utc)
+        if start != send_at:
+            audit.wrong.append(f"{r['cheetah_name']}: start {start} != planned {send_at}")
+        expected = frozen(engine, r["list_key"], r["template_id"])
+        rej = rejected(engine, r["send_key"])
+        got = {rcp["identifier"]: rcp.get("fields", {}) for rcp in c["recipients"]}
+        want = set(expected) - rej
+        audit.lost_recipients += len(want - set(got))
+        audit.extra_recipients += len(set(got) - want)
+        for ident in want & set(got):
+            for fname, value in expected[ident].items():
+                if (got[ident].get(fname) or "") != (value or ""):
+                    audit.wrong.append(f"{r['cheetah_name']}: {ident} {fname}={got[ident].get(fname)!r} != {value!r}")
+                    break
+    return audit
+
+
+def _run_day_in_process(sim_url: str, db_url: str, now_iso: str, day_iso: str, queue) -> None:
+    """One whole run of the day's cycle in its own process (own instance, own connections)."""
+    from cheetah_assets.cheetah.resource import CheetahMessagingResource
+    from cheetah_assets.clock import ClockResource
+    from cheetah_assets.customers.resource import CustomerDatabaseResource
+
+    from .conftest import DEMO_CREDENTIALS
+
+    resources = {
+        "cheetah": CheetahMessagingResource(
+            endpoint=sim_url, **DEMO_CREDENTIALS, backoff_factor=0.01, import_poll_interval_seconds=0.01
+        ),
+        "customer_db": CustomerDatabaseResource(url=db_url),
+        "clock": ClockResource(fixed_now=now_iso),
+    }
+    with dg.instance_for_test() as instance:
+        queue.put(run_cycle(resources, dt.date.fromisoformat(day_iso), instance).success)
+
+
+def run_days_at_once(sim, db_url: str, now: dt.datetime, day: dt.date, runs: int = 2) -> list[bool]:
+    """Start ``runs`` runs of the same day at the same moment, each in its own process, as two
+    Dagster run workers would be; return whether each succeeded."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    procs = [
+        ctx.Process(target=_run_day_in_process, args=(sim.url, db_url, now.isoformat(), day.isoformat(), queue))
+        for _ in range(runs)
+    ]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=240)
+        assert p.exitcode == 0, f"a run process ended with {p.exitcode}"
+    return sorted(queue.get(timeout=5) for _ in procs)

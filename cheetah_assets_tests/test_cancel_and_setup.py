@@ -1,0 +1,238 @@
+"""Cancellation before and after preparation, and each set-up failure's one clear message."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import dagster as dg
+import pytest
+import sqlalchemy as sa
+
+from cheetah_assets.automation.send_sensors import cancellation_sensor
+from cheetah_assets.customers import queries, seed
+from cheetah_assets.customers.resource import CustomerDatabaseResource
+from cheetah_assets.sending.cancel_job import cancel_campaign_job
+from cheetah_assets.sending.ledger import cheetah_name
+
+from .conftest import cheetah_resource, make_resources
+from .helpers import ledger_rows, run_cycle
+
+
+@pytest.fixture
+def day(sim) -> dt.date:
+    return sim.admin.now().date()
+
+
+@pytest.fixture
+def engine(db_url, sim, day):
+    engine = CustomerDatabaseResource(url=db_url).get_engine()
+    seed.seed_demo(engine, customers=60, days=0, today=day, now=sim.admin.now())
+    seed.add_campaign(
+        engine, campaign_id="X", name="Campaign X", send_date=day, send_time="11:00", time_zone="UTC",
+        template_ids="1002", target_group="all_customers",
+    )
+    return engine
+
+
+def _cancel(resources, instance, campaign_id="X"):
+    return cancel_campaign_job.execute_in_process(
+        run_config={"ops": {"cancel_campaign_op": {"config": {"campaign_id": campaign_id}}}},
+        resources=resources, instance=instance, raise_on_error=False,
+    )
+
+
+def failure_messages(result) -> list[str]:
+    out = []
+    for event in result.all_events:
+        if event.is_step_failure:
+            data = event.step_failure_data
+            out.append(data.user_failure_data.description if data.user_failure_data else data.error.message)
+    return out
+
+
+def _sim_status(sim, name):
+    """The campaign's status as Cheetah Messaging reports it (None if there is none)."""
+    with cheetah_resource(sim).get_client() as client:
+        campaign = client.find_campaign(name)
+    return campaign.status if campaign else None
+
+
+def test_cancel_before_preparation(sim, db_url, engine, day):
+    res = make_resources(sim, db_url)
+    with dg.instance_for_test() as instance:
+        result = _cancel(res, instance)
+        assert result.success
+        assert run_cycle(res, day, instance).success
+    assert ledger_rows(engine) == []
+    assert _sim_status(sim, cheetah_name("X", "1002", day)) is None
+
+
+def test_cancel_after_preparation_deletes_it_in_cheetah(sim, db_url, engine, day):
+    res = make_resources(sim, db_url)
+    with dg.instance_for_test() as instance:
+        assert run_cycle(res, day, instance).success
+        (row,) = ledger_rows(engine)
+        assert row["state"] == "APPROVED"
+        result = _cancel(res, instance)
+        assert result.success
+        assert result.output_for_node("cancel_campaign_op") == 1
+    (row,) = ledger_rows(engine)
+    assert row["state"] == "CANCELLED"
+    assert _sim_status(sim, row["cheetah_name"]) == "CANCELLED"
+    sim.admin.advance(dt.timedelta(days=1))
+    assert sim.admin.sent()["campaigns"] == []
+
+
+def test_cancelling_a_sent_campaign_is_a_clear_error(sim, db_url, engine, day):
+    res = make_resources(sim, db_url)
+    with dg.instance_for_test() as instance:
+        assert run_cycle(res, day, instance).success
+        sim.admin.advance(dt.timedelta(hours=6))
+        result = _cancel(res, instance)
+    assert not result.success
+    (message,) = failure_messages(result)
+    assert "was already sent; it cannot be cancelled" in message
+    assert "Traceback" not in message
+    (row,) = ledger_rows(engine)
+    assert row["state"] == "APPROVED"
+
+
+def test_cancellation_on_our_side_is_picked_up_by_the_sensor(sim, db_url, engine, day):
+    res = make_resources(sim, db_url)
+    with dg.instance_for_test() as instance:
+        assert run_cycle(res, day, instance).success
+        queries.set_campaign_status(engine, "X", "CANCELLED")
+        ctx = dg.build_sensor_context(instance=instance, resources={"customer_db": res["customer_db"]})
+        (request,) = cancellation_sensor(ctx)
+        assert request.run_config["ops"]["cancel_campaign_op"]["config"]["campaign_id"] == "X"
+        assert _cancel(res, instance).success
+        ctx = dg.build_sensor_context(instance=instance, resources={"customer_db": res["customer_db"]})
+        assert isinstance(cancellation_sensor(ctx), dg.SkipReason)
+    (row,) = ledger_rows(engine)
+    assert _sim_status(sim, row["cheetah_name"]) == "CANCELLED"
+
+
+def test_rerunning_the_day_after_a_cancellation_deletes_the_prepared_send(sim, db_url, engine, day):
+    res = make_resources(sim, db_url)
+    with dg.instance_for_test() as instance:
+        assert run_cycle(res, day, instance).success
+        queries.set_campaign_status(engine, "X", "CANCELLED")
+        assert run_cycle(res, day, instance).success
+    (row,) = ledger_rows(engine)
+    assert row["state"] == "CANCELLED"
+    assert _sim_status(sim, row["cheetah_name"]) == "CANCELLED"
+
+
+# --- set-up checks --------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "overrides, expected",
+    [
+        ({"consumer_secret": "wrong"}, "refused the credentials"),
+        ({"client_id": "wrong"}, "Client Identifier"),
+        ({"folder_id": "9999"}, "Folder ID"),
+        ({"cust_id": ""}, "Cust_ID"),
+        ({"folder_id": "abc"}, "Folder ID"),
+        ({"endpoint": "http://example.com"}, "https"),
+    ],
+)
+def test_setup_failure_is_one_clear_message(sim, db_url, engine, day, overrides, expected):
+    with dg.instance_for_test() as instance:
+        result = run_cycle(make_resources(sim, db_url, **overrides), day, instance)
+    assert not result.success
+    messages = failure_messages(result)
+    assert len(messages) == 1 and expected in messages[0], messages
+    assert "Traceback" not in messages[0] and "\n" not in messages[0].strip()
+    assert ledger_rows(engine) == []
+
+
+def test_closed_ip_whitelist_reads_as_such(sim, db_url, engine, day):
+    sim.admin.set_whitelist(False)
+    try:
+        with dg.instance_for_test() as instance:
+            result = run_cycle(make_resources(sim, db_url), day, instance)
+    finally:
+        sim.admin.set_whitelist(True)
+    (message,) = failure_messages(result)
+    assert "IP whitelist" in message
+
+
+def _check(result, name):
+    return {e.asset_check_key.name: e for e in result.get_asset_check_evaluations()}[name]
+
+
+def test_unknown_prop_map_id_blocks_the_day(sim, db_url, engine, day):
+    with dg.instance_for_test() as instance:
+        result = run_cycle(make_resources(sim, db_url, prop_map_id="404"), day, instance)
+    check = _check(result, "account_setup")
+    assert check.passed is False and "PROP_MAP_ID" in check.description
+    materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert materialized == {"cheetah_template_catalog"}  # the blocking check stopped the rest
+    assert ledger_rows(engine) == []
+
+
+def test_missing_identifier_column_blocks_the_day(sim, tmp_path, day):
+    url = f"sqlite:///{tmp_path / 'noid.db'}"
+    engine = CustomerDatabaseResource(url=url).get_engine()
+    seed.seed_demo(engine, customers=10, days=0, today=day, now=sim.admin.now())
+    with engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE customers RENAME COLUMN email TO mail"))
+    seed.add_campaign(
+        engine, campaign_id="Y", name="Y", send_date=day, send_time="11:00", time_zone="UTC",
+        template_ids="1002", target_group="all_customers",
+    )
+    with dg.instance_for_test() as instance:
+        result = run_cycle(make_resources(sim, url), day, instance)
+    check = _check(result, "account_setup")
+    assert check.passed is False
+    assert "no column 'email'" in check.description and "EMAIL_ADDR" in check.description
+    assert ledger_rows(engine) == []
+
+
+def test_template_field_missing_in_the_database_stops_only_its_campaign(sim, tmp_path, day):
+    url = f"sqlite:///{tmp_path / 'nocity.db'}"
+    engine = CustomerDatabaseResource(url=url).get_engine()
+    seed.seed_demo(engine, customers=30, days=0, today=day, now=sim.admin.now())
+    with engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE customers DROP COLUMN city"))
+    for cid, template in (("LOCAL", "1006"), ("NEWS", "1002")):
+        seed.add_campaign(
+            engine, campaign_id=cid, name=cid, send_date=day, send_time="11:00", time_zone="UTC",
+            template_ids=template, target_group="all_customers",
+        )
+    with dg.instance_for_test() as instance:
+        result = run_cycle(make_resources(sim, url), day, instance)
+    assert result.success
+    check = _check(result, "template_fields_mapped")
+    assert check.passed is False and "CITY" in str(check.metadata["problems"].value)
+    states = {r["campaign_id"]: r["state"] for r in ledger_rows(engine)}
+    assert states == {"NEWS": "APPROVED"}
+
+
+def _setup_cli(sim, url, **overrides):
+    import os
+    import subprocess
+    import sys
+
+    from .conftest import DEMO_CREDENTIALS
+
+    env = dict(os.environ)
+    values = {**DEMO_CREDENTIALS, "endpoint": sim.url, **overrides}
+    env.update({
+        "CHEETAH_ENDPOINT": values["endpoint"], "CHEETAH_CUST_ID": values["cust_id"],
+        "CHEETAH_FOLDER_ID": values["folder_id"], "CHEETAH_PROP_MAP_ID": values["prop_map_id"],
+        "CHEETAH_CONSUMER_KEY": values["consumer_key"], "CHEETAH_CONSUMER_SECRET": values["consumer_secret"],
+        "CHEETAH_CLIENT_ID": values["client_id"], "CUSTOMER_DB_URL": url,
+    })
+    return subprocess.run(
+        [sys.executable, "-m", "cheetah_assets.sending.setup"], env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_setup_command_prints_one_line_per_check(sim, db_url, engine):
+    ok = _setup_cli(sim, db_url)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert [line.split()[0] for line in ok.stdout.splitlines()] == ["ok"] * 5
+    bad = _setup_cli(sim, db_url, consumer_secret="not-the-secret")
+    assert bad.returncode == 1
+    assert "FAIL  credentials: Cheetah Messaging refused the credentials" in bad.stdout
+    assert "Traceback" not in bad.stdout + bad.stderr and "not-the-secret" not in bad.stdout + bad.stderr

@@ -1,0 +1,211 @@
+"""Exactly once: lost replies at every call, crashes between calls, concurrent runs, dead claims."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import pathlib
+
+import dagster as dg
+import pytest
+
+from cheetah_assets.cheetah.client import CheetahClient
+from cheetah_assets.cheetah.resource import ENV_VARS, CheetahMessagingResource
+from cheetah_assets.clock import ClockResource
+from cheetah_assets.customers import seed
+from cheetah_assets.customers.resource import CustomerDatabaseResource
+from cheetah_assets.sending import ledger as L
+
+from .conftest import make_resources
+from .helpers import audit_sends, ledger_rows, run_cycle, run_days_at_once
+
+API = "/services2/api"
+TOKEN = "/services2/authorization/oAuth2/Token"
+PROJECT_ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def day(sim) -> dt.date:
+    return sim.admin.now().date()
+
+
+@pytest.fixture
+def engine(db_url, sim, day):
+    engine = CustomerDatabaseResource(url=db_url).get_engine()
+    seed.seed_demo(engine, customers=150, days=0, today=day, now=sim.admin.now())
+    for cid, templates, at in (("A", "1001,1003", "09:00"), ("B", "1002", "10:30")):
+        seed.add_campaign(
+            engine, campaign_id=cid, name=f"Campaign {cid}", send_date=day, send_time=at, time_zone="UTC",
+            template_ids=templates, target_group="all_customers",
+        )
+    return engine
+
+
+def _until_done(resources, day, instance, attempts=6):
+    """Run the cycle the way an operator would: again after each failure, until it succeeds."""
+    results = []
+    for _ in range(attempts):
+        result = run_cycle(resources, day, instance)
+        results.append(result)
+        if result.success:
+            return results
+    raise AssertionError(f"the day did not complete in {attempts} runs")
+
+
+def _assert_exactly_once(sim, engine, sends=3):
+    rows = ledger_rows(engine)
+    assert [r["state"] for r in rows] == ["APPROVED"] * sends, [(r["send_key"], r["state"], r["error"]) for r in rows]
+    sim.admin.advance(dt.timedelta(days=1))
+    audit = audit_sends(engine, sim.admin.sent())
+    assert audit.ok, audit
+    assert audit.campaigns_checked == sends
+
+
+# Every call the send path makes, with "apply the request, then drop the reply" on it.
+LOST_REPLIES = [
+    ("POST", TOKEN, 0),
+    ("GET", f"{API}/DataMap", 1),
+    ("POST", f"{API}/Import", 0),
+    ("POST", f"{API}/Import", 2),
+    ("GET", f"{API}/Import", 0),
+    ("POST", f"{API}/EmailCampaign", 0),
+    ("POST", f"{API}/EmailCampaign", 1),
+    ("GET", f"{API}/EmailCampaign", 0),
+    ("GET", f"{API}/EmailCampaign", 3),
+    ("PUT", f"{API}/EmailCampaign", 0),  # LAUNCH applied, reply lost
+    ("PUT", f"{API}/EmailCampaign", 1),  # APPROVE applied, reply lost
+]
+
+
+@pytest.mark.parametrize("method, path, after", LOST_REPLIES, ids=[f"{m} {p.rsplit('/', 1)[-1]} #{a}" for m, p, a in LOST_REPLIES])
+def test_lost_reply_at_every_call(sim, db_url, engine, day, method, path, after):
+    sim.admin.add_fault(method=method, path=path, kind="apply_then_drop", after=after, times=1)
+    with dg.instance_for_test() as instance:
+        _until_done(make_resources(sim, db_url), day, instance)
+    assert sum(f["fired"] for f in sim.admin.faults()) == 1
+    _assert_exactly_once(sim, engine)
+
+
+@pytest.mark.parametrize("method, path", [("POST", f"{API}/EmailCampaign"), ("PUT", f"{API}/EmailCampaign"), ("POST", f"{API}/Import")])
+def test_many_lost_replies_in_a_row(sim, db_url, engine, day, method, path):
+    """Replies lost more often than the client retries: the protocol re-reads Cheetah and recovers,
+    within the run or in the next one."""
+    sim.admin.add_fault(method=method, path=path, kind="apply_then_drop", times=12)
+    with dg.instance_for_test() as instance:
+        _until_done(make_resources(sim, db_url), day, instance, attempts=8)
+    assert sum(f["fired"] for f in sim.admin.faults()) >= 3
+    _assert_exactly_once(sim, engine)
+
+
+class Crash(Exception):
+    """Stands for the run dying right after a Cheetah call took effect."""
+
+
+CRASH_POINTS = ["start_import", "wait_for_import", "create_campaign", "launch_campaign", "approve_campaign", "find_campaign"]
+
+
+@pytest.mark.parametrize("method", CRASH_POINTS)
+@pytest.mark.parametrize("nth", [1, 2])
+def test_crash_right_after_a_call_then_reexecute(sim, db_url, engine, day, monkeypatch, method, nth):
+    original = getattr(CheetahClient, method)
+    calls = {"n": 0}
+
+    def crashing(self, *args, **kwargs):
+        result = original(self, *args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == nth:
+            raise Crash(f"crash after {method} #{nth}")
+        return result
+
+    monkeypatch.setattr(CheetahClient, method, crashing)
+    with dg.instance_for_test() as instance:
+        results = _until_done(make_resources(sim, db_url), day, instance)
+    assert not results[0].success and calls["n"] >= nth
+    _assert_exactly_once(sim, engine)
+
+
+def test_two_runs_of_the_same_day_at_once(sim, db_url, engine, day):
+    # Two processes, as two run workers: Dagster's in-process execution is not for threads.
+    assert run_days_at_once(sim, db_url, sim.admin.now(), day, runs=2) == [True, True]
+    _assert_exactly_once(sim, engine)
+
+
+def test_a_dead_runs_claim_is_taken_over_after_its_lease(sim, db_url, engine, day):
+    now = sim.admin.now()
+    ledger = L.Ledger(engine, lambda: now)
+    row = ledger.ensure(
+        campaign_id="B", template_id="1002", send_date=day, list_key=f"B/{day.isoformat()}",
+        send_at=dt.datetime.combine(day, dt.time(10, 30), tzinfo=dt.timezone.utc),
+    )
+    assert ledger.claim(row.send_key, "ghost-run") is not None
+    assert ledger.claim(row.send_key, "other-run") is None  # a live claim holds
+    later = now + L.DEFAULT_LEASE + dt.timedelta(seconds=1)
+    resources = make_resources(sim, db_url, now=later)
+    assert isinstance(resources["clock"], ClockResource)
+    with dg.instance_for_test() as instance:
+        _until_done(resources, day, instance)
+    _assert_exactly_once(sim, engine)
+
+
+def cycle_job_from_env():
+    """The production job and resources (``EnvVar``s), rebuilt in each run worker process.
+
+    Only the clock is pinned (to the simulator's, through ``TEST_FIXED_NOW``)."""
+    from cheetah_assets.automation.jobs import daily_campaign_cycle_job
+    from cheetah_assets.resources import build_resources
+    from cheetah_assets.sending.assets import SEND_ASSETS, SEND_CHECKS
+
+    resources = build_resources()
+    resources["cheetah"] = CheetahMessagingResource(
+        **{
+            **{name: dg.EnvVar(var) for name, var in ENV_VARS.items()},
+            "backoff_factor": 0.01,  # the only change from production: retries without the long waits
+            "import_poll_interval_seconds": 0.01,
+        }
+    )
+    resources["clock"] = ClockResource(fixed_now=os.environ["TEST_FIXED_NOW"])
+    defs = dg.Definitions(assets=SEND_ASSETS, asset_checks=SEND_CHECKS, jobs=[daily_campaign_cycle_job], resources=resources)
+    return defs.resolve_job_def("daily_campaign_cycle")
+
+
+def test_reexecute_from_failure_in_run_worker_processes(sim, db_url, engine, day, monkeypatch, tmp_path):
+    """The operator's path: a multiprocess run fails mid-send, "Re-execute from failure" finishes it."""
+    from .conftest import DEMO_CREDENTIALS
+
+    env = {
+        "CHEETAH_ENDPOINT": sim.url,
+        "CHEETAH_CUST_ID": DEMO_CREDENTIALS["cust_id"],
+        "CHEETAH_FOLDER_ID": DEMO_CREDENTIALS["folder_id"],
+        "CHEETAH_PROP_MAP_ID": DEMO_CREDENTIALS["prop_map_id"],
+        "CHEETAH_CONSUMER_KEY": DEMO_CREDENTIALS["consumer_key"],
+        "CHEETAH_CONSUMER_SECRET": DEMO_CREDENTIALS["consumer_secret"],
+        "CHEETAH_CLIENT_ID": DEMO_CREDENTIALS["client_id"],
+        "CUSTOMER_DB_URL": db_url,
+        "TEST_FIXED_NOW": sim.admin.now().isoformat(),
+    }
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    # LAUNCH answers 503 more often than the client and the protocol retry: the run fails.
+    sim.admin.add_fault(method="PUT", path=f"{API}/EmailCampaign", kind="status", status=503, times=60)
+    (tmp_path / "home").mkdir()
+    with dg.instance_for_test(temp_dir=str(tmp_path / "home")) as instance:
+        # Built inside the instance's context: loading definitions reads the current instance's
+        # defs-state storage, and an instance left behind by an earlier test must not be the one.
+        job = dg.build_reconstructable_job(
+            __name__, "cycle_job_from_env", reconstructor_working_directory=str(PROJECT_ROOT)
+        )
+        with dg.execute_job(job, instance, tags={"dagster/partition": day.isoformat()}) as first:
+            assert not first.success
+            # It failed where the fault is, not earlier (an import error in the worker also "fails").
+            failed = {e.step_key for e in first.all_events if e.is_step_failure}
+            succeeded = {e.step_key for e in first.all_events if e.is_step_success}
+            assert failed == {"campaign_sends"}, failed
+            assert {"cheetah_template_catalog", "scheduled_campaigns", "recipient_lists"} <= succeeded
+        sim.admin.clear_faults()
+        options = dg.ReexecutionOptions.from_failure(first.run_id, instance)
+        # As the UI does, the re-execution carries the parent run's partition tag.
+        with dg.execute_job(job, instance, reexecution_options=options, tags={"dagster/partition": day.isoformat()}) as second:
+            assert second.success, [e.message for e in second.all_events if e.is_failure]
+            executed = {e.step_key for e in second.all_events if e.is_step_success}
+        assert executed == {"campaign_sends"}  # only the failed step ran again
+    _assert_exactly_once(sim, engine)

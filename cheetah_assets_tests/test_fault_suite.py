@@ -1,0 +1,214 @@
+"""A randomized, seeded fault-injection sweep over whole days of the campaign cycle.
+
+Each scenario seeds a small day (2-3 campaigns, one with two templates), arms a random mix of
+faults in the simulator (5xx, 429 with Retry-After, dropped connections, "apply, then drop the
+reply", timeouts), may expire every token in the middle of an upload, and may crash the run
+right after a random Cheetah call took effect. Then it resumes the way an operator would
+(re-execute the day) until the day is done, and audits the simulator's read-back: every send
+went out exactly once, to exactly its frozen recipients (less those Cheetah rejected, with a
+recorded reason), with the right fields, template and time.
+
+``CHEETAH_FAULT_SCENARIOS`` sets how many scenarios run (default 200, as in CI);
+``CHEETAH_FAULT_SEED`` the seed; ``CHEETAH_FAULT_WORKERS`` how many processes share them (each
+with its own simulator; default one per core). Each scenario draws from its own generator,
+seeded by (seed, number), so a failing scenario, printed with its number and faults,
+reproduces with the same seed whatever the number of workers.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import random
+import multiprocessing as mp
+import shutil
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from dataclasses import dataclass, field
+
+import dagster as dg
+import pytest
+
+from cheetah_assets.cheetah.client import CheetahClient
+from cheetah_assets.customers import seed
+from cheetah_assets.customers.resource import CustomerDatabaseResource
+from cheetah_assets.simulator import SimulatorServer
+
+from .conftest import make_resources
+from .helpers import audit_sends, ledger_rows, run_cycle
+
+pytestmark = pytest.mark.slow
+
+SCENARIOS = int(os.environ.get("CHEETAH_FAULT_SCENARIOS", "200"))
+SEED = int(os.environ.get("CHEETAH_FAULT_SEED", "20261123"))
+WORKERS = int(os.environ.get("CHEETAH_FAULT_WORKERS", str(os.cpu_count() or 1)))
+
+API = "/services2/api"
+ROUTES = [
+    ("POST", "/services2/authorization/oAuth2/Token"),
+    ("GET", f"{API}/DataMap"),
+    ("GET", f"{API}/Folder/Objects"),
+    ("POST", f"{API}/Import"),
+    ("GET", f"{API}/Import"),
+    ("POST", f"{API}/EmailCampaign"),
+    ("GET", f"{API}/EmailCampaign"),
+    ("PUT", f"{API}/EmailCampaign"),
+]
+CRASH_POINTS = ["start_import", "wait_for_import", "create_campaign", "launch_campaign", "approve_campaign"]
+CLIENT_TIMEOUT = 0.3
+
+
+class Crash(Exception):
+    """The run dies right after a Cheetah call took effect."""
+
+
+@dataclass
+class Scenario:
+    number: int
+    faults: list[dict] = field(default_factory=list)
+    crash: tuple[str, int] | None = None
+    expire_tokens_at_import: int | None = None
+
+    def describe(self) -> str:
+        parts = [f"{f['kind']} {f['method']} {f['path'].rsplit('/', 1)[-1]} after {f['after']} x{f['times']}" for f in self.faults]
+        if self.crash:
+            parts.append(f"crash after {self.crash[0]} #{self.crash[1]}")
+        if self.expire_tokens_at_import is not None:
+            parts.append(f"tokens expire at import #{self.expire_tokens_at_import}")
+        return f"scenario {self.number}: " + ("; ".join(parts) or "no faults")
+
+
+def make_scenario(number: int, rng: random.Random) -> Scenario:
+    s = Scenario(number)
+    for _ in range(rng.randint(1, 4)):
+        method, path = rng.choice(ROUTES)
+        kind = rng.choices(["status", "status429", "drop", "apply_then_drop", "timeout"], weights=[4, 1, 2, 4, 1])[0]
+        fault = {"method": method, "path": path, "after": rng.randint(0, 6), "times": rng.randint(1, 3)}
+        if kind == "status":
+            fault.update(kind="status", status=rng.choice([500, 502, 503, 504]))
+        elif kind == "status429":
+            fault.update(kind="status", status=429, retryAfter=1)
+        elif kind == "timeout":
+            fault.update(kind="delay", delay=CLIENT_TIMEOUT + 0.15, times=1)
+        else:
+            fault.update(kind=kind)
+        s.faults.append(fault)
+    if rng.random() < 0.4:
+        s.crash = (rng.choice(CRASH_POINTS), rng.randint(1, 3))
+    if rng.random() < 0.25:
+        s.expire_tokens_at_import = rng.randint(1, 3)
+    return s
+
+
+def _template_db(directory: Path, day: dt.date) -> Path:
+    """One seeded day, copied for each scenario (seeding is not what is under test here)."""
+    path = directory / "template.db"
+    engine = CustomerDatabaseResource(url=f"sqlite:///{path}").get_engine()
+    seed.seed_demo(engine, customers=90, days=0, today=day, now=dt.datetime.combine(day, dt.time(6), tzinfo=dt.timezone.utc))
+    for cid, templates, at in (("F1", "1001,1003", "09:00"), ("F2", "1002", "10:00"), ("F3", "1004", "11:00")):
+        seed.add_campaign(
+            engine, campaign_id=cid, name=cid, send_date=day, send_time=at, time_zone="UTC",
+            template_ids=templates, target_group="all_customers",
+        )
+    engine.dispose()
+    return path
+
+
+def run_scenarios(worker: int, workers: int, count: int, seed_value: int, directory: str) -> dict:
+    """Run scenarios ``worker, worker + workers, …`` below ``count`` against a simulator of this
+    process's own; return the totals and any failure descriptions."""
+    directory_path = Path(directory) / f"w{worker}"
+    directory_path.mkdir(parents=True, exist_ok=True)
+    day = dt.datetime.now(dt.timezone.utc).date()
+    template_db = _template_db(directory_path, day)
+    totals = {"scenarios": 0, "faults": 0, "duplicates": 0, "lost": 0, "runs": 0}
+    failures: list[str] = []
+    state = {"crash": None, "calls": {}, "expire_at": None, "imports": 0, "sim": None}
+    originals = {}
+
+    def wrap(name):
+        original = originals[name] = getattr(CheetahClient, name)
+
+        def wrapped(self, *args, **kwargs):
+            if name == "start_import":
+                state["imports"] += 1
+                if state["expire_at"] == state["imports"]:
+                    state["sim"].admin.expire_tokens()
+                    totals["faults"] += 1
+            result = original(self, *args, **kwargs)
+            state["calls"][name] = state["calls"].get(name, 0) + 1
+            if state["crash"] and state["crash"] == (name, state["calls"][name]):
+                state["crash"] = None
+                totals["faults"] += 1
+                raise Crash(f"crash after {name}")
+            return result
+
+        setattr(CheetahClient, name, wrapped)
+
+    for name in {*CRASH_POINTS, "start_import"}:
+        wrap(name)
+    try:
+        with SimulatorServer(seed="demo") as sim:
+            state["sim"] = sim
+            for number in range(worker, count, workers):
+                _one(number, random.Random(f"{seed_value}-{number}"), sim, day, template_db, directory_path, state, totals, failures)
+    finally:
+        for name, original in originals.items():
+            setattr(CheetahClient, name, original)
+    return {"totals": totals, "failures": failures}
+
+
+def _one(number, rng, sim, day, template_db, directory, state, totals, failures) -> None:
+    scenario = make_scenario(number, rng)
+    sim.admin.reset(seed="demo", now=dt.datetime.combine(day, dt.time(6), tzinfo=dt.timezone.utc))
+    db = directory / f"s{number}.db"
+    shutil.copy(template_db, db)
+    url = f"sqlite:///{db}"
+    for fault in scenario.faults:
+        sim.admin.add_fault(**fault)
+    state.update(crash=scenario.crash, calls={}, expire_at=scenario.expire_tokens_at_import, imports=0)
+    resources = make_resources(sim, url, timeout_seconds=CLIENT_TIMEOUT, max_retries=3)
+    done = False
+    # One instance per scenario, as one deployment: re-runs see the failed runs before them.
+    instance = dg.DagsterInstance.ephemeral()
+    for _attempt in range(8):
+        totals["runs"] += 1
+        if run_cycle(resources, day, instance).success:
+            done = True
+            break
+    totals["faults"] += sum(f["fired"] for f in sim.admin.faults())
+    sim.admin.clear_faults()
+    engine = CustomerDatabaseResource(url=url).get_engine()
+    if not done:
+        failures.append(f"{scenario.describe()}: the day did not complete in 8 runs")
+    rows = ledger_rows(engine)
+    if done and [r["state"] for r in rows] != ["APPROVED"] * 4:
+        failures.append(f"{scenario.describe()}: ledger {[(r['send_key'], r['state']) for r in rows]}")
+    sim.admin.advance(dt.timedelta(days=1))
+    audit = audit_sends(engine, sim.admin.sent())
+    engine.dispose()
+    totals["scenarios"] += 1
+    totals["duplicates"] += audit.duplicates
+    totals["lost"] += audit.lost_recipients
+    if not audit.ok:
+        failures.append(f"{scenario.describe()}: {audit}")
+    db.unlink(missing_ok=True)
+
+
+def test_randomized_fault_injection(tmp_path, capsys):
+    workers = max(1, min(WORKERS, SCENARIOS))
+    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+        futures = [pool.submit(run_scenarios, w, workers, SCENARIOS, SEED, str(tmp_path)) for w in range(workers)]
+        results = [f.result(timeout=3600) for f in futures]
+    totals = {k: sum(r["totals"][k] for r in results) for k in results[0]["totals"]}
+    failures = [f for r in results for f in r["failures"]]
+    line = (
+        f"fault suite (seed {SEED}): {totals['scenarios']} scenarios, {totals['faults']} faults injected, "
+        f"{totals['runs']} runs, {totals['duplicates']} duplicates, {totals['lost']} lost recipients"
+    )
+    with capsys.disabled():
+        print("\n" + line)
+    assert totals["scenarios"] == SCENARIOS
+    assert not failures, "\n".join(failures[:10])
+    assert totals["duplicates"] == 0 and totals["lost"] == 0
+    assert totals["faults"] >= totals["scenarios"]  # the faults really fired

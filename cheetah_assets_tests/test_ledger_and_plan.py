@@ -1,0 +1,121 @@
+"""Plain functions of the send path, without Dagster: ledger claims, send times, file splitting."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+
+import pytest
+
+from cheetah_assets.customers.resource import CustomerDatabaseResource
+from cheetah_assets.customers.schema import create_integration_tables
+from cheetah_assets.sending import ledger as L
+from cheetah_assets.sending.plan import PlanProblem, resolve_send_at
+from cheetah_assets.sending.protocol import _csv, _files
+
+NOW = dt.datetime(2026, 11, 23, 6, 0, tzinfo=dt.timezone.utc)
+DAY = NOW.date()
+
+
+@pytest.fixture
+def ledger(tmp_path):
+    engine = CustomerDatabaseResource(url=f"sqlite:///{tmp_path / 'l.db'}").get_engine()
+    create_integration_tables(engine)
+    clock = {"now": NOW}
+    led = L.Ledger(engine, lambda: clock["now"])
+    led.clock = clock
+    return led
+
+
+def _row(ledger, cid="C1"):
+    return ledger.ensure(campaign_id=cid, template_id="1001", send_date=DAY, list_key=f"{cid}/{DAY}", send_at=NOW + dt.timedelta(hours=3))
+
+
+def test_ensure_is_idempotent_and_names_are_deterministic(ledger):
+    a = _row(ledger)
+    b = _row(ledger)
+    assert a == b and a.state == L.PENDING
+    assert a.cheetah_name == "OPT-C1-1001-20261123" == L.cheetah_name("C1", "1001", DAY)
+    assert L.cheetah_name("a b/c", "1", DAY) == "OPT-a_b_c-1-20261123"
+
+
+def test_claim_is_exclusive_until_released_expired_or_dead(ledger):
+    row = _row(ledger)
+    assert ledger.claim(row.send_key, "run-1") is not None
+    assert ledger.claim(row.send_key, "run-2") is None
+    assert ledger.claim(row.send_key, "run-1") is not None  # re-entrant for its owner
+    # A dead owner's claim is taken over at once.
+    assert ledger.claim(row.send_key, "run-2", owner_alive=lambda o: o != "run-1") is not None
+    assert ledger.get(row.send_key).claimed_by == "run-2"
+    # An expired lease is taken over even when the owner cannot be judged.
+    ledger.clock["now"] = NOW + L.DEFAULT_LEASE + dt.timedelta(seconds=1)
+    assert ledger.claim(row.send_key, "run-3") is not None
+    ledger.release(row.send_key, "run-3")
+    assert ledger.get(row.send_key).claimed_by is None
+
+
+def test_advance_requires_the_claim(ledger):
+    row = _row(ledger)
+    ledger.claim(row.send_key, "run-1")
+    assert ledger.advance(row.send_key, "run-1", L.IMPORTING, rows_in_list=5).state == L.IMPORTING
+    with pytest.raises(L.LostClaim):
+        ledger.advance(row.send_key, "run-2", L.IMPORTED)
+    assert ledger.get(row.send_key).state == L.IMPORTING
+
+
+def test_only_one_of_many_racing_claimants_wins(ledger):
+    row = _row(ledger)
+    winners = []
+    barrier = threading.Barrier(8)
+
+    def race(n):
+        barrier.wait()
+        if ledger.claim(row.send_key, f"run-{n}") is not None:
+            winners.append(n)
+
+    threads = [threading.Thread(target=race, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(winners) == 1
+
+
+@pytest.mark.parametrize(
+    "day, at, tz, expected",
+    [
+        (dt.date(2026, 11, 23), "15:00", "UTC", dt.datetime(2026, 11, 23, 15, 0, tzinfo=dt.timezone.utc)),
+        (dt.date(2026, 11, 23), "09:30", "America/New_York", dt.datetime(2026, 11, 23, 14, 30, tzinfo=dt.timezone.utc)),
+        (dt.date(2026, 7, 1), "09:00", "Europe/Paris", dt.datetime(2026, 7, 1, 7, 0, tzinfo=dt.timezone.utc)),
+        (dt.date(2026, 10, 25), "02:30", "Europe/Paris", dt.datetime(2026, 10, 25, 0, 30, tzinfo=dt.timezone.utc)),
+    ],
+)
+def test_send_times_resolve_to_utc(day, at, tz, expected):
+    assert resolve_send_at(day, at, tz) == expected
+
+
+@pytest.mark.parametrize(
+    "at, tz, message",
+    [
+        ("02:30", "Europe/Paris", "daylight-saving gap"),
+        ("12:00", None, "has no time zone"),
+        ("12:00", " ", "has no time zone"),
+        ("12:00", "Nowhere/City", "not an IANA time zone"),
+        ("7pm", "UTC", "is not HH:MM"),
+    ],
+)
+def test_bad_send_times_name_the_problem(at, tz, message):
+    with pytest.raises(PlanProblem, match=message):
+        resolve_send_at(dt.date(2026, 3, 29), at, tz)
+
+
+def test_files_respect_row_and_byte_limits_and_keep_every_row():
+    rows = [(f"user{i}@example.com", {"FNAME": "x" * (i % 7)}) for i in range(1000)]
+    header = ["EMAIL_ADDR", "FNAME"]
+    batches = list(_files(iter(rows), header, max_rows=300, max_bytes=10**9))
+    assert [len(b) for b in batches] == [300, 300, 300, 100]
+    batches = list(_files(iter(rows), header, max_rows=10**6, max_bytes=4000))
+    assert sum(len(b) for b in batches) == 1000
+    assert all(len(_csv(header, b)) <= 4000 for b in batches)
+    assert [r[0] for b in batches for r in b] == [r[0] for r in rows]
+    assert _csv(header, [("a@b.c", ["O'Neil, \"Jr\""])]).decode() == 'EMAIL_ADDR,FNAME\r\na@b.c,"O\'Neil, ""Jr"""\r\n'

@@ -1,0 +1,393 @@
+"""The metric sensors, evaluated for real (``build_sensor_context`` + ``evaluate_tick`` against a
+real ``DagsterInstance`` and the code location's definitions) over a real SQLite ledger, with the
+clock pinned tick by tick. What the daemon would do with a tick's result (add the requested
+partitions, launch the requested runs) the tests do by hand, with real materializations.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+
+import dagster as dg
+import pytest
+from dagster._core.test_utils import create_run_for_test
+
+from cheetah_assets.automation.metric_sensors import (
+    METRIC_SENSORS,
+    campaign_analysis_sensor,
+    register_sent_campaigns_sensor,
+    request_metric_snapshots_sensor,
+)
+from cheetah_assets.cheetah.resource import CheetahMessagingResource
+from cheetah_assets.clock import ClockResource
+from cheetah_assets.customers import seed
+from cheetah_assets.customers.resource import CustomerDatabaseResource
+from cheetah_assets.customers.schema import send_ledger
+from cheetah_assets.metrics import snapshots as S
+from cheetah_assets.metrics.assets import (
+    METRIC_ASSETS,
+    METRIC_CHECKS,
+    METRIC_JOBS,
+    campaign_analysis,
+    campaign_metric_snapshots,
+    campaigns_partitions,
+    metric_snapshot_job,
+)
+from cheetah_assets.simulator.metrics import metrics_at
+
+from .conftest import DEMO_CREDENTIALS, make_resources
+from .helpers import ledger_rows, run_cycle
+from .test_metrics import (
+    DAY,
+    SEED,
+    analysis_rows,
+    counts_of,
+    engine,  # noqa: F401 - fixture
+    insert_send,
+    set_clock,
+    snapshot_rows,
+)
+
+T0 = dt.datetime(2026, 11, 20, 12, 0, tzinfo=dt.timezone.utc)
+PARTITIONS = campaigns_partitions.name
+
+
+def definitions(db_url: str, cheetah: CheetahMessagingResource | None = None) -> dg.Definitions:
+    return dg.Definitions(
+        assets=METRIC_ASSETS,
+        asset_checks=METRIC_CHECKS,
+        jobs=METRIC_JOBS,
+        sensors=METRIC_SENSORS,
+        resources={
+            "cheetah": cheetah or CheetahMessagingResource(endpoint="https://cheetah.invalid", **DEMO_CREDENTIALS),
+            "customer_db": CustomerDatabaseResource(url=db_url),
+            "clock": ClockResource(),
+        },
+    )
+
+
+@dataclass
+class Ticker:
+    """Evaluates sensors tick by tick, keeping each one's cursor, and does what the daemon does
+    with a result: adds the requested partitions. Every run request is logged with its tick time."""
+
+    instance: dg.DagsterInstance
+    db_url: str
+    defs: dg.Definitions
+    cursors: dict[str, str | None] = field(default_factory=dict)
+    requested: list[tuple[dt.datetime, dg.RunRequest]] = field(default_factory=list)
+    registered: list[tuple[dt.datetime, str]] = field(default_factory=list)
+
+    def tick(self, sensor, now: dt.datetime):
+        context = dg.build_sensor_context(
+            instance=self.instance,
+            instance_ref=self.instance.get_ref(),  # as in the daemon: partition keys are validated
+            cursor=self.cursors.get(sensor.name),
+            resources={
+                "customer_db": CustomerDatabaseResource(url=self.db_url),
+                "clock": ClockResource(fixed_now=now.isoformat()),
+            },
+            definitions=self.defs,
+        )
+        data = sensor.evaluate_tick(context)
+        self.cursors[sensor.name] = data.cursor
+        for req in data.dynamic_partitions_requests or []:
+            self.instance.add_dynamic_partitions(req.partitions_def_name, list(req.partition_keys))
+            self.registered.extend((now, k) for k in req.partition_keys)
+        for rr in data.run_requests or []:
+            self.requested.append((now, rr))
+        return data
+
+    def both(self, now: dt.datetime) -> list[dg.RunRequest]:
+        """One tick of the registration sensor, then of the request sensor; that tick's requests."""
+        before = len(self.requested)
+        self.tick(register_sent_campaigns_sensor, now)
+        self.tick(request_metric_snapshots_sensor, now)
+        return [rr for _, rr in self.requested[before:]]
+
+    def run_keys(self) -> list[str]:
+        return [rr.run_key for _, rr in self.requested]
+
+    def first_requested(self) -> dict[str, dt.datetime]:
+        out: dict[str, dt.datetime] = {}
+        for when, rr in self.requested:
+            out.setdefault(rr.run_key, when)
+        return out
+
+
+@pytest.fixture
+def instance():
+    with dg.instance_for_test() as instance:
+        yield instance
+
+
+@pytest.fixture
+def ticker(instance, db_url, engine):  # noqa: F811
+    return Ticker(instance, db_url, definitions(db_url))
+
+
+def week_keys(name: str) -> set[str]:
+    return {f"{name}|day_{k}" for k in range(1, 8)}
+
+
+# ------------------------------------------------------------------------------------------------
+# registration
+# ------------------------------------------------------------------------------------------------
+def test_registration_adds_each_sent_campaign_once(ticker, instance, engine):  # noqa: F811
+    insert_send(engine, "OPT-S1", send_at=T0 - dt.timedelta(hours=1), camp_id=1)
+    insert_send(engine, "OPT-S2", send_at=T0 - dt.timedelta(hours=1), camp_id=2)  # same send time
+    insert_send(engine, "OPT-FUTURE", send_at=T0 + dt.timedelta(hours=2), camp_id=3)
+    insert_send(engine, "OPT-LAUNCHED", send_at=T0 - dt.timedelta(hours=2), camp_id=4, state="LAUNCHED")
+    insert_send(engine, "OPT-NO-ID", send_at=T0 - dt.timedelta(hours=2), camp_id=None)
+    insert_send(engine, "OPT-CANCELLED", send_at=T0 - dt.timedelta(hours=3), camp_id=5, state="CANCELLED")
+
+    ticker.tick(register_sent_campaigns_sensor, T0)
+    assert set(instance.get_dynamic_partitions(PARTITIONS)) == {"OPT-S1", "OPT-S2"}
+    data = ticker.tick(register_sent_campaigns_sensor, T0 + dt.timedelta(minutes=1))
+    assert not data.dynamic_partitions_requests and "no newly sent campaign" in data.skip_message
+    # Not before its send time...
+    ticker.tick(register_sent_campaigns_sensor, T0 + dt.timedelta(hours=1, minutes=59))
+    assert "OPT-FUTURE" not in instance.get_dynamic_partitions(PARTITIONS)
+    # ...and at the first tick after it.
+    ticker.tick(register_sent_campaigns_sensor, T0 + dt.timedelta(hours=2, minutes=1))
+    assert "OPT-FUTURE" in instance.get_dynamic_partitions(PARTITIONS)
+
+    # A send recorded as APPROVED only days after its send time (a run recovered a lost reply):
+    # its send time is far behind the cursor; its updated_at is not.
+    late_at = T0 + dt.timedelta(hours=3)
+    with engine.begin() as conn:
+        conn.execute(
+            send_ledger.update()
+            .where(send_ledger.c.cheetah_name == "OPT-LAUNCHED")
+            .values(state="APPROVED", updated_at=late_at)
+        )
+    ticker.tick(register_sent_campaigns_sensor, late_at + dt.timedelta(minutes=1))
+    assert sorted(instance.get_dynamic_partitions(PARTITIONS)) == ["OPT-FUTURE", "OPT-LAUNCHED", "OPT-S1", "OPT-S2"]
+    assert Counter(k for _, k in ticker.registered) == Counter({"OPT-S1": 1, "OPT-S2": 1, "OPT-FUTURE": 1, "OPT-LAUNCHED": 1})
+
+
+# ------------------------------------------------------------------------------------------------
+# snapshot requests
+# ------------------------------------------------------------------------------------------------
+def test_each_day_is_requested_once_at_its_time_never_before_never_an_eighth(ticker, engine):  # noqa: F811
+    send = dt.datetime(2026, 11, 20, 9, 17, 23, tzinfo=dt.timezone.utc)
+    sends = {"OPT-C1": send, "OPT-C2": send, "OPT-C3": send + dt.timedelta(hours=5, minutes=3)}
+    for n, (name, at) in enumerate(sends.items()):
+        insert_send(engine, name, send_at=at, camp_id=100 + n)
+    dues = {f"{name}|day_{k}": at + k * DAY for name, at in sends.items() for k in range(1, 8)}
+    points = {send - dt.timedelta(hours=2) + i * dt.timedelta(minutes=97) for i in range(int(10 * 24 * 60 / 97))}
+    for due in dues.values():
+        points |= {due - dt.timedelta(seconds=1), due, due + dt.timedelta(seconds=1)}
+    ticks = sorted(points)
+    for now in ticks:
+        ticker.both(now)
+
+    keys = ticker.run_keys()
+    assert len(keys) == len(set(keys)) == 21  # each once
+    assert set(keys) == set(dues)  # exactly days 1..7 of each campaign
+    for key, when in ticker.first_requested().items():
+        assert when == dues[key], (key, when, dues[key])  # at the first tick at or after its due time
+    for when, rr in ticker.requested:
+        name, day = rr.run_key.split("|")
+        assert rr.partition_key == f"{name}|{day}"
+        assert rr.partition_key.keys_by_dimension == {"campaign": name, "day": day}
+        assert rr.tags["cheetah/snapshot_day"] == day
+        # resolved against the code location: the job's partition tags are set
+        assert rr.tags["dagster/partition/campaign"] == name and rr.tags["dagster/partition/day"] == day
+    assert request_metric_snapshots_sensor.job_name == metric_snapshot_job.name
+
+
+def test_a_two_day_outage_is_caught_up_exactly_once(ticker, engine):  # noqa: F811
+    send = T0
+    insert_send(engine, "OPT-OUT", send_at=send, camp_id=1)
+    insert_send(engine, "OPT-DURING", send_at=send + 2 * DAY, camp_id=2)  # sent while the daemon was down
+    hour = dt.timedelta(hours=1)
+    before = [send - hour + i * hour for i in range(29)]  # up to send + 1d 3h
+    assert before[-1] == send + DAY + 3 * hour
+    for now in before:
+        ticker.both(now)
+    assert ticker.run_keys() == ["OPT-OUT|day_1"]
+
+    resume = send + 3 * DAY + 6 * hour  # two days and three hours later
+    caught_up = ticker.both(resume)
+    assert sorted(rr.run_key for rr in caught_up) == ["OPT-DURING|day_1", "OPT-OUT|day_2", "OPT-OUT|day_3"]
+
+    for i in range(1, 24 * 7):
+        ticker.both(resume + i * hour)
+    keys = ticker.run_keys()
+    assert len(keys) == len(set(keys))
+    assert set(keys) == week_keys("OPT-OUT") | week_keys("OPT-DURING")
+    first = ticker.first_requested()
+    for k in range(4, 8):  # back on schedule: within the hour after each due time
+        assert send + k * DAY <= first[f"OPT-OUT|day_{k}"] < send + k * DAY + hour
+
+
+def test_a_send_recorded_late_gets_its_missed_days_once(ticker, engine):  # noqa: F811
+    send = T0
+    insert_send(engine, "OPT-ONTIME", send_at=send, camp_id=1)
+    insert_send(engine, "OPT-LATE", send_at=send, camp_id=2, state="LAUNCHED")
+    hour = dt.timedelta(hours=1)
+    now = send - hour
+    while now < send + 3 * DAY + 12 * hour:
+        ticker.both(now)
+        now += hour
+    assert not any(k.startswith("OPT-LATE") for k in ticker.run_keys())
+    with engine.begin() as conn:  # the send path records it APPROVED three and a half days late
+        conn.execute(
+            send_ledger.update().where(send_ledger.c.cheetah_name == "OPT-LATE").values(state="APPROVED", updated_at=now)
+        )
+    late = ticker.both(now)
+    assert sorted(rr.run_key for rr in late) == ["OPT-LATE|day_1", "OPT-LATE|day_2", "OPT-LATE|day_3"]
+    while now < send + 8 * DAY:
+        now += hour
+        ticker.both(now)
+    keys = ticker.run_keys()
+    assert len(keys) == len(set(keys)) and set(keys) == week_keys("OPT-ONTIME") | week_keys("OPT-LATE")
+
+
+def test_the_first_tick_requests_what_is_due_within_a_week(ticker, instance, engine):  # noqa: F811
+    now = T0
+    insert_send(engine, "OPT-RECENT", send_at=now - dt.timedelta(days=2, hours=12), camp_id=1)
+    insert_send(engine, "OPT-OLD", send_at=now - dt.timedelta(days=10, hours=1), camp_id=2)
+    insert_send(engine, "OPT-UNREGISTERED", send_at=now - dt.timedelta(days=1, hours=12), camp_id=3)
+    instance.add_dynamic_partitions(PARTITIONS, ["OPT-RECENT", "OPT-OLD"])
+
+    ticker.tick(request_metric_snapshots_sensor, now)
+    assert sorted(ticker.run_keys()) == [
+        "OPT-OLD|day_4", "OPT-OLD|day_5", "OPT-OLD|day_6", "OPT-OLD|day_7",  # days 1-3 are over a week old
+        "OPT-RECENT|day_1", "OPT-RECENT|day_2",
+    ]
+    later = ticker.both(now + dt.timedelta(minutes=1))  # registers OPT-UNREGISTERED, asks its due day
+    assert [rr.run_key for rr in later] == ["OPT-UNREGISTERED|day_1"]
+
+
+def test_a_tick_reads_only_the_sends_with_a_day_due(engine):  # noqa: F811
+    """1,000 campaigns inside their week: a steady-state tick reads the few sends with a day due
+    in its minute, and asks the instance about those names only."""
+    now = T0
+    rng = random.Random(7)
+    sends = {f"OPT-B{i:04d}": now - dt.timedelta(seconds=rng.randrange(1, 7 * 86_400)) for i in range(998)}
+    # and two whose days fall due in the steady-state tick's minute (day 2 and day 5)
+    sends |= {"OPT-EDGE2": now - 2 * DAY + dt.timedelta(seconds=30), "OPT-EDGE5": now - 5 * DAY + dt.timedelta(seconds=60)}
+    stamp = now - 8 * DAY
+    with engine.begin() as conn:
+        conn.execute(
+            send_ledger.insert(),
+            [
+                dict(
+                    send_key=f"{n}/1004/{at.date()}", campaign_id=n, template_id="1004", send_date=at.date(),
+                    list_key=f"{n}/{at.date()}", cheetah_name=n, state="APPROVED", send_at=at, camp_id=i,
+                    created_at=stamp, updated_at=stamp,
+                )
+                for i, (n, at) in enumerate(sends.items())
+            ],
+        )
+    asked: list[list[str]] = []
+
+    def registered(names):
+        asked.append(list(names))
+        return set(names)
+
+    first = S.snapshots_due(engine, now=now, last_tick=None, registered=registered, registered_since_last_tick=lambda: list(sends))
+    expected = {(n, k) for n, at in sends.items() for k in range(1, 8) if at + k * DAY <= now}
+    assert {(d.cheetah_name, d.day) for d in first.due} == expected and len(first.due) == len(expected)
+
+    last, now2 = now, now + dt.timedelta(seconds=60)
+    due_now = {(n, k) for n, at in sends.items() for k in range(1, 8) if last < at + k * DAY <= now2}
+    steady = S.snapshots_due(engine, now=now2, last_tick=last, registered=registered, registered_since_last_tick=list)
+    assert {(d.cheetah_name, d.day) for d in steady.due} == due_now
+    assert steady.window_sends == len({n for n, _ in due_now})  # nothing else was read
+    assert sorted(asked[-1]) == sorted({n for n, _ in due_now})
+    assert {("OPT-EDGE2", 2), ("OPT-EDGE5", 5)} <= due_now and len(due_now) < 20  # a handful, not 7,000
+
+
+# ------------------------------------------------------------------------------------------------
+# the analysis sensor
+# ------------------------------------------------------------------------------------------------
+def test_analysis_is_requested_once_per_newer_snapshot(ticker, instance, db_url, engine):  # noqa: F811
+    assert ticker.tick(campaign_analysis_sensor, T0).skip_message == "no metric snapshot yet"
+    instance.add_dynamic_partitions(PARTITIONS, ["OPT-X"])
+
+    def report_snapshot(day: int) -> int:
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization(campaign_metric_snapshots.key, partition=f"OPT-X|day_{day}")
+        )
+        return instance.fetch_materializations(campaign_metric_snapshots.key, limit=1).records[0].storage_id
+
+    first = report_snapshot(1)
+    data = ticker.tick(campaign_analysis_sensor, T0)
+    assert [rr.run_key for rr in data.run_requests] == [f"analysis-{first}"]
+    # Same state, same run key: the daemon launches it once.
+    assert [rr.run_key for rr in ticker.tick(campaign_analysis_sensor, T0).run_requests] == [f"analysis-{first}"]
+
+    resources = {"customer_db": CustomerDatabaseResource(url=db_url), "clock": ClockResource(fixed_now=T0.isoformat())}
+    dg.materialize([campaign_analysis], resources=resources, instance=instance)
+    assert "up to date" in ticker.tick(campaign_analysis_sensor, T0).skip_message
+
+    second = report_snapshot(2)
+    run = create_run_for_test(instance, job_name="campaign_analysis_job", status=dg.DagsterRunStatus.STARTED)
+    assert "still in flight" in ticker.tick(campaign_analysis_sensor, T0).skip_message
+    instance.report_run_canceled(run)
+    assert [rr.run_key for rr in ticker.tick(campaign_analysis_sensor, T0).run_requests] == [f"analysis-{second}"]
+
+
+# ------------------------------------------------------------------------------------------------
+# end to end: the send path, the sensors, the snapshots, the analysis
+# ------------------------------------------------------------------------------------------------
+def test_end_to_end_from_the_send_path_to_the_analysis(sim, db_url, engine):  # noqa: F811
+    start = sim.admin.now()  # 06:00 UTC today
+    day = start.date()
+    seed.seed_demo(engine, customers=300, days=0, today=day, now=start)
+    seed.add_campaign(
+        engine, campaign_id="MET1", name="Metrics end to end", send_date=day, send_time="09:00",
+        time_zone="UTC", template_ids="1004", target_group="all_customers",
+    )
+    cheetah = make_resources(sim, db_url)["cheetah"]
+    with dg.instance_for_test() as instance:
+        assert run_cycle(make_resources(sim, db_url), day, instance).success
+        (row,) = ledger_rows(engine)
+        assert row["state"] == "APPROVED"
+        name, send_at = row["cheetah_name"], S.utc(row["send_at"])
+
+        ticker = Ticker(instance, db_url, definitions(db_url, cheetah))
+        step = dt.timedelta(hours=4)
+        now = start
+        analyses = 0
+        while now <= send_at + 8 * DAY:
+            set_clock(sim, now)
+            for rr in ticker.both(now):  # what the daemon would launch
+                result = dg.materialize(
+                    [campaign_metric_snapshots], partition_key=rr.partition_key,
+                    resources=make_resources(sim, db_url), instance=instance, tags=rr.tags,
+                )
+                assert result.success
+            analysis = ticker.tick(campaign_analysis_sensor, now)
+            for _ in analysis.run_requests or []:
+                assert dg.materialize([campaign_analysis, *METRIC_CHECKS], resources=make_resources(sim, db_url), instance=instance).success
+                analyses += 1
+            now += step
+        assert "up to date" in ticker.tick(campaign_analysis_sensor, now).skip_message
+
+    keys = ticker.run_keys()
+    assert sorted(k for k in keys if not k.startswith("analysis-")) == sorted(week_keys(name))
+    assert len([k for k in keys if k.startswith("analysis-")]) == analyses == 7  # one analysis after each new snapshot, none for an unchanged state
+    (sent,) = [c for c in sim.admin.sent()["campaigns"] if c["name"] == name]
+    recipients, sent_at = len(sent["recipients"]), S.utc(dt.datetime.fromisoformat(sent["sentAt"].replace("Z", "+00:00")))
+    assert sent["sendCount"] == 1 and sent_at == send_at and recipients > 200
+    rows = snapshot_rows(engine)
+    assert set(rows) == {(name, k) for k in range(1, 8)}
+    for (_, k), snap in rows.items():
+        as_of = S.utc(snap["as_of"])
+        assert send_at + k * DAY <= as_of < send_at + k * DAY + step  # taken once its day had come
+        assert counts_of(snap) == metrics_at(SEED, row["camp_id"], recipients, as_of - sent_at)
+    truth = metrics_at(SEED, row["camp_id"], recipients, S.utc(rows[(name, 7)]["as_of"]) - sent_at)
+    result = analysis_rows(engine)[name]
+    assert (result["days_reported"], result["latest_day"]) == (7, 7)
+    assert (result["sent"], result["delivered"], result["unique_opens"], result["unique_clicks"], result["unique_unsubscribes"]) == (
+        truth["Sent"], truth["Received"], truth["MessageOpens"], truth["MessageClicks"], truth["Unsubs"]
+    )
+    assert result["open_rate"] == pytest.approx(truth["MessageOpens"] / truth["Received"])
+    assert result["delivery_rate"] == pytest.approx(truth["Received"] / truth["Sent"])

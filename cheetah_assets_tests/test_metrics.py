@@ -1,0 +1,479 @@
+"""Metric snapshots and the campaign analysis: real Dagster materializations, a real SQLite
+database file, and campaigns really sent by the Cheetah Messaging simulator over HTTP.
+
+Ground truth is the simulator's own metric model (``simulator.metrics.metrics_at``): what the
+simulator reports for a campaign at any moment after its send.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import dagster as dg
+import pytest
+import sqlalchemy as sa
+
+from cheetah_assets.customers.resource import CustomerDatabaseResource
+from cheetah_assets.customers.schema import campaign_analysis as analysis_table
+from cheetah_assets.customers.schema import metric_snapshot, send_ledger
+from cheetah_assets.metrics import analysis as A
+from cheetah_assets.metrics import snapshots as S
+from cheetah_assets.metrics.assets import (
+    METRIC_CHECKS,
+    campaign_analysis,
+    campaign_metric_snapshots,
+    campaigns_partitions,
+    snapshot_partition_key,
+)
+from cheetah_assets.simulator.metrics import curve_params, metrics_at
+
+from .conftest import cheetah_resource, make_resources
+
+SEED = "demo"
+DAY = dt.timedelta(days=1)
+
+
+# ------------------------------------------------------------------------------------------------
+# helpers shared with test_metric_sensors.py
+# ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Sent:
+    name: str
+    camp_id: int
+    recipients: int
+    send_at: dt.datetime
+
+    def truth(self, as_of: dt.datetime) -> dict[str, int]:
+        """What the simulator reports for this campaign at ``as_of``."""
+        return metrics_at(SEED, self.camp_id, self.recipients, as_of - self.send_at)
+
+
+def insert_send(
+    engine,
+    name: str,
+    *,
+    send_at: dt.datetime | None,
+    camp_id: int | None,
+    state: str = "APPROVED",
+    updated_at: dt.datetime | None = None,
+    template_id: str = "1004",
+) -> None:
+    """A ledger row as the send path leaves it (every NOT NULL column filled)."""
+    stamp = updated_at or (send_at - dt.timedelta(hours=2) if send_at else dt.datetime.now(dt.timezone.utc))
+    send_date = (send_at or stamp).date()
+    with engine.begin() as conn:
+        conn.execute(
+            send_ledger.insert().values(
+                send_key=f"{name}/{template_id}/{send_date}",
+                campaign_id=name,
+                template_id=template_id,
+                send_date=send_date,
+                list_key=f"{name}/{send_date}",
+                cheetah_name=name,
+                state=state,
+                send_at=send_at,
+                camp_id=camp_id,
+                created_at=stamp,
+                updated_at=stamp,
+            )
+        )
+
+
+def make_list(client, name: str, recipients: int) -> int:
+    csv = "EMAIL_ADDR,FNAME\n" + "".join(f"{name.lower()}-{i}@example.com,Name{i}\n" for i in range(recipients))
+    status = client.wait_for_import(client.start_import(list_name=name, csv_bytes=csv.encode(), file_name=f"{name}.csv"))
+    assert status.rows_accepted == recipients, status
+    return status.list_id
+
+
+def launch(client, name: str, list_id: int, send_at: dt.datetime) -> int:
+    camp_id = client.create_campaign(name=name, template_obj_id="1004", list_id=list_id, start_time=send_at)
+    client.launch_campaign(camp_id)
+    client.approve_campaign(camp_id)
+    return camp_id
+
+
+def send_campaign(sim, engine, name: str, recipients: int, send_at: dt.datetime) -> Sent:
+    """A campaign really approved in the simulator (sent when its clock passes ``send_at``), with
+    the ledger row the send path would have written for it."""
+    with cheetah_resource(sim).get_client() as client:
+        camp_id = launch(client, name, make_list(client, name, recipients), send_at)
+    insert_send(engine, name, send_at=send_at, camp_id=camp_id)
+    return Sent(name, camp_id, recipients, send_at)
+
+
+def set_clock(sim, when: dt.datetime) -> dt.datetime:
+    sim.admin.set_now(when)
+    return when
+
+
+def snapshot(sim, db_url, instance, name: str, day: int, *, allow_early: bool = False, raise_on_error: bool = True):
+    config = {"ops": {"campaign_metric_snapshots": {"config": {"allow_early": True}}}} if allow_early else None
+    return dg.materialize(
+        [campaign_metric_snapshots],
+        partition_key=snapshot_partition_key(name, day),
+        resources=make_resources(sim, db_url),
+        instance=instance,
+        run_config=config,
+        raise_on_error=raise_on_error,
+    )
+
+
+def failure_message(result) -> str:
+    failures = [e for e in result.all_events if e.is_step_failure]
+    assert failures, "expected a step failure"
+    return failures[0].step_failure_data.error.message
+
+
+def mat_metadata(result) -> dict:
+    (event,) = result.get_asset_materialization_events()
+    return {k: v.value for k, v in event.materialization.metadata.items()}
+
+
+def snapshot_rows(engine) -> dict[tuple[str, int], dict]:
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(metric_snapshot)).mappings().all()
+    return {(r["cheetah_name"], r["day"]): dict(r) for r in rows}
+
+
+def analysis_rows(engine) -> dict[str, dict]:
+    with engine.connect() as conn:
+        return {r["cheetah_name"]: dict(r) for r in conn.execute(sa.select(analysis_table)).mappings()}
+
+
+def counts_of(row: dict) -> dict[str, int]:
+    return {k: row[c] for k, c in S.COLUMNS.items()}
+
+
+@pytest.fixture
+def engine(db_url):
+    engine = CustomerDatabaseResource(url=db_url).get_engine()
+    S.prepare_database(engine)
+    return engine
+
+
+@pytest.fixture
+def send_at(sim) -> dt.datetime:
+    """One hour after the simulator's (pinned) clock."""
+    return sim.admin.now() + dt.timedelta(hours=1)
+
+
+# ------------------------------------------------------------------------------------------------
+# plain functions
+# ------------------------------------------------------------------------------------------------
+def test_snapshot_days_keys_and_run_keys():
+    assert S.SNAPSHOT_DAYS == [f"day_{k}" for k in range(1, 8)]
+    assert [S.day_number(k) for k in S.SNAPSHOT_DAYS] == list(range(1, 8))
+    for bad in ("day_0", "day_8", "1", "day_01"):
+        with pytest.raises(ValueError):
+            S.day_number(bad)
+    with pytest.raises(ValueError):
+        S.day_key(8)
+    key = snapshot_partition_key("OPT-C1-1004-20261123", 3)
+    assert key.keys_by_dimension == {"campaign": "OPT-C1-1004-20261123", "day": "day_3"}
+    assert S.run_key("OPT-C1-1004-20261123", 3) == "OPT-C1-1004-20261123|day_3"
+
+
+def test_rates_bars_and_sparklines():
+    assert A.rate(5, 0) is None and A.rate(1, 4) == 0.25
+    assert A.pct(None) == "–" and A.pct(0.12345) == "12.3%" and A.pct(1.0) == "100.0%"
+    assert A.bar(0, 10) == "" and A.bar(10, 10, width=8) == "█" * 8
+    assert A.bar(5, 10, width=8) == "█" * 4
+    assert A.bar(1, 16, width=2) == "▏"  # one eighth of a cell
+    assert A.sparkline([0, 5, 10]) == "▁▅█"
+    assert A.sparkline([3, 3]) == "██" and A.sparkline([0, 0]) == "▁▁"
+
+
+def test_restatements_compare_with_the_previous_reported_day(engine):
+    now = dt.datetime(2026, 11, 23, tzinfo=dt.timezone.utc)
+
+    def row(name, day, sent, received, opens, clicks, unsubs):
+        return dict(
+            cheetah_name=name, day=day, camp_id=1, as_of=now + day * DAY, fetched_at=now + day * DAY,
+            sent=sent, received=received, message_opens=opens, message_clicks=clicks, unsubs=unsubs,
+        )
+
+    with engine.begin() as conn:
+        conn.execute(
+            metric_snapshot.insert(),
+            [
+                row("A", 1, 100, 90, 30, 5, 1),
+                row("A", 3, 100, 95, 28, 6, 1),  # day 2 missing: opens compared with day 1 (30 -> 28)
+                row("A", 4, 100, 96, 33, 6, 0),  # unsubs 1 -> 0
+                row("B", 2, 0, 0, 0, 0, 0),  # nothing sent: rates are None, not an error
+                row("B", 5, 0, 0, 0, 0, 0),
+            ],
+        )
+    found = {(r.cheetah_name, r.day, r.metric, r.previous_day, r.previous, r.value) for r in A.find_restatements(engine)}
+    assert found == {("A", 3, "MessageOpens", 1, 30, 28), ("A", 4, "Unsubs", 3, 1, 0)}
+    assert A.find_impossible(engine) == []
+
+    result = A.build_analysis(engine, now + 10 * DAY)
+    a, b = result.by_name()["A"], result.by_name()["B"]
+    assert (a.days_reported, a.latest_day, a.restated) == (3, 4, True)
+    assert [p.day for p in a.curve] == [1, 3, 4]
+    assert a.curve[1].restated == ("Unique Opens",) and a.curve[2].restated == ("Unique Unsubscribes",)
+    assert a.rates() == {"delivery_rate": 0.96, "open_rate": 33 / 96, "click_rate": 6 / 96, "unsubscribe_rate": 0.0}
+    assert b.rates() == dict.fromkeys(A.RATES) and b.restated is False
+    rows = analysis_rows(engine)
+    assert rows["A"]["unique_opens"] == 33 and rows["A"]["restated"] is True
+    assert rows["B"]["delivery_rate"] is None and rows["B"]["days_reported"] == 2
+    # A second roll-up replaces the rows (no duplicates, no stale campaign).
+    with engine.begin() as conn:
+        conn.execute(metric_snapshot.delete().where(metric_snapshot.c.cheetah_name == "B"))
+    A.build_analysis(engine, now + 11 * DAY)
+    assert set(analysis_rows(engine)) == {"A"}
+
+
+# ------------------------------------------------------------------------------------------------
+# the snapshot asset
+# ------------------------------------------------------------------------------------------------
+def test_refetching_a_partition_replaces_only_its_row(sim, db_url, engine, send_at):
+    c = send_campaign(sim, engine, "OPT-REFETCH-1004-D", 2000, send_at)
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(campaigns_partitions.name, [c.name])
+
+        t1 = set_clock(sim, send_at + DAY + dt.timedelta(minutes=30))
+        meta = mat_metadata(snapshot(sim, db_url, instance, c.name, 1))
+        first = snapshot_rows(engine)[(c.name, 1)]
+        assert S.utc(first["as_of"]) == t1
+        assert counts_of(first) == c.truth(t1)
+        assert meta["Unique Opens (MessageOpens)"] == c.truth(t1)["MessageOpens"]
+        assert meta["Delivered (Received)"] == c.truth(t1)["Received"]
+        assert meta["Sent (Sent)"] == 2000
+        assert (meta["day"], meta["camp_id"], meta["restated"], meta["replaced_earlier_snapshot"]) == (1, c.camp_id, False, False)
+        assert meta["as_of"] == t1.timestamp()
+
+        # A refetch of day 1 (a backfill, hours later) replaces that one row with a new as_of.
+        t2 = set_clock(sim, t1 + dt.timedelta(hours=8))
+        meta = mat_metadata(snapshot(sim, db_url, instance, c.name, 1))
+        rows = snapshot_rows(engine)
+        assert list(rows) == [(c.name, 1)]
+        assert S.utc(rows[(c.name, 1)]["as_of"]) == t2 and counts_of(rows[(c.name, 1)]) == c.truth(t2)
+        assert c.truth(t2) != c.truth(t1)  # the curve moved, so the replacement is visible
+        assert meta["replaced_earlier_snapshot"] is True
+
+        # Day 2 is a row of its own; day 1 keeps what it said.
+        t3 = set_clock(sim, send_at + 2 * DAY + dt.timedelta(minutes=5))
+        meta = mat_metadata(snapshot(sim, db_url, instance, c.name, 2))
+        rows = snapshot_rows(engine)
+        assert set(rows) == {(c.name, 1), (c.name, 2)}
+        assert S.utc(rows[(c.name, 1)]["as_of"]) == t2 and counts_of(rows[(c.name, 2)]) == c.truth(t3)
+        assert meta["compared_with_day"] == 1
+        # Every materialization is on record with its partition (Dagster's plots read these).
+        records = instance.fetch_materializations(campaign_metric_snapshots.key, limit=10).records
+        assert sorted(r.partition_key for r in records) == [f"{c.name}|day_1", f"{c.name}|day_1", f"{c.name}|day_2"]
+
+
+def test_a_day_that_has_not_come_is_refused_unless_allowed(sim, db_url, engine, send_at):
+    c = send_campaign(sim, engine, "OPT-EARLY-1004-D", 50, send_at)
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(campaigns_partitions.name, [c.name])
+        set_clock(sim, send_at + DAY + dt.timedelta(hours=23))  # one hour before day 2
+        result = snapshot(sim, db_url, instance, c.name, 2, raise_on_error=False)
+        assert not result.success
+        message = failure_message(result)
+        assert f"Day 2 of campaign {c.name} comes at {send_at + 2 * DAY:%Y-%m-%d %H:%M} UTC" in message
+        assert "allow_early" in message
+        assert snapshot_rows(engine) == {}
+
+        meta = mat_metadata(snapshot(sim, db_url, instance, c.name, 2, allow_early=True))
+        assert meta["taken_early"] is True
+        assert set(snapshot_rows(engine)) == {(c.name, 2)}
+
+        # Day 1 has come: no config needed.
+        assert mat_metadata(snapshot(sim, db_url, instance, c.name, 1))["taken_early"] is False
+
+
+def test_unknown_or_unsent_campaign_fails_with_a_clear_message(sim, db_url, engine, send_at):
+    insert_send(engine, "OPT-LAUNCHED-1004-D", send_at=send_at - 3 * DAY, camp_id=77, state="LAUNCHED")
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(campaigns_partitions.name, ["OPT-NOPE-1004-D", "OPT-LAUNCHED-1004-D"])
+        result = snapshot(sim, db_url, instance, "OPT-NOPE-1004-D", 1, raise_on_error=False)
+        assert "No send in the ledger (cheetah_send_ledger) has the Cheetah campaign name 'OPT-NOPE-1004-D'" in failure_message(result)
+        result = snapshot(sim, db_url, instance, "OPT-LAUNCHED-1004-D", 1, raise_on_error=False)
+        assert "is LAUNCHED in the ledger" in failure_message(result)
+
+        # The ledger says APPROVED, but Cheetah never sent it (launched, never approved there): 409.
+        with cheetah_resource(sim).get_client() as client:
+            camp_id = client.create_campaign(
+                name="OPT-NOTSENT-1004-D", template_obj_id="1004", list_id=make_list(client, "OPT-NOTSENT", 3),
+                start_time=send_at,
+            )
+            client.launch_campaign(camp_id)
+        insert_send(engine, "OPT-NOTSENT-1004-D", send_at=send_at, camp_id=camp_id)
+        instance.add_dynamic_partitions(campaigns_partitions.name, ["OPT-NOTSENT-1004-D"])
+        set_clock(sim, send_at + DAY + dt.timedelta(minutes=1))
+        result = snapshot(sim, db_url, instance, "OPT-NOTSENT-1004-D", 1, raise_on_error=False)
+        message = failure_message(result)
+        assert f"Campaign {camp_id} has no metrics yet: it has not been sent." in message
+        assert "re-execute this partition once it has gone out" in message
+    assert snapshot_rows(engine) == {}
+
+
+def test_backfill_one_campaign_week_and_one_day_across_campaigns(sim, db_url, engine, send_at):
+    a = send_campaign(sim, engine, "OPT-BFA-1004-D", 120, send_at)
+    b = send_campaign(sim, engine, "OPT-BFB-1004-D", 80, send_at)  # same send time as a
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(campaigns_partitions.name, [a.name, b.name])
+        t = set_clock(sim, send_at + 7 * DAY + dt.timedelta(hours=1))
+        for _ in range(2):  # the second pass is a re-run of the same backfills
+            for day in range(1, 8):  # campaign a, all seven days
+                snapshot(sim, db_url, instance, a.name, day)
+            for c in (a, b):  # day 3, every campaign
+                snapshot(sim, db_url, instance, c.name, 3)
+            rows = snapshot_rows(engine)
+            assert set(rows) == {(a.name, d) for d in range(1, 8)} | {(b.name, 3)}
+            with engine.connect() as conn:
+                assert conn.execute(sa.select(sa.func.count()).select_from(metric_snapshot)).scalar() == 8
+            for (name, _day), row in rows.items():
+                c = a if name == a.name else b
+                assert S.utc(row["as_of"]) == t and counts_of(row) == c.truth(t)
+            t = set_clock(sim, t + dt.timedelta(hours=2))
+
+
+# ------------------------------------------------------------------------------------------------
+# the analysis and its checks
+# ------------------------------------------------------------------------------------------------
+def materialize_analysis(sim, db_url, instance):
+    return dg.materialize([campaign_analysis, *METRIC_CHECKS], resources=make_resources(sim, db_url), instance=instance)
+
+
+def checks_of(result) -> dict[str, dg.AssetCheckEvaluation]:
+    return {e.check_name: e for e in result.get_asset_check_evaluations()}
+
+
+def test_analysis_equals_the_simulators_ground_truth(sim, db_url, engine, send_at):
+    a = send_campaign(sim, engine, "OPT-ANA-1004-D", 300, send_at)
+    b = send_campaign(sim, engine, "OPT-ANB-1004-D", 150, send_at + dt.timedelta(hours=2))
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(campaigns_partitions.name, [a.name, b.name])
+        as_of: dict[tuple[str, int], dt.datetime] = {}
+        for day in (1, 2, 3):
+            for c in (a, b):
+                if c is b and day == 3:
+                    continue
+                as_of[(c.name, day)] = set_clock(sim, c.send_at + day * DAY + dt.timedelta(minutes=10))
+                snapshot(sim, db_url, instance, c.name, day)
+        result = materialize_analysis(sim, db_url, instance)
+        rows = analysis_rows(engine)
+        assert set(rows) == {a.name, b.name}
+        for c, latest_day in ((a, 3), (b, 2)):
+            truth = c.truth(as_of[(c.name, latest_day)])
+            row = rows[c.name]
+            assert (row["sent"], row["delivered"], row["unique_opens"], row["unique_clicks"], row["unique_unsubscribes"]) == (
+                truth["Sent"], truth["Received"], truth["MessageOpens"], truth["MessageClicks"], truth["Unsubs"]
+            )
+            assert row["delivery_rate"] == pytest.approx(truth["Received"] / truth["Sent"])
+            assert row["open_rate"] == pytest.approx(truth["MessageOpens"] / truth["Received"])
+            assert row["click_rate"] == pytest.approx(truth["MessageClicks"] / truth["Received"])
+            assert row["unsubscribe_rate"] == pytest.approx(truth["Unsubs"] / truth["Received"])
+            assert (row["days_reported"], row["latest_day"], row["camp_id"]) == (latest_day, latest_day, c.camp_id)
+            assert (row["campaign_id"], row["template_id"], row["send_date"]) == (c.name, "1004", c.send_at.date())
+            lower = any(
+                c.truth(as_of[(c.name, d)])[m] < c.truth(as_of[(c.name, d - 1)])[m]
+                for d in range(2, latest_day + 1)
+                for m in S.COLUMNS
+            )
+            assert row["restated"] is lower
+
+        meta = mat_metadata(result)
+        assert meta["dagster/row_count"] == 2
+        assert [col.name for col in meta["dagster/column_schema"].columns] == [col.name for col in analysis_table.columns]
+        summary = meta["campaigns"]
+        for c in (a, b):
+            assert f"`{c.name}`" in summary
+            assert A.pct(rows[c.name]["open_rate"]) in summary and f"{rows[c.name]['delivered']:,}" in summary
+        # newest send first
+        assert summary.index(b.name) < summary.index(a.name)
+        curves = meta["curves"]
+        assert f"#### `{a.name}`" in curves and f"#### `{b.name}`" in curves
+        assert curves.count("| day 1 |") == 2 and curves.count("| day 3 |") == 1
+        table = meta["latest"]
+        assert {r.data["campaign"] for r in table.records} == {a.name, b.name}
+        checks = checks_of(result)
+        assert checks["metrics_are_possible"].passed
+
+        # A second analysis replaces the rows: still one per campaign.
+        materialize_analysis(sim, db_url, instance)
+        assert len(analysis_rows(engine)) == 2
+
+
+def test_a_restatement_is_recorded_flagged_and_kept(sim, db_url, engine, send_at):
+    """Find a campaign the simulator will restate (deterministic from seed and id), send it,
+    snapshot the day before and the day of the restatement."""
+    recipients = 3000
+    with cheetah_resource(sim).get_client() as client:
+        list_id = make_list(client, "OPT-RESTATE", recipients)
+        for n in range(40):
+            name = f"OPT-RESTATE-{n}"
+            camp_id = client.create_campaign(name=name, template_obj_id="1004", list_id=list_id, start_time=send_at)
+            r = curve_params(SEED, camp_id).restatement
+            if r is not None and metrics_at(SEED, camp_id, recipients, (r.day - 1) * DAY)[r.metric] > 0:
+                client.launch_campaign(camp_id)
+                client.approve_campaign(camp_id)
+                break
+        else:
+            pytest.fail("no restated campaign among 40 simulator campaign ids")
+    insert_send(engine, name, send_at=send_at, camp_id=camp_id)
+    c = Sent(name, camp_id, recipients, send_at)
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(campaigns_partitions.name, [name])
+        before = set_clock(sim, send_at + (r.day - 1) * DAY + dt.timedelta(minutes=5))
+        snapshot(sim, db_url, instance, name, r.day - 1)
+        after = set_clock(sim, send_at + r.day * DAY + dt.timedelta(minutes=5))
+        meta = mat_metadata(snapshot(sim, db_url, instance, name, r.day))
+        assert c.truth(after)[r.metric] < c.truth(before)[r.metric]  # the simulator did restate
+        assert meta["restated"] is True and meta["compared_with_day"] == r.day - 1
+        assert A.METRIC_NAMES[r.metric] in meta["restatements"]
+        rows = snapshot_rows(engine)
+        # Both days keep what they said.
+        assert counts_of(rows[(name, r.day - 1)]) == c.truth(before)
+        assert counts_of(rows[(name, r.day)]) == c.truth(after)
+
+        result = materialize_analysis(sim, db_url, instance)
+        assert analysis_rows(engine)[name]["restated"] is True
+        checks = checks_of(result)
+        assert checks["metrics_are_possible"].passed
+        flagged = checks["restatements_flagged"]
+        assert not flagged.passed and flagged.severity == dg.AssetCheckSeverity.WARN
+        assert flagged.metadata["restated_counts"].value >= 1
+        listing = flagged.metadata["restatements"].value
+        assert name in listing and f"{A.METRIC_NAMES[r.metric]} ({r.metric})" in listing
+        assert f"| {c.truth(before)[r.metric]} | {c.truth(after)[r.metric]} |" in listing
+        curve = mat_metadata(result)["curves"]
+        assert f"{c.truth(after)[r.metric]:,} ↓" in curve  # the restated day is marked in the chart
+
+
+def test_impossible_counts_fail_the_error_check(sim, db_url, engine):
+    now = sim.admin.now()
+
+    def row(name, day, **counts):
+        base = dict(sent=100, received=90, message_opens=40, message_clicks=10, unsubs=1)
+        base.update(counts)
+        return dict(cheetah_name=name, day=day, camp_id=9, as_of=now, fetched_at=now, **base)
+
+    with engine.begin() as conn:
+        conn.execute(
+            metric_snapshot.insert(),
+            [
+                row("OPT-OK", 1),
+                row("OPT-OK", 2, received=95, message_opens=45),
+                row("OPT-BAD-RECEIVED", 1, received=101),
+                row("OPT-BAD-NEG", 2, message_clicks=-1),
+                row("OPT-BAD-OPENS", 3, message_opens=150, message_clicks=120),
+            ],
+        )
+    with dg.instance_for_test() as instance:
+        result = materialize_analysis(sim, db_url, instance)
+    assert result.success  # a failed check reports; it does not fail the run
+    check = checks_of(result)["metrics_are_possible"]
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.ERROR
+    assert check.metadata["impossible_snapshots"].value == 3
+    listing = check.metadata["problems"].value
+    assert "| OPT-BAD-RECEIVED | 1 | Delivered (Received) 101 > Sent 100 |" in listing
+    assert "| OPT-BAD-NEG | 2 | MessageClicks -1 < 0 |" in listing
+    assert "Unique Opens (MessageOpens) 150 > Sent 100; Unique Clicks (MessageClicks) 120 > Sent 100" in listing
+    assert "OPT-OK" not in listing
+    assert checks_of(result)["restatements_flagged"].passed

@@ -1,0 +1,156 @@
+"""The daily cycle as real Dagster materializations against the simulator and a real database."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import dagster as dg
+import pytest
+import sqlalchemy as sa
+
+from cheetah_assets.customers import seed
+from cheetah_assets.customers.resource import CustomerDatabaseResource
+from cheetah_assets.customers.schema import campaign_plan, recipient_list
+from cheetah_assets.sending import ledger as L
+
+from .conftest import make_resources
+from .helpers import audit_sends, ledger_rows, run_cycle
+
+
+@pytest.fixture
+def day(sim) -> dt.date:
+    return sim.admin.now().date()
+
+
+@pytest.fixture
+def engine(db_url):
+    return CustomerDatabaseResource(url=db_url).get_engine()
+
+
+def _campaign(engine, day, campaign_id, *, templates="1001", at="12:00", tz="UTC", group="all_customers", status="SCHEDULED"):
+    seed.add_campaign(
+        engine, campaign_id=campaign_id, name=f"Campaign {campaign_id}", send_date=day, send_time=at,
+        time_zone=tz, template_ids=templates, target_group=group, status=status,
+    )
+
+
+def _plan(engine, day) -> dict[tuple[str, str], dict]:
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(campaign_plan).where(campaign_plan.c.send_date == day)).mappings()
+        return {(r["campaign_id"], r["template_id"]): dict(r) for r in rows}
+
+
+def test_full_day_is_sent_correctly(sim, db_url, engine, day):
+    summary = seed.seed_demo(engine, customers=400, days=1, today=day, now=sim.admin.now())
+    assert summary is not None
+    with dg.instance_for_test() as instance:
+        result = run_cycle(make_resources(sim, db_url), day, instance)
+        assert result.success
+        rows = ledger_rows(engine)
+        assert rows and all(r["state"] == "APPROVED" for r in rows), [(r["send_key"], r["state"], r["error"]) for r in rows]
+        # A two-template campaign was split between its templates.
+        assert len({r["campaign_id"] for r in rows}) < len(rows)
+        mats = {
+            e.asset_key.to_user_string(): e.materialization.metadata
+            for e in result.get_asset_materialization_events()
+        }
+        assert mats["campaign_sends"]["approved"].value == len(rows)
+        assert mats["recipient_lists"]["dagster/row_count"].value > 0
+        # Nothing has gone out before the send times; then each campaign goes out exactly once.
+        assert sim.admin.sent()["campaigns"] == []
+        sim.admin.advance(dt.timedelta(days=1))
+        sent = sim.admin.sent()
+        audit = audit_sends(engine, sent)
+        assert audit.ok, audit
+        assert audit.campaigns_checked == len(rows)
+
+
+def test_unknown_template_stops_only_that_campaign(sim, db_url, engine, day):
+    seed.seed_demo(engine, customers=50, days=0, today=day, now=sim.admin.now())
+    _campaign(engine, day, "GOOD", templates="1002")
+    _campaign(engine, day, "BAD", templates="9999")
+    with dg.instance_for_test() as instance:
+        result = run_cycle(make_resources(sim, db_url), day, instance)
+    assert result.success
+    plan = _plan(engine, day)
+    assert plan[("BAD", "9999")]["status"] == "INVALID"
+    assert "template 9999 is not in the Optimove folder" in plan[("BAD", "9999")]["reason"]
+    assert plan[("GOOD", "1002")]["status"] == "READY"
+    states = {r["campaign_id"]: r["state"] for r in ledger_rows(engine)}
+    assert states == {"GOOD": "APPROVED"}
+    checks = {e.asset_check_key.name: e for e in result.get_asset_check_evaluations()}
+    assert checks["campaigns_valid"].passed is False
+
+
+def test_rerun_and_backfill_send_nothing_twice(sim, db_url, engine, day):
+    seed.seed_demo(engine, customers=120, days=0, today=day, now=sim.admin.now())
+    _campaign(engine, day, "A", templates="1001,1003")
+    res = make_resources(sim, db_url)
+    with dg.instance_for_test() as instance:
+        assert run_cycle(res, day, instance).success
+        first = {r["send_key"]: r["camp_id"] for r in ledger_rows(engine)}
+        # The customer table changes after the send started: the frozen list must not.
+        with engine.begin() as conn:
+            frozen_before = conn.execute(sa.select(recipient_list.c.row_count)).scalar()
+        seed.add_customers(engine, [{"email": f"late{i}@example.com", "first_name": "Late"} for i in range(10)])
+        for _ in range(2):  # re-execution, then a backfill of the same day
+            assert run_cycle(res, day, instance).success
+        assert {r["send_key"]: r["camp_id"] for r in ledger_rows(engine)} == first
+        with engine.begin() as conn:
+            assert conn.execute(sa.select(recipient_list.c.row_count)).scalar() == frozen_before
+        sim.admin.advance(dt.timedelta(days=1))
+        audit = audit_sends(engine, sim.admin.sent())
+        assert audit.ok and audit.campaigns_checked == 2
+
+
+def test_backfill_of_a_past_day_reports_missed_unless_told_to_send_late(sim, db_url, engine, day):
+    yesterday = day - dt.timedelta(days=1)
+    seed.seed_demo(engine, customers=60, days=0, today=day, now=sim.admin.now())
+    _campaign(engine, yesterday, "OLD", templates="1002", at="10:00")
+    res = make_resources(sim, db_url)
+    with dg.instance_for_test() as instance:
+        assert run_cycle(res, yesterday, instance).success
+        plan = _plan(engine, yesterday)
+        assert plan[("OLD", "1002")]["status"] == "MISSED"
+        assert "has passed" in plan[("OLD", "1002")]["reason"]
+        assert ledger_rows(engine) == []
+        assert run_cycle(res, yesterday, instance, send_late=True).success
+        (row,) = ledger_rows(engine)
+        assert row["state"] == "APPROVED"
+        now = sim.admin.now()
+        send_at = row["send_at"].replace(tzinfo=dt.timezone.utc)
+        assert now < send_at <= now + dt.timedelta(minutes=15)
+        # Backfilling again sends nothing more.
+        assert run_cycle(res, yesterday, instance, send_late=True).success
+        assert len(ledger_rows(engine)) == 1
+    sim.admin.advance(dt.timedelta(hours=1))
+    assert audit_sends(engine, sim.admin.sent()).ok
+
+
+@pytest.mark.parametrize(
+    "tz, at, reason",
+    [
+        (None, "12:00", "has no time zone"),
+        ("Mars/Olympus", "12:00", "not an IANA time zone"),
+        ("UTC", "25:00", "is not HH:MM"),
+    ],
+)
+def test_bad_send_times_make_the_campaign_invalid(sim, db_url, engine, day, tz, at, reason):
+    seed.seed_demo(engine, customers=20, days=0, today=day, now=sim.admin.now())
+    _campaign(engine, day, "T", templates="1002", at=at, tz=tz)
+    with dg.instance_for_test() as instance:
+        assert run_cycle(make_resources(sim, db_url), day, instance).success
+    row = _plan(engine, day)[("T", "1002")]
+    assert row["status"] == "INVALID" and reason in row["reason"]
+    assert ledger_rows(engine) == []
+    assert sim.admin.sent()["campaigns"] == []
+
+
+def test_ledger_states_are_monotonic_and_named(sim, db_url, engine, day):
+    seed.seed_demo(engine, customers=30, days=0, today=day, now=sim.admin.now())
+    _campaign(engine, day, "N", templates="1002")
+    with dg.instance_for_test() as instance:
+        assert run_cycle(make_resources(sim, db_url), day, instance).success
+    (row,) = ledger_rows(engine)
+    assert row["cheetah_name"] == L.cheetah_name("N", "1002", day)
+    assert row["claimed_by"] is None  # released after the send
