@@ -477,3 +477,100 @@ def test_impossible_counts_fail_the_error_check(sim, db_url, engine):
     assert "Unique Opens (MessageOpens) 150 > Sent 100; Unique Clicks (MessageClicks) 120 > Sent 100" in listing
     assert "OPT-OK" not in listing
     assert checks_of(result)["restatements_flagged"].passed
+
+
+# ------------------------------------------------------------------------------------------------
+# backfills from the command line, as an operator types them
+# ------------------------------------------------------------------------------------------------
+def _cli_env(sim, db_url, home) -> dict:
+    import os
+
+    from .conftest import DEMO_CREDENTIALS
+
+    return {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "CHEETAH_ENDPOINT": sim.url,
+        "CHEETAH_CUST_ID": DEMO_CREDENTIALS["cust_id"],
+        "CHEETAH_FOLDER_ID": DEMO_CREDENTIALS["folder_id"],
+        "CHEETAH_PROP_MAP_ID": DEMO_CREDENTIALS["prop_map_id"],
+        "CHEETAH_CONSUMER_KEY": DEMO_CREDENTIALS["consumer_key"],
+        "CHEETAH_CONSUMER_SECRET": DEMO_CREDENTIALS["consumer_secret"],
+        "CHEETAH_CLIENT_ID": DEMO_CREDENTIALS["client_id"],
+        "CUSTOMER_DB_URL": db_url,
+    }
+
+
+def _dagster(env, *args: str) -> str:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    exe = str(Path(sys.executable).with_name("dagster"))
+    done = subprocess.run([exe, *args], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout + done.stderr
+
+
+def _wait_for_runs(instance, count: int, timeout: float = 240.0) -> list:
+    import time
+
+    finished = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
+    deadline = time.monotonic() + timeout
+    while True:
+        runs = instance.get_runs()
+        if len(runs) >= count and all(r.status in finished for r in runs):
+            return runs
+        assert time.monotonic() < deadline, [(r.tags.get("dagster/partition"), r.status) for r in runs]
+        time.sleep(0.5)
+
+
+def test_backfills_from_the_cli(sim, db_url, engine, tmp_path):
+    """``dagster job backfill`` of one campaign's week and of one day across campaigns, and
+    ``dagster asset materialize`` of one partition, on the production definitions and a real
+    instance (its runs launched by the default run launcher, in their own processes)."""
+    # Production resources read the real clock, so the simulator is put on it: the two campaigns
+    # were sent eight days ago.
+    real_now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    sent_at = real_now - 8 * DAY
+    set_clock(sim, sent_at - dt.timedelta(hours=1))
+    a = send_campaign(sim, engine, "OPT-CLIA-1004-D", 60, sent_at)
+    b = send_campaign(sim, engine, "OPT-CLIB-1004-D", 40, sent_at)
+    now = set_clock(sim, real_now)
+
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    # Runs launch as they are submitted. (A deployment queues them and its daemon launches them:
+    # the same runs, dequeued by Dagster's own machinery.)
+    (home / "dagster.yaml").write_text(
+        "run_coordinator:\n  module: dagster.core.run_coordinator\n  class: DefaultRunCoordinator\n"
+    )
+    env = _cli_env(sim, db_url, home)
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        instance.add_dynamic_partitions(campaigns_partitions.name, [a.name, b.name])
+        week = ",".join(str(snapshot_partition_key(a.name, d)) for d in range(1, 8))
+        out = _dagster(env, "job", "backfill", "-m", "cheetah_assets.definitions", "-j", "metric_snapshot_job", "--partitions", week, "--noprompt")
+        assert "Launched backfill job" in out, out
+        runs = _wait_for_runs(instance, 7)
+        assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs), [(r.tags, r.status) for r in runs]
+
+        day_3 = ",".join(str(snapshot_partition_key(c.name, 3)) for c in (a, b))
+        _dagster(env, "job", "backfill", "-m", "cheetah_assets.definitions", "-j", "metric_snapshot_job", "--partitions", day_3, "--noprompt")
+        runs = _wait_for_runs(instance, 9)
+        assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs), [(r.tags, r.status) for r in runs]
+
+        _dagster(
+            env, "asset", "materialize", "-m", "cheetah_assets.definitions",
+            "--select", "campaign_metric_snapshots", "--partition", str(snapshot_partition_key(b.name, 5)),
+        )  # fmt: skip
+        assert len(instance.get_runs()) == 10
+        materialized = instance.get_materialized_partitions(campaign_metric_snapshots.key)
+        assert materialized == {str(snapshot_partition_key(a.name, d)) for d in range(1, 8)} | {
+            str(snapshot_partition_key(b.name, d)) for d in (3, 5)
+        }
+
+    rows = snapshot_rows(engine)
+    assert set(rows) == {(a.name, d) for d in range(1, 8)} | {(b.name, 3), (b.name, 5)}  # a's day 3 fetched twice, kept once
+    for (name, _day), row in rows.items():
+        c = a if name == a.name else b
+        assert counts_of(row) == c.truth(now)
