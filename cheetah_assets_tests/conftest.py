@@ -50,9 +50,14 @@ def sim_server():
 def sim(sim_server):
     """The simulator, reset to the demo account, its clock pinned to 06:00 UTC today.
 
-    Today is the newest daily partition, and 06:00 leaves the rest of the day for send times."""
+    Today is the newest daily partition, and 06:00 leaves the rest of the day for send times.
+    The account's rate limit is off: with the tests' near-zero poll and backoff intervals a run
+    bursts past 20 requests a second, and every one-second ``Retry-After`` wait would be test
+    time spent sleeping. 429s are injected as faults where a test wants them, and the tests that
+    are about the rate limit (and one full day, ``test_send_path``) turn it back on."""
     today = dt.datetime.now(dt.timezone.utc).date()
-    sim_server.admin.reset(seed="demo", now=dt.datetime.combine(today, dt.time(6, 0), tzinfo=dt.timezone.utc))
+    start = dt.datetime.combine(today, dt.time(6, 0), tzinfo=dt.timezone.utc)
+    sim_server.admin.reset(seed="demo", now=start, rate_limit=0)
     yield sim_server
     sim_server.admin.clear_faults()
 
@@ -82,4 +87,15 @@ def make_resources(sim, db_url: str, now: dt.datetime | None = None, **cheetah_o
         "cheetah": cheetah_resource(sim, **cheetah_overrides),
         "customer_db": CustomerDatabaseResource(url=db_url),
         "clock": ClockResource(fixed_now=(now or sim.admin.now()).isoformat()),
+    }
+
+
+def production_env(sim, db_url: str) -> dict[str, str]:
+    """The environment variables a deployment sets (``resources.py``), pointed at the simulator:
+    for tests of the production definitions, in processes of their own."""
+    from cheetah_assets.cheetah.resource import ENV_VARS
+
+    return {
+        **{var: (sim.url if name == "endpoint" else DEMO_CREDENTIALS[name]) for name, var in ENV_VARS.items()},
+        "CUSTOMER_DB_URL": db_url,
     }

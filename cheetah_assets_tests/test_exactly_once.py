@@ -16,7 +16,7 @@ from cheetah_assets.customers import seed
 from cheetah_assets.customers.resource import CustomerDatabaseResource
 from cheetah_assets.sending import ledger as L
 
-from .conftest import make_resources
+from .conftest import make_resources, production_env
 from .helpers import audit_sends, ledger_rows, run_cycle, run_days_at_once
 
 API = "/services2/api"
@@ -170,19 +170,7 @@ def cycle_job_from_env():
 
 def test_reexecute_from_failure_in_run_worker_processes(sim, db_url, engine, day, monkeypatch, tmp_path):
     """The operator's path: a multiprocess run fails mid-send, "Re-execute from failure" finishes it."""
-    from .conftest import DEMO_CREDENTIALS
-
-    env = {
-        "CHEETAH_ENDPOINT": sim.url,
-        "CHEETAH_CUST_ID": DEMO_CREDENTIALS["cust_id"],
-        "CHEETAH_FOLDER_ID": DEMO_CREDENTIALS["folder_id"],
-        "CHEETAH_PROP_MAP_ID": DEMO_CREDENTIALS["prop_map_id"],
-        "CHEETAH_CONSUMER_KEY": DEMO_CREDENTIALS["consumer_key"],
-        "CHEETAH_CONSUMER_SECRET": DEMO_CREDENTIALS["consumer_secret"],
-        "CHEETAH_CLIENT_ID": DEMO_CREDENTIALS["client_id"],
-        "CUSTOMER_DB_URL": db_url,
-        "TEST_FIXED_NOW": sim.admin.now().isoformat(),
-    }
+    env = {**production_env(sim, db_url), "TEST_FIXED_NOW": sim.admin.now().isoformat()}
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     # LAUNCH answers 503 more often than the client and the protocol retry: the run fails.

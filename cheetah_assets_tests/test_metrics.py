@@ -28,7 +28,7 @@ from cheetah_assets.metrics.assets import (
 )
 from cheetah_assets.simulator.metrics import curve_params, metrics_at
 
-from .conftest import cheetah_resource, make_resources
+from .conftest import cheetah_resource, make_resources, production_env
 
 SEED = "demo"
 DAY = dt.timedelta(days=1)
@@ -485,20 +485,7 @@ def test_impossible_counts_fail_the_error_check(sim, db_url, engine):
 def _cli_env(sim, db_url, home) -> dict:
     import os
 
-    from .conftest import DEMO_CREDENTIALS
-
-    return {
-        **os.environ,
-        "DAGSTER_HOME": str(home),
-        "CHEETAH_ENDPOINT": sim.url,
-        "CHEETAH_CUST_ID": DEMO_CREDENTIALS["cust_id"],
-        "CHEETAH_FOLDER_ID": DEMO_CREDENTIALS["folder_id"],
-        "CHEETAH_PROP_MAP_ID": DEMO_CREDENTIALS["prop_map_id"],
-        "CHEETAH_CONSUMER_KEY": DEMO_CREDENTIALS["consumer_key"],
-        "CHEETAH_CONSUMER_SECRET": DEMO_CREDENTIALS["consumer_secret"],
-        "CHEETAH_CLIENT_ID": DEMO_CREDENTIALS["client_id"],
-        "CUSTOMER_DB_URL": db_url,
-    }
+    return {**os.environ, **production_env(sim, db_url), "DAGSTER_HOME": str(home)}
 
 
 def _dagster(env, *args: str) -> str:

@@ -40,7 +40,9 @@ def _plan(engine, day) -> dict[tuple[str, str], dict]:
         return {(r["campaign_id"], r["template_id"]): dict(r) for r in rows}
 
 
-def test_full_day_is_sent_correctly(sim, db_url, engine, day):
+@pytest.mark.parametrize("rate_limit", [0, 20], ids=["unlimited", "the account's 20 requests a second"])
+def test_full_day_is_sent_correctly(sim, db_url, engine, day, rate_limit):
+    sim.admin.reset(seed="demo", now=sim.admin.now(), rate_limit=rate_limit)
     summary = seed.seed_demo(engine, customers=400, days=1, today=day, now=sim.admin.now())
     assert summary is not None
     with dg.instance_for_test() as instance:
@@ -63,6 +65,8 @@ def test_full_day_is_sent_correctly(sim, db_url, engine, day):
         audit = audit_sends(engine, sent)
         assert audit.ok, audit
         assert audit.campaigns_checked == len(rows)
+    refused = sum(by_status.get("429", 0) for by_status in sim.admin.stats()["requests"].values())
+    assert (refused > 0) == (rate_limit > 0)  # the rate limit was really met, and absorbed
 
 
 def test_unknown_template_stops_only_that_campaign(sim, db_url, engine, day):
