@@ -625,6 +625,22 @@ def test_resource_works_on_postgres(db_url):
     assert queries.is_list_locked(eng, "x/2025-01-01") is False
 
 
+@pytest.mark.postgres
+def test_a_bare_postgresql_url_uses_the_driver_we_ship():
+    """``postgresql://`` is what operators write; SQLAlchemy 2.1 would take it for psycopg 3."""
+    from .pg import fresh_postgres_database
+
+    with fresh_postgres_database() as url:
+        bare = sa.make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+        res = CustomerDatabaseResource(url=bare)
+        try:
+            res.ensure_tables()
+            assert res.get_engine().dialect.driver == "psycopg2"
+            assert "cheetah_send_ledger" in sa.inspect(res.get_engine()).get_table_names()
+        finally:
+            dispose_engine(bare)
+
+
 def test_list_transaction_excludes_other_writers_from_its_first_statement(engine):
     """The ledger check, the counts and the rebuild all happen under the list's lock."""
     schema.create_integration_tables(engine)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import pathlib
@@ -168,15 +169,34 @@ def cycle_job_from_env():
     return defs.resolve_job_def("daily_campaign_cycle")
 
 
-def test_reexecute_from_failure_in_run_worker_processes(sim, db_url, engine, day, monkeypatch, tmp_path):
-    """The operator's path: a multiprocess run fails mid-send, "Re-execute from failure" finishes it."""
+@contextlib.contextmanager
+def _instance(kind: str, tmp_path):
+    """A Dagster instance on SQLite files (as ``dagster dev``) or on PostgreSQL (as production)."""
+    (tmp_path / "home").mkdir()
+    if kind == "sqlite":
+        with dg.instance_for_test(temp_dir=str(tmp_path / "home")) as instance:
+            yield instance
+        return
+    from .pg import fresh_postgres_database
+
+    with fresh_postgres_database("cheetah_instance") as url:
+        overrides = {"storage": {"postgres": {"postgres_url": url}}}
+        with dg.instance_for_test(temp_dir=str(tmp_path / "home"), overrides=overrides) as instance:
+            assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
+            yield instance
+
+
+@pytest.mark.parametrize("instance_kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_reexecute_from_failure_in_run_worker_processes(sim, db_url, engine, day, monkeypatch, tmp_path, instance_kind):
+    """The operator's path: a multiprocess run fails mid-send, "Re-execute from failure" finishes
+    it. Each step runs in its own worker process, which reports its events to the instance's
+    storage: SQLite files, or PostgreSQL as in production."""
     env = {**production_env(sim, db_url), "TEST_FIXED_NOW": sim.admin.now().isoformat()}
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     # LAUNCH answers 503 more often than the client and the protocol retry: the run fails.
     sim.admin.add_fault(method="PUT", path=f"{API}/EmailCampaign", kind="status", status=503, times=60)
-    (tmp_path / "home").mkdir()
-    with dg.instance_for_test(temp_dir=str(tmp_path / "home")) as instance:
+    with _instance(instance_kind, tmp_path) as instance:
         # Built inside the instance's context: loading definitions reads the current instance's
         # defs-state storage, and an instance left behind by an earlier test must not be the one.
         job = dg.build_reconstructable_job(

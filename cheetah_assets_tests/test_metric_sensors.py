@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 import pytest
+import sqlalchemy as sa
 from dagster._core.test_utils import create_run_for_test
 
 from cheetah_assets.automation.metric_sensors import (
@@ -338,6 +339,32 @@ def test_analysis_is_requested_once_per_newer_snapshot(ticker, instance, db_url,
 # end to end: the send path, the sensors, the snapshots, the analysis
 # ------------------------------------------------------------------------------------------------
 def test_end_to_end_from_the_send_path_to_the_analysis(sim, db_url, engine):  # noqa: F811
+    with dg.instance_for_test() as instance:
+        send_then_measure_a_week(sim, db_url, engine, instance)
+
+
+@pytest.mark.postgres
+def test_end_to_end_on_a_postgres_instance_and_database(sim):
+    """The production shape: Dagster's runs, events and dynamic partitions in PostgreSQL
+    (dagster-postgres), and the customer database in PostgreSQL too."""
+    from .pg import fresh_postgres_database
+
+    with fresh_postgres_database("cheetah_instance") as instance_url, fresh_postgres_database() as db_url:
+        storage_url = instance_url  # postgresql+psycopg2://: SQLAlchemy 2.1 reads plain postgresql:// as psycopg 3
+        engine = CustomerDatabaseResource(url=db_url).get_engine()
+        S.prepare_database(engine)
+        with dg.instance_for_test(overrides={"storage": {"postgres": {"postgres_url": storage_url}}}) as instance:
+            assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+            send_then_measure_a_week(sim, db_url, engine, instance)
+            # What the sensors registered lives in PostgreSQL, where the daemon would read it.
+            with sa.create_engine(storage_url).connect() as conn:
+                stored = conn.execute(sa.text("SELECT count(*) FROM dynamic_partitions")).scalar()
+            assert stored == len(instance.get_dynamic_partitions(PARTITIONS)) == 1
+
+
+def send_then_measure_a_week(sim, db_url, engine, instance) -> None:  # noqa: F811
+    """One campaign sent by the daily cycle, then a week of sensor ticks every four hours, with
+    the requested snapshots and analyses materialized; checked against the simulator's truth."""
     start = sim.admin.now()  # 06:00 UTC today
     day = start.date()
     seed.seed_demo(engine, customers=300, days=0, today=day, now=start)
@@ -346,30 +373,29 @@ def test_end_to_end_from_the_send_path_to_the_analysis(sim, db_url, engine):  # 
         time_zone="UTC", template_ids="1004", target_group="all_customers",
     )
     cheetah = make_resources(sim, db_url)["cheetah"]
-    with dg.instance_for_test() as instance:
-        assert run_cycle(make_resources(sim, db_url), day, instance).success
-        (row,) = ledger_rows(engine)
-        assert row["state"] == "APPROVED"
-        name, send_at = row["cheetah_name"], S.utc(row["send_at"])
+    assert run_cycle(make_resources(sim, db_url), day, instance).success
+    (row,) = ledger_rows(engine)
+    assert row["state"] == "APPROVED"
+    name, send_at = row["cheetah_name"], S.utc(row["send_at"])
 
-        ticker = Ticker(instance, db_url, definitions(db_url, cheetah))
-        step = dt.timedelta(hours=4)
-        now = start
-        analyses = 0
-        while now <= send_at + 8 * DAY:
-            set_clock(sim, now)
-            for rr in ticker.both(now):  # what the daemon would launch
-                result = dg.materialize(
-                    [campaign_metric_snapshots], partition_key=rr.partition_key,
-                    resources=make_resources(sim, db_url), instance=instance, tags=rr.tags,
-                )
-                assert result.success
-            analysis = ticker.tick(campaign_analysis_sensor, now)
-            for _ in analysis.run_requests or []:
-                assert dg.materialize([campaign_analysis, *METRIC_CHECKS], resources=make_resources(sim, db_url), instance=instance).success
-                analyses += 1
-            now += step
-        assert "up to date" in ticker.tick(campaign_analysis_sensor, now).skip_message
+    ticker = Ticker(instance, db_url, definitions(db_url, cheetah))
+    step = dt.timedelta(hours=4)
+    now = start
+    analyses = 0
+    while now <= send_at + 8 * DAY:
+        set_clock(sim, now)
+        for rr in ticker.both(now):  # what the daemon would launch
+            result = dg.materialize(
+                [campaign_metric_snapshots], partition_key=rr.partition_key,
+                resources=make_resources(sim, db_url), instance=instance, tags=rr.tags,
+            )
+            assert result.success
+        analysis = ticker.tick(campaign_analysis_sensor, now)
+        for _ in analysis.run_requests or []:
+            assert dg.materialize([campaign_analysis, *METRIC_CHECKS], resources=make_resources(sim, db_url), instance=instance).success
+            analyses += 1
+        now += step
+    assert "up to date" in ticker.tick(campaign_analysis_sensor, now).skip_message
 
     keys = ticker.run_keys()
     assert sorted(k for k in keys if not k.startswith("analysis-")) == sorted(week_keys(name))

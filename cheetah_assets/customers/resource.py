@@ -48,6 +48,9 @@ def _create_engine(url: sa.URL) -> Engine:
         engine = sa.create_engine(url, pool_pre_ping=True)
         sa.event.listen(engine, "connect", _on_sqlite_connect)
         return engine
+    if url.drivername == "postgresql":
+        # SQLAlchemy 2.1 reads a bare postgresql:// as psycopg 3; the driver this project ships is psycopg2.
+        url = url.set(drivername="postgresql+psycopg2")
     return sa.create_engine(url, pool_pre_ping=True)
 
 
