@@ -88,7 +88,7 @@ def audit_sends(engine, sent: dict, *, identifier_field: str = "EMAIL_ADDR") -> 
             audit.duplicates += c["sendCount"] - 1
     for r in rows:
         if r["state"] != "APPROVED":
-            if r["cheetah_name"] in out and r["state"] != "CANCELLED":
+            if r["cheetah_name"] in out:
                 audit.wrong.append(f"{r['cheetah_name']}: sent while the ledger says {r['state']}")
             continue
         audit.campaigns_checked += 1
@@ -120,7 +120,7 @@ def audit_sends(engine, sent: dict, *, identifier_field: str = "EMAIL_ADDR") -> 
     return audit
 
 
-def _run_day_in_process(sim_url: str, db_url: str, now_iso: str, day_iso: str, queue) -> None:
+def _run_day_in_process(sim_url: str, db_url: str, now_iso: str, day_iso: str, queue, barrier) -> None:
     """One whole run of the day's cycle in its own process (own instance, own connections)."""
     from cheetah_assets.cheetah.resource import CheetahMessagingResource
     from cheetah_assets.clock import ClockResource
@@ -136,6 +136,9 @@ def _run_day_in_process(sim_url: str, db_url: str, now_iso: str, day_iso: str, q
         "clock": ClockResource(fixed_now=now_iso),
     }
     with dg.instance_for_test() as instance:
+        # Imports and instance set-up take seconds: the runs start only once every process is
+        # ready, so they really overlap (a broken barrier fails the process, and the test).
+        barrier.wait(timeout=180)
         queue.put(run_cycle(resources, dt.date.fromisoformat(day_iso), instance).success)
 
 
@@ -146,8 +149,9 @@ def run_days_at_once(sim, db_url: str, now: dt.datetime, day: dt.date, runs: int
 
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
+    barrier = ctx.Barrier(runs)
     procs = [
-        ctx.Process(target=_run_day_in_process, args=(sim.url, db_url, now.isoformat(), day.isoformat(), queue))
+        ctx.Process(target=_run_day_in_process, args=(sim.url, db_url, now.isoformat(), day.isoformat(), queue, barrier))
         for _ in range(runs)
     ]
     for p in procs:
@@ -156,3 +160,18 @@ def run_days_at_once(sim, db_url: str, now: dt.datetime, day: dt.date, runs: int
         p.join(timeout=240)
         assert p.exitcode == 0, f"a run process ended with {p.exitcode}"
     return sorted(queue.get(timeout=5) for _ in procs)
+
+
+def failure_texts(result) -> list[str]:
+    """Each failed step's description and error messages, causes included, as one line each."""
+    out = []
+    for event in result.all_events:
+        if event.is_step_failure:
+            data = event.step_failure_data
+            parts = [data.user_failure_data.description] if data.user_failure_data and data.user_failure_data.description else []
+            error = data.error
+            while error is not None:
+                parts.append(error.message.strip())
+                error = error.cause
+            out.append(f"{event.step_key}: " + " | ".join(parts))
+    return out

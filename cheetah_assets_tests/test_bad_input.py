@@ -46,9 +46,19 @@ class Ctx:
         with self.engine.connect() as conn:
             return [dict(r) for r in conn.execute(sa.select(campaign_plan).where(campaign_plan.c.campaign_id == cid)).mappings()]
 
-    def nothing_in_cheetah(self) -> bool:
+    def assert_nothing_in_cheetah(self) -> None:
+        """No write to Cheetah Messaging took effect, and nothing goes out even a day later."""
+        writes = [
+            f"{r['method']} {r['path']} {r['status']}"
+            for r in self.sim.admin.requests()
+            if r["method"] in ("POST", "PUT", "DELETE") and r["path"].startswith(API) and r["status"] in (200, 201)
+        ]
+        assert writes == [], writes
         with cheetah_resource(self.sim).get_client() as client:
-            return all(client.find_campaign(r["cheetah_name"]) is None for r in ledger_rows(self.engine)) and not self.sim.admin.sent()["campaigns"]
+            found = [r["cheetah_name"] for r in ledger_rows(self.engine) if client.find_campaign(r["cheetah_name"])]
+        assert found == [], found
+        self.sim.admin.advance(dt.timedelta(days=1))
+        assert self.sim.admin.sent()["campaigns"] == []
 
     def message(self) -> str:
         return " ".join(failure_messages(self.result))
@@ -59,7 +69,8 @@ def _invalid(reason: str) -> Callable[[Ctx], None]:
         assert ctx.result.success
         (row,) = ctx.plan()
         assert row["status"] == "INVALID" and reason in row["reason"], row
-        assert ledger_rows(ctx.engine) == [] and ctx.nothing_in_cheetah()
+        assert ledger_rows(ctx.engine) == []
+        ctx.assert_nothing_in_cheetah()
 
     return expect
 
@@ -79,23 +90,24 @@ def _expect_identifiers(ctx: Ctx) -> None:
     # Malformed: sent to Cheetah, rejected there with a reason, and recorded (not dropped silently).
     assert rejected(ctx.engine, row["send_key"]) == {"not-an-address"}
     assert row["rows_accepted"] == 2 and row["rows_rejected"] == 1
+    assert row["state"] == "APPROVED"
     ctx.sim.admin.advance(dt.timedelta(days=1))
     audit = audit_sends(ctx.engine, ctx.sim.admin.sent())
-    assert audit.ok, audit
+    assert audit.ok and audit.campaigns_checked == 1, audit
 
 
 def _expect_missed(ctx: Ctx) -> None:
     assert ctx.result.success
     (row,) = ctx.plan()
     assert row["status"] == "MISSED" and "has passed" in row["reason"]
-    assert ctx.nothing_in_cheetah()
+    ctx.assert_nothing_in_cheetah()
 
 
 def _expect_empty(ctx: Ctx) -> None:
     assert ctx.result.success
     (row,) = ledger_rows(ctx.engine)
     assert row["state"] == "EMPTY" and "no recipients" in row["error"]
-    assert ctx.nothing_in_cheetah()
+    ctx.assert_nothing_in_cheetah()
 
 
 def _expect_split(ctx: Ctx) -> None:
@@ -103,8 +115,12 @@ def _expect_split(ctx: Ctx) -> None:
     (row,) = ledger_rows(ctx.engine)
     assert row["state"] == "APPROVED"
     assert sum(f["fired"] for f in ctx.sim.admin.faults()) == 1
+    imports = [r["status"] for r in ctx.sim.admin.requests() if r["method"] == "POST" and r["path"] == f"{API}/Import"]
+    assert imports[0] == 413 and imports[1:].count(200) >= 2, imports  # refused whole, then sent in parts
+    assert len(ctx.sim.admin.lists()) == 1  # the parts went into one list
     ctx.sim.admin.advance(dt.timedelta(days=1))
-    assert audit_sends(ctx.engine, ctx.sim.admin.sent()).ok
+    audit = audit_sends(ctx.engine, ctx.sim.admin.sent())
+    assert audit.ok and audit.campaigns_checked == 1, audit
 
 
 def _unknown_field(ctx: Ctx) -> None:
@@ -125,7 +141,7 @@ def _expect_unknown_field(ctx: Ctx) -> None:
     assert "BOGUS_FIELD" in ctx.message()
     (row,) = ledger_rows(ctx.engine)
     assert row["state"] in ("IMPORTING",) and row["camp_id"] is None
-    assert ctx.nothing_in_cheetah()
+    ctx.assert_nothing_in_cheetah()
 
 
 def _malformed(body: str):
@@ -146,17 +162,49 @@ def _expect_malformed(fragment: str):
         # The next run finds the campaign the malformed reply hid, and finishes exactly once.
         with dg.instance_for_test() as instance:
             assert run_cycle(make_resources(ctx.sim, ctx.url), ctx.day, instance).success
+        (row,) = ledger_rows(ctx.engine)
+        assert row["state"] == "APPROVED"
+        creates = [r for r in ctx.sim.admin.requests() if r["method"] == "POST" and r["path"] == f"{API}/EmailCampaign"]
+        assert len(creates) == 1  # found again by its name, not created twice
         ctx.sim.admin.advance(dt.timedelta(days=1))
-        assert audit_sends(ctx.engine, ctx.sim.admin.sent()).ok
+        audit = audit_sends(ctx.engine, ctx.sim.admin.sent())
+        assert audit.ok and audit.campaigns_checked == 1, audit
 
     return expect
+
+
+GAP_DAY = dt.date(2027, 3, 28)  # 01:00-02:00 does not exist in London
+
+
+def _expect_dst_gap(ctx: Ctx) -> None:
+    """The gap day is not a partition yet, so its plan is made by the planner the asset calls,
+    with today's catalog and the account's Data Map."""
+    from cheetah_assets.customers.queries import reflect_customers
+    from cheetah_assets.sending.catalog import load_catalog
+    from cheetah_assets.sending.plan import INVALID, plan_day, resolve_send_at
+
+    assert ctx.result.success  # today's cycle, which has no campaign
+    with cheetah_resource(ctx.sim).get_client() as client:
+        data_map = client.get_data_map()
+    rows = plan_day(
+        ctx.engine, GAP_DAY, catalog=load_catalog(ctx.engine, ctx.day), data_map=data_map,
+        customer_columns=set(reflect_customers(ctx.engine).columns.keys()), now=ctx.sim.admin.now(),
+    )
+    (row,) = rows
+    assert row.status == INVALID and "01:30 on 2027-03-28 does not exist in Europe/London (daylight-saving gap)" in row.reason, row
+    (stored,) = ctx.plan()
+    assert stored["status"] == "INVALID"
+    assert ledger_rows(ctx.engine) == []
+    ctx.assert_nothing_in_cheetah()
+    # The ambiguous hour when clocks go back means its first occurrence (01:30 BST = 00:30 UTC).
+    assert resolve_send_at(dt.date(2027, 10, 31), "01:30", "Europe/London").hour == 0
 
 
 CASES = [
     ("template not in the folder", lambda c: c.campaign(templates="4040"), _invalid("template 4040 is not in the Optimove folder")),
     ("template field not in the Data Map", lambda c: (c.sim.admin.add_templates(folderId=4242, templates=[{"objId": "2001", "displayName": "Loyal", "subject": "Hi", "fields": ["LOYALTY_TIER"]}]), c.campaign(templates="2001")), _invalid("LOYALTY_TIER, which is not in the Data Map")),
     ("send time without a time zone", lambda c: c.campaign(tz=None), _invalid("has no time zone")),
-    ("send time in a daylight-saving gap", lambda c: c.campaign(day=dt.date(2027, 3, 28), at="01:30", tz="Europe/London"), None),
+    ("send time in a daylight-saving gap", lambda c: c.campaign(day=GAP_DAY, at="01:30", tz="Europe/London"), _expect_dst_gap),
     ("send time in the past", lambda c: c.campaign(at="05:00"), _expect_missed),
     ("NULL, empty, malformed and duplicate identifiers", lambda c: (_customers(c, [None, "  ", "not-an-address", "Dup@Example.com", "dup@example.com", "ok@example.com"]), c.campaign(templates="1002", group="edge")), _expect_identifiers),
     ("a campaign with zero recipients", lambda c: c.campaign(group="nobody"), _expect_empty),
@@ -176,13 +224,6 @@ def test_bad_input(sim, tmp_path, name, arrange, expect):
     seed.seed_demo(engine, customers=40, days=0, today=day, now=sim.admin.now())
     ctx = Ctx(sim=sim, engine=engine, url=url, day=day)
     arrange(ctx)
-    if expect is None:  # a DST gap is on a fixed date, not today's partition: check the planner itself
-        from cheetah_assets.sending.plan import PlanProblem, resolve_send_at
-
-        with pytest.raises(PlanProblem, match="daylight-saving gap"):
-            resolve_send_at(dt.date(2027, 3, 28), "01:30", "Europe/London")
-        assert resolve_send_at(dt.date(2027, 10, 31), "01:30", "Europe/London").hour == 0  # ambiguous: first
-        return
     with dg.instance_for_test() as instance:
         if "after_lists" in ctx.extra:
             res = make_resources(sim, url)

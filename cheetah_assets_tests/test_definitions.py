@@ -189,7 +189,7 @@ def test_dagster_dev_shows_the_graph_and_runs_the_day_on_the_embedded_defaults(t
         assert status == dg.DagsterRunStatus.SUCCESS, (tmp_path / "dev.log").read_text()[-8000:]
         with engine.connect() as conn:
             states = [s for (s,) in conn.execute(sa.select(send_ledger.c.state).where(send_ledger.c.send_date == day))]
-        assert states and "APPROVED" in states, states
+        assert "APPROVED" in states and set(states) <= {"APPROVED", "EMPTY"}, states  # nothing stopped half-way
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:

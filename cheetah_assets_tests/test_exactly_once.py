@@ -18,7 +18,7 @@ from cheetah_assets.customers.resource import CustomerDatabaseResource
 from cheetah_assets.sending import ledger as L
 
 from .conftest import make_resources, production_env
-from .helpers import audit_sends, ledger_rows, run_cycle, run_days_at_once
+from .helpers import audit_sends, failure_texts, ledger_rows, run_cycle, run_days_at_once
 
 API = "/services2/api"
 TOKEN = "/services2/authorization/oAuth2/Token"
@@ -121,7 +121,11 @@ def test_crash_right_after_a_call_then_reexecute(sim, db_url, engine, day, monke
     monkeypatch.setattr(CheetahClient, method, crashing)
     with dg.instance_for_test() as instance:
         results = _until_done(make_resources(sim, db_url), day, instance)
-    assert not results[0].success and calls["n"] >= nth
+    assert not results[0].success
+    # The first run died of the crash, in the send step, and of nothing else.
+    (failure,) = failure_texts(results[0])
+    assert failure.startswith("campaign_sends: ") and f"crash after {method} #{nth}" in failure, failure
+    assert len(results) == 2  # and the next run finished the day
     _assert_exactly_once(sim, engine)
 
 

@@ -65,20 +65,29 @@ def test_advance_requires_the_claim(ledger):
 
 def test_only_one_of_many_racing_claimants_wins(ledger):
     row = _row(ledger)
-    winners = []
-    barrier = threading.Barrier(8)
+    n_threads = 8
+    outcomes: dict[int, bool] = {}  # thread -> whether its claim succeeded
+    errors: dict[int, BaseException] = {}  # an exception in a thread would not fail the test by itself
+    barrier = threading.Barrier(n_threads)
 
     def race(n):
-        barrier.wait()
-        if ledger.claim(row.send_key, f"run-{n}") is not None:
-            winners.append(n)
+        try:
+            barrier.wait(timeout=30)
+            outcomes[n] = ledger.claim(row.send_key, f"run-{n}") is not None
+        except BaseException as exc:  # noqa: BLE001 - reported below, with the thread
+            errors[n] = exc
 
-    threads = [threading.Thread(target=race, args=(n,)) for n in range(8)]
+    threads = [threading.Thread(target=race, args=(n,)) for n in range(n_threads)]
     for t in threads:
         t.start()
     for t in threads:
-        t.join()
+        t.join(timeout=60)
+    assert not any(t.is_alive() for t in threads)
+    assert errors == {}
+    assert sorted(outcomes) == list(range(n_threads))  # every thread reported
+    winners = [n for n, won in outcomes.items() if won]
     assert len(winners) == 1
+    assert ledger.get(row.send_key).claimed_by == f"run-{winners[0]}"
 
 
 @pytest.mark.parametrize(

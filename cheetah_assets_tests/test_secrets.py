@@ -8,6 +8,8 @@ from pathlib import Path
 
 import dagster as dg
 
+from cheetah_assets.cheetah.client import INVALID_CREDENTIALS_MESSAGE
+from cheetah_assets.cheetah.contract import IMPORT_PATH, TOKEN_PATH
 from cheetah_assets.customers import seed
 from cheetah_assets.customers.resource import CustomerDatabaseResource
 
@@ -17,6 +19,15 @@ from .helpers import ledger_rows, run_cycle
 KEY = "KEY-q7w3-distinctive-consumer-key"
 SECRET = "SECRET-zz9-plural-z-alpha"
 CLIENT = "CLIENT-x1y2-distinctive-client"
+
+
+def _failure_text(error) -> str:
+    """A step failure's message with every cause (Dagster wraps the asset's own exception)."""
+    parts = []
+    while error is not None:
+        parts.append(error.message)
+        error = error.cause
+    return "\n".join(parts)
 
 
 def _hits(text: str, secrets) -> list[str]:
@@ -57,14 +68,28 @@ def test_no_secret_in_logs_event_log_run_config_metadata_output_or_errors(sim, t
     texts: list[str] = []
     with dg.instance_for_test(temp_dir=str(home)) as instance:
         good = _resources(sim, url, "TEST_CHEETAH_SECRET")
-        sim.admin.expire_tokens()  # force a renewal mid-way too
+        # Force a token renewal mid-way: the first import poll is refused once with a 401, so the
+        # client must fetch a new token (with the secret) in the middle of the run and repeat it.
+        sim.admin.add_fault(method="GET", path=IMPORT_PATH, kind="status", status=401, times=1)
         result = run_cycle(good, day, instance)
         assert result.success
         assert [r["state"] for r in ledger_rows(engine)] == ["APPROVED"]
+        good_requests = sim.admin.requests()
+        assert [f["fired"] for f in sim.admin.faults()] == [1]
+        sim.admin.clear_faults()
         # A failing run, so that error texts are produced too.
         bad = _resources(sim, url, "TEST_CHEETAH_SECRET_WRONG")
         failed = run_cycle(bad, day, instance)
         assert not failed.success
+        # It failed because the (wrong) secret went through the token request and was refused.
+        failures = failed.get_step_failure_events()
+        assert failures
+        messages = [_failure_text(e.step_failure_data.error) for e in failures]
+        assert all(INVALID_CREDENTIALS_MESSAGE in m for m in messages), messages
+        last_good = good_requests[-1]["seq"]
+        assert any(
+            r["path"] == TOKEN_PATH and r["status"] in (400, 401) for r in sim.admin.requests() if r["seq"] > last_good
+        )
         for run in instance.get_runs():
             texts.append(repr(run.run_config))
             texts.append(repr(run.tags))
@@ -83,5 +108,9 @@ def test_no_secret_in_logs_event_log_run_config_metadata_output_or_errors(sim, t
         if path.is_file():
             data = path.read_bytes()
             assert not [s for s in secrets_with_wrong if s.encode() in data], path
-    # The good run really authenticated with the distinctive credentials.
-    assert any(r["status"] == 200 and r["path"].endswith("/Token") for r in sim.admin.requests())
+    # The good run really authenticated with the distinctive credentials, and renewed its token
+    # mid-run: the refused poll was followed by a new token and the same poll, now accepted.
+    calls = [(r["method"], r["path"], r["status"]) for r in good_requests]
+    assert sum(1 for c in calls if c == ("POST", TOKEN_PATH, 200)) >= 2
+    refused = calls.index(("GET", IMPORT_PATH, 401))
+    assert calls[refused + 1 : refused + 3] == [("POST", TOKEN_PATH, 200), ("GET", IMPORT_PATH, 200)]

@@ -150,11 +150,40 @@ def test_bad_send_times_make_the_campaign_invalid(sim, db_url, engine, day, tz, 
     assert sim.admin.sent()["campaigns"] == []
 
 
-def test_ledger_states_are_monotonic_and_named(sim, db_url, engine, day):
+def test_ledger_states_are_monotonic_and_named(sim, db_url, engine, day, monkeypatch):
     seed.seed_demo(engine, customers=30, days=0, today=day, now=sim.admin.now())
     _campaign(engine, day, "N", templates="1002")
+    # Record every state the ledger is given: the row's creation, then each advance (from, to).
+    transitions: list[tuple[str, str | None, str]] = []
+    ensure, advance = L.Ledger.ensure, L.Ledger.advance
+
+    def recording_ensure(self, **kwargs):
+        before = self.get(L.send_key(kwargs["campaign_id"], kwargs["template_id"], kwargs["send_date"]))
+        row = ensure(self, **kwargs)
+        if before is None:
+            transitions.append((row.send_key, None, row.state))
+        return row
+
+    def recording_advance(self, key, owner, state, *args, **kwargs):
+        before = self.get(key)
+        row = advance(self, key, owner, state, *args, **kwargs)
+        transitions.append((key, before.state, row.state))
+        return row
+
+    monkeypatch.setattr(L.Ledger, "ensure", recording_ensure)
+    monkeypatch.setattr(L.Ledger, "advance", recording_advance)
     with dg.instance_for_test() as instance:
         assert run_cycle(make_resources(sim, db_url), day, instance).success
     (row,) = ledger_rows(engine)
+    happy = [L.PENDING, L.IMPORTING, L.IMPORTED, L.CREATED, L.LAUNCHED, L.APPROVED]
+    assert row["state"] == L.APPROVED
+    assert {key for key, _, _ in transitions} == {row["send_key"]}
+    # Monotonic: each step starts where the previous one ended and moves strictly forward.
+    for (_, _, prev_to), (_, frm, to) in zip(transitions, transitions[1:]):
+        assert frm == prev_to and happy.index(to) > happy.index(frm), transitions
+    # And exactly the happy path, one step at a time.
+    assert transitions == [(row["send_key"], None, L.PENDING)] + [
+        (row["send_key"], a, b) for a, b in zip(happy, happy[1:])
+    ]
     assert row["cheetah_name"] == L.cheetah_name("N", "1002", day)
     assert row["claimed_by"] is None  # released after the send
