@@ -175,3 +175,49 @@ def failure_texts(result) -> list[str]:
                 error = error.cause
             out.append(f"{event.step_key}: " + " | ".join(parts))
     return out
+
+
+# ------------------------------------------------------------------------------------------------
+# the dagster CLI, as an operator types it
+# ------------------------------------------------------------------------------------------------
+def cli_env(sim, db_url: str, tmp_path) -> dict:
+    """The environment of a deployment pointed at the simulator, with a fresh ``DAGSTER_HOME``
+    whose instance launches runs as they are submitted. (A deployment queues them and its daemon
+    launches them: the same runs, dequeued by Dagster's own machinery, which the ``dagster dev``
+    test exercises.)"""
+    import os
+
+    from .conftest import production_env
+
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text(
+        "run_coordinator:\n  module: dagster.core.run_coordinator\n  class: DefaultRunCoordinator\n"
+    )
+    return {**os.environ, **production_env(sim, db_url), "DAGSTER_HOME": str(home)}
+
+
+def dagster_cli(env: dict, *args: str, cwd=None) -> str:
+    """Run the ``dagster`` command of this environment; its output, or a failed assertion."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    exe = str(Path(sys.executable).with_name("dagster"))
+    done = subprocess.run([exe, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout + done.stderr
+
+
+def wait_for_runs(instance, count: int, timeout: float = 240.0) -> list:
+    """The instance's runs, once there are ``count`` and all have finished."""
+    import time
+
+    finished = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
+    deadline = time.monotonic() + timeout
+    while True:
+        runs = instance.get_runs()
+        if len(runs) >= count and all(r.status in finished for r in runs):
+            return runs
+        assert time.monotonic() < deadline, [(r.tags.get("dagster/partition"), r.status) for r in runs]
+        time.sleep(0.5)

@@ -28,7 +28,8 @@ from cheetah_assets.metrics.assets import (
 )
 from cheetah_assets.simulator.metrics import curve_params, metrics_at
 
-from .conftest import cheetah_resource, make_resources, production_env
+from .conftest import cheetah_resource, make_resources
+from .helpers import cli_env, dagster_cli, wait_for_runs
 
 SEED = "demo"
 DAY = dt.timedelta(days=1)
@@ -482,36 +483,6 @@ def test_impossible_counts_fail_the_error_check(sim, db_url, engine):
 # ------------------------------------------------------------------------------------------------
 # backfills from the command line, as an operator types them
 # ------------------------------------------------------------------------------------------------
-def _cli_env(sim, db_url, home) -> dict:
-    import os
-
-    return {**os.environ, **production_env(sim, db_url), "DAGSTER_HOME": str(home)}
-
-
-def _dagster(env, *args: str) -> str:
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    exe = str(Path(sys.executable).with_name("dagster"))
-    done = subprocess.run([exe, *args], env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done.stdout + done.stderr
-
-
-def _wait_for_runs(instance, count: int, timeout: float = 240.0) -> list:
-    import time
-
-    finished = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
-    deadline = time.monotonic() + timeout
-    while True:
-        runs = instance.get_runs()
-        if len(runs) >= count and all(r.status in finished for r in runs):
-            return runs
-        assert time.monotonic() < deadline, [(r.tags.get("dagster/partition"), r.status) for r in runs]
-        time.sleep(0.5)
-
-
 def test_backfills_from_the_cli(sim, db_url, engine, tmp_path):
     """``dagster job backfill`` of one campaign's week and of one day across campaigns, and
     ``dagster asset materialize`` of one partition, on the production definitions and a real
@@ -525,28 +496,21 @@ def test_backfills_from_the_cli(sim, db_url, engine, tmp_path):
     b = send_campaign(sim, engine, "OPT-CLIB-1004-D", 40, sent_at)
     now = set_clock(sim, real_now)
 
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    # Runs launch as they are submitted. (A deployment queues them and its daemon launches them:
-    # the same runs, dequeued by Dagster's own machinery.)
-    (home / "dagster.yaml").write_text(
-        "run_coordinator:\n  module: dagster.core.run_coordinator\n  class: DefaultRunCoordinator\n"
-    )
-    env = _cli_env(sim, db_url, home)
-    with dg.DagsterInstance.from_config(str(home)) as instance:
+    env = cli_env(sim, db_url, tmp_path)
+    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
         instance.add_dynamic_partitions(campaigns_partitions.name, [a.name, b.name])
         week = ",".join(str(snapshot_partition_key(a.name, d)) for d in range(1, 8))
-        out = _dagster(env, "job", "backfill", "-m", "cheetah_assets.definitions", "-j", "metric_snapshot_job", "--partitions", week, "--noprompt")
+        out = dagster_cli(env, "job", "backfill", "-m", "cheetah_assets.definitions", "-j", "metric_snapshot_job", "--partitions", week, "--noprompt")
         assert "Launched backfill job" in out, out
-        runs = _wait_for_runs(instance, 7)
+        runs = wait_for_runs(instance, 7)
         assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs), [(r.tags, r.status) for r in runs]
 
         day_3 = ",".join(str(snapshot_partition_key(c.name, 3)) for c in (a, b))
-        _dagster(env, "job", "backfill", "-m", "cheetah_assets.definitions", "-j", "metric_snapshot_job", "--partitions", day_3, "--noprompt")
-        runs = _wait_for_runs(instance, 9)
+        dagster_cli(env, "job", "backfill", "-m", "cheetah_assets.definitions", "-j", "metric_snapshot_job", "--partitions", day_3, "--noprompt")
+        runs = wait_for_runs(instance, 9)
         assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs), [(r.tags, r.status) for r in runs]
 
-        _dagster(
+        dagster_cli(
             env, "asset", "materialize", "-m", "cheetah_assets.definitions",
             "--select", "campaign_metric_snapshots", "--partition", str(snapshot_partition_key(b.name, 5)),
         )  # fmt: skip

@@ -187,3 +187,34 @@ def test_ledger_states_are_monotonic_and_named(sim, db_url, engine, day, monkeyp
     ]
     assert row["cheetah_name"] == L.cheetah_name("N", "1002", day)
     assert row["claimed_by"] is None  # released after the send
+
+
+def test_backfill_of_a_past_day_from_the_cli_as_the_readme_says(sim, db_url, engine, tmp_path):
+    """``dagster job backfill -w workspace.yaml -j daily_campaign_cycle --partitions <day>``, on
+    the production definitions and a real instance: yesterday's campaign is reported MISSED and
+    nothing reaches Cheetah Messaging."""
+    from pathlib import Path
+
+    from .helpers import cli_env, dagster_cli, wait_for_runs
+
+    # Production resources read the real clock, so the simulator is put on it.
+    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    sim.admin.set_now(now)
+    yesterday = now.date() - dt.timedelta(days=1)
+    seed.seed_demo(engine, customers=40, days=0, today=now.date(), now=now)
+    _campaign(engine, yesterday, "OLD", templates="1002", at="09:00")
+    env = cli_env(sim, db_url, tmp_path)
+    out = dagster_cli(
+        env, "job", "backfill", "-w", "workspace.yaml", "-j", "daily_campaign_cycle",
+        "--partitions", yesterday.isoformat(), "--noprompt", cwd=Path(__file__).resolve().parents[1],
+    )
+    assert "Launched backfill job" in out, out
+    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+        (run,) = wait_for_runs(instance, 1)
+        assert run.status == dg.DagsterRunStatus.SUCCESS, run.status
+        assert run.tags["dagster/partition"] == yesterday.isoformat() and "dagster/backfill" in run.tags
+    plan = _plan(engine, yesterday)
+    assert plan[("OLD", "1002")]["status"] == "MISSED" and "has passed" in plan[("OLD", "1002")]["reason"]
+    assert ledger_rows(engine) == []
+    writes = [r for r in sim.admin.requests() if r["method"] in ("POST", "PUT", "DELETE") and "/api/" in r["path"]]
+    assert writes == [], writes
