@@ -162,6 +162,16 @@ def run_days_at_once(sim, db_url: str, now: dt.datetime, day: dt.date, runs: int
     return sorted(queue.get(timeout=5) for _ in procs)
 
 
+def failure_messages(result) -> list[str]:
+    """What the UI shows first for each failed step: its ``Failure`` description, or the error."""
+    out = []
+    for event in result.all_events:
+        if event.is_step_failure:
+            data = event.step_failure_data
+            out.append(data.user_failure_data.description if data.user_failure_data else data.error.message)
+    return out
+
+
 def failure_texts(result) -> list[str]:
     """Each failed step's description and error messages, causes included, as one line each."""
     out = []

@@ -21,8 +21,7 @@ from cheetah_assets.customers.resource import CustomerDatabaseResource
 from cheetah_assets.customers.schema import campaign_plan, recipient_list
 
 from .conftest import cheetah_resource, make_resources
-from .helpers import audit_sends, ledger_rows, rejected, run_cycle
-from .test_cancel_and_setup import failure_messages
+from .helpers import audit_sends, failure_messages, ledger_rows, rejected, run_cycle
 
 API = "/services2/api"
 

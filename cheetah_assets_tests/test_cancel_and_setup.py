@@ -15,7 +15,7 @@ from cheetah_assets.sending.cancel_job import cancel_campaign_job
 from cheetah_assets.sending.ledger import cheetah_name
 
 from .conftest import cheetah_resource, make_resources
-from .helpers import ledger_rows, run_cycle
+from .helpers import failure_messages, ledger_rows, run_cycle
 
 
 @pytest.fixture
@@ -39,15 +39,6 @@ def _cancel(resources, instance, campaign_id="X"):
         run_config={"ops": {"cancel_campaign_op": {"config": {"campaign_id": campaign_id}}}},
         resources=resources, instance=instance, raise_on_error=False,
     )
-
-
-def failure_messages(result) -> list[str]:
-    out = []
-    for event in result.all_events:
-        if event.is_step_failure:
-            data = event.step_failure_data
-            out.append(data.user_failure_data.description if data.user_failure_data else data.error.message)
-    return out
 
 
 def _sim_status(sim, name):

@@ -14,20 +14,11 @@ from cheetah_assets.customers import seed
 from cheetah_assets.customers.resource import CustomerDatabaseResource
 
 from .conftest import cheetah_resource, make_resources
-from .helpers import ledger_rows, run_cycle
+from .helpers import failure_texts, ledger_rows, run_cycle
 
 KEY = "KEY-q7w3-distinctive-consumer-key"
 SECRET = "SECRET-zz9-plural-z-alpha"
 CLIENT = "CLIENT-x1y2-distinctive-client"
-
-
-def _failure_text(error) -> str:
-    """A step failure's message with every cause (Dagster wraps the asset's own exception)."""
-    parts = []
-    while error is not None:
-        parts.append(error.message)
-        error = error.cause
-    return "\n".join(parts)
 
 
 def _hits(text: str, secrets) -> list[str]:
@@ -82,9 +73,8 @@ def test_no_secret_in_logs_event_log_run_config_metadata_output_or_errors(sim, t
         failed = run_cycle(bad, day, instance)
         assert not failed.success
         # It failed because the (wrong) secret went through the token request and was refused.
-        failures = failed.get_step_failure_events()
-        assert failures
-        messages = [_failure_text(e.step_failure_data.error) for e in failures]
+        messages = failure_texts(failed)
+        assert messages
         assert all(INVALID_CREDENTIALS_MESSAGE in m for m in messages), messages
         last_good = good_requests[-1]["seq"]
         assert any(
