@@ -20,9 +20,9 @@ DEFAULT_PG_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
 
 
 def _pg_url() -> str:
-    url = sa.make_url(os.environ.get("CHEETAH_TEST_PG_URL") or DEFAULT_PG_URL)
-    if url.drivername == "postgresql":  # plain postgresql:// means psycopg2, say so explicitly
-        url = url.set(drivername="postgresql+psycopg2")
+    from cheetah_assets.customers.resource import with_shipped_driver
+
+    url = with_shipped_driver(sa.make_url(os.environ.get("CHEETAH_TEST_PG_URL") or DEFAULT_PG_URL))
     return url.render_as_string(hide_password=False)
 
 
@@ -68,3 +68,17 @@ def fresh_postgres_database(prefix: str = "cheetah_test") -> Iterator[str]:
             with admin.connect() as conn:
                 conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {quoted} WITH (FORCE)")
             admin.dispose()
+
+
+@contextmanager
+def postgres_dagster_instance(temp_dir: str | None = None) -> Iterator:
+    """A Dagster test instance whose runs, event log and schedules live in a fresh PostgreSQL
+    database (dagster-postgres), as production's do; dropped afterwards."""
+    import dagster as dg
+
+    with fresh_postgres_database("cheetah_instance") as url:
+        overrides = {"storage": {"postgres": {"postgres_url": url}}}
+        with dg.instance_for_test(temp_dir=temp_dir, overrides=overrides) as instance:
+            assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
+            assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+            yield instance

@@ -181,13 +181,10 @@ def _instance(kind: str, tmp_path):
         with dg.instance_for_test(temp_dir=str(tmp_path / "home")) as instance:
             yield instance
         return
-    from .pg import fresh_postgres_database
+    from .pg import postgres_dagster_instance
 
-    with fresh_postgres_database("cheetah_instance") as url:
-        overrides = {"storage": {"postgres": {"postgres_url": url}}}
-        with dg.instance_for_test(temp_dir=str(tmp_path / "home"), overrides=overrides) as instance:
-            assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
-            yield instance
+    with postgres_dagster_instance(temp_dir=str(tmp_path / "home")) as instance:
+        yield instance
 
 
 @pytest.mark.parametrize("instance_kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -347,19 +347,20 @@ def test_end_to_end_from_the_send_path_to_the_analysis(sim, db_url, engine):  # 
 def test_end_to_end_on_a_postgres_instance_and_database(sim):
     """The production shape: Dagster's runs, events and dynamic partitions in PostgreSQL
     (dagster-postgres), and the customer database in PostgreSQL too."""
-    from .pg import fresh_postgres_database
+    from .pg import fresh_postgres_database, postgres_dagster_instance
 
-    with fresh_postgres_database("cheetah_instance") as instance_url, fresh_postgres_database() as db_url:
-        storage_url = instance_url  # postgresql+psycopg2://: SQLAlchemy 2.1 reads plain postgresql:// as psycopg 3
+    with fresh_postgres_database() as db_url, postgres_dagster_instance() as instance:
         engine = CustomerDatabaseResource(url=db_url).get_engine()
         S.prepare_database(engine)
-        with dg.instance_for_test(overrides={"storage": {"postgres": {"postgres_url": storage_url}}}) as instance:
-            assert type(instance.run_storage).__name__ == "PostgresRunStorage"
-            send_then_measure_a_week(sim, db_url, engine, instance)
-            # What the sensors registered lives in PostgreSQL, where the daemon would read it.
-            with sa.create_engine(storage_url).connect() as conn:
+        send_then_measure_a_week(sim, db_url, engine, instance)
+        # What the sensors registered lives in PostgreSQL, where the daemon would read it.
+        storage = sa.create_engine(instance.run_storage.postgres_url)
+        try:
+            with storage.connect() as conn:
                 stored = conn.execute(sa.text("SELECT count(*) FROM dynamic_partitions")).scalar()
-            assert stored == len(instance.get_dynamic_partitions(PARTITIONS)) == 1
+        finally:
+            storage.dispose()
+        assert stored == len(instance.get_dynamic_partitions(PARTITIONS)) == 1
 
 
 def send_then_measure_a_week(sim, db_url, engine, instance) -> None:  # noqa: F811

@@ -39,6 +39,12 @@ def _on_sqlite_connect(dbapi_connection, _record) -> None:
         cur.close()
 
 
+def with_shipped_driver(url: sa.URL) -> sa.URL:
+    """``url``, with a bare ``postgresql://`` pinned to psycopg2, the driver this project ships
+    (SQLAlchemy 2.1 reads the bare form as psycopg 3)."""
+    return url.set(drivername="postgresql+psycopg2") if url.drivername == "postgresql" else url
+
+
 def _create_engine(url: sa.URL) -> Engine:
     if url.get_backend_name() == "sqlite":
         database = url.database or ""
@@ -48,10 +54,7 @@ def _create_engine(url: sa.URL) -> Engine:
         engine = sa.create_engine(url, pool_pre_ping=True)
         sa.event.listen(engine, "connect", _on_sqlite_connect)
         return engine
-    if url.drivername == "postgresql":
-        # SQLAlchemy 2.1 reads a bare postgresql:// as psycopg 3; the driver this project ships is psycopg2.
-        url = url.set(drivername="postgresql+psycopg2")
-    return sa.create_engine(url, pool_pre_ping=True)
+    return sa.create_engine(with_shipped_driver(url), pool_pre_ping=True)
 
 
 def engine_for(url: str | sa.URL) -> Engine:
