@@ -597,7 +597,7 @@ def test_unreachable_endpoint_is_a_transport_error():
     [
         (contract.parse_token, {"token_type": "bearer"}, "'access_token'"),
         (contract.parse_folder, [], "not a JSON object"),
-        (contract.parse_folder_page, {"objects": [], "totalCount": "many"}, "'totalCount' should be int"),
+        (contract.parse_folder_page, {"objects": [], "totalCount": "many"}, "'totalCount' should be a non-negative whole number"),
         (contract.parse_import, {"importId": 1, "status": "WEIRD"}, "'status'"),
         (contract.parse_campaign_id, {"id": 5}, "'campId'"),
         (contract.parse_metrics, {"campId": 1, "asOf": "2026-01-01T00:00:00Z", "Sent": 1}, "'Received'"),

@@ -596,6 +596,37 @@ def test_apply_then_drop_applies_the_request_but_loses_the_reply(api, sim):
     assert sim.admin.stats()["requests"]["POST " + CAMPAIGN_PATH] == {"dropped": 1, "400": 1}
 
 
+def test_unapplied_fault_replies_as_if_done_but_changes_nothing(api, sim):
+    list_id = api.make_list(1)
+    camp_id = api.create("Liar", list_id, T0 + dt.timedelta(hours=1)).json()["campId"]
+    sim.admin.add_fault(kind="unapplied", method="PUT", path=CAMPAIGN_PATH, times=2)
+    r = api.action(camp_id, "LAUNCH")
+    assert r.status_code == 200 and r.json()["status"] == "LAUNCHED"  # a normal-looking reply
+    assert api.get(CAMPAIGN_PATH, id=camp_id).json()["status"] == "DRAFT"  # ...but nothing applied
+    assert api.action(camp_id, "LAUNCH").json()["status"] == "LAUNCHED"
+    assert api.get(CAMPAIGN_PATH, id=camp_id).json()["status"] == "DRAFT"
+    assert api.action(camp_id, "LAUNCH").json()["status"] == "LAUNCHED"  # fault used up: applied
+    assert api.get(CAMPAIGN_PATH, id=camp_id).json()["status"] == "LAUNCHED"
+    sim.admin.add_fault(kind="unapplied", method="PUT", path=CAMPAIGN_PATH)
+    assert api.action(camp_id, "APPROVE").json()["status"] == "APPROVED"
+    sim.admin.advance(dt.timedelta(hours=2))
+    assert api.get(CAMPAIGN_PATH, id=camp_id).json()["status"] == "LAUNCHED"
+    assert sim.admin.sent()["campaigns"] == []
+    sim.admin.add_fault(kind="unapplied", method="DELETE", path=CAMPAIGN_PATH, body='{"status": "CANCELLED"}')
+    r = api.call("DELETE", CAMPAIGN_PATH, params={"id": camp_id})
+    assert r.status_code == 200 and r.json() == {"status": "CANCELLED"}
+    assert api.get(CAMPAIGN_PATH, id=camp_id).json()["status"] == "LAUNCHED"
+
+
+def test_campaign_reply_echoes_template_list_and_folder_as_created(api, sim):
+    list_id = api.make_list(1)
+    camp_id = api.create("Echo", list_id, T0 + dt.timedelta(hours=1), template="1002").json()["campId"]
+    got = api.get(CAMPAIGN_PATH, id=camp_id).json()
+    assert (got["TemplateObjId"], got["ToFilterId"], got["Obj"]["parent_obj_id"]) == ("1002", list_id, FOLDER)
+    assert api.get(CAMPAIGN_PATH, name="Echo").json()["Obj"] == {
+        "display_name": "Echo", "type_id": "CampaignEmail", "parent_obj_id": FOLDER}
+
+
 def test_status_fault_with_retry_after_is_not_applied(api, sim):
     list_id = api.make_list(1)
     sim.admin.add_fault(kind="status", method="POST", path=CAMPAIGN_PATH, status=503, retry_after=2)

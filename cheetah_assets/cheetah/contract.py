@@ -10,8 +10,11 @@ a reply does not have the documented shape.
 from __future__ import annotations
 
 import datetime as dt
+import json
+import re
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Mapping, Union
+from zoneinfo import ZoneInfo
 
 from .errors import MalformedResponse
 
@@ -53,6 +56,53 @@ IP_NOT_WHITELISTED_ERROR = "ip_not_whitelisted"  # [assumed shape]
 INVALID_GRANT_ERROR = "invalid_grant"  # [documented]
 
 
+# --- ids ------------------------------------------------------------------------------------------
+#: An id the API hands out (list, import, campaign, template, folder, Data Map): opaque. It may
+#: come as a JSON number or a string; it is kept exactly as received and passed back as received
+#: (in query strings and JSON bodies), never converted.
+ObjId = Union[int, str]
+
+
+def is_id(value: Any) -> bool:
+    """Whether ``value`` can be an id: an int (not a bool) or a non-blank string."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return True
+    return isinstance(value, str) and bool(value.strip())
+
+
+def same_id(a: ObjId | None, b: ObjId | None) -> bool:
+    """Whether two ids name the same object: ``5001`` and ``"5001"`` do (an account may spell
+    one id both ways, e.g. our configured folder id and the folder id a reply echoes)."""
+    if a is None or b is None:
+        return a is b
+    return str(a) == str(b)
+
+
+def id_to_db(value: ObjId) -> str:
+    """The text an id is stored as: JSON, so :func:`id_from_db` gives back exactly the value
+    received (``5001`` -> ``'5001'``, ``"5001"`` -> ``'"5001"'``)."""
+    if not is_id(value):
+        raise ValueError(f"A Cheetah id must be an integer or a non-empty string, got {value!r}.")
+    return json.dumps(value, ensure_ascii=False)
+
+
+def id_from_db(text: str | int) -> ObjId:
+    """The id stored by :func:`id_to_db` (an integer column's plain ``int`` is accepted as is)."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        return text
+    if not isinstance(text, str):
+        raise ValueError(f"A stored Cheetah id must be text, got {type(text).__name__}.")
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise ValueError(f"The stored Cheetah id {text!r} is not one id_to_db wrote.") from None
+    if not is_id(value):
+        raise ValueError(f"The stored Cheetah id {text!r} is not one id_to_db wrote.")
+    return value
+
+
 # --- values --------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class DataMapField:
@@ -64,7 +114,7 @@ class DataMapField:
 
 @dataclass(frozen=True)
 class DataMap:
-    id: int
+    id: ObjId
     name: str
     fields: tuple[DataMapField, ...]
 
@@ -83,9 +133,9 @@ class DataMap:
 
 @dataclass(frozen=True)
 class Folder:
-    id: int
+    id: ObjId
     name: str
-    parent_id: int | None
+    parent_id: ObjId | None
 
 
 @dataclass(frozen=True)
@@ -106,12 +156,14 @@ class Rejection:
 
 @dataclass(frozen=True)
 class ImportStatus:
-    import_id: int
+    import_id: ObjId
     status: str
-    list_id: int | None
+    list_id: ObjId | None
     rows_read: int
     rows_accepted: int
     rejected: tuple[Rejection, ...] = ()
+    #: Cheetah's own reason when the import ended FAILED (passed through verbatim), else None.
+    reason: str | None = None
 
     @property
     def done(self) -> bool:
@@ -120,12 +172,17 @@ class ImportStatus:
 
 @dataclass(frozen=True)
 class Campaign:
-    camp_id: int
-    cust_id: int
+    camp_id: ObjId
+    cust_id: ObjId
     name: str
     status: str
     recipient_count: int
     camp_param: Mapping[str, Any] = field(default_factory=dict)
+    #: As the reply echoes them (None when it does not): the template, the list (``ToFilterId``)
+    #: and the folder (``Obj.parent_obj_id``, or ``folderId``) the campaign was created with.
+    template_obj_id: ObjId | None = None
+    list_id: ObjId | None = None
+    folder_id: ObjId | None = None
 
     @property
     def start_time(self) -> dt.datetime | None:
@@ -136,7 +193,7 @@ class Campaign:
 
 @dataclass(frozen=True)
 class CampaignMetrics:
-    camp_id: int
+    camp_id: ObjId
     as_of: dt.datetime
     counts: Mapping[str, int]  # keyed by Cheetah name (METRIC_NAMES keys)
 
@@ -145,26 +202,79 @@ class CampaignMetrics:
 
 
 # --- parsing helpers -----------------------------------------------------------------------------
+_COUNT_TEXT = re.compile(r"[0-9]+")
+
+
+def _type_name(typ: type | tuple[type, ...]) -> str:
+    return typ.__name__ if isinstance(typ, type) else "/".join(t.__name__ for t in typ)
+
+
 def _req(obj: Any, key: str, typ: type | tuple[type, ...], what: str) -> Any:
+    """``obj[key]``, exactly of type ``typ`` (a bool is never an int; nothing is converted)."""
     if not isinstance(obj, Mapping):
         raise MalformedResponse(f"The {what} reply is not a JSON object.")
-    if key not in obj:
+    if key not in obj or obj[key] is None:
         raise MalformedResponse(f"The {what} reply has no '{key}'.")
     val = obj[key]
-    if typ is int and isinstance(val, str) and val.strip().lstrip("-").isdigit():
-        val = int(val)  # some Cheetah replies carry ids as strings
-    if typ is str and isinstance(val, int) and not isinstance(val, bool):
-        val = str(val)
-    if not isinstance(val, typ) or (typ is int and isinstance(val, bool)):
-        name = typ.__name__ if isinstance(typ, type) else "/".join(t.__name__ for t in typ)
-        raise MalformedResponse(f"The {what} reply's '{key}' should be {name}, got {type(val).__name__}.")
+    types = typ if isinstance(typ, tuple) else (typ,)
+    if not isinstance(val, types) or (isinstance(val, bool) and bool not in types):
+        raise MalformedResponse(f"The {what} reply's '{key}' should be {_type_name(typ)}, got {type(val).__name__}.")
     return val
 
 
-def _opt(obj: Mapping, key: str, typ: type, what: str, default: Any = None) -> Any:
+def _opt(obj: Mapping, key: str, typ: type | tuple[type, ...], what: str, default: Any = None) -> Any:
+    if not isinstance(obj, Mapping):
+        raise MalformedResponse(f"The {what} reply is not a JSON object.")
     if obj.get(key) is None:
         return default
     return _req(obj, key, typ, what)
+
+
+def parse_id(value: Any, what: str, key: str) -> ObjId:
+    """An id as received: a JSON number or a non-blank string (never a bool, float or null)."""
+    if not is_id(value):
+        raise MalformedResponse(
+            f"The {what} reply's '{key}' should be an id (a number or a non-empty string), got {value!r}."
+        )
+    return value
+
+
+def _req_id(obj: Any, key: str, what: str) -> ObjId:
+    if not isinstance(obj, Mapping):
+        raise MalformedResponse(f"The {what} reply is not a JSON object.")
+    if obj.get(key) is None:
+        raise MalformedResponse(f"The {what} reply has no '{key}'.")
+    return parse_id(obj[key], what, key)
+
+
+def _opt_id(obj: Any, key: str, what: str) -> ObjId | None:
+    if not isinstance(obj, Mapping):
+        raise MalformedResponse(f"The {what} reply is not a JSON object.")
+    return None if obj.get(key) is None else parse_id(obj[key], what, key)
+
+
+def parse_count(value: Any, what: str, key: str) -> int:
+    """A count: a non-negative JSON integer, or the same number as a string of digits
+    (``"12000"``); anything else (``"1.5"``, ``"-3"``, ``"12k"``, a bool, a float) is malformed."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if isinstance(value, str) and _COUNT_TEXT.fullmatch(value):
+        return int(value)
+    raise MalformedResponse(f"The {what} reply's '{key}' should be a non-negative whole number, got {value!r}.")
+
+
+def _req_count(obj: Any, key: str, what: str) -> int:
+    if not isinstance(obj, Mapping):
+        raise MalformedResponse(f"The {what} reply is not a JSON object.")
+    if obj.get(key) is None:
+        raise MalformedResponse(f"The {what} reply has no '{key}'.")
+    return parse_count(obj[key], what, key)
+
+
+def _opt_count(obj: Any, key: str, what: str, default: int = 0) -> int:
+    if not isinstance(obj, Mapping):
+        raise MalformedResponse(f"The {what} reply is not a JSON object.")
+    return default if obj.get(key) is None else parse_count(obj[key], what, key)
 
 
 def format_start_time(when: dt.datetime) -> dict[str, str]:
@@ -176,8 +286,6 @@ def format_start_time(when: dt.datetime) -> dict[str, str]:
 
 
 def parse_start_time(raw: str, tz: str = "UTC") -> dt.datetime:
-    from zoneinfo import ZoneInfo
-
     value = dt.datetime.fromisoformat(raw.replace("Z", "+00:00"))
     if value.tzinfo is None:
         value = value.replace(tzinfo=ZoneInfo(tz))
@@ -195,7 +303,7 @@ def parse_time(raw: Any, what: str, key: str) -> dt.datetime:
 
 def parse_token(body: Any) -> tuple[str, int]:
     token = _req(body, "access_token", str, "token")
-    expires_in = _opt(body, "expires_in", int, "token", DEFAULT_TOKEN_LIFETIME_S)
+    expires_in = _opt_count(body, "expires_in", "token", DEFAULT_TOKEN_LIFETIME_S)
     return token, expires_in
 
 
@@ -208,28 +316,30 @@ def parse_data_map(body: Any) -> DataMap:
                 name=_req(raw, "name", str, what),
                 map_to=_req(raw, "mapTo", str, what),
                 type=_opt(raw, "type", str, what, "string"),
-                is_identifier=bool(_opt(raw, "isIdentifier", bool, what, False)),
+                is_identifier=_opt(raw, "isIdentifier", bool, what, False),
             )
         )
-    return DataMap(id=_req(body, "id", int, what), name=_opt(body, "name", str, what, ""), fields=tuple(fields))
+    return DataMap(id=_req_id(body, "id", what), name=_opt(body, "name", str, what, ""), fields=tuple(fields))
 
 
 def parse_folder(body: Any) -> Folder:
     what = "Folder"
     return Folder(
-        id=_req(body, "id", int, what),
+        id=_req_id(body, "id", what),
         name=_req(body, "name", str, what),
-        parent_id=_opt(body, "parentId", int, what),
+        parent_id=_opt_id(body, "parentId", what),
     )
 
 
 def parse_template(raw: Any) -> Template:
+    """One template of a folder listing. Its ``objId`` is kept as text: the marketing platform
+    names templates by that text (a numeric objId ``1001`` is the template ``"1001"``)."""
     what = "Folder/Objects"
     fields = _opt(raw, "fields", list, what, [])
     if not all(isinstance(f, str) for f in fields):
         raise MalformedResponse("The Folder/Objects reply's 'fields' should be a list of field names.")
     return Template(
-        obj_id=_req(raw, "objId", str, what),
+        obj_id=str(_req_id(raw, "objId", what)),
         display_name=_req(raw, "displayName", str, what),
         type_id=_opt(raw, "typeId", str, what, ""),
         subject=_opt(raw, "subject", str, what, ""),
@@ -241,33 +351,38 @@ def parse_template(raw: Any) -> Template:
 def parse_folder_page(body: Any) -> tuple[list[Template], int]:
     what = "Folder/Objects"
     objects = [parse_template(o) for o in _req(body, "objects", list, what)]
-    return objects, _req(body, "totalCount", int, what)
+    return objects, _req_count(body, "totalCount", what)
 
 
-def import_request(*, file_name: str, file_data_b64: str, prop_map_id: int, list_name: str) -> dict:
+def import_request(*, file_name: str, file_data_b64: str, prop_map_id: ObjId, list_name: str) -> dict:
     return {"fileName": file_name, "fileData": file_data_b64, "propMapId": prop_map_id, "listName": list_name}
 
 
-def parse_import_id(body: Any) -> int:
-    return _req(body, "importId", int, "Import")
+def parse_import_id(body: Any) -> ObjId:
+    return _req_id(body, "importId", "Import")
 
 
 def parse_import(body: Any) -> ImportStatus:
     what = "Import"
     rejected = tuple(
-        Rejection(row=_req(r, "row", int, what), reason=_req(r, "reason", str, what))
+        Rejection(row=_req_count(r, "row", what), reason=_req(r, "reason", str, what))
         for r in _opt(body, "rejected", list, what, [])
     )
     status = _req(body, "status", str, what)
     if status not in IMPORT_PENDING + IMPORT_DONE:
         raise MalformedResponse(f"The Import reply's 'status' is not one the contract knows: {status!r}.")
+    reason = None
+    if status == "FAILED":
+        raw = body.get("reason", body.get("message"))
+        reason = raw if isinstance(raw, str) and raw.strip() else None
     return ImportStatus(
-        import_id=_req(body, "importId", int, what),
+        import_id=_req_id(body, "importId", what),
         status=status,
-        list_id=_opt(body, "listId", int, what),
-        rows_read=_opt(body, "rowsRead", int, what, 0),
-        rows_accepted=_opt(body, "rowsAccepted", int, what, 0),
+        list_id=_opt_id(body, "listId", what),
+        rows_read=_opt_count(body, "rowsRead", what),
+        rows_accepted=_opt_count(body, "rowsAccepted", what),
         rejected=rejected,
+        reason=reason,
     )
 
 
@@ -275,12 +390,13 @@ def campaign_request(
     *,
     name: str,
     cust_id: int,
-    template_obj_id: str,
-    list_id: int,
-    prop_map_id: int,
-    folder_id: int,
+    template_obj_id: ObjId,
+    list_id: ObjId,
+    prop_map_id: ObjId,
+    folder_id: ObjId,
     start_time: dt.datetime,
 ) -> dict:
+    """Body of ``POST EmailCampaign``: every id exactly as received (never converted)."""
     return {
         "CampName": name,
         "CustId": cust_id,
@@ -299,7 +415,7 @@ def campaign_action_request(action: str) -> dict:
 
 
 # --- query strings -------------------------------------------------------------------------------
-def id_query(obj_id: int | str) -> dict:
+def id_query(obj_id: ObjId) -> dict:
     """Query of every read/update by id (``?id=``) [documented for Folder; assumed elsewhere]."""
     return {"id": obj_id}
 
@@ -309,13 +425,13 @@ def campaign_name_query(name: str) -> dict:
     return {"name": name}
 
 
-def folder_objects_query(folder_id: int, page_number: int, page_size: int) -> dict:
+def folder_objects_query(folder_id: ObjId, page_number: int, page_size: int) -> dict:
     """Query of one page of a folder's listing (1-based ``pageNumber``) [assumed]."""
     return {"id": folder_id, "pageNumber": page_number, "pageSize": page_size}
 
 
-def parse_campaign_id(body: Any) -> int:
-    return _req(body, "campId", int, "EmailCampaign")
+def parse_campaign_id(body: Any) -> ObjId:
+    return _req_id(body, "campId", "EmailCampaign")
 
 
 def parse_campaign(body: Any) -> Campaign:
@@ -323,23 +439,28 @@ def parse_campaign(body: Any) -> Campaign:
     status = _req(body, "status", str, what)
     if status not in CAMPAIGN_STATUSES:
         raise MalformedResponse(f"The EmailCampaign reply's 'status' is not one the contract knows: {status!r}.")
+    obj = _opt(body, "Obj", dict, what, {})
+    folder_id = _opt_id(obj, "parent_obj_id", what)
+    if folder_id is None:
+        folder_id = _opt_id(body, "folderId", what)
     return Campaign(
-        camp_id=_req(body, "campId", int, what),
-        cust_id=_req(body, "custId", int, what),
+        camp_id=_req_id(body, "campId", what),
+        cust_id=_req_id(body, "custId", what),
         name=_req(body, "CampName", str, what),
         status=status,
-        recipient_count=_opt(body, "recipientCount", int, what, 0),
+        recipient_count=_opt_count(body, "recipientCount", what),
         camp_param=_opt(body, "CampParam", dict, what, {}),
+        template_obj_id=_opt_id(body, "TemplateObjId", what),
+        list_id=_opt_id(body, "ToFilterId", what),
+        folder_id=folder_id,
     )
 
 
 def parse_metrics(body: Any) -> CampaignMetrics:
     what = "Reports/EmailCampaign"
-    counts = {}
-    for key in METRIC_NAMES:
-        counts[key] = _req(body, key, int, what)
+    counts = {key: _req_count(body, key, what) for key in METRIC_NAMES}
     return CampaignMetrics(
-        camp_id=_req(body, "campId", int, what),
+        camp_id=_req_id(body, "campId", what),
         as_of=parse_time(body.get("asOf"), what, "asOf"),
         counts=counts,
     )

@@ -41,6 +41,8 @@ from .state import FiredFault, SimError, SimState, parse_iso
 API_PREFIX = "/services2"
 #: The scope key under which the authenticated account travels to the route handlers.
 ACCOUNT_KEY = "cheetah_sim.account"
+#: The scope key set by an ``unapplied`` fault: reply as if done, apply nothing.
+UNAPPLIED_KEY = "cheetah_sim.unapplied"
 
 TransportLookup = Callable[[dict], Any]
 _MISSING = object()
@@ -133,7 +135,8 @@ def _routes(state: SimState) -> list[Route]:
             return JSONResponse(state.campaign(account, _int_param(request, "id")))
         camp_id = _int_param(request, "id")
         if request.method == "PUT":
-            return JSONResponse(state.campaign_action(account, camp_id, await _json_body(request)))
+            apply = not request.scope.get(UNAPPLIED_KEY)
+            return JSONResponse(state.campaign_action(account, camp_id, await _json_body(request), apply=apply))
         return JSONResponse(state.delete_campaign(account, camp_id))
 
     async def report(request: Request) -> JSONResponse:
@@ -304,6 +307,8 @@ class SimulatorApp:
                 await self._drop(scope)
                 return
             swallow = bool(fault and fault.kind in ("apply_then_drop", "malformed"))
+            if fault and fault.kind == "unapplied":
+                scope[UNAPPLIED_KEY] = fault
 
             async def capture(message: dict) -> None:
                 nonlocal status
@@ -342,6 +347,12 @@ class SimulatorApp:
                 err = exc
         if err is not None:
             await _error_response(err)(scope, receive, send)
+            return
+        unapplied = scope.get(UNAPPLIED_KEY)
+        if unapplied is not None and not (scope["method"] == "PUT" and scope["path"] == CAMPAIGN_PATH):
+            # Anything but a campaign action: the fault's body (or {}) as a 200, nothing applied.
+            await Response(unapplied.body or "{}", status_code=unapplied.status,
+                           media_type="application/json")(scope, receive, send)
             return
         await self.routes(scope, receive, send)
 

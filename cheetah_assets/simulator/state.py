@@ -16,6 +16,7 @@ import base64
 import binascii
 import collections
 import csv
+import dataclasses
 import datetime as dt
 import hmac
 import io
@@ -46,8 +47,9 @@ from .metrics import metrics_at
 
 UTC = dt.timezone.utc
 
-#: Fault kinds of ``POST /_sim/faults``.
-FAULT_KINDS = ("status", "delay", "drop", "apply_then_drop", "malformed")
+#: Fault kinds of ``POST /_sim/faults``. ``unapplied``: a normal-looking 200 reply (for a
+#: campaign action, the campaign as if the action had been applied) but nothing is applied.
+FAULT_KINDS = ("status", "delay", "drop", "apply_then_drop", "malformed", "unapplied")
 #: How many requests ``/_sim/requests`` keeps.
 REQUEST_LOG_SIZE = 1_000
 #: Query keys whose values are never recorded in the request log.
@@ -883,7 +885,7 @@ class SimState:
             "campId": c.camp_id, "custId": c.cust_id, "CampName": c.name, "status": c.status,
             "recipientCount": count, "CampParam": c.camp_param, "TypeId": c.type_id,
             "TemplateObjId": c.template_obj_id, "ToFilterId": c.list_id, "PropMapId": c.prop_map_id,
-            "folderId": c.folder_id, "paused": c.paused, "startTime": iso(c.start_time),
+            "folderId": c.folder_id, "Obj": dict(c.obj), "paused": c.paused, "startTime": iso(c.start_time),
             "sentAt": iso(c.sent_at), "created": iso(c.created_at),
         }
 
@@ -909,12 +911,15 @@ class SimState:
                 raise SimError(404, f"No campaign is named {name!r}.")
             return self._campaign_reply(max(found, key=lambda c: c.camp_id))
 
-    def campaign_action(self, account: Account, camp_id: int, body: Any) -> dict[str, Any]:
-        """``PUT EmailCampaign?id= {"CampAction": LAUNCH|APPROVE|PAUSE|RESUME}``."""
+    def campaign_action(self, account: Account, camp_id: int, body: Any, *, apply: bool = True) -> dict[str, Any]:
+        """``PUT EmailCampaign?id= {"CampAction": LAUNCH|APPROVE|PAUSE|RESUME}``. ``apply=False``
+        (the ``unapplied`` fault): the reply shows the action done, but the campaign is unchanged."""
         body = _object(body, "EmailCampaign")
         action = _get(body, "CampAction", str).upper()
         with self._lock:
             c = self._campaign(account, camp_id)
+            if not apply:
+                c = dataclasses.replace(c, camp_param=dict(c.camp_param), obj=dict(c.obj))
             if c.status == "CANCELLED":
                 raise SimError(400, "Campaign has been cancelled.")
             if action == ACTION_LAUNCH:
@@ -941,7 +946,8 @@ class SimState:
                 c.eligible_at = self._now
             else:
                 raise SimError(400, f"'CampAction' must be LAUNCH, APPROVE, PAUSE or RESUME, not {action!r}.")
-            self.process_due()
+            if apply:
+                self.process_due()
             return self._campaign_reply(c)
 
     def delete_campaign(self, account: Account, camp_id: int) -> dict[str, Any]:
@@ -992,7 +998,7 @@ class SimState:
         kind = _get(body, "kind", str)
         if kind not in FAULT_KINDS:
             raise SimError(400, f"'kind' must be one of {', '.join(FAULT_KINDS)}; got {kind!r}.")
-        status = _get(body, "status", int, default=200 if kind == "malformed" else 503)
+        status = _get(body, "status", int, default=200 if kind in ("malformed", "unapplied") else 503)
         if not 100 <= status <= 599:
             raise SimError(400, "'status' must be an HTTP status code (100-599).")
         retry_after = _get(body, "retryAfter", int, default=None)
