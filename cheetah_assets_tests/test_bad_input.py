@@ -211,7 +211,7 @@ CASES = [
     ("an import with an unknown field", _unknown_field, _expect_unknown_field),
     ("a reply that is not JSON", _malformed("<html>oops</html>"), _expect_malformed("not JSON")),
     ("a reply missing a key", _malformed('{"id": 5}'), _expect_malformed("has no 'campId'")),
-    ("a reply with a wrong type", _malformed('{"campId": [1]}'), _expect_malformed("'campId' should be int")),
+    ("a reply with a wrong type", _malformed('{"campId": [1]}'), _expect_malformed("'campId' should be an id")),
 ]
 
 

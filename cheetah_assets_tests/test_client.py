@@ -365,8 +365,11 @@ def test_import_refusals(sim):
             c.start_import(list_name="bad", csv_bytes=b"Email,First name\na@example.com,A\n", file_name="bad.csv")
         assert str(err.value) == "Import of bad.csv into list 'bad' was refused: Header 'Email' is not a field of Data Map 77."
         import_id = c.start_import(list_name="garbage", csv_bytes=b"\xff\xfe\x00garbage", file_name="garbage.csv")
-        with pytest.raises(ImportFailed, match=rf"^Import {import_id} ended FAILED after reading 0 rows"):
+        with pytest.raises(ImportFailed) as err:
             c.wait_for_import(import_id)
+        assert str(err.value) == (
+            f"Import {import_id} ended FAILED after reading 0 rows: Cheetah's reason: The file is not UTF-8 text."
+        )
 
 
 def test_import_over_the_row_limit_is_too_large(sim):
@@ -519,6 +522,58 @@ def test_one_log_line_per_call_on_the_given_logger(sim, caplog):
     ]
 
 
+def test_a_get_whose_reply_is_not_json_is_repeated(sim, caplog):
+    """Issue 8, item 10: a malformed reply to a GET was not retried."""
+    caplog.set_level(logging.INFO, logger="test_client.malformed")
+    for path in (FOLDER_PATH, IMPORT_PATH, CAMPAIGN_PATH):
+        sim.admin.add_fault(method="GET", path=path, kind="malformed", body="<html>busy</html>", times=2)
+    with CheetahClient(settings(sim), logger=logging.getLogger("test_client.malformed")) as c:
+        assert c.get_folder().id == 4242
+        import_id = c.start_import(list_name="mal", csv_bytes=csv([("a@example.com", "A")]), file_name="m.csv")
+        assert c.wait_for_import(import_id).rows_accepted == 1
+        assert c.find_campaign("nothing by this name") is None
+    assert count(sim, "GET", FOLDER_PATH) == 3
+    retries = [r.getMessage() for r in caplog.records if "not JSON" in r.getMessage()]
+    assert retries[:2] == ["Cheetah GET Folder: the reply was not JSON; repeating it (retry 1 of 3)",
+                           "Cheetah GET Folder: the reply was not JSON; repeating it (retry 2 of 3)"]
+
+
+def test_a_post_whose_reply_is_not_json_is_not_repeated(sim):
+    sim.admin.add_fault(method="POST", path=CAMPAIGN_PATH, kind="malformed", body="<html>busy</html>", times=1)
+    with client(sim) as c:
+        list_id = imported_list(c, "malpost", [("ann@example.com", "Ann")])
+        with pytest.raises(MalformedResponse, match=r"^The POST EmailCampaign reply is not JSON\.$"):
+            c.create_campaign(name="MalPost", template_obj_id="1001", list_id=list_id, start_time=in_an_hour(sim))
+    assert count(sim, "POST", CAMPAIGN_PATH) == 1
+
+
+def test_an_expected_404_is_logged_at_debug(sim, caplog):
+    """Issue 8, item 10: every healthy send logged ``GET …/EmailCampaign: 404 Not Found`` at INFO."""
+    logger = logging.getLogger("test_client.lookups")
+    caplog.set_level(logging.DEBUG, logger="test_client.lookups")
+    with CheetahClient(settings(sim), logger=logger) as c:
+        assert c.find_campaign("Nobody's") is None
+        with pytest.raises(UnknownCampaign):
+            c.get_campaign(987654)  # not a look-up: a 404 here is news, at INFO
+    lines = [(r.levelname, r.getMessage()) for r in caplog.records if "EmailCampaign" in r.getMessage()]
+    assert lines == [
+        ("DEBUG", "Cheetah GET /services2/api/EmailCampaign: 404 Not Found (attempt 1)"),
+        ("INFO", "Cheetah GET /services2/api/EmailCampaign: 404 Not Found (attempt 1)"),
+    ]
+
+
+def test_an_import_failed_passes_cheetah_s_reason_through(sim):
+    """Issue 8, item 10: an Import FAILED with "line contains NUL" was reported as a header problem."""
+    reply = '{"importId": 1, "status": "FAILED", "listId": 9001, "rowsRead": 0, "reason": "line contains NUL"}'
+    sim.admin.add_fault(method="GET", path=IMPORT_PATH, kind="malformed", body=reply, times=1)
+    with client(sim) as c:
+        import_id = c.start_import(list_name="nul", csv_bytes=csv([("a@example.com", "A")]), file_name="nul.csv")
+        with pytest.raises(ImportFailed) as err:
+            c.wait_for_import(import_id)
+    assert str(err.value) == f"Import {import_id} ended FAILED after reading 0 rows: Cheetah's reason: line contains NUL."
+    assert "header" not in str(err.value)
+
+
 def test_dropped_reply_on_get_is_retried(sim):
     sim.admin.add_fault(method="GET", path=FOLDER_PATH, kind="drop", times=2)
     with client(sim) as c:
@@ -646,10 +701,12 @@ def odd_server():
 
 
 def test_non_json_reply_is_malformed(odd_server):
-    with CheetahClient(CheetahSettings.from_raw(endpoint=odd_server, **DEMO)) as c:
+    """A GET is repeated while its reply is not JSON (it is safe to repeat), then given up on."""
+    s = CheetahSettings.from_raw(endpoint=odd_server, **DEMO, max_retries="2", backoff_factor="0")
+    with CheetahClient(s) as c:
         with pytest.raises(MalformedResponse) as err:
             c.get_folder()
-    assert str(err.value) == "The GET Folder reply is not JSON."
+    assert str(err.value) == "The GET Folder reply is not JSON after 2 retries."
     assert err.value.__context__ is None  # the decode error (which holds the body) is not attached
 
 

@@ -49,7 +49,6 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass
-from http import HTTPStatus
 from typing import Any, Callable, Iterator, Mapping
 from urllib.parse import quote, quote_plus
 
@@ -82,7 +81,20 @@ from .contract import (
     DataMap,
     Folder,
     ImportStatus,
+    ObjId,
     Template,
+)
+from .transport import (
+    ErrorFactory,
+    _call_name,
+    _exception_chain,
+    _json_or_none,
+    _loopback_http_allowed,
+    _phrase,
+    _retries,
+    _retries_made,
+    _Retry,
+    _sentence,
 )
 from .errors import (
     AlreadyLaunched,
@@ -133,6 +145,8 @@ RETRY_STATUSES = frozenset({500, 502, 503, 504})
 REPEATABLE_METHODS = frozenset({"GET", "PUT", "DELETE", "POST"})
 #: Methods repeatable at transport level on EmailCampaign: creating a campaign is not.
 REPEATABLE_CAMPAIGN_METHODS = frozenset({"GET", "PUT", "DELETE"})
+#: A look-up's "there is none": logged at DEBUG, not as a failure.
+_NOT_FOUND = frozenset({404})
 
 
 # =================================================================================================
@@ -458,102 +472,6 @@ def install_secret_filter(*extra: logging.Logger) -> SecretRedactingFilter:
 
 
 # =================================================================================================
-# transport helpers
-# =================================================================================================
-_insecure_lock = threading.Lock()
-_insecure_users = 0
-_insecure_saved: str | None = None
-_INSECURE_ENV = "OAUTHLIB_INSECURE_TRANSPORT"
-
-
-@contextlib.contextmanager
-def _loopback_http_allowed() -> Iterator[None]:
-    """Let oauthlib speak plain HTTP for the duration of one call to a loopback endpoint."""
-    global _insecure_users, _insecure_saved
-    with _insecure_lock:
-        if _insecure_users == 0:
-            _insecure_saved = os.environ.get(_INSECURE_ENV)
-            os.environ[_INSECURE_ENV] = "1"
-        _insecure_users += 1
-    try:
-        yield
-    finally:
-        with _insecure_lock:
-            _insecure_users -= 1
-            if _insecure_users == 0:
-                if _insecure_saved is None:
-                    os.environ.pop(_INSECURE_ENV, None)
-                else:
-                    os.environ[_INSECURE_ENV] = _insecure_saved
-
-
-class _Retry(Retry):
-    """urllib3 ``Retry`` that also repeats a 429 for *any* method, POST included.
-
-    A 429 means the server refused the request without applying it, so repeating it (after
-    ``Retry-After``, or the backoff when there is none) is always safe.
-    """
-
-    def is_retry(self, method: str, status_code: int, has_retry_after: bool = False) -> bool:
-        if status_code == HTTPStatus.TOO_MANY_REQUESTS and self.respect_retry_after_header:
-            return True
-        return super().is_retry(method, status_code, has_retry_after)
-
-
-def _call_name(method: str, path: str) -> str:
-    """``"POST EmailCampaign"``, ``"GET Folder/Objects"``, ``"POST Token"``."""
-    if path == TOKEN_PATH:
-        return f"{method} Token"
-    return f"{method} {path.removeprefix('/services2/api/')}"
-
-
-def _phrase(status: int) -> str:
-    try:
-        return f"{status} {HTTPStatus(status).phrase}"
-    except ValueError:
-        return str(status)
-
-
-def _retries(n: int) -> str:
-    return f"{n} retry" if n == 1 else f"{n} retries"
-
-
-def _retries_made(resp: requests.Response) -> int:
-    retries = getattr(resp.raw, "retries", None)
-    return len(retries.history) if retries is not None else 0
-
-
-def _exception_chain(exc: BaseException) -> Iterator[BaseException]:
-    seen: set[int] = set()
-    stack = [exc]
-    while stack:
-        e = stack.pop()
-        if id(e) in seen:
-            continue
-        seen.add(id(e))
-        yield e
-        stack.extend(a for a in getattr(e, "args", ()) if isinstance(a, BaseException))
-        for linked in (getattr(e, "reason", None), e.__cause__, e.__context__):
-            if isinstance(linked, BaseException):
-                stack.append(linked)
-
-
-def _sentence(prefix: str, detail: str) -> str:
-    detail = " ".join(detail.split()).rstrip(".")
-    return f"{prefix}: {detail}." if detail else f"{prefix}."
-
-
-def _json_or_none(resp: requests.Response) -> Any:
-    try:
-        return resp.json()
-    except ValueError:
-        return None
-
-
-ErrorFactory = Callable[[str], CheetahError]
-
-
-# =================================================================================================
 # the client
 # =================================================================================================
 class CheetahClient:
@@ -623,12 +541,14 @@ class CheetahClient:
         allowed = self._session.get_adapter(url).max_retries.allowed_methods
         return allowed is None or method.upper() in allowed
 
-    def _log_call(self, resp: requests.Response) -> None:
+    def _log_call(self, resp: requests.Response, expected: frozenset[int] = frozenset()) -> None:
         """One line per call: method, path (no query), status, attempt (1 + transport retries)."""
         request = resp.request
         attempt = _retries_made(resp) + 1
-        # Routine successes at DEBUG; retried calls and errors at INFO, where an operator looks.
-        level = logging.DEBUG if resp.status_code < 400 and attempt == 1 else logging.INFO
+        # Routine successes and ``expected`` statuses (a look-up's 404) at DEBUG; retried calls
+        # and errors at INFO, where an operator looks.
+        routine = resp.status_code < 400 or resp.status_code in expected
+        level = logging.DEBUG if routine and attempt == 1 else logging.INFO
         self._log.log(
             level,
             "Cheetah %s %s: %s (attempt %d)",
@@ -764,7 +684,10 @@ class CheetahClient:
         """Fetch a token now: raises InvalidCredentials / IpNotWhitelisted / transport errors."""
         self._ensure_token(force=True)
 
-    def _send(self, method: str, path: str, *, params: Mapping | None = None, body: Any = None) -> requests.Response:
+    def _send(
+        self, method: str, path: str, *, params: Mapping | None = None, body: Any = None,
+        expected: frozenset[int] = frozenset(),
+    ) -> requests.Response:
         """One authorised call: renews the token ahead of expiry, and once after a 401."""
         name = _call_name(method, path)
         url = self.settings.endpoint + path
@@ -786,7 +709,7 @@ class CheetahClient:
             if failure is not None:
                 raise failure
             if resp is not None:
-                self._log_call(resp)
+                self._log_call(resp, expected)
             if resp is None or resp.status_code == 401:
                 if attempt == 2:
                     raise Unauthorized(
@@ -807,19 +730,30 @@ class CheetahClient:
         body: Any = None,
         errors: Mapping[int, ErrorFactory] | None = None,
         expect_json: bool = True,
+        expected: frozenset[int] = frozenset(),
     ) -> Any:
-        """Send, map statuses (``errors`` first, then generic), return the parsed JSON body."""
+        """Send, map statuses (``errors`` first, then generic), return the parsed JSON body.
+        A GET (safe to repeat) whose 2xx reply is not JSON is repeated up to ``max_retries``
+        times with backoff. ``expected`` statuses are logged at DEBUG (see :meth:`_log_call`)."""
         name = _call_name(method, path)
-        resp = self._send(method, path, params=params, body=body)
-        status = resp.status_code
+        s = self.settings
+        for retry in range(s.max_retries + 1 if method == "GET" and expect_json else 1):
+            if retry:
+                self._log.info("Cheetah %s: the reply was not JSON; repeating it (retry %d of %d)", name, retry,
+                               s.max_retries)
+                time.sleep(min(s.backoff_max_seconds, s.backoff_factor * 2 ** (retry - 1)))
+            resp = self._send(method, path, params=params, body=body, expected=expected)
+            status = resp.status_code
+            if not 200 <= status < 300 or not expect_json:
+                break
+            parsed = _json_or_none(resp)  # the decode error is never raised: it holds the body
+            if parsed is not None or resp.content.strip() == b"null":
+                return parsed
         if 200 <= status < 300:
             if not expect_json:
                 return None
-            try:
-                return resp.json()
-            except ValueError:  # raised below, without the decode error (it holds the body)
-                pass
-            raise MalformedResponse(f"The {name} reply is not JSON.")
+            tried = f" after {_retries(s.max_retries)}" if method == "GET" and s.max_retries else ""
+            raise MalformedResponse(f"The {name} reply is not JSON{tried}.")
         message = contract.error_message(_json_or_none(resp))
         if errors and status in errors:
             err = errors[status](message)
@@ -883,7 +817,7 @@ class CheetahClient:
             page += 1
 
     # --- imports ---------------------------------------------------------------------------------
-    def start_import(self, *, list_name: str, csv_bytes: bytes, file_name: str) -> int:
+    def start_import(self, *, list_name: str, csv_bytes: bytes, file_name: str) -> ObjId:
         """Queue a CSV (header = Data Map field names) for import into ``list_name``."""
         body = contract.import_request(
             file_name=file_name,
@@ -905,7 +839,7 @@ class CheetahClient:
         )
         return contract.parse_import_id(reply)
 
-    def get_import(self, import_id: int) -> ImportStatus:
+    def get_import(self, import_id: ObjId) -> ImportStatus:
         body = self._call(
             "GET",
             IMPORT_PATH,
@@ -915,7 +849,7 @@ class CheetahClient:
         return contract.parse_import(body)
 
     def wait_for_import(
-        self, import_id: int, *, on_poll: Callable[[ImportStatus], None] | None = None
+        self, import_id: ObjId, *, on_poll: Callable[[ImportStatus], None] | None = None
     ) -> ImportStatus:
         """Poll until the import is COMPLETED (returned, rejected rows included); FAILED or no
         end within ``import_timeout_seconds`` raise :class:`ImportFailed`."""
@@ -927,15 +861,15 @@ class CheetahClient:
                 on_poll(status)
             if status.status == "COMPLETED":
                 self._log.info(
-                    "Cheetah import %d completed into list %s: %d rows read, %d accepted, %d rejected",
+                    "Cheetah import %s completed into list %s: %d rows read, %d accepted, %d rejected",
                     import_id, status.list_id, status.rows_read, status.rows_accepted, len(status.rejected),
                 )
                 return status
             if status.status == "FAILED":
-                raise ImportFailed(
-                    f"Import {import_id} ended FAILED after reading {status.rows_read} rows: check that the file "
-                    f"is CSV whose header names only fields of Data Map {s.prop_map_id}."
-                )
+                raise ImportFailed(_sentence(
+                    f"Import {import_id} ended FAILED after reading {status.rows_read} rows",
+                    f"Cheetah's reason: {status.reason}" if status.reason else "Cheetah gave no reason",
+                ))
             if time.monotonic() + s.import_poll_interval_seconds > deadline:
                 raise ImportFailed(
                     f"Import {import_id} did not finish within {s.import_timeout_seconds:g} s "
@@ -944,7 +878,9 @@ class CheetahClient:
             time.sleep(s.import_poll_interval_seconds)
 
     # --- campaigns -------------------------------------------------------------------------------
-    def create_campaign(self, *, name: str, template_obj_id: str, list_id: int, start_time: dt.datetime) -> int:
+    def create_campaign(
+        self, *, name: str, template_obj_id: ObjId, list_id: ObjId, start_time: dt.datetime
+    ) -> ObjId:
         """Create a DRAFT campaign. Not repeated at transport level: after a TransportError or
         ServerError the campaign may exist; look it up with :meth:`find_campaign`."""
         s = self.settings
@@ -986,10 +922,10 @@ class CheetahClient:
         )
         return contract.parse_campaign_id(reply)
 
-    def _unknown_campaign(self, camp_id: int) -> ErrorFactory:
+    def _unknown_campaign(self, camp_id: ObjId) -> ErrorFactory:
         return lambda m: UnknownCampaign(f"Cheetah Messaging has no campaign {camp_id}.")
 
-    def get_campaign(self, camp_id: int) -> Campaign:
+    def get_campaign(self, camp_id: ObjId) -> Campaign:
         body = self._call(
             "GET", CAMPAIGN_PATH, params=contract.id_query(camp_id), errors={404: self._unknown_campaign(camp_id)}
         )
@@ -998,12 +934,12 @@ class CheetahClient:
     def find_campaign(self, name: str) -> Campaign | None:
         """The campaign of that name, or None when there is none."""
         try:
-            body = self._call("GET", CAMPAIGN_PATH, params=contract.campaign_name_query(name))
+            body = self._call("GET", CAMPAIGN_PATH, params=contract.campaign_name_query(name), expected=_NOT_FOUND)
         except NotFound:
             return None
         return contract.parse_campaign(body)
 
-    def _action(self, camp_id: int, action: str, extra: Mapping[int, ErrorFactory] | None = None) -> None:
+    def _action(self, camp_id: ObjId, action: str, extra: Mapping[int, ErrorFactory] | None = None) -> None:
         errors: dict[int, ErrorFactory] = {
             404: self._unknown_campaign(camp_id),
             400: lambda m: BadRequest(_sentence(f"{action} of campaign {camp_id} was refused", m)),
@@ -1017,9 +953,9 @@ class CheetahClient:
             errors=errors,
             expect_json=False,
         )
-        self._log.info("Cheetah campaign %d: %s accepted", camp_id, action)
+        self._log.info("Cheetah campaign %s: %s accepted", camp_id, action)
 
-    def launch_campaign(self, camp_id: int) -> None:
+    def launch_campaign(self, camp_id: ObjId) -> None:
         def bad_request(message: str) -> CheetahError:
             if contract.ALREADY_LAUNCHED_MESSAGE.lower().rstrip(".") in message.lower():
                 return AlreadyLaunched(f"Campaign {camp_id} has been launched already.")
@@ -1027,16 +963,16 @@ class CheetahClient:
 
         self._action(camp_id, contract.ACTION_LAUNCH, {400: bad_request})
 
-    def approve_campaign(self, camp_id: int) -> None:
+    def approve_campaign(self, camp_id: ObjId) -> None:
         self._action(camp_id, contract.ACTION_APPROVE)
 
-    def pause_campaign(self, camp_id: int) -> None:
+    def pause_campaign(self, camp_id: ObjId) -> None:
         self._action(camp_id, contract.ACTION_PAUSE)
 
-    def resume_campaign(self, camp_id: int) -> None:
+    def resume_campaign(self, camp_id: ObjId) -> None:
         self._action(camp_id, contract.ACTION_RESUME)
 
-    def delete_campaign(self, camp_id: int) -> None:
+    def delete_campaign(self, camp_id: ObjId) -> None:
         """Cancel the campaign (status CANCELLED); CampaignAlreadySent once it went out."""
         self._call(
             "DELETE",
@@ -1052,7 +988,7 @@ class CheetahClient:
         )
 
     # --- metrics ---------------------------------------------------------------------------------
-    def get_metrics(self, camp_id: int) -> CampaignMetrics:
+    def get_metrics(self, camp_id: ObjId) -> CampaignMetrics:
         body = self._call(
             "GET",
             REPORT_PATH,
