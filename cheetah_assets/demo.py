@@ -14,21 +14,10 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
 import shutil
-import socket
 import sys
 
 import dagster as dg
-
-
-def _free_port(preferred: int) -> int:
-    with socket.socket() as s:
-        if s.connect_ex(("127.0.0.1", preferred)) != 0:
-            return preferred
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,37 +26,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep an existing .cheetah_demo database")
     args = parser.parse_args(argv)
 
-    from . import embedded
+    from . import configuration, embedded
+    from .automation.jobs import daily_campaign_cycle_job
+    from .clock import ClockResource
+    from .metrics.analysis import load_analysis
+    from .metrics.assets import campaign_analysis, campaign_metric_snapshots
+    from .sending.assets import SEND_ASSETS, SEND_CHECKS
+    from .sending.ledger import Ledger
 
-    directory = embedded.demo_dir()
+    # The demo never reads the environment's account or database settings: it selects the demo's
+    # own (configuration.demo_resources), so real credentials stay where they are.
+    env = {configuration.DEMO_DIR_VARIABLE: str(configuration.demo_dir())}
+    directory = configuration.demo_dir(env)
     if directory.exists() and not args.keep:
         shutil.rmtree(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    for name in ("CHEETAH_ENDPOINT", "CUSTOMER_DB_URL"):
-        if os.environ.get(name):
-            print(f"cheetah-demo runs on the embedded defaults; ignoring {name} from the environment.")
-            del os.environ[name]
-    port = _free_port(embedded.DEMO_PORT)
+    port = embedded.free_port(configuration.demo_port())
+    env[configuration.SIM_PORT_VARIABLE] = str(port)
+    db_url = configuration.demo_db_url(env)
     # The demo's day starts at 06:00 UTC today, whatever the hour: the simulator's clock is pinned
     # there, and so is ours, so the demo shows the same day at any time.
     start = dt.datetime.combine(dt.datetime.now(dt.timezone.utc).date(), dt.time(6), tzinfo=dt.timezone.utc)
     print(f"Seeding {args.customers:,} demo customers in {directory}/customers.db; simulator on port {port}…")
     sim = embedded.start_simulator(port, live_clock=False, now=start)
-    embedded.use_embedded_defaults(port=port, seed_customers=None)
-    embedded.ensure_seeded(os.environ["CUSTOMER_DB_URL"], customers=args.customers, today=start.date(), now=start)
+    embedded.ensure_seeded(db_url, customers=args.customers, today=start.date(), now=start)
 
-    from .automation.jobs import daily_campaign_cycle_job
-    from .clock import ClockResource
-    from .customers.resource import CustomerDatabaseResource
-    from .metrics.assets import campaign_analysis, campaign_metric_snapshots
-    from .metrics.analysis import load_analysis
-    from .resources import build_resources
-    from .sending.assets import SEND_ASSETS, SEND_CHECKS
-    from .sending.ledger import Ledger
-
-    resources = build_resources()
-    # Outside a run an EnvVar is not resolved: the demo reads the database itself, so it gets the URL.
-    resources["customer_db"] = CustomerDatabaseResource(url=os.environ["CUSTOMER_DB_URL"])
+    resources = configuration.demo_resources(env)
     sim_now = sim.admin.now()
     resources["clock"] = ClockResource(fixed_now=sim_now.isoformat())
     today = sim_now.date()

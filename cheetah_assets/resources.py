@@ -1,13 +1,14 @@
-"""The code location's resources, from environment variables (Dagster ``EnvVar``).
+"""The code location's resources.
 
-With no ``CHEETAH_ENDPOINT`` set, the embedded defaults apply (see ``embedded.py``): a demo
-SQLite customer database and the Cheetah Messaging simulator on loopback. Setting the variables
-below points the same code at a real database and a real Cheetah Messaging account:
+A deployment configures everything through environment variables, read with Dagster's
+``EnvVar`` (so values never appear in run config); the demo is selected explicitly with
+``CHEETAH_DEMO=1``. Both modes, and what happens when a deployment is half-configured, are
+described in :mod:`cheetah_assets.configuration`.
 
 =========================  ==================================================================
 variable                   meaning
 =========================  ==================================================================
-CHEETAH_ENDPOINT           API endpoint URL (https://…; plain http only to loopback)
+CHEETAH_ENDPOINT           API endpoint URL (https:// only)
 CHEETAH_CUST_ID            Cust_ID assigned to the account
 CHEETAH_FOLDER_ID          Folder ID of the "Optimove" folder
 CHEETAH_PROP_MAP_ID        PROP_MAP_ID (the Data Map)
@@ -15,32 +16,19 @@ CHEETAH_CONSUMER_KEY       Consumer Key
 CHEETAH_CONSUMER_SECRET    Consumer Secret
 CHEETAH_CLIENT_ID          Client Identifier
 CUSTOMER_DB_URL            SQLAlchemy URL of the customer database
+CHEETAH_TEST_ADDRESS       optional: the address the send-path set-up check imports (never mailed)
+CHEETAH_DEMO               1 selects the demo (simulator on loopback, demo database); unset otherwise
 =========================  ==================================================================
 """
 
 from __future__ import annotations
 
-import os
+from typing import Mapping
 
-import dagster as dg
-
-from .cheetah.resource import CheetahMessagingResource
 from .clock import ClockResource
-from .customers.resource import CustomerDatabaseResource
+from .configuration import mode_resources
 
 
-def embedded() -> bool:
-    """True when no real endpoint is configured: the demo defaults are used."""
-    return not os.environ.get("CHEETAH_ENDPOINT")
-
-
-def build_resources() -> dict:
-    if embedded():
-        from .embedded import use_embedded_defaults  # the one production-path import of the simulator
-
-        use_embedded_defaults()
-    return {
-        "cheetah": CheetahMessagingResource.from_env(),
-        "customer_db": CustomerDatabaseResource(url=dg.EnvVar("CUSTOMER_DB_URL")),
-        "clock": ClockResource(),
-    }
+def build_resources(env: Mapping[str, str] | None = None) -> dict:
+    """The resources for ``env`` (default: the process environment). No side effects."""
+    return {**mode_resources(env), "clock": ClockResource()}

@@ -1,43 +1,24 @@
 """Shared fixtures: a real simulator over HTTP, a real SQLite customer database, real resources.
 
-Importing ``cheetah_assets.definitions`` with no ``CHEETAH_ENDPOINT`` would start the embedded
-defaults (simulator on port 8765, a demo database in the working directory). Tests build their
-own resources instead, so the variables are pinned here to a harmless, unreachable endpoint; the
-embedded mode has a test of its own (test_definitions.py) that runs in a subprocess.
+Loading ``cheetah_assets.definitions`` has no side effects and reads no setting until a run
+starts, so nothing needs pinning here. Tests build their own resources; tests of the production
+definitions in processes of their own get an environment from :func:`production_env`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import os
 
 import pytest
 
-os.environ.setdefault("CHEETAH_ENDPOINT", "https://cheetah.invalid")
-for _name, _value in {
-    "CHEETAH_CUST_ID": "1234",
-    "CHEETAH_FOLDER_ID": "4242",
-    "CHEETAH_PROP_MAP_ID": "77",
-    "CHEETAH_CONSUMER_KEY": "unused-key",
-    "CHEETAH_CONSUMER_SECRET": "unused-secret",
-    "CHEETAH_CLIENT_ID": "unused-client",
-    "CUSTOMER_DB_URL": "sqlite:///:memory:",
-}.items():
-    os.environ.setdefault(_name, _value)
+from cheetah_assets.cheetah.resource import CheetahMessagingResource
+from cheetah_assets.clock import ClockResource
+from cheetah_assets.customers.resource import CustomerDatabaseResource
+from cheetah_assets.configuration import DEMO_ACCOUNT
+from cheetah_assets.simulator import SimulatorServer
 
-from cheetah_assets.cheetah.resource import CheetahMessagingResource  # noqa: E402
-from cheetah_assets.clock import ClockResource  # noqa: E402
-from cheetah_assets.customers.resource import CustomerDatabaseResource  # noqa: E402
-from cheetah_assets.simulator import SimulatorServer  # noqa: E402
-
-DEMO_CREDENTIALS = dict(
-    cust_id="1234",
-    folder_id="4242",
-    prop_map_id="77",
-    consumer_key="demo-consumer-key",
-    consumer_secret="demo-consumer-secret",
-    client_id="demo-client-id",
-)
+#: The simulator's demo account, as the resources take it.
+DEMO_CREDENTIALS = dict(DEMO_ACCOUNT)
 
 
 @pytest.fixture(scope="session")
@@ -91,11 +72,7 @@ def make_resources(sim, db_url: str, now: dt.datetime | None = None, **cheetah_o
 
 
 def production_env(sim, db_url: str) -> dict[str, str]:
-    """The environment variables a deployment sets (``resources.py``), pointed at the simulator:
-    for tests of the production definitions, in processes of their own."""
-    from cheetah_assets.cheetah.resource import ENV_VARS
-
-    return {
-        **{var: (sim.url if name == "endpoint" else DEMO_CREDENTIALS[name]) for name, var in ENV_VARS.items()},
-        "CUSTOMER_DB_URL": db_url,
-    }
+    """The environment that points the production definitions at the simulator, for tests in
+    processes of their own: the demo switch (the only way to reach a plain-HTTP simulator) with
+    the simulator's port, and the test's database."""
+    return {"CHEETAH_DEMO": "1", "CHEETAH_SIM_PORT": str(sim.port), "CUSTOMER_DB_URL": db_url}

@@ -78,14 +78,16 @@ def _embedded_env(tmp_path) -> dict:
     return env
 
 
-def test_dagster_validates_the_workspace_on_the_embedded_defaults(tmp_path):
+def test_dagster_validates_the_workspace_with_nothing_configured(tmp_path):
+    """The code location loads with no setting at all (a deployment not yet configured: its runs
+    would refuse to start), and loading it writes nothing."""
     dagster = Path(sys.executable).with_name("dagster")
     proc = subprocess.run(
-        [str(dagster), "definitions", "validate", "-w", "workspace.yaml"],
-        cwd=ROOT, env=_embedded_env(tmp_path), capture_output=True, text=True, timeout=180,
+        [str(dagster), "definitions", "validate", "-w", str(ROOT / "workspace.yaml")],
+        cwd=tmp_path, env=_embedded_env(tmp_path), capture_output=True, text=True, timeout=180,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert (tmp_path / "demo" / "customers.db").exists()  # the embedded database was seeded
+    assert not (tmp_path / "demo").exists()  # nothing seeded, nothing started
 
 
 def test_the_demo_command_runs_the_day_and_reports_what_was_sent(tmp_path):
@@ -125,8 +127,8 @@ ASSET_NODES = "{ assetNodes { assetKey { path } } }"
 
 
 def test_dagster_dev_shows_the_graph_and_runs_the_day_on_the_embedded_defaults(tmp_path):
-    """``./run dev`` as a newcomer meets it: ``dagster dev`` (webserver and daemon) with no
-    configuration shows every asset, and a run of the daily cycle submitted through the webserver's
+    """``./run dev`` as a newcomer meets it: ``cheetah-dev`` (the simulator, the seeded demo
+    database, and ``dagster dev`` with ``CHEETAH_DEMO=1``) shows every asset, and a run of the daily cycle submitted through the webserver's
     GraphQL API (what the Materialize button does) goes through the daemon's queue and succeeds
     against the embedded simulator and demo database."""
     import datetime as dt
@@ -142,10 +144,9 @@ def test_dagster_dev_shows_the_graph_and_runs_the_day_on_the_embedded_defaults(t
 
     env = _embedded_env(tmp_path)
     port = _free_port()
-    dagster = Path(sys.executable).with_name("dagster")
     with open(tmp_path / "dev.log", "w") as log:
         proc = subprocess.Popen(
-            [str(dagster), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
+            [sys.executable, "-m", "cheetah_assets.dev", "-h", "127.0.0.1", "-p", str(port)],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
     try:
@@ -169,7 +170,7 @@ def test_dagster_dev_shows_the_graph_and_runs_the_day_on_the_embedded_defaults(t
         expected = set(json.loads(SNAPSHOT.read_text())["assets"])
         assert assets == expected, (tmp_path / "dev.log").read_text()[-5000:]
 
-        # The first day with campaigns in the seeded schedule (the embedded code server seeded it).
+        # The first day with campaigns in the seeded schedule (cheetah-dev seeded it).
         engine = CustomerDatabaseResource(url=f"sqlite:///{tmp_path / 'demo' / 'customers.db'}").get_engine()
         today = dt.datetime.now(dt.timezone.utc).date()
         with engine.connect() as conn:

@@ -202,7 +202,7 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _normalise_endpoint(raw: str) -> str:
+def _normalise_endpoint(raw: str, *, require_https: bool = False) -> str:
     label = setting_label("endpoint")
     text = raw.strip()
     try:
@@ -216,6 +216,11 @@ def _normalise_endpoint(raw: str) -> str:
         raise ConfigurationError(f"{label} must be an https:// URL with a host name, got {text!r}.")
     if url.query is not None or url.fragment is not None:
         raise ConfigurationError(f"{label} must not have a query or fragment, got {text!r}.")
+    if scheme == "http" and require_https:
+        raise InsecureEndpoint(
+            f"{label} must use https:// in a deployment (plain http:// is only for the simulator, which "
+            f"CHEETAH_DEMO=1 selects with its own demo credentials), got {text!r}."
+        )
     if scheme == "http" and not _is_loopback(url.host):
         raise InsecureEndpoint(
             f"{label} must use https:// (plain http:// is accepted only for this machine's "
@@ -281,11 +286,13 @@ class CheetahSettings:
     token_renew_margin_seconds: float = 300.0
     import_poll_interval_seconds: float = 2.0
     import_timeout_seconds: float = 1800.0
+    #: refuse plain http:// even to loopback (a deployment's settings; only the simulator speaks http)
+    require_https: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.endpoint, str) or not self.endpoint.strip():
             raise ConfigurationError(f"{setting_label('endpoint')} is missing.")
-        object.__setattr__(self, "endpoint", _normalise_endpoint(self.endpoint))
+        object.__setattr__(self, "endpoint", _normalise_endpoint(self.endpoint, require_https=self.require_https))
         for name in _REQUIRED_IDS:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool):
@@ -309,8 +316,10 @@ class CheetahSettings:
                 raise ConfigurationError(f"{setting_label(name)} must be {bound}, got {value!r}.")
 
     @classmethod
-    def from_raw(cls, **raw: Any) -> "CheetahSettings":
-        """Parse and validate settings given as strings (or numbers); empty or ``None`` = unset."""
+    def from_raw(cls, *, require_https: bool = False, **raw: Any) -> "CheetahSettings":
+        """Parse and validate settings given as strings (or numbers); empty or ``None`` = unset.
+
+        Every missing required setting is named in one message."""
         unknown = sorted(set(raw) - set(_SETTING_LABELS))
         if unknown:
             raise TypeError(f"Unknown Cheetah setting(s): {', '.join(unknown)}.")
@@ -319,12 +328,13 @@ class CheetahSettings:
             value = raw.get(name)
             return value is not None and not (isinstance(value, str) and not value.strip())
 
-        values: dict[str, Any] = {}
+        missing = [n for n in _SETTING_LABELS if (n in _REQUIRED_TEXT or n in _REQUIRED_IDS) and not given(n)]
+        if missing:
+            names = ", ".join(setting_label(n) for n in missing)
+            raise ConfigurationError(f"{names} {'is' if len(missing) == 1 else 'are'} missing.")
+        values: dict[str, Any] = {"require_https": require_https}
         for name in _SETTING_LABELS:
-            required = name in _REQUIRED_TEXT or name in _REQUIRED_IDS
             if not given(name):
-                if required:
-                    raise ConfigurationError(f"{setting_label(name)} is missing.")
                 continue
             value = raw[name]
             if name in _REQUIRED_TEXT:

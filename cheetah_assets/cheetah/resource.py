@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 import dagster as dg
 from pydantic import Field
@@ -19,6 +20,8 @@ ENV_VARS = {
     "consumer_secret": "CHEETAH_CONSUMER_SECRET",
     "client_id": "CHEETAH_CLIENT_ID",
 }
+#: The optional address the send-path set-up check imports (see ``sending/setup.py``).
+TEST_ADDRESS_VAR = "CHEETAH_TEST_ADDRESS"
 
 
 class CheetahMessagingResource(dg.ConfigurableResource):
@@ -85,6 +88,21 @@ class CheetahMessagingResource(dg.ConfigurableResource):
     import_timeout_seconds: float = Field(
         default=1800.0, description="Seconds to wait for a recipient import to complete before failing."
     )
+    require_https: bool = Field(
+        default=False,
+        description=(
+            "Refuse a plain http:// endpoint even on loopback. A deployment (from_env) sets it: plain HTTP is "
+            "only ever for the simulator, which the demo reaches with its own demo credentials."
+        ),
+    )
+    test_address: str = Field(
+        default="",
+        description=(
+            "An address of your own for the send-path set-up check: it is imported into a one-row list "
+            "and a campaign is created on it and deleted, never launched, so it is never mailed. "
+            "Environment: CHEETAH_TEST_ADDRESS (optional; without it that check is skipped, with a warning)."
+        ),
+    )
 
     def settings(self) -> CheetahSettings:
         """The validated settings (``ConfigurationError`` naming any bad one)."""
@@ -101,6 +119,7 @@ class CheetahMessagingResource(dg.ConfigurableResource):
             backoff_factor=self.backoff_factor,
             import_poll_interval_seconds=self.import_poll_interval_seconds,
             import_timeout_seconds=self.import_timeout_seconds,
+            require_https=self.require_https,
         )
 
     def get_client(self, logger: logging.Logger | None = None) -> CheetahClient:
@@ -109,5 +128,8 @@ class CheetahMessagingResource(dg.ConfigurableResource):
 
     @classmethod
     def from_env(cls) -> "CheetahMessagingResource":
-        """Every account setting from its environment variable (see ``ENV_VARS``)."""
-        return cls(**{field: dg.EnvVar(var) for field, var in ENV_VARS.items()})
+        """Every account setting from its environment variable (see ``ENV_VARS``), https only.
+
+        ``CHEETAH_TEST_ADDRESS`` is optional: it is read (as an ``EnvVar``) only if it is set now."""
+        extra = {"test_address": dg.EnvVar(TEST_ADDRESS_VAR)} if os.environ.get(TEST_ADDRESS_VAR) else {}
+        return cls(**{field: dg.EnvVar(var) for field, var in ENV_VARS.items()}, require_https=True, **extra)

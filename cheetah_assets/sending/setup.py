@@ -120,23 +120,28 @@ def main(argv: list[str] | None = None) -> int:
     """Print every set-up check for the configured environment; exit 1 if a blocking one fails."""
     import os
 
-    from ..cheetah.resource import ENV_VARS, CheetahMessagingResource
+    from .. import configuration
+    from ..cheetah.resource import ENV_VARS, TEST_ADDRESS_VAR, CheetahMessagingResource
     from ..customers.resource import CustomerDatabaseResource
-    from ..resources import embedded
 
-    if embedded():
-        from ..embedded import use_embedded_defaults
-
-        use_embedded_defaults()
-    # Outside a run, EnvVars are not resolved: read the same variables directly.
-    cheetah = CheetahMessagingResource(**{field: os.environ.get(var, "") for field, var in ENV_VARS.items()})
+    if configuration.demo_requested():
+        resources = configuration.demo_resources()
+        cheetah, url = resources["cheetah"], resources["customer_db"].url
+    else:
+        problems = configuration.configuration_problems()
+        if problems:
+            print(f"FAIL  settings: {configuration.not_configured_message(problems)}")
+            return 1
+        # Outside a run, EnvVars are not resolved: read the same variables directly.
+        cheetah = CheetahMessagingResource(
+            **{field: os.environ[var] for field, var in ENV_VARS.items()},
+            test_address=os.environ.get(TEST_ADDRESS_VAR, ""),
+            require_https=True,
+        )
+        url = os.environ[configuration.CUSTOMER_DB_VARIABLE]
     findings, data_map = check_account(cheetah)
     if data_map is not None:
-        url = os.environ.get("CUSTOMER_DB_URL", "")
-        if not url:
-            findings.append(Finding("customer_db", False, "CUSTOMER_DB_URL is not set: it names the customer database."))
-        else:
-            findings += check_customer_database(CustomerDatabaseResource(url=url).get_engine(), data_map)
+        findings += check_customer_database(CustomerDatabaseResource(url=url).get_engine(), data_map)
     for f in findings:
         print(f"{'ok  ' if f.ok else 'FAIL' if f.blocking else 'warn'}  {f.check}: {f.message}")
     return 1 if failures(findings, blocking=True) else 0

@@ -1,0 +1,174 @@
+"""Which account and database the code location works on: a deployment's, or the demo's.
+
+There are exactly two modes, and the environment chooses between them explicitly:
+
+* **Deployment** (the default). Every setting comes from its environment variable through
+  Dagster's ``EnvVar``, so no value appears in run config. All of them are required
+  (:data:`REQUIRED_VARIABLES`), and ``CHEETAH_ENDPOINT`` must be ``https://``. If any is missing,
+  the code location still loads (its lineage can be browsed), but every resource refuses to start
+  with one message naming *every* missing setting: no run, sensor or schedule reads the database
+  or calls Cheetah Messaging. Nothing falls back to a default.
+* **Demo** (``CHEETAH_DEMO=1``, which ``./run demo`` and ``./run dev`` set). The Cheetah side is
+  the simulator's demo account on ``http://127.0.0.1:$CHEETAH_SIM_PORT`` (8765 by default), with
+  the simulator's demo credentials. The ``CHEETAH_*`` account variables are never read in this
+  mode, so real credentials can never be sent to a simulator. The customer database is
+  ``$CUSTOMER_DB_URL`` if set, else the demo SQLite file ``$CHEETAH_DEMO_DIR/customers.db``.
+
+Reading this module has no side effects: nothing is started, seeded or written. The demo's
+simulator and database are started and seeded by the demo and dev commands (``embedded.py``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Mapping
+
+import dagster as dg
+
+from .cheetah.errors import ConfigurationError
+from .cheetah.resource import ENV_VARS, CheetahMessagingResource
+from .customers.resource import CustomerDatabaseResource
+
+#: The one switch that selects the demo: ``1`` (or true/yes/on) for the demo, unset or ``0`` otherwise.
+DEMO_SWITCH = "CHEETAH_DEMO"
+SIM_PORT_VARIABLE = "CHEETAH_SIM_PORT"
+DEMO_DIR_VARIABLE = "CHEETAH_DEMO_DIR"
+CUSTOMER_DB_VARIABLE = "CUSTOMER_DB_URL"
+DEFAULT_SIM_PORT = 8765
+
+#: The simulator's demo account (``simulator/``'s seed "demo"). Not secrets: they open nothing real.
+DEMO_ACCOUNT: dict[str, str] = {
+    "cust_id": "1234",
+    "folder_id": "4242",
+    "prop_map_id": "77",
+    "consumer_key": "demo-consumer-key",
+    "consumer_secret": "demo-consumer-secret",
+    "client_id": "demo-client-id",
+}
+
+#: Every variable a deployment must set, in the order messages name them.
+REQUIRED_VARIABLES: tuple[str, ...] = (*ENV_VARS.values(), CUSTOMER_DB_VARIABLE)
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"", "0", "false", "no", "off"})
+
+
+def demo_requested(env: Mapping[str, str] | None = None) -> bool:
+    """True when ``CHEETAH_DEMO`` asks for the demo; a value that is neither yes nor no is an error."""
+    raw = (os.environ if env is None else env).get(DEMO_SWITCH, "").strip().lower()
+    if raw in _TRUE:
+        return True
+    if raw in _FALSE:
+        return False
+    raise ConfigurationError(f"{DEMO_SWITCH} must be 1 (the demo) or 0 (a deployment), got {raw!r}.")
+
+
+def demo_port(env: Mapping[str, str] | None = None) -> int:
+    raw = (os.environ if env is None else env).get(SIM_PORT_VARIABLE, "").strip()
+    if not raw:
+        return DEFAULT_SIM_PORT
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise ConfigurationError(f"{SIM_PORT_VARIABLE} must be a port number, got {raw!r}.")
+    return int(raw)
+
+
+def demo_dir(env: Mapping[str, str] | None = None) -> Path:
+    raw = (os.environ if env is None else env).get(DEMO_DIR_VARIABLE, "").strip()
+    return Path(raw) if raw else Path.cwd() / ".cheetah_demo"
+
+
+def demo_db_url(env: Mapping[str, str] | None = None) -> str:
+    """The demo's customer database: ``$CUSTOMER_DB_URL`` if set, else the demo SQLite file."""
+    env = os.environ if env is None else env
+    return env.get(CUSTOMER_DB_VARIABLE, "").strip() or f"sqlite:///{(demo_dir(env) / 'customers.db').resolve()}"
+
+
+def missing_variables(env: Mapping[str, str] | None = None) -> list[str]:
+    """The required variables that are unset or blank, in :data:`REQUIRED_VARIABLES` order."""
+    env = os.environ if env is None else env
+    return [name for name in REQUIRED_VARIABLES if not env.get(name, "").strip()]
+
+
+def configuration_problems(env: Mapping[str, str] | None = None) -> list[str]:
+    """Everything wrong with a deployment's environment that can be told without a network call."""
+    env = os.environ if env is None else env
+    problems = []
+    missing = missing_variables(env)
+    if missing:
+        problems.append(f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set")
+    endpoint = env.get(ENV_VARS["endpoint"], "").strip()
+    if endpoint and not endpoint.lower().startswith("https://"):
+        problems.append(
+            f"{ENV_VARS['endpoint']} must be an https:// URL (plain http:// is only for the simulator, "
+            f"which {DEMO_SWITCH}=1 selects with its own demo credentials)"
+        )
+    return problems
+
+
+def not_configured_message(problems: list[str]) -> str:
+    return (
+        "cheetah_assets is not configured, so it did nothing (no database read, no call to Cheetah "
+        f"Messaging): {'; '.join(problems)}. Set them as the README's 'Embedded defaults and real "
+        f"configuration' says, or set {DEMO_SWITCH}=1 to run the demo on the simulator."
+    )
+
+
+class UnconfiguredCheetah(CheetahMessagingResource):
+    """Stands in for the Cheetah resource of a half-configured deployment: it refuses to start."""
+
+    not_configured: str
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        raise ConfigurationError(self.not_configured)
+
+    def settings(self):
+        raise ConfigurationError(self.not_configured)
+
+
+class UnconfiguredCustomerDatabase(CustomerDatabaseResource):
+    """Stands in for the customer database of a half-configured deployment: it refuses to start."""
+
+    not_configured: str
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        raise ConfigurationError(self.not_configured)
+
+    def get_engine(self):
+        raise ConfigurationError(self.not_configured)
+
+    def ensure_tables(self) -> None:
+        raise ConfigurationError(self.not_configured)
+
+
+def deployment_resources(env: Mapping[str, str] | None = None) -> dict:
+    """The Cheetah and customer-database resources of a deployment, every value an ``EnvVar``;
+    stand-ins that refuse to start (naming every problem) when the environment is incomplete."""
+    problems = configuration_problems(env)
+    if problems:
+        message = not_configured_message(problems)
+        blank = {field: "" for field in ENV_VARS}
+        return {
+            "cheetah": UnconfiguredCheetah(**blank, not_configured=message),
+            "customer_db": UnconfiguredCustomerDatabase(url="", not_configured=message),
+        }
+    return {
+        "cheetah": CheetahMessagingResource.from_env(),
+        "customer_db": CustomerDatabaseResource(url=dg.EnvVar(CUSTOMER_DB_VARIABLE)),
+    }
+
+
+def demo_resources(env: Mapping[str, str] | None = None, **cheetah_overrides) -> dict:
+    """The resources of the demo: the simulator's demo account on loopback, the demo database.
+
+    ``CHEETAH_CONSUMER_KEY`` and the other account variables are not read: whatever they hold
+    stays on this side."""
+    cheetah = CheetahMessagingResource(
+        endpoint=f"http://127.0.0.1:{demo_port(env)}", **DEMO_ACCOUNT, **cheetah_overrides
+    )
+    return {"cheetah": cheetah, "customer_db": CustomerDatabaseResource(url=demo_db_url(env))}
+
+
+def mode_resources(env: Mapping[str, str] | None = None) -> dict:
+    """The demo's resources when ``CHEETAH_DEMO`` asks for them, else the deployment's."""
+    return demo_resources(env) if demo_requested(env) else deployment_resources(env)
