@@ -596,6 +596,49 @@ def test_apply_then_drop_applies_the_request_but_loses_the_reply(api, sim):
     assert sim.admin.stats()["requests"]["POST " + CAMPAIGN_PATH] == {"dropped": 1, "400": 1}
 
 
+def test_string_id_variant_serves_ids_and_counts_as_strings_with_extra_fields(api, sim):
+    """The string-id variant (reset ``stringIds``): what a second implementation of the contract
+    may serve. Ids and counts are strings, every reply object has extra fields and its keys in
+    another order; an id it handed out must come back as the string it was."""
+    assert sim.admin.reset("demo", now=T0, rate_limit=0, string_ids=True)["stringIds"] is True
+    api.token = api.fetch_token()
+    dm = api.get(DATA_MAP_PATH, id=MAP).json()
+    assert dm["id"] == "77" and dm["x_implementation"] == "second" and "x_implementation" in dm["fields"][0]
+    plain_order = ["id", "name", "fields"]
+    assert [k for k in dm if k in plain_order] == plain_order[::-1]
+    assert api.get(FOLDER_PATH, id=FOLDER).json()["id"] == "4242"
+    page = api.get(FOLDER_OBJECTS_PATH, id=FOLDER).json()
+    assert page["totalCount"] == "6" and page["objects"][0]["objId"] == "1001"
+    r = api.post_import(f"{HEADER}\na@x.io,A,T\nnot-an-address,B,T\n", propMapId="77")  # a configured id as text
+    import_id = r.json()["importId"]
+    assert isinstance(import_id, str)
+    for _ in range(3):
+        reply = api.get(IMPORT_PATH, id=import_id).json()
+    assert (reply["status"], reply["rowsRead"], reply["rowsAccepted"]) == ("COMPLETED", "2", "1")
+    assert reply["rejected"][0]["row"] == "2" and isinstance(reply["listId"], str)
+    list_id = reply["listId"]
+    start = T0 + dt.timedelta(hours=1)
+    r = api.create("As a number", int(list_id), start)  # not passed back as received
+    assert r.status_code == 400 and "'ToFilterId' must be the id as it was handed out (a string)" in r.json()["message"]
+    r = api.create("Kept", list_id, start, CustId="1234")
+    assert r.status_code == 200, r.text
+    camp_id = r.json()["campId"]
+    assert isinstance(camp_id, str)
+    got = api.get(CAMPAIGN_PATH, id=camp_id).json()
+    assert (got["campId"], got["custId"], got["recipientCount"], got["ToFilterId"], got["Obj"]["parent_obj_id"]) == (
+        camp_id, "1234", "1", list_id, "4242")
+    assert got["CampParam"] == {"sendSchedule": {"startTime": "2026-03-02T10:00:00", "timeZone": "UTC"}}
+    for action in ("LAUNCH", "APPROVE"):
+        assert api.action(camp_id, action).status_code == 200
+    sim.admin.advance(dt.timedelta(hours=2))
+    report = api.get(REPORT_PATH, id=camp_id).json()
+    assert report["campId"] == camp_id and report["Sent"] == "1" and report["x_version"] == 2
+    # a reset without stringIds returns to the server's default: numbers
+    assert sim.admin.reset("demo", now=T0, rate_limit=0)["stringIds"] is False
+    api.token = api.fetch_token()
+    assert api.get(FOLDER_PATH, id=FOLDER).json() == {"id": FOLDER, "name": "Optimove", "parentId": 1}
+
+
 def test_unapplied_fault_replies_as_if_done_but_changes_nothing(api, sim):
     list_id = api.make_list(1)
     camp_id = api.create("Liar", list_id, T0 + dt.timedelta(hours=1)).json()["campId"]
@@ -776,12 +819,14 @@ def test_live_clock_runs_with_real_time_and_sends_when_due(api, sim):
 
 
 # ===================================================================================== CLI
-def test_cli_serves_the_demo_account():
+@pytest.mark.parametrize("string_ids", [False, True], ids=["numbers", "string-ids"])
+def test_cli_serves_the_demo_account(string_ids):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
+    flags = ["--string-ids"] if string_ids else []
     proc = subprocess.Popen([sys.executable, "-m", "cheetah_assets.simulator", "--port", str(port), "--seed", "demo",
-                             "--now", "2026-03-02T09:00:00Z"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                             "--now", "2026-03-02T09:00:00Z", *flags], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 20
         while True:
@@ -794,7 +839,14 @@ def test_cli_serves_the_demo_account():
                 time.sleep(0.1)
         assert r.json() == {"now": "2026-03-02T09:00:00Z", "live": False}
         form = {"grant_type": "password", "username": KEY, "password": SECRET, "client_id": CLIENT}
-        assert requests.post(f"http://127.0.0.1:{port}{TOKEN_PATH}", data=form, timeout=5).status_code == 200
+        r = requests.post(f"http://127.0.0.1:{port}{TOKEN_PATH}", data=form, timeout=5)
+        assert r.status_code == 200
+        headers = {"Authorization": f"Bearer {r.json()['access_token']}"}
+        got = requests.get(f"http://127.0.0.1:{port}{FOLDER_PATH}", params={"id": FOLDER}, headers=headers, timeout=5)
+        assert got.json()["id"] == (str(FOLDER) if string_ids else FOLDER)
+        # a reset that does not say otherwise keeps the mode the server was started in
+        reset = requests.post(f"http://127.0.0.1:{port}/_sim/reset", json={"seed": "demo"}, timeout=5).json()
+        assert reset["stringIds"] is string_ids
     finally:
         proc.terminate()
         proc.wait(timeout=10)

@@ -48,10 +48,14 @@ class SimulatorAdmin:
 
     # ------------------------------------------------------------------------------ world
     def reset(self, seed: str = "demo", *, now: dt.datetime | None = None, rate_limit: int | None = None,
-              token_ttl: int | None = None, live_clock: bool | None = None) -> dict:
+              token_ttl: int | None = None, live_clock: bool | None = None,
+              string_ids: bool | None = None) -> dict:
         """Drop all state and re-create the demo account (optionally with its limits changed;
-        ``live_clock`` None keeps the clock mode)."""
+        ``live_clock`` None keeps the clock mode; ``string_ids`` True serves the string-id
+        variant, None the server's default)."""
         body: dict[str, Any] = {"seed": seed}
+        if string_ids is not None:
+            body["stringIds"] = string_ids
         if live_clock is not None:
             body["liveClock"] = live_clock
         if now is not None:

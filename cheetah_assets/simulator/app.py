@@ -37,6 +37,7 @@ from ..cheetah.contract import (
     TOKEN_PATH,
 )
 from .state import FiredFault, SimError, SimState, parse_iso
+from .variants import read_campaign_request, read_import_request, vary_reply, vary_token_reply
 
 API_PREFIX = "/services2"
 #: The scope key under which the authenticated account travels to the route handlers.
@@ -93,6 +94,10 @@ def _basic_credentials(header: str | None) -> tuple[str, str] | None:
 
 # --- the Starlette app -----------------------------------------------------------------------------
 def _routes(state: SimState) -> list[Route]:
+    def out(reply: Any) -> JSONResponse:
+        """A contract route's reply, as the string-id variant serves it when that is on."""
+        return JSONResponse(vary_reply(reply) if state.string_ids else reply)
+
     # ---------------------------------------------------------------- /services2 (the contract)
     async def token(request: Request) -> JSONResponse:
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -102,45 +107,49 @@ def _routes(state: SimState) -> list[Route]:
         form = {k: v[0] for k, v in urllib.parse.parse_qs(body, keep_blank_values=True).items()}
         reply, account = state.issue_token(form, _basic_credentials(request.headers.get("authorization")))
         request.scope[ACCOUNT_KEY] = account
+        reply = vary_token_reply(reply) if state.string_ids else reply
         return JSONResponse(reply, headers={"Cache-Control": "no-store"})
 
     async def data_map(request: Request) -> JSONResponse:
-        return JSONResponse(state.data_map(_account(request), _int_param(request, "id")))
+        return out(state.data_map(_account(request), _int_param(request, "id")))
 
     async def folder(request: Request) -> JSONResponse:
-        return JSONResponse(state.folder(_account(request), _int_param(request, "id")))
+        return out(state.folder(_account(request), _int_param(request, "id")))
 
     async def folder_objects(request: Request) -> JSONResponse:
-        return JSONResponse(state.folder_objects(
+        return out(state.folder_objects(
             _account(request), _int_param(request, "id"),
             _int_param(request, "pageNumber", 1), _int_param(request, "pageSize", DEFAULT_PAGE_SIZE)))
 
     async def import_(request: Request) -> JSONResponse:
         account = _account(request)
         if request.method == "GET":
-            return JSONResponse(state.import_status(account, _int_param(request, "id")))
+            return out(state.import_status(account, _int_param(request, "id")))
         body = await _json_body(request)
-        return JSONResponse(await run_in_threadpool(state.create_import, account, body))
+        if state.string_ids:
+            body = read_import_request(body)
+        return out(await run_in_threadpool(state.create_import, account, body))
 
     async def campaign(request: Request) -> JSONResponse:
         account = _account(request)
         if request.method == "POST":
-            return JSONResponse(state.create_campaign(account, await _json_body(request)))
+            body = await _json_body(request)
+            return out(state.create_campaign(account, read_campaign_request(body) if state.string_ids else body))
         if request.method == "GET":
             name = request.query_params.get("name")
             if request.query_params.get("id") is None and name is not None:
-                return JSONResponse(state.campaign_by_name(account, name, _int_param(request, "folderId", None)))
+                return out(state.campaign_by_name(account, name, _int_param(request, "folderId", None)))
             if request.query_params.get("id") is None:
                 raise SimError(400, "The 'id' or 'name' query parameter is required.")
-            return JSONResponse(state.campaign(account, _int_param(request, "id")))
+            return out(state.campaign(account, _int_param(request, "id")))
         camp_id = _int_param(request, "id")
         if request.method == "PUT":
             apply = not request.scope.get(UNAPPLIED_KEY)
-            return JSONResponse(state.campaign_action(account, camp_id, await _json_body(request), apply=apply))
-        return JSONResponse(state.delete_campaign(account, camp_id))
+            return out(state.campaign_action(account, camp_id, await _json_body(request), apply=apply))
+        return out(state.delete_campaign(account, camp_id))
 
     async def report(request: Request) -> JSONResponse:
-        return JSONResponse(state.report(_account(request), _int_param(request, "id")))
+        return out(state.report(_account(request), _int_param(request, "id")))
 
     # ----------------------------------------------------------------------- /_sim (admin)
     async def reset(request: Request) -> JSONResponse:
@@ -154,11 +163,12 @@ def _routes(state: SimState) -> list[Route]:
         for key in ("rateLimit", "tokenTtl"):
             if body.get(key) is not None and (not isinstance(body[key], int) or isinstance(body[key], bool)):
                 raise SimError(400, f"'{key}' must be an integer.")
-        live = body.get("liveClock")
-        if live is not None and not isinstance(live, bool):
-            raise SimError(400, "'liveClock' must be a boolean.")
+        live, string_ids = body.get("liveClock"), body.get("stringIds")
+        for key, value in (("liveClock", live), ("stringIds", string_ids)):
+            if value is not None and not isinstance(value, bool):
+                raise SimError(400, f"'{key}' must be a boolean.")
         return JSONResponse(state.reset(seed, now, rate_limit=body.get("rateLimit"), token_ttl=body.get("tokenTtl"),
-                                        live_clock=live))
+                                        live_clock=live, string_ids=string_ids))
 
     async def accounts(request: Request) -> JSONResponse:
         return JSONResponse(state.add_account(await _json_body(request, optional=True)))

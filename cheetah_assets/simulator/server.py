@@ -55,12 +55,16 @@ class SimulatorServer:
     :class:`SimState` itself. ``now``, ``rate_limit`` and ``token_ttl`` configure the initial
     reset (clock start and the demo account's limits). ``live_clock=True`` lets the simulated
     clock run with real time (the embedded demo); by default it is frozen unless moved.
+    ``string_ids=True`` serves the string-id variant (:mod:`.variants`) after every reset that
+    does not say otherwise.
     """
 
     def __init__(self, seed: str = "demo", *, host: str = "127.0.0.1", port: int = 0,
                  now: dt.datetime | None = None, rate_limit: int | None = None,
-                 token_ttl: int | None = None, live_clock: bool = False, startup_timeout: float = 10.0):
-        self.state = SimState(seed, now, rate_limit=rate_limit, token_ttl=token_ttl, live_clock=live_clock)
+                 token_ttl: int | None = None, live_clock: bool = False, string_ids: bool = False,
+                 startup_timeout: float = 10.0):
+        self.state = SimState(seed, now, rate_limit=rate_limit, token_ttl=token_ttl, live_clock=live_clock,
+                              string_ids=string_ids)
         self.host = host
         self.port = port
         self._startup_timeout = startup_timeout
@@ -144,7 +148,8 @@ class SimulatorServer:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``cheetah-sim --port 8765 --seed demo [--host 127.0.0.1] [--now ISO] [--rate-limit N] [--live-clock]``."""
+    """``cheetah-sim --port 8765 --seed demo [--host 127.0.0.1] [--now ISO] [--rate-limit N] [--live-clock]
+    [--string-ids]``."""
     parser = argparse.ArgumentParser(prog="cheetah-sim", description="Serve the Cheetah Messaging simulator.")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8765, help="port (default: 8765; 0 = any free port)")
@@ -154,10 +159,14 @@ def main(argv: list[str] | None = None) -> None:
                         help="requests/s of the demo account (default: 20; 0 = unlimited)")
     parser.add_argument("--live-clock", action="store_true",
                         help="let the simulated clock run with real time (default: frozen unless moved)")
+    parser.add_argument("--string-ids", action="store_true",
+                        help="serve ids and counts as strings, with extra fields and another key order, as a "
+                             "second implementation of the contract may (default: numbers, as documented)")
     args = parser.parse_args(argv)
     now = parse_iso(args.now, "--now") if args.now else None
     server = SimulatorServer(args.seed, host=args.host, port=args.port, now=now, rate_limit=args.rate_limit,
-                             live_clock=args.live_clock)
-    print(f"Cheetah Messaging simulator on http://{args.host}:{args.port} (seed {args.seed!r}); Ctrl-C stops it.",
-          flush=True)
+                             live_clock=args.live_clock, string_ids=args.string_ids)
+    variant = ", string ids" if args.string_ids else ""
+    print(f"Cheetah Messaging simulator on http://{args.host}:{args.port} (seed {args.seed!r}{variant}); "
+          "Ctrl-C stops it.", flush=True)
     server.serve_forever()

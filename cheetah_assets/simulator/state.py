@@ -417,12 +417,14 @@ class SimState:
 
     def __init__(self, seed: str = "demo", now: dt.datetime | None = None, *,
                  rate_limit: int | None = None, token_ttl: int | None = None, live_clock: bool = False,
-                 monotonic: Callable[[], float] = time.monotonic):
+                 string_ids: bool = False, monotonic: Callable[[], float] = time.monotonic):
         self._lock = threading.RLock()
         self._monotonic = monotonic
         #: False: the simulated clock is frozen unless moved. True: it also runs with real time
         #: (the embedded demo), still movable forward by the admin routes.
         self.live_clock = live_clock
+        #: What a reset without ``string_ids`` returns to (``cheetah-sim --string-ids``).
+        self.default_string_ids = string_ids
         self.reset(seed, now, rate_limit=rate_limit, token_ttl=token_ttl)
 
     @property
@@ -438,11 +440,14 @@ class SimState:
     # ----------------------------------------------------------------- admin: reset and accounts
     def reset(self, seed: str = "demo", now: dt.datetime | None = None, *,
               rate_limit: int | None = None, token_ttl: int | None = None,
-              live_clock: bool | None = None) -> dict[str, Any]:
+              live_clock: bool | None = None, string_ids: bool | None = None) -> dict[str, Any]:
         """Drop all state and re-create the demo account (``rate_limit``/``token_ttl`` override
         its defaults). ``seed`` also seeds the metric curves; ``now`` sets the clock (default:
-        the real time, to the second); ``live_clock`` (default: unchanged) lets it run."""
+        the real time, to the second); ``live_clock`` (default: unchanged) lets it run;
+        ``string_ids`` (default: the server's) serves the string-id variant (:mod:`.variants`)."""
         with self._lock:
+            #: Serve the string-id variant (ids and counts as strings, extra fields, key order).
+            self.string_ids = self.default_string_ids if string_ids is None else string_ids
             if live_clock is not None:
                 self.live_clock = live_clock
             #: Bumped by every reset (a request delayed across a reset is dropped, not applied).
@@ -478,7 +483,8 @@ class SimState:
             if token_ttl is not None:
                 demo["tokenTtl"] = token_ttl
             self.add_account(demo)
-            return {"seed": self.seed, "now": iso(self._now), "liveClock": self.live_clock}
+            return {"seed": self.seed, "now": iso(self._now), "liveClock": self.live_clock,
+                    "stringIds": self.string_ids}
 
     def add_account(self, body: Any) -> dict[str, Any]:
         """``POST /_sim/accounts``: an account; every key defaults to the demo account's value.
