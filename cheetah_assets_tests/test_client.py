@@ -522,6 +522,40 @@ def test_one_log_line_per_call_on_the_given_logger(sim, caplog):
     ]
 
 
+def test_every_call_works_against_the_string_id_variant_and_passes_ids_back_as_received(sim):
+    """Issue 8, item 8: a second implementation serving ids (and counts) as strings, with extra
+    fields and another key order. Every id is kept as received and passed back as received."""
+    sim.admin.reset(seed="demo", rate_limit=0, string_ids=True)
+    with client(sim) as c:
+        c.check_access()
+        assert c.get_data_map().id == "77" and c.get_data_map().identifier.name == "EMAIL_ADDR"
+        folder = c.get_folder()
+        assert (folder.id, folder.parent_id) == ("4242", "1")
+        assert [t.obj_id for t in c.iter_templates(page_size=4)] == ["1001", "1002", "1003", "1004", "1005", "1006"]
+        import_id = c.start_import(list_name="strings", csv_bytes=csv([("a@example.com", "A"), ("bad", "B")]),
+                                   file_name="s.csv")
+        assert isinstance(import_id, str)
+        status = c.wait_for_import(import_id)
+        assert (status.import_id, status.rows_read, status.rows_accepted) == (import_id, 2, 1)
+        assert isinstance(status.list_id, str) and [r.row for r in status.rejected] == [2]
+        start = in_an_hour(sim)
+        camp_id = c.create_campaign(name="Strings", template_obj_id="1001", list_id=status.list_id, start_time=start)
+        assert isinstance(camp_id, str)
+        campaign = c.get_campaign(camp_id)
+        assert (campaign.camp_id, campaign.list_id, campaign.template_obj_id, campaign.folder_id) == (
+            camp_id, status.list_id, "1001", "4242")
+        assert campaign.recipient_count == 1 and campaign.start_time == start.replace(microsecond=0)
+        assert c.find_campaign("Strings").camp_id == camp_id
+        c.launch_campaign(camp_id)
+        c.approve_campaign(camp_id)
+        sim.admin.advance(dt.timedelta(hours=2))
+        assert c.get_campaign(camp_id).status == "SENT"
+        metrics = c.get_metrics(camp_id)
+        assert metrics.camp_id == camp_id and metrics.counts["Sent"] == 1
+    creates = [r for r in sim.admin.requests() if r["method"] == "POST" and r["path"] == CAMPAIGN_PATH]
+    assert [r["status"] for r in creates] == [200]  # ToFilterId went back as the string it was
+
+
 def test_a_get_whose_reply_is_not_json_is_repeated(sim, caplog):
     """Issue 8, item 10: a malformed reply to a GET was not retried."""
     caplog.set_level(logging.INFO, logger="test_client.malformed")

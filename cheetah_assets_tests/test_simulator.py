@@ -615,15 +615,17 @@ def test_string_id_variant_serves_ids_and_counts_as_strings_with_extra_fields(ap
     for _ in range(3):
         reply = api.get(IMPORT_PATH, id=import_id).json()
     assert (reply["status"], reply["rowsRead"], reply["rowsAccepted"]) == ("COMPLETED", "2", "1")
-    assert reply["rejected"][0]["row"] == "2" and isinstance(reply["listId"], str)
+    assert reply["rejected"][0]["row"] == "2" and reply["listId"].startswith("list-")  # not even numeric
+    assert import_id.startswith("import-")
     list_id = reply["listId"]
     start = T0 + dt.timedelta(hours=1)
-    r = api.create("As a number", int(list_id), start)  # not passed back as received
+    r = api.create("As a number", int(list_id.removeprefix("list-")), start)  # not passed back as received
     assert r.status_code == 400 and "'ToFilterId' must be the id as it was handed out (a string)" in r.json()["message"]
     r = api.create("Kept", list_id, start, CustId="1234")
     assert r.status_code == 200, r.text
     camp_id = r.json()["campId"]
-    assert isinstance(camp_id, str)
+    assert isinstance(camp_id, str) and camp_id.isdigit()
+    assert api.create("Unknown list", "list-1", start).status_code == 404
     got = api.get(CAMPAIGN_PATH, id=camp_id).json()
     assert (got["campId"], got["custId"], got["recipientCount"], got["ToFilterId"], got["Obj"]["parent_obj_id"]) == (
         camp_id, "1234", "1", list_id, "4242")

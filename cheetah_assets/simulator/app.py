@@ -37,7 +37,7 @@ from ..cheetah.contract import (
     TOKEN_PATH,
 )
 from .state import FiredFault, SimError, SimState, parse_iso
-from .variants import read_campaign_request, read_import_request, vary_reply, vary_token_reply
+from .variants import read_campaign_request, read_id, read_import_request, vary_reply, vary_token_reply
 
 API_PREFIX = "/services2"
 #: The scope key under which the authenticated account travels to the route handlers.
@@ -124,6 +124,9 @@ def _routes(state: SimState) -> list[Route]:
     async def import_(request: Request) -> JSONResponse:
         account = _account(request)
         if request.method == "GET":
+            raw = request.query_params.get("id")
+            if state.string_ids and raw:
+                return out(state.import_status(account, read_id(raw, "importId")))
             return out(state.import_status(account, _int_param(request, "id")))
         body = await _json_body(request)
         if state.string_ids:

@@ -6,7 +6,9 @@ Every variation is one the contract allows (../shared/cheetah-messaging-api.md: 
 and may be strings; replies may carry fields the contract does not name):
 
 * every id the API hands out or echoes (``campId``, ``listId``, ``importId``, ``objId``, folder,
-  Data Map and ``custId``, ``ToFilterId``, ``TemplateObjId``, ``parent_obj_id``...) is a string;
+  Data Map and ``custId``, ``ToFilterId``, ``TemplateObjId``, ``parent_obj_id``...) is a string:
+  list and import ids are not even numeric (``"list-9001"``, ``"import-1"``: some accounts know a
+  list by a name), the others are numeric strings (``"5001"``);
 * every count (``rowsRead``, ``rowsAccepted``, ``recipientCount``, ``totalCount``, a rejected
   ``row``, the metric counts) is a numeric string;
 * every reply object carries extra fields, and its keys come in another order (reversed).
@@ -29,6 +31,8 @@ ID_KEYS = frozenset({
     "id", "parentId", "objId", "importId", "listId", "campId", "custId", "TemplateObjId", "ToFilterId",
     "PropMapId", "propMapId", "folderId", "parent_obj_id",
 })
+#: Ids served as non-numeric strings: key -> prefix (``9001`` -> ``"list-9001"``).
+PREFIXES: dict[str, str] = {"listId": "list-", "ToFilterId": "list-", "importId": "import-"}
 #: Keys whose values are counts, wherever they appear in a reply.
 COUNT_KEYS = frozenset({"rowsRead", "rowsAccepted", "recipientCount", "totalCount", "row", *METRIC_NAMES})
 #: Keys whose values are passed through untouched (the campaign's own settings, echoed).
@@ -49,7 +53,7 @@ def vary_reply(value: Any, *, extra: bool = True) -> Any:
         if key in OPAQUE_KEYS:
             out[key] = v
         elif key in ID_KEYS and isinstance(v, int) and not isinstance(v, bool):
-            out[key] = str(v)
+            out[key] = PREFIXES.get(key, "") + str(v)
         elif key in COUNT_KEYS and isinstance(v, int) and not isinstance(v, bool):
             out[key] = str(v)
         else:
@@ -65,15 +69,21 @@ def vary_token_reply(value: Mapping[str, Any]) -> dict[str, Any]:
     return {**{k: value[k] for k in reversed(list(value))}, **EXTRA_FIELDS}
 
 
-def _handed_out(body: Mapping[str, Any], key: str, where: str = "") -> int:
-    """An id this variant handed out (as a string): its number, or 400."""
-    label = f"{where}.{key}" if where else key
+def read_id(raw: str, key: str) -> int:
+    """The simulator's number behind an id this variant handed out as ``raw``; 404 if none."""
+    prefix = PREFIXES.get(key, "")
+    digits = raw[len(prefix):] if raw.startswith(prefix) else ""
+    if not digits.isdigit():
+        raise SimError(404, f"Unknown {key} {raw!r}.")
+    return int(digits)
+
+
+def _handed_out(body: Mapping[str, Any], key: str) -> int:
+    """An id this variant handed out (as a string): its number, or 400/404."""
     v = body.get(key)
     if not isinstance(v, str):
-        raise SimError(400, f"'{label}' must be the id as it was handed out (a string), got {type(v).__name__}.")
-    if not v.isdigit():
-        raise SimError(404, f"Unknown {label} {v!r}.")
-    return int(v)
+        raise SimError(400, f"'{key}' must be the id as it was handed out (a string), got {type(v).__name__}.")
+    return read_id(v, key)
 
 
 def _configured(body: Mapping[str, Any], key: str, where: str = "") -> Any:
