@@ -47,6 +47,9 @@ DEMO_ACCOUNT: dict[str, str] = {
     "client_id": "demo-client-id",
 }
 
+#: The demo's send-path set-up check imports this address (the simulator mails nobody anyway).
+DEMO_TEST_ADDRESS = "setup-check@demo.example"
+
 #: Every variable a deployment must set, in the order messages name them.
 REQUIRED_VARIABLES: tuple[str, ...] = (*ENV_VARS.values(), CUSTOMER_DB_VARIABLE)
 
@@ -164,7 +167,8 @@ def demo_resources(env: Mapping[str, str] | None = None, **cheetah_overrides) ->
     ``CHEETAH_CONSUMER_KEY`` and the other account variables are not read: whatever they hold
     stays on this side."""
     cheetah = CheetahMessagingResource(
-        endpoint=f"http://127.0.0.1:{demo_port(env)}", **DEMO_ACCOUNT, **cheetah_overrides
+        endpoint=f"http://127.0.0.1:{demo_port(env)}", **DEMO_ACCOUNT,
+        **{"test_address": DEMO_TEST_ADDRESS, **cheetah_overrides},
     )
     return {"cheetah": cheetah, "customer_db": CustomerDatabaseResource(url=demo_db_url(env))}
 

@@ -27,6 +27,38 @@ def sim_server():
         yield server
 
 
+@pytest.fixture(scope="session")
+def tls_files(tmp_path_factory) -> tuple[str, str, str]:
+    """A test CA and a certificate it issued for 127.0.0.1 and localhost: (chain, key, CA bundle)."""
+    import trustme
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    folder = tmp_path_factory.mktemp("tls")
+    chain, key, bundle = folder / "chain.pem", folder / "key.pem", folder / "ca.pem"
+    cert.private_key_and_cert_chain_pem.write_to_path(str(chain))
+    cert.private_key_pem.write_to_path(str(key))
+    ca.cert_pem.write_to_path(str(bundle))
+    return str(chain), str(key), str(bundle)
+
+
+@pytest.fixture(scope="session")
+def tls_sim_server(tls_files):
+    with SimulatorServer(seed="demo", tls=tls_files) as server:
+        yield server
+
+
+@pytest.fixture
+def tls_sim(tls_sim_server):
+    """The simulator over https:// (certificate from a test CA), reset like :func:`sim`: what a
+    deployment's https-only settings can reach, with ``REQUESTS_CA_BUNDLE`` naming the test CA."""
+    today = dt.datetime.now(dt.timezone.utc).date()
+    start = dt.datetime.combine(today, dt.time(6, 0), tzinfo=dt.timezone.utc)
+    tls_sim_server.admin.reset(seed="demo", now=start, rate_limit=0)
+    yield tls_sim_server
+    tls_sim_server.admin.clear_faults()
+
+
 @pytest.fixture
 def sim(sim_server):
     """The simulator, reset to the demo account, its clock pinned to 06:00 UTC today.
@@ -73,6 +105,19 @@ def make_resources(sim, db_url: str, now: dt.datetime | None = None, **cheetah_o
 
 def production_env(sim, db_url: str) -> dict[str, str]:
     """The environment that points the production definitions at the simulator, for tests in
-    processes of their own: the demo switch (the only way to reach a plain-HTTP simulator) with
-    the simulator's port, and the test's database."""
+    processes of their own.
+
+    For the https simulator (:func:`tls_sim`) it is a deployment's: every ``CHEETAH_*`` variable,
+    ``CUSTOMER_DB_URL``, and ``REQUESTS_CA_BUNDLE`` naming the test CA (certificate checks stay
+    on). For the plain-HTTP one it is the demo switch with the simulator's port, the only way a
+    deployment's code reaches a plain-HTTP simulator."""
+    if sim.tls:
+        from cheetah_assets.cheetah.resource import ENV_VARS
+
+        values = {**DEMO_CREDENTIALS, "endpoint": sim.url}
+        return {
+            **{var: values[field] for field, var in ENV_VARS.items()},
+            "CUSTOMER_DB_URL": db_url,
+            "REQUESTS_CA_BUNDLE": sim.tls[2],
+        }
     return {"CHEETAH_DEMO": "1", "CHEETAH_SIM_PORT": str(sim.port), "CUSTOMER_DB_URL": db_url}

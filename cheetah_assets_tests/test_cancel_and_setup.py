@@ -25,7 +25,7 @@ def day(sim) -> dt.date:
 
 @pytest.fixture
 def engine(db_url, sim, day):
-    engine = CustomerDatabaseResource(url=db_url).get_engine()
+    engine = CustomerDatabaseResource(url=db_url).get_engine(create=True)
     seed.seed_demo(engine, customers=60, days=0, today=day, now=sim.admin.now())
     seed.add_campaign(
         engine, campaign_id="X", name="Campaign X", send_date=day, send_time="11:00", time_zone="UTC",
@@ -163,7 +163,7 @@ def test_unknown_prop_map_id_blocks_the_day(sim, db_url, engine, day):
 
 def test_missing_identifier_column_blocks_the_day(sim, tmp_path, day):
     url = f"sqlite:///{tmp_path / 'noid.db'}"
-    engine = CustomerDatabaseResource(url=url).get_engine()
+    engine = CustomerDatabaseResource(url=url).get_engine(create=True)
     seed.seed_demo(engine, customers=10, days=0, today=day, now=sim.admin.now())
     with engine.begin() as conn:
         conn.execute(sa.text("ALTER TABLE customers RENAME COLUMN email TO mail"))
@@ -181,7 +181,7 @@ def test_missing_identifier_column_blocks_the_day(sim, tmp_path, day):
 
 def test_template_field_missing_in_the_database_stops_only_its_campaign(sim, tmp_path, day):
     url = f"sqlite:///{tmp_path / 'nocity.db'}"
-    engine = CustomerDatabaseResource(url=url).get_engine()
+    engine = CustomerDatabaseResource(url=url).get_engine(create=True)
     seed.seed_demo(engine, customers=30, days=0, today=day, now=sim.admin.now())
     with engine.begin() as conn:
         conn.execute(sa.text("ALTER TABLE customers DROP COLUMN city"))
@@ -200,29 +200,30 @@ def test_template_field_missing_in_the_database_stops_only_its_campaign(sim, tmp
 
 
 def _setup_cli(sim, url, **overrides):
+    """``python -m cheetah_assets.sending.setup`` in a deployment's environment (https simulator)."""
     import os
     import subprocess
     import sys
 
-    from .conftest import DEMO_CREDENTIALS
+    from cheetah_assets.cheetah.resource import ENV_VARS
 
-    env = dict(os.environ)
-    values = {**DEMO_CREDENTIALS, "endpoint": sim.url, **overrides}
-    env.update({
-        "CHEETAH_ENDPOINT": values["endpoint"], "CHEETAH_CUST_ID": values["cust_id"],
-        "CHEETAH_FOLDER_ID": values["folder_id"], "CHEETAH_PROP_MAP_ID": values["prop_map_id"],
-        "CHEETAH_CONSUMER_KEY": values["consumer_key"], "CHEETAH_CONSUMER_SECRET": values["consumer_secret"],
-        "CHEETAH_CLIENT_ID": values["client_id"], "CUSTOMER_DB_URL": url,
-    })
+    from .conftest import production_env
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHEETAH_")}
+    env.update(production_env(sim, url))
+    env.update({ENV_VARS[field]: value for field, value in overrides.items()})
     return subprocess.run(
         [sys.executable, "-m", "cheetah_assets.sending.setup"], env=env, capture_output=True, text=True, timeout=120
     )
 
 
-def test_setup_command_prints_one_line_per_check(sim, db_url, engine):
+def test_setup_command_prints_one_line_per_check(tls_sim, db_url, engine):
+    sim = tls_sim
     ok = _setup_cli(sim, db_url)
     assert ok.returncode == 0, ok.stdout + ok.stderr
-    assert [line.split()[0] for line in ok.stdout.splitlines()] == ["ok"] * 5
+    # five checks pass; the send-path check warns: no CHEETAH_TEST_ADDRESS in this environment
+    assert [line.split()[0] for line in ok.stdout.splitlines()] == ["ok"] * 4 + ["warn", "ok"], ok.stdout
+    assert "warn  send_path: CHEETAH_TEST_ADDRESS is not set" in ok.stdout
     bad = _setup_cli(sim, db_url, consumer_secret="not-the-secret")
     assert bad.returncode == 1
     assert "FAIL  credentials: Cheetah Messaging refused the credentials" in bad.stdout

@@ -9,8 +9,6 @@ all from a shell with ``python -m cheetah_assets.sending.setup``.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
-from typing import Iterable
 
 import sqlalchemy as sa
 
@@ -18,21 +16,18 @@ from ..cheetah.contract import DataMap
 from ..cheetah.errors import CheetahError, ConfigurationError, MalformedResponse
 from ..customers import queries
 from .catalog import CatalogEntry
+from .findings import Finding, failures
+from .send_path_check import check_send_path
+
+__all__ = ["Finding", "failures", "check_account", "check_customer_database", "check_send_path"]
 
 EXPECTED_FOLDER_NAME = "Optimove"
 
 
-@dataclass(frozen=True)
-class Finding:
-    check: str
-    ok: bool
-    message: str
-    blocking: bool = True
-
-
 def check_account(resource) -> tuple[list[Finding], DataMap | None]:
-    """Settings, credentials and whitelist, Folder ID, PROP_MAP_ID (Cust_ID is checked for form:
-    the API has no read of it; a wrong one is refused by name at the first campaign creation)."""
+    """Settings, credentials and whitelist, Folder ID, PROP_MAP_ID, and the send path on the test
+    address (``send_path_check.py``). Cust_ID is checked for form here, and for real by the send
+    path check's campaign creation (the API has no read of it)."""
     findings: list[Finding] = []
     try:
         settings = resource.settings()
@@ -69,6 +64,7 @@ def check_account(resource) -> tuple[list[Finding], DataMap | None]:
         findings.append(
             Finding("data_map", True, f"PROP_MAP_ID {data_map.id}: identifier {ident.name} maps to {ident.map_to!r}")
         )
+        findings.append(check_send_path(client, data_map, getattr(resource, "test_address", "")))
         return findings, data_map
     finally:
         client.close()
@@ -110,10 +106,6 @@ def check_customer_database(
                 continue
             findings.append(Finding(f"template_{t.obj_id}", False, msg, blocking=False))
     return findings
-
-
-def failures(findings: Iterable[Finding], *, blocking: bool | None = None) -> list[Finding]:
-    return [f for f in findings if not f.ok and (blocking is None or f.blocking == blocking)]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,6 +9,7 @@ import datetime as dt
 import threading
 from typing import Any
 
+import requests
 import uvicorn
 
 from .admin import SimulatorAdmin
@@ -62,11 +63,14 @@ class SimulatorServer:
     def __init__(self, seed: str = "demo", *, host: str = "127.0.0.1", port: int = 0,
                  now: dt.datetime | None = None, rate_limit: int | None = None,
                  token_ttl: int | None = None, live_clock: bool = False, string_ids: bool = False,
-                 startup_timeout: float = 10.0):
+                 startup_timeout: float = 10.0, tls: tuple[str, str, str] | None = None):
         self.state = SimState(seed, now, rate_limit=rate_limit, token_ttl=token_ttl, live_clock=live_clock,
                               string_ids=string_ids)
         self.host = host
         self.port = port
+        #: (certificate chain, private key, CA bundle) files: serve https:// (tests of a deployment's
+        #: https-only settings); the CA bundle is what clients verify the certificate with.
+        self.tls = tls
         self._startup_timeout = startup_timeout
         self._transports: dict[tuple, asyncio.Transport] = {}
         app = build_app(self.state, lambda scope: self._transports.get(tuple(scope.get("client") or ())))
@@ -79,6 +83,8 @@ class SimulatorServer:
             log_level="warning",
             access_log=False,
             timeout_graceful_shutdown=2,
+            ssl_certfile=tls[0] if tls else None,
+            ssl_keyfile=tls[1] if tls else None,
         ))
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
@@ -133,14 +139,19 @@ class SimulatorServer:
     # ------------------------------------------------------------------------------------- access
     @property
     def url(self) -> str:
-        """``http://HOST:PORT`` (the real port once started)."""
-        return f"http://{self.host}:{self.port}"
+        """``http://HOST:PORT`` (``https://`` with ``tls``; the real port once started)."""
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
 
     @property
     def admin(self) -> SimulatorAdmin:
         """A :class:`SimulatorAdmin` for this server."""
         if self._admin is None:
-            self._admin = SimulatorAdmin(self.url)
+            session = None
+            if self.tls:
+                session = requests.Session()
+                session.trust_env = False  # REQUESTS_CA_BUNDLE would override the CA given here
+                session.verify = self.tls[2]
+            self._admin = SimulatorAdmin(self.url, session=session)
         return self._admin
 
     def __repr__(self) -> str:
