@@ -851,7 +851,9 @@ def test_resource_documents_its_fields():
     assert "CHEETAH_CONSUMER_SECRET" in fields["consumer_secret"].description
 
 
-def test_resource_from_env_keeps_the_secret_out_of_repr_config_and_snapshots(sim, monkeypatch):
+def test_resource_from_env_keeps_the_secret_out_of_repr_config_and_snapshots(tls_sim, monkeypatch):
+    sim = tls_sim  # a deployment's settings are https only: the simulator with a test CA
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", sim.tls[2])
     env = {
         "CHEETAH_ENDPOINT": sim.url,
         "CHEETAH_CUST_ID": "1234",
