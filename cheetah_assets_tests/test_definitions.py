@@ -1,13 +1,13 @@
-"""The code location itself: a snapshot of its definitions, validation, and the embedded defaults.
+"""The code location itself: a snapshot of its definitions, validation, and the demo commands.
 
-The snapshot (``snapshots/definitions.json``) makes every change to the graph a visible diff in
-review: an asset renamed, a dependency dropped, a schedule moved. After an intended change,
-regenerate it with ``UPDATE_SNAPSHOTS=1 ./run test cheetah_assets_tests/test_definitions.py``.
+The snapshot (``__snapshots__/test_definitions/``, syrupy) makes every change to the graph a
+visible diff in review: an asset renamed, a dependency dropped, a schedule moved. After an
+intended change, regenerate it with
+``./run test cheetah_assets_tests/test_definitions.py --snapshot-update``.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import subprocess
@@ -15,9 +15,15 @@ import sys
 from pathlib import Path
 
 import dagster as dg
+import pytest
+from syrupy.extensions.json import JSONSnapshotExtension
 
 ROOT = Path(__file__).resolve().parents[1]
-SNAPSHOT = Path(__file__).with_name("snapshots") / "definitions.json"
+
+
+@pytest.fixture
+def snapshot_json(snapshot):
+    return snapshot.use_extension(JSONSnapshotExtension)
 
 
 def _summary(defs: dg.Definitions) -> dict:
@@ -49,14 +55,11 @@ def _summary(defs: dg.Definitions) -> dict:
     }
 
 
-def test_definitions_match_the_snapshot():
+def test_definitions_match_the_snapshot(snapshot_json):
     from cheetah_assets.definitions import defs
 
     summary = _summary(defs)
-    if os.environ.get("UPDATE_SNAPSHOTS") == "1":
-        SNAPSHOT.parent.mkdir(exist_ok=True)
-        SNAPSHOT.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
-    assert summary == json.loads(SNAPSHOT.read_text())
+    assert summary == snapshot_json
     assert all(a["has_description"] and a["owners"] and a["kinds"] for a in summary["assets"].values())
 
 
@@ -167,7 +170,9 @@ def test_dagster_dev_shows_the_graph_and_runs_the_day_on_the_embedded_defaults(t
             if assets or time.monotonic() > deadline:
                 break
             time.sleep(1)
-        expected = set(json.loads(SNAPSHOT.read_text())["assets"])
+        from cheetah_assets.definitions import defs
+
+        expected = set(_summary(defs)["assets"])
         assert assets == expected, (tmp_path / "dev.log").read_text()[-5000:]
 
         # The first day with campaigns in the seeded schedule (cheetah-dev seeded it).
