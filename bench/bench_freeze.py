@@ -157,7 +157,7 @@ def main(argv=None) -> int:
     try:
         if not os.path.exists(path):
             print(f"seeding {args.customers:,} customers into {path} ...", flush=True)
-            summary = seed_demo(engine_for(url), customers=args.customers, days=1)
+            summary = seed_demo(engine_for(url, create=True), customers=args.customers, days=1)
             print(f"  seeded in {summary.seconds:.1f}s "
                   f"({summary.customers / summary.seconds:,.0f} customers/s)", flush=True)
             dispose_engine(url)

@@ -219,7 +219,7 @@ CASES = [
 def test_bad_input(sim, tmp_path, name, arrange, expect):
     day = sim.admin.now().date()
     url = f"sqlite:///{tmp_path / 'c.db'}"
-    engine = CustomerDatabaseResource(url=url).get_engine()
+    engine = CustomerDatabaseResource(url=url).get_engine(create=True)
     seed.seed_demo(engine, customers=40, days=0, today=day, now=sim.admin.now())
     ctx = Ctx(sim=sim, engine=engine, url=url, day=day)
     arrange(ctx)

@@ -50,6 +50,7 @@ DEMO_FIELDS = {"FNAME": "first_name", "LNAME": "last_name", "FAV_DEPT": "fav_dep
 def db_url(request, tmp_path):
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'customers.db'}"
+        engine_for(url, create=True)
         yield url
         dispose_engine(url)
     else:
@@ -200,7 +201,7 @@ def _content_digest(engine) -> str:
 def test_seed_is_deterministic(tmp_path):
     digests = []
     for name, seed_value in (("a", 42), ("b", 42), ("c", 43)):
-        eng = engine_for(f"sqlite:///{tmp_path / name}.db")
+        eng = engine_for(f"sqlite:///{tmp_path / name}.db", create=True)
         seed_demo(eng, customers=500, days=2, today=TODAY, now=NOW, seed=seed_value)
         digests.append(_content_digest(eng))
         dispose_engine(eng.url)
@@ -294,7 +295,7 @@ def test_freeze_excludes_collapses_and_counts(empty_db):
     eng = empty_db
     add_customers(eng, [
         _person("ann@example.com", "Ann"),            # kept
-        _person("  Bob@Example.com ", "Bob1"),        # kept (lowest pk of bob), trimmed, case kept
+        _person("  Bob@Example.com ", "Bob1"),        # kept (lowest pk of bob), stored normalised
         _person("BOB@example.COM", "Bob2"),           # duplicate of bob
         _person("bob@example.com", "Bob3"),           # duplicate of bob
         _person(None, "Null"),                        # missing
@@ -321,8 +322,8 @@ def test_freeze_excludes_collapses_and_counts(empty_db):
 
     stored = _recipients(eng, result.list_key)
     assert sorted(stored) == sorted(
-        ["ann@example.com", "Bob@Example.com", "no-at-sign.example.com", "dee@example.com"])
-    assert stored["Bob@Example.com"][1] == {
+        ["ann@example.com", "bob@example.com", "no-at-sign.example.com", "dee@example.com"])
+    assert stored["bob@example.com"][1] == {
         "FNAME": "Bob1", "LNAME": "L", "FAV_DEPT": "Shoes", "CITY": "Paris"}
     assert stored["dee@example.com"][1]["FNAME"] is None
     assert stored["dee@example.com"][1]["FAV_DEPT"] is None
@@ -508,7 +509,7 @@ def test_concurrent_freezes_leave_one_consistent_list(engine):
 
 def test_freeze_memory_stays_flat(tmp_path):
     url = f"sqlite:///{tmp_path / 'big.db'}"
-    eng = engine_for(url)
+    eng = engine_for(url, create=True)
     try:
         seed_demo(eng, customers=200_000, days=1, today=TODAY, now=NOW)
         tracemalloc.start()
@@ -578,9 +579,9 @@ def test_columns_that_need_quoting(engine):
     )
     assert (result.row_count, result.collapsed_duplicates) == (2, 1)
     stored = _recipients(engine, result.list_key)
-    assert stored["Quote@Example.com"][1] == {
+    assert stored["quote@example.com"][1] == {
         "FNAME": "Q", "SEL": "s1", "POINTS": "42", "JOINED": "2020-01-02"}
-    assert stored["robert'); DROP TABLE x;--@example.com"][1]["SEL"] is None
+    assert stored["robert'); drop table x;--@example.com"][1]["SEL"] is None
 
 
 # ------------------------------------------------------------------------------------------------
@@ -590,7 +591,7 @@ def test_resource_engine_is_cached_and_sqlite_is_wal(tmp_path):
     url = f"sqlite:///{tmp_path / 'nested' / 'dir' / 'r.db'}"
     res = CustomerDatabaseResource(url=url)
     try:
-        eng = res.get_engine()
+        eng = res.get_engine(create=True)  # directories and file made only when asked
         assert eng is CustomerDatabaseResource(url=url, chunk_size=5).get_engine()
         assert res.chunk_size == 10_000
         with eng.connect() as conn:
@@ -687,11 +688,104 @@ def test_resource_in_a_dagster_asset(tmp_path):
         )
         return {"rows": result.row_count, "url": customer_db.safe_url()}
 
+    engine_for(url, create=True)
     try:
         res = dg.materialize([frozen], resources={"customer_db": CustomerDatabaseResource(url=url, chunk_size=7)})
         assert res.success
         out = res.output_for_node("frozen")
         assert out["url"] == url and 0 < out["rows"] < 200
         assert count_recipients(engine_for(url), "D/2025-11-24", "1001") == out["rows"]
+    finally:
+        dispose_engine(url)
+
+
+# ------------------------------------------------------------------------------------------------
+# a customer database that is not there (issue 8, item 10): never created, one clear sentence
+# ------------------------------------------------------------------------------------------------
+def test_a_missing_sqlite_file_is_never_created(tmp_path):
+    import dagster as dg
+
+    from cheetah_assets.customers.resource import CustomerDatabaseMissing
+
+    path = tmp_path / "no" / "such" / "dir" / "customers.db"
+    url = f"sqlite:///{path}"
+    with pytest.raises(CustomerDatabaseMissing) as err:
+        engine_for(url)
+    message = str(err.value)
+    assert message.count(". ") == 0 and str(path) in message and "CUSTOMER_DB_URL" in message
+    res = CustomerDatabaseResource(url=url)
+    for call in (res.get_engine, res.ensure_tables):
+        with pytest.raises(dg.Failure) as failure:
+            call()
+        assert failure.value.description == message
+    assert not (tmp_path / "no").exists()  # no directory, no file, no tables
+
+
+def test_a_missing_sqlite_file_fails_the_run_with_one_sentence_and_creates_nothing(sim, tmp_path):
+    import dagster as dg
+
+    from .conftest import make_resources
+    from .helpers import failure_messages, run_cycle
+
+    path = tmp_path / "missing" / "customers.db"
+    with dg.instance_for_test() as instance:
+        result = run_cycle(make_resources(sim, f"sqlite:///{path}"), sim.admin.now().date(), instance)
+    assert not result.success
+    messages = failure_messages(result)
+    assert messages and all(m.startswith(f"The customer database file {path} does not exist;") for m in messages), messages
+    assert not (tmp_path / "missing").exists()
+
+
+def test_explicit_creation_and_memory_databases(tmp_path):
+    url = f"sqlite:///{tmp_path / 'made' / 'here.db'}"
+    try:
+        eng = CustomerDatabaseResource(url=url).get_engine(create=True)
+        assert (tmp_path / "made" / "here.db").is_file()
+        assert eng is engine_for(url)  # exists now: no creation needed any more
+        with eng.connect() as conn:
+            assert conn.execute(sa.text("SELECT cheetah_norm(' \u00c9MILE@x\t')")).scalar() == "émile@x"
+    finally:
+        dispose_engine(url)
+    memory = CustomerDatabaseResource(url="sqlite:///:memory:")
+    memory.ensure_tables()
+    assert "cheetah_send_ledger" in sa.inspect(memory.get_engine()).get_table_names()
+
+
+def test_a_file_deleted_under_a_running_process_is_not_recreated(tmp_path):
+    path = tmp_path / "gone.db"
+    url = f"sqlite:///{path}"
+    eng = engine_for(url, create=True)
+    try:
+        eng.dispose()
+        path.unlink()
+        with pytest.raises(sa.exc.OperationalError):
+            with eng.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+        assert not path.exists()
+    finally:
+        dispose_engine(url)
+
+
+def test_the_seed_command_creates_the_database_it_fills(tmp_path, capsys):
+    url = f"sqlite:///{tmp_path / 'new' / 'demo.db'}"
+    try:
+        assert seed.main(["--url", url, "--customers", "20", "--days", "1"]) == 0
+        assert (tmp_path / "new" / "demo.db").is_file()
+    finally:
+        dispose_engine(url)
+
+
+def test_a_missing_customers_table_reads_as_one_sentence(tmp_path):
+    url = f"sqlite:///{tmp_path / 'empty.db'}"
+    eng = engine_for(url, create=True)
+    try:
+        with pytest.raises(CustomerSchemaError) as err:
+            queries.reflect_customers(eng)
+        message = str(err.value)
+        assert message == (
+            f"The customer database sqlite:///{tmp_path / 'empty.db'} has no table named 'customers'; "
+            "set CUSTOMER_DB_URL to the database that holds the customer data (set-up step 1)."
+        )
+        assert err.value.__cause__ is None and err.value.__suppress_context__
     finally:
         dispose_engine(url)

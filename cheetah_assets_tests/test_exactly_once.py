@@ -32,7 +32,7 @@ def day(sim) -> dt.date:
 
 @pytest.fixture
 def engine(db_url, sim, day):
-    engine = CustomerDatabaseResource(url=db_url).get_engine()
+    engine = CustomerDatabaseResource(url=db_url).get_engine(create=True)
     seed.seed_demo(engine, customers=150, days=0, today=day, now=sim.admin.now())
     for cid, templates, at in (("A", "1001,1003", "09:00"), ("B", "1002", "10:30")):
         seed.add_campaign(

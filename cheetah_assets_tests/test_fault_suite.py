@@ -103,7 +103,7 @@ def make_scenario(number: int, rng: random.Random) -> Scenario:
 def _template_db(directory: Path, day: dt.date) -> Path:
     """One seeded day, copied for each scenario (seeding is not what is under test here)."""
     path = directory / "template.db"
-    engine = CustomerDatabaseResource(url=f"sqlite:///{path}").get_engine()
+    engine = CustomerDatabaseResource(url=f"sqlite:///{path}").get_engine(create=True)
     seed.seed_demo(engine, customers=90, days=0, today=day, now=dt.datetime.combine(day, dt.time(6), tzinfo=dt.timezone.utc))
     for cid, templates, at in (("F1", "1001,1003", "09:00"), ("F2", "1002", "10:00"), ("F3", "1004", "11:00")):
         seed.add_campaign(

@@ -19,7 +19,7 @@ DAY = NOW.date()
 
 @pytest.fixture
 def ledger(tmp_path):
-    engine = CustomerDatabaseResource(url=f"sqlite:///{tmp_path / 'l.db'}").get_engine()
+    engine = CustomerDatabaseResource(url=f"sqlite:///{tmp_path / 'l.db'}").get_engine(create=True)
     create_integration_tables(engine)
     clock = {"now": NOW}
     led = L.Ledger(engine, lambda: clock["now"])

@@ -149,7 +149,7 @@ def counts_of(row: dict) -> dict[str, int]:
 
 @pytest.fixture
 def engine(db_url):
-    engine = CustomerDatabaseResource(url=db_url).get_engine()
+    engine = CustomerDatabaseResource(url=db_url).get_engine(create=True)
     S.prepare_database(engine)
     return engine
 

@@ -46,7 +46,7 @@ def test_no_secret_in_logs_event_log_run_config_metadata_output_or_errors(sim, t
     sim.admin.add_account(consumerKey=KEY, consumerSecret=SECRET, clientId=CLIENT)
     day = sim.admin.now().date()
     url = f"sqlite:///{tmp_path / 'c.db'}"
-    engine = CustomerDatabaseResource(url=url).get_engine()
+    engine = CustomerDatabaseResource(url=url).get_engine(create=True)
     seed.seed_demo(engine, customers=80, days=0, today=day, now=sim.admin.now())
     seed.add_campaign(
         engine, campaign_id="S", name="S", send_date=day, send_time="12:00", time_zone="UTC",

@@ -24,7 +24,7 @@ def day(sim) -> dt.date:
 
 @pytest.fixture
 def engine(db_url):
-    return CustomerDatabaseResource(url=db_url).get_engine()
+    return CustomerDatabaseResource(url=db_url).get_engine(create=True)
 
 
 def _campaign(engine, day, campaign_id, *, templates="1001", at="12:00", tz="UTC", group="all_customers", status="SCHEDULED"):

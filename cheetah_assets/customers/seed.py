@@ -434,7 +434,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     url = args.url or default_url()
     shown = safe_url(url)
-    engine = engine_for(url)
+    engine = engine_for(url, create=True)  # the seed command creates the demo database it fills
     width = max(1, int(math.log10(max(args.customers, 1))) + 1)
 
     def report(n: int) -> None:

@@ -1,0 +1,255 @@
+"""The one normalisation of customer identifiers, in Python and in SQL.
+
+Definition (the only one; everything that compares, de-duplicates, hashes or sends an identifier
+uses it)::
+
+    normalise_identifier(s) = strip(casefold(NFKC(s)))
+
+* ``NFKC``: ``unicodedata.normalize("NFKC", s)`` (full-width letters, ligatures, no-break and
+  other compatibility spaces become their plain forms);
+* ``casefold``: Python's ``str.casefold``, Unicode *full* case folding, one code point at a time
+  (``"ß"`` -> ``"ss"``, ``"É"`` -> ``"é"``, ``"ﬁ"`` -> ``"fi"``);
+* ``strip``: removes every leading and trailing code point ``c`` for which ``c.isspace()`` is true
+  or whose general category is ``Cf`` (format: zero-width space/joiners U+200B..U+200D, word
+  joiner U+2060, byte-order mark U+FEFF, soft hyphen U+00AD, bidi marks, ...). Code points inside
+  the identifier are kept.
+
+The Unicode version is Python's (``unicodedata.unidata_version``). An identifier that normalises
+to ``""`` counts as missing.
+
+It is applied identically to suppression matching, de-duplication, the template assignment hash
+and the identifier stored in a frozen list (which is the one sent to Cheetah), inside the
+database, as the SQL function ``cheetah_norm(text)``:
+
+* **SQLite**: :func:`normalise_identifier` itself, registered as a deterministic function on every
+  connection (:func:`register_sqlite_function`, from the engine's "connect" event).
+* **PostgreSQL**: ``IMMUTABLE`` functions generated here from Python's ``unicodedata``
+  (:func:`postgres_function_sql`). ``cheetah_norm(text)`` is a SQL function the planner inlines:
+  pure-ASCII text takes the equivalent short path ``btrim(lower($1 COLLATE "C"), <ASCII
+  whitespace>)``; anything else goes to ``cheetah_norm_unicode(text)`` (PL/pgSQL):
+  ``normalize(s, NFKC)``; then the case folding as a per-code-point mapping (ASCII letters by
+  ``lower()`` under "C", the other 1:1 pairs by ``translate()``, the 1:many ones by nested
+  ``replace()``, each run only when a regular expression finds one of its code points); then
+  ``btrim`` with the exact strip set. It needs a UTF8 database. :func:`ensure_sql_function`
+  installs them when missing or different, and checks on probe strings that they agree with
+  Python before committing them.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import unicodedata
+from typing import Any, Iterable
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+#: The SQL function's name, the same on SQLite and PostgreSQL.
+SQL_FUNCTION = "cheetah_norm"
+
+#: ``str.isspace`` within ASCII (no ASCII code point is in category Cf).
+_ASCII_STRIP = "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f "
+
+#: Two-key advisory lock serialising installs of the PostgreSQL function ("CHET", "NORM").
+_PG_LOCK = (0x43484554, 0x4E4F524D)
+
+
+class IdentifierNormalisationError(RuntimeError):
+    """The database cannot normalise identifiers exactly as Python does (the message says why)."""
+
+
+@functools.cache
+def strip_chars() -> str:
+    """Every code point :func:`normalise_identifier` strips from both ends, in code point order."""
+    return "".join(
+        ch
+        for ch in map(chr, range(sys.maxunicode + 1))
+        if ch.isspace() or unicodedata.category(ch) == "Cf"
+    )
+
+
+def normalise_identifier(value: str) -> str:
+    """``strip(casefold(NFKC(value)))``: see the module docstring for the exact definition."""
+    if value.isascii():  # NFKC is the identity on ASCII, and casefold is lower()
+        return value.lower().strip(_ASCII_STRIP)
+    return unicodedata.normalize("NFKC", value).casefold().strip(strip_chars())
+
+
+def _sqlite_norm(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    return normalise_identifier(value if isinstance(value, str) else str(value))
+
+
+def register_sqlite_function(dbapi_connection: Any) -> None:
+    """Register ``cheetah_norm`` on one sqlite3 connection (idempotent)."""
+    dbapi_connection.create_function(SQL_FUNCTION, 1, _sqlite_norm, deterministic=True)
+
+
+def norm(expr: Any) -> sa.sql.ColumnElement:
+    """``cheetah_norm(expr)`` as a SQLAlchemy expression (text in, text out)."""
+    return sa.func.cheetah_norm(expr, type_=sa.Text)
+
+
+# ------------------------------------------------------------------------------------------------
+# PostgreSQL
+# ------------------------------------------------------------------------------------------------
+def _literal(text: str) -> str:
+    """``text`` as a PostgreSQL escape-string literal made of printable ASCII only."""
+    out = []
+    for ch in text:
+        code = ord(ch)
+        if ch == "'":
+            out.append("''")
+        elif ch == "\\":
+            out.append("\\\\")
+        elif 0x20 <= code < 0x7F:
+            out.append(ch)
+        elif code <= 0xFFFF:
+            out.append(f"\\u{code:04X}")
+        else:
+            out.append(f"\\U{code:08X}")
+    return "E'" + "".join(out) + "'"
+
+
+@functools.cache
+def case_fold_mapping() -> tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]]:
+    """Python's case folding as ``(one_to_one, one_to_many)`` pairs ``(code point, folded)``.
+
+    Checked here: every folded output is made of fixed points of the folding, so applying the
+    pairs once, in any order, is exactly ``str.casefold``.
+    """
+    one, many = [], []
+    for ch in map(chr, range(sys.maxunicode + 1)):
+        folded = ch.casefold()
+        if folded == ch:
+            continue
+        if folded.casefold() != folded or any(c.casefold() != c for c in folded):
+            raise IdentifierNormalisationError(
+                f"Case folding of U+{ord(ch):04X} is not idempotent; the SQL function cannot be generated."
+            )
+        (one if len(folded) == 1 else many).append((ch, folded))
+    return tuple(one), tuple(many)
+
+
+#: 1:1 foldings are applied by translate() in groups of this many code points, each only when a
+#: regular expression finds one of them in the identifier: translate() costs its from-string's
+#: length per character, and most identifiers need none of them.
+_TRANSLATE_GROUP = 96
+
+
+def _class(chars: str) -> str:
+    return _literal("[" + chars + "]")
+
+
+@functools.cache
+def postgres_function_bodies() -> dict[str, str]:
+    """The bodies (``prosrc``) of ``cheetah_norm(text)`` (SQL, inlined by the planner: the ASCII
+    short path) and of the helper ``cheetah_norm_unicode(text)`` (PL/pgSQL: the full path)."""
+    one, many = case_fold_mapping()
+    one = tuple((a, b) for a, b in one if not a.isascii())  # ASCII A-Z: lower() under "C"
+    steps = ["  s := lower(normalize(s, NFKC) COLLATE \"C\");"]
+    for start in range(0, len(one), _TRANSLATE_GROUP):
+        group = one[start : start + _TRANSLATE_GROUP]
+        src, dst = "".join(a for a, _ in group), "".join(b for _, b in group)
+        steps.append(f"  IF s ~ {_class(src)} THEN s := translate(s, {_literal(src)}, {_literal(dst)}); END IF;")
+    nested = "s"
+    for src, dst in many:
+        nested = f"replace({nested}, {_literal(src)}, {_literal(dst)})"
+    steps.append(f"  IF s ~ {_class(''.join(a for a, _ in many))} THEN s := {nested}; END IF;")
+    steps.append(f"  RETURN btrim(s, {_literal(strip_chars())});")
+    return {
+        SQL_FUNCTION: (
+            "\nSELECT CASE\n"
+            f"  WHEN octet_length($1) = length($1) THEN btrim(lower($1 COLLATE \"C\"), {_literal(_ASCII_STRIP)})\n"
+            f"  ELSE {SQL_FUNCTION}_unicode($1)\nEND\n"
+        ),
+        f"{SQL_FUNCTION}_unicode": "\nBEGIN\n" + "\n".join(steps) + "\nEND\n",
+    }
+
+
+def postgres_function_sql() -> list[str]:
+    """The ``CREATE OR REPLACE FUNCTION`` statements, generated from Python's ``unicodedata``."""
+    bodies = postgres_function_bodies()
+    helper = f"{SQL_FUNCTION}_unicode"
+    return [
+        f"CREATE OR REPLACE FUNCTION {helper}(s text) RETURNS text LANGUAGE plpgsql IMMUTABLE STRICT "
+        f"PARALLEL SAFE AS $cheetah_norm${bodies[helper]}$cheetah_norm$",
+        f"CREATE OR REPLACE FUNCTION {SQL_FUNCTION}(text) RETURNS text LANGUAGE sql IMMUTABLE "
+        f"PARALLEL SAFE AS $cheetah_norm${bodies[SQL_FUNCTION]}$cheetah_norm$",
+    ]
+
+
+def probe_strings() -> list[str]:
+    """Strings that exercise every code point the normalisation changes (for the install check)."""
+    one, many = case_fold_mapping()
+    interesting = [a for a, _ in one] + [a for a, _ in many] + list(strip_chars())
+    interesting += [
+        ch for ch in map(chr, range(0x80, 0x30000)) if unicodedata.normalize("NFKC", ch) != ch
+    ]
+    out = ["", " ", "Plain@Example.COM", " \t a@b \u00a0\u200b", "\uff21\uff22@\uff45x.com\u3000", "Stra\u00dfe@x"]
+    for start in range(0, len(interesting), 48):
+        chunk = "".join(interesting[start : start + 48])
+        out += [chunk, f"\u2003\u200b{chunk}A@b\ufeff\n"]
+    return out
+
+
+def _installed_bodies(conn: Connection) -> dict[str, str | None]:
+    stmt = sa.text("SELECT p.prosrc FROM pg_proc p WHERE p.oid = to_regprocedure(:sig)")
+    return {name: conn.execute(stmt, {"sig": f"{name}(text)"}).scalar() for name in postgres_function_bodies()}
+
+
+def _check_utf8(conn: Connection) -> None:
+    encoding = conn.execute(sa.text("SHOW server_encoding")).scalar()
+    if str(encoding).upper() not in ("UTF8", "UTF-8"):
+        raise IdentifierNormalisationError(
+            f"The customer database's server_encoding is {encoding}, but identifiers can only be "
+            "normalised in a UTF8 database; create the database with ENCODING 'UTF8'."
+        )
+
+
+def disagreements(conn: Connection, probes: Iterable[str]) -> list[tuple[str, str, str]]:
+    """``(probe, python, sql)`` for every probe on which the database's function differs."""
+    probes = list(probes)
+    stmt = sa.text(
+        f"SELECT {SQL_FUNCTION}(p) FROM unnest(CAST(:probes AS text[])) WITH ORDINALITY AS t(p, n) ORDER BY n"
+    )
+    got = conn.execute(stmt, {"probes": probes}).scalars().all()
+    return [(p, normalise_identifier(p), g) for p, g in zip(probes, got) if normalise_identifier(p) != g]
+
+
+def ensure_sql_function(engine: Engine) -> None:
+    """Make ``cheetah_norm(text)`` available to ``engine``'s database.
+
+    SQLite: nothing to do (the engine registers it on every connection). PostgreSQL: install the
+    generated function unless exactly that body is already installed, under an advisory lock (so
+    concurrent installers do not collide), checked against Python on :func:`probe_strings` in the
+    same transaction: on any difference nothing is installed and
+    :class:`IdentifierNormalisationError` says why.
+    """
+    if engine.dialect.name != "postgresql":
+        return
+    bodies = postgres_function_bodies()
+    with engine.connect() as conn:
+        if _installed_bodies(conn) == bodies:
+            return
+        conn.rollback()
+        with conn.begin():
+            _check_utf8(conn)
+            conn.execute(sa.select(sa.func.pg_advisory_xact_lock(*[sa.literal(k, sa.Integer) for k in _PG_LOCK])))
+            if _installed_bodies(conn) == bodies:
+                return
+            for statement in postgres_function_sql():
+                conn.exec_driver_sql(statement)
+            wrong = disagreements(conn, probe_strings())
+            if wrong:
+                probe, want, got = wrong[0]
+                raise IdentifierNormalisationError(
+                    f"PostgreSQL's normalize(NFKC) disagrees with Python's Unicode "
+                    f"{unicodedata.unidata_version} on {len(wrong)} probe string(s) (first: {probe!r} -> "
+                    f"{got!r}, Python {want!r}); run the integration with a Python whose Unicode "
+                    "version matches the database server's."
+                )

@@ -1,0 +1,269 @@
+"""The customer table and frozen recipient lists: reflection, keys, reading (no Dagster here).
+
+Everything works the same on SQLite and PostgreSQL. Column names that come from the Data Map
+("Map To") are checked against the *reflected* customer table and used only as SQLAlchemy column
+objects, so they are quoted by the dialect and never pasted into SQL text.
+
+Identifiers are compared, de-duplicated, hashed and stored in their one normalised form,
+:func:`.identifiers.normalise_identifier` (``strip(casefold(NFKC(s)))``), which the database
+applies as ``cheetah_norm``. The freeze itself is in :mod:`.freeze`; :mod:`.queries` gathers the
+public names.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Iterable, Iterator, Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import NoSuchTableError
+
+from .engines import CustomerDatabaseError, safe_url
+from .identifiers import normalise_identifier
+from .schema import recipient, recipient_list, send_ledger
+
+#: Ledger states that leave a recipient list open to re-derivation. Any other state of any send
+#: of the list (IMPORTING, IMPORTED, CREATED, ..., FAILED, CANCELLED) freezes it for good.
+UNLOCKED_STATES = ("PENDING", "MISSED")
+
+#: First key of the two-key PostgreSQL advisory lock taken while a list is (re)built, so the
+#: lock cannot collide with single-key advisory locks taken elsewhere ("CHET").
+PG_LOCK_NAMESPACE = 0x43484554
+
+Bind = Engine | Connection
+
+
+class CustomerSchemaError(CustomerDatabaseError):
+    """The customer database lacks a table or columns the Data Map needs (named in the message)."""
+
+    def __init__(self, message: str, *, table: str, missing: Sequence[str] = ()):
+        super().__init__(message)
+        self.table = table
+        self.missing = list(missing)
+
+
+# ------------------------------------------------------------------------------------------------
+# helpers
+# ------------------------------------------------------------------------------------------------
+@contextmanager
+def _connect(bind: Bind) -> Iterator[Connection]:
+    if isinstance(bind, Connection):
+        yield bind
+    else:
+        with bind.connect() as conn:
+            yield conn
+
+
+def _engine_of(bind: Bind) -> Engine:
+    return bind.engine if isinstance(bind, Connection) else bind
+
+
+def _utc(value: dt.datetime | None) -> dt.datetime | None:
+    """SQLite hands back naive datetimes; everything stored here is UTC."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        return value.replace(tzinfo=dt.timezone.utc)
+    return value.astimezone(dt.timezone.utc)
+
+
+def _as_text(value: Any) -> str | None:
+    """A personalisation value as the text that goes into the import file (None stays None)."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, (dt.datetime, dt.date, dt.time)):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    return str(value)
+
+
+def _unique(values: Iterable[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(values))
+
+
+def template_for(identifier: str, template_ids: Sequence[str]) -> str:
+    """The template a recipient gets: a stable hash of its normalised identifier."""
+    digest = hashlib.sha256(normalise_identifier(identifier).encode("utf-8")).hexdigest()
+    return template_ids[int(digest[:12], 16) % len(template_ids)]
+
+
+# ------------------------------------------------------------------------------------------------
+# the customer table
+# ------------------------------------------------------------------------------------------------
+def reflect_customers(engine: Bind, table_name: str = "customers") -> sa.Table:
+    """The customer table as it really is in the database (columns, types, exact names)."""
+    try:
+        with _connect(engine) as conn:
+            return sa.Table(table_name, sa.MetaData(), autoload_with=conn)
+    except NoSuchTableError as exc:
+        where = safe_url(_engine_of(engine).url)
+        raise CustomerSchemaError(
+            f"The customer database {where} has no table named {table_name!r}; set CUSTOMER_DB_URL "
+            "to the database that holds the customer data (set-up step 1).",
+            table=table_name,
+        ) from None
+
+
+def missing_columns(engine: Bind, columns: Iterable[str], table_name: str = "customers") -> list[str]:
+    """The names among ``columns`` that the table does not have (exact, case-sensitive match).
+
+    Order is kept and repeats are dropped. Raises :class:`CustomerSchemaError` if the table itself
+    does not exist.
+    """
+    present = set(reflect_customers(engine, table_name).c.keys())
+    return [c for c in _unique(columns) if c not in present]
+
+
+# ------------------------------------------------------------------------------------------------
+# frozen recipient lists
+# ------------------------------------------------------------------------------------------------
+def list_key(campaign_id: str, send_date: dt.date) -> str:
+    return f"{campaign_id}/{send_date.isoformat()}"
+
+
+@dataclass(frozen=True)
+class FreezeResult:
+    list_key: str
+    row_count: int
+    per_template: dict[str, int]
+    in_target_group: int
+    excluded_missing_identifier: int
+    excluded_suppressed: int
+    collapsed_duplicates: int
+    reused: bool
+    frozen_at: dt.datetime
+    identifier_column: str = ""
+    fields: dict[str, str] = field(default_factory=dict)
+
+
+def _locked_clause(key: str):
+    return (
+        sa.select(sa.literal(1))
+        .where(send_ledger.c.list_key == key, send_ledger.c.state.not_in(UNLOCKED_STATES))
+        .exists()
+    )
+
+
+def is_list_locked(engine: Bind, key: str) -> bool:
+    """True once any send of the list has left PENDING/MISSED: the list must never change again."""
+    with _connect(engine) as conn:
+        return bool(conn.execute(sa.select(_locked_clause(key))).scalar())
+
+
+def _per_template(conn: Connection, key: str, template_ids: Sequence[str]) -> dict[str, int]:
+    counts = dict(
+        conn.execute(
+            sa.select(recipient.c.template_id, sa.func.count())
+            .where(recipient.c.list_key == key)
+            .group_by(recipient.c.template_id)
+        ).all()
+    )
+    out = {t: int(counts.pop(t, 0)) for t in template_ids}
+    out.update({t: int(n) for t, n in sorted(counts.items())})
+    return out
+
+
+def _result_from_row(conn: Connection, row, template_ids: Sequence[str], *, reused: bool) -> FreezeResult:
+    return FreezeResult(
+        list_key=row["list_key"],
+        row_count=row["row_count"],
+        per_template=_per_template(conn, row["list_key"], template_ids),
+        in_target_group=row["in_target_group"],
+        excluded_missing_identifier=row["excluded_missing_identifier"],
+        excluded_suppressed=row["excluded_suppressed"],
+        collapsed_duplicates=row["collapsed_duplicates"],
+        reused=reused,
+        frozen_at=_utc(row["frozen_at"]),
+        identifier_column=row["identifier_column"],
+        fields=json.loads(row["fields"]),
+    )
+
+
+def get_frozen_list(engine: Bind, key: str, template_ids: Sequence[str] = ()) -> FreezeResult | None:
+    """The list as it was last frozen (``reused=True``), or None if it never was.
+
+    ``per_template`` holds every id of ``template_ids`` (0 if it got nobody) and any other
+    template the stored list uses.
+    """
+    with _connect(engine) as conn:
+        stmt = sa.select(recipient_list).where(recipient_list.c.list_key == key)
+        row = conn.execute(stmt).mappings().first()
+        return None if row is None else _result_from_row(conn, row, _unique(template_ids), reused=True)
+
+
+def lock_for_replace(conn: Connection, key: str) -> None:
+    """Serialise the transactions that replace the same rows (delete them, insert anew).
+
+    On PostgreSQL two such transactions would both delete nothing and then collide on insert;
+    a transaction-level advisory lock on ``key`` makes the second wait for the first and then
+    replace its rows. SQLite already serialises writers (the first write takes the database lock).
+    """
+    if conn.dialect.name == "postgresql":
+        conn.execute(
+            sa.select(sa.func.pg_advisory_xact_lock(sa.literal(PG_LOCK_NAMESPACE, sa.Integer), sa.func.hashtext(key)))
+        )
+
+
+# ------------------------------------------------------------------------------------------------
+# reading a frozen list
+# ------------------------------------------------------------------------------------------------
+def iter_recipient_chunks(
+    engine: Bind, list_key: str, template_id: str, chunk_size: int
+) -> Iterator[list[tuple[str, dict]]]:
+    """The recipients of one template of a list, as chunks of ``(identifier, attrs)``.
+
+    Ordered by identifier (the database's order for the column: bytewise on SQLite and under a
+    "C"/"C.UTF-8" PostgreSQL collation). Each chunk is its own short query (keyset pagination on
+    the primary key), so no transaction stays open while the caller works on a chunk. Read a list
+    only once it is frozen (its ledger row has left PENDING): then it cannot change between chunks.
+    """
+    if chunk_size < 1:
+        raise ValueError("chunk_size must be at least 1")
+    base = sa.select(recipient.c.identifier, recipient.c.attrs).where(
+        recipient.c.list_key == list_key, recipient.c.template_id == template_id
+    )
+    last: str | None = None
+    while True:
+        stmt = base if last is None else base.where(recipient.c.identifier > last)
+        with _connect(engine) as conn:
+            rows = conn.execute(stmt.order_by(recipient.c.identifier).limit(chunk_size)).all()
+        if not rows:
+            return
+        yield [(ident, json.loads(attrs)) for ident, attrs in rows]
+        if len(rows) < chunk_size:
+            return
+        last = rows[-1][0]
+
+
+def count_recipients(engine: Bind, list_key: str, template_id: str) -> int:
+    stmt = sa.select(sa.func.count()).where(
+        recipient.c.list_key == list_key, recipient.c.template_id == template_id
+    )
+    with _connect(engine) as conn:
+        return int(conn.execute(stmt).scalar_one())
+
+
+def recipient_preview(engine: Bind, list_key: str, limit: int = 10):
+    """The first ``limit`` recipients of a list (identifier, template_id, then each field)."""
+    import pandas as pd
+
+    stmt = (
+        sa.select(recipient.c.identifier, recipient.c.template_id, recipient.c.attrs)
+        .where(recipient.c.list_key == list_key)
+        .order_by(recipient.c.identifier)
+        .limit(limit)
+    )
+    with _connect(engine) as conn:
+        rows = conn.execute(stmt).all()
+    records = [{"identifier": i, "template_id": t, **json.loads(a)} for i, t, a in rows]
+    columns = list(dict.fromkeys(k for r in records for k in r)) or ["identifier", "template_id"]
+    return pd.DataFrame.from_records(records, columns=columns)

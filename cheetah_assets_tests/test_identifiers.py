@@ -1,0 +1,302 @@
+"""One normalisation of identifiers (issue 8, items 2 and 7): nobody suppressed is mailed, whatever
+the spelling, and spellings of one address collapse to one recipient, on SQLite and PostgreSQL.
+
+``normalise_identifier(s) = strip(casefold(NFKC(s)))`` (cheetah_assets.customers.identifiers); the
+database applies the same function (``cheetah_norm``) inside the freeze.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import unicodedata
+
+import dagster as dg
+import pytest
+import sqlalchemy as sa
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from cheetah_assets.customers import identifiers, schema, seed
+from cheetah_assets.customers.identifiers import normalise_identifier
+from cheetah_assets.customers.queries import freeze_recipient_list, template_for
+from cheetah_assets.customers.resource import CustomerDatabaseResource, dispose_engine, engine_for
+from cheetah_assets.customers.schema import recipient, recipient_list, suppression, target_group_members
+
+from .conftest import make_resources
+from .helpers import audit_sends, ledger_rows, run_cycle
+from .pg import fresh_postgres_database
+
+DAY = dt.date(2025, 11, 24)
+FIELDS = {"FNAME": "first_name"}
+
+#: Whitespace and invisible format characters that people's data carries around addresses.
+SURROUNDING = [" ", "\t", "\n", "\r", "\u00a0", "\u2003", "\u200b", "\u200c", "\u2060", "\ufeff", "\u3000", "\u202f"]
+
+
+def reference(value: str) -> str:
+    """The definition, spelled out the slow way (no ASCII short cut)."""
+    strip = "".join(
+        chr(c) for c in range(0x110000) if chr(c).isspace() or unicodedata.category(chr(c)) == "Cf"
+    )
+    return unicodedata.normalize("NFKC", value).casefold().strip(strip)
+
+
+# ------------------------------------------------------------------------------------------------
+# databases: one per module and backend, emptied between examples
+# ------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def engine(request, tmp_path_factory):
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('ident') / 'customers.db'}"
+        eng = engine_for(url, create=True)
+        schema.create_demo_tables(eng)
+        CustomerDatabaseResource(url=url).ensure_tables()
+        yield eng
+        dispose_engine(url)
+    else:
+        with fresh_postgres_database() as url:
+            eng = engine_for(url)
+            schema.create_demo_tables(eng)
+            CustomerDatabaseResource(url=url).ensure_tables()
+            yield eng
+
+
+def _empty(engine) -> None:
+    with engine.begin() as conn:
+        for table in (recipient, recipient_list, target_group_members, suppression, schema.customers):
+            conn.execute(sa.delete(table))
+
+
+def _load(engine, customers: list[str | None], suppressed: list[str]) -> None:
+    _empty(engine)
+    seed.add_customers(engine, [{"email": e, "first_name": f"n{i}"} for i, e in enumerate(customers)])
+    with engine.begin() as conn:
+        if suppressed:
+            conn.execute(suppression.insert(), [{"identifier": s, "reason": "unsubscribed"} for s in suppressed])
+
+
+def _freeze(engine, templates=("1001", "1003")):
+    return freeze_recipient_list(
+        engine,
+        campaign_id="C1",
+        send_date=DAY,
+        target_group="all_customers",
+        identifier_column="email",
+        fields=FIELDS,
+        template_ids=list(templates),
+    )
+
+
+def _frozen(engine) -> dict[str, str]:
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(recipient.c.identifier, recipient.c.template_id)).all()
+    out = dict(rows)
+    assert len(out) == len(rows)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# the four cases of the issue, and item 7
+# ------------------------------------------------------------------------------------------------
+ISSUE_CASES = [
+    ("supp@example.com\t", "supp@example.com"),
+    ("\u00a0supp2@example.com", "supp2@example.com"),
+    ("supp3@example.com\n", "supp3@example.com"),
+    ("ÉMILE@example.com", "émile@example.com"),
+]
+
+
+@pytest.mark.parametrize("stored, suppressed", ISSUE_CASES, ids=["tab", "nbsp", "newline", "accented-capitals"])
+def test_suppressed_customer_is_not_frozen_whatever_the_spelling(engine, stored, suppressed):
+    _load(engine, [stored, "ok@example.com"], [suppressed])
+    result = _freeze(engine)
+    assert set(_frozen(engine)) == {"ok@example.com"}
+    assert (result.row_count, result.excluded_suppressed) == (1, 1)
+
+
+def test_the_issues_four_spellings_at_once(engine):
+    _load(engine, [s for s, _ in ISSUE_CASES] + ["ok@example.com"], [s for _, s in ISSUE_CASES])
+    result = _freeze(engine)
+    assert set(_frozen(engine)) == {"ok@example.com"}
+    assert (result.row_count, result.excluded_suppressed, result.in_target_group) == (1, 4, 5)
+
+
+def test_suppression_stored_in_another_spelling_still_matches(engine):
+    _load(engine, ["emile@example.com", "straße@example.com", "ok@example.com"],
+          ["\tEMILE@EXAMPLE.COM\u200b", "STRASSE@example.com"])
+    _freeze(engine)
+    assert set(_frozen(engine)) == {"ok@example.com"}
+
+
+def test_a_tab_duplicate_collapses_to_one_recipient_stored_normalised(engine):
+    """Item 7: ``a@example.com`` and ``a@example.com\\t`` in one target group are one recipient."""
+    _load(engine, ["a@example.com", "a@example.com\t", " A@Example.com", "ＡＢ@example.com"], [])
+    result = _freeze(engine)
+    frozen = _frozen(engine)
+    assert set(frozen) == {"a@example.com", "ab@example.com"}
+    assert (result.row_count, result.collapsed_duplicates) == (2, 2)
+    assert all(template_for(i, ["1001", "1003"]) == t for i, t in frozen.items())
+
+
+def test_blank_after_normalisation_counts_as_missing(engine):
+    _load(engine, ["\u200b", "\u00a0\t", None, "ok@example.com"], [])
+    result = _freeze(engine)
+    assert set(_frozen(engine)) == {"ok@example.com"}
+    assert result.excluded_missing_identifier == 3
+
+
+# ------------------------------------------------------------------------------------------------
+# properties
+# ------------------------------------------------------------------------------------------------
+@settings(max_examples=300, deadline=None)
+@given(st.text())
+def test_python_function_is_the_definition(value):
+    assert normalise_identifier(value) == reference(value)
+
+
+_FULL_WIDTH = {chr(c): chr(c + 0xFEE0) for c in range(0x21, 0x7F)}  # NFKC maps them back
+
+
+def _spell(draw, address: str) -> str:
+    """One spelling of ``address`` that normalises to the same identifier."""
+    out = []
+    for ch in address:
+        choice = draw(st.integers(0, 3))
+        if ch == "ß":
+            out.append(draw(st.sampled_from(["ß", "ss", "SS", "ẞ", "Ss"])))
+        elif choice == 0:
+            out.append(ch.upper() if len(ch.upper()) == 1 else ch)
+        elif choice == 1 and ch in _FULL_WIDTH:
+            out.append(_FULL_WIDTH[ch].upper() if ch.isalpha() and draw(st.booleans()) else _FULL_WIDTH[ch])
+        else:
+            out.append(ch)
+    before = draw(st.lists(st.sampled_from(SURROUNDING), max_size=3))
+    after = draw(st.lists(st.sampled_from(SURROUNDING), max_size=3))
+    return "".join(before) + "".join(out) + "".join(after)
+
+
+LOCALS = st.sampled_from(["ann", "bob", "émile", "straße", "zoë", "ole.ørn", "jo+tag", "x_y", "ĳssel"])
+DOMAINS = st.sampled_from(["example.com", "exämple.org", "mail.example"])
+
+
+@st.composite
+def populations(draw):
+    """Addresses, some suppressed (in some spelling), each stored as 1-3 customers in random
+    spellings."""
+    addresses = draw(st.lists(st.tuples(LOCALS, DOMAINS).map("@".join), min_size=1, max_size=8, unique=True))
+    addresses = list(dict.fromkeys(addresses, None))
+    suppressed = draw(st.lists(st.sampled_from(addresses), max_size=len(addresses), unique=True))
+    customers = [_spell(draw, a) for a in addresses for _ in range(draw(st.integers(1, 3)))]
+    customers = draw(st.permutations(customers))
+    return addresses, [_spell(draw, s) for s in suppressed], customers
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(populations())
+def test_freeze_never_keeps_a_suppressed_spelling_and_collapses_the_others(engine, population):
+    addresses, suppressed, customers = population
+    keyed = {normalise_identifier(a) for a in addresses}
+    assume(len(keyed) == len(addresses))  # distinct addresses stay distinct (e.g. not "ss" vs "ß")
+    _load(engine, customers, suppressed)
+    result = _freeze(engine)
+    frozen = _frozen(engine)
+    blocked = {normalise_identifier(s) for s in suppressed}
+    assert set(frozen) == keyed - blocked  # each kept address exactly once, in its normalised form
+    assert not set(frozen) & blocked
+    assert result.row_count == len(frozen)
+    assert result.excluded_suppressed == sum(normalise_identifier(c) in blocked for c in customers)
+    assert result.in_target_group == len(customers) == (
+        result.row_count + result.excluded_missing_identifier + result.excluded_suppressed + result.collapsed_duplicates
+    )
+    assert all(template_for(i, ["1001", "1003"]) == t for i, t in frozen.items())
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.text(), min_size=1, max_size=20))
+def test_sql_function_equals_python(engine, values):
+    identifiers.ensure_sql_function(engine)
+    values = [v.replace("\x00", "") for v in values]  # PostgreSQL text cannot hold NUL
+    stmt = sa.select(identifiers.norm(sa.bindparam("v", type_=sa.Text)))
+    with engine.connect() as conn:
+        got = [conn.execute(stmt, {"v": v}).scalar_one() for v in values]
+    assert got == [normalise_identifier(v) for v in values]
+
+
+def test_sql_function_equals_python_on_every_probe(engine):
+    identifiers.ensure_sql_function(engine)
+    with engine.connect() as conn:
+        if engine.dialect.name == "postgresql":
+            assert identifiers.disagreements(conn, identifiers.probe_strings()) == []
+        else:
+            for p in identifiers.probe_strings():
+                assert conn.execute(sa.select(identifiers.norm(sa.literal(p)))).scalar_one() == normalise_identifier(p)
+        assert conn.execute(sa.select(identifiers.norm(sa.null()))).scalar() is None
+
+
+# ------------------------------------------------------------------------------------------------
+# the PostgreSQL function
+# ------------------------------------------------------------------------------------------------
+@pytest.mark.postgres
+def test_postgres_function_is_installed_once_replaced_when_different_and_inlined():
+    with fresh_postgres_database() as url:
+        eng = engine_for(url)
+        identifiers.ensure_sql_function(eng)
+        with eng.begin() as conn:  # someone's older definition
+            conn.exec_driver_sql("CREATE OR REPLACE FUNCTION cheetah_norm(text) RETURNS text LANGUAGE sql IMMUTABLE AS 'SELECT lower($1)'")
+        identifiers.ensure_sql_function(eng)
+        with eng.connect() as conn:
+            assert conn.execute(sa.text("SELECT cheetah_norm(:v)"), {"v": "\u00a0ÉMILE@x\t"}).scalar() == "émile@x"
+            plan = "\n".join(conn.execute(sa.text("EXPLAIN VERBOSE SELECT cheetah_norm(v) FROM (VALUES ('A')) t(v)")).scalars())
+        assert "'a'::text" in plan  # inlined and folded: no function call per row on ASCII
+
+
+@pytest.mark.postgres
+def test_a_database_that_is_not_utf8_is_refused_with_a_clear_message():
+    from .pg import postgres_url_or_skip
+
+    server = postgres_url_or_skip()
+    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+    name = "cheetah_test_latin1_ident"
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}")
+        conn.exec_driver_sql(f"CREATE DATABASE {name} ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0")
+    url = sa.make_url(server).set(database=name).render_as_string(hide_password=False)
+    try:
+        with pytest.raises(identifiers.IdentifierNormalisationError, match="server_encoding is LATIN1.*UTF8"):
+            identifiers.ensure_sql_function(engine_for(url))
+    finally:
+        dispose_engine(url)
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.dispose()
+
+
+# ------------------------------------------------------------------------------------------------
+# end to end (item 7): the campaign goes out, each address once, nobody suppressed
+# ------------------------------------------------------------------------------------------------
+def test_spelling_duplicates_and_suppressed_spellings_end_to_end(sim, db_url):
+    day = sim.admin.now().date()
+    eng = CustomerDatabaseResource(url=db_url).get_engine(create=True)
+    seed.seed_demo(eng, customers=20, days=0, today=day, now=sim.admin.now())
+    seed.add_customers(eng, [{"email": e, "first_name": "Dup"} for e in (
+        "a@example.com", "a@example.com\t", "\u00a0A@Example.com", "ÉMILE@example.com",
+        "supp@example.com\t", "\u00a0supp2@example.com", "supp3@example.com\n", "b@example.com",
+    )])
+    for s in ("supp@example.com", "supp2@example.com", "supp3@example.com", "émile@example.com"):
+        seed.add_suppression(eng, s)
+    seed.add_campaign(eng, campaign_id="DUP", name="Duplicates", send_date=day, send_time="12:00",
+                      time_zone="UTC", template_ids="1002", target_group="all_customers")
+    with dg.instance_for_test() as instance:
+        result = run_cycle(make_resources(sim, db_url), day, instance)
+    assert result.success
+    assert [r["state"] for r in ledger_rows(eng)] == ["APPROVED"], ledger_rows(eng)
+    sim.admin.advance(dt.timedelta(days=1))
+    sent = sim.admin.sent()
+    assert audit_sends(eng, sent).ok
+    (campaign,) = sent["campaigns"]
+    got = [r["identifier"] for r in campaign["recipients"]]
+    normalised = [normalise_identifier(i) for i in got]
+    assert len(normalised) == len(set(normalised))  # each address exactly once
+    assert normalised.count("a@example.com") == 1 and "b@example.com" in normalised
+    assert not {"supp@example.com", "supp2@example.com", "supp3@example.com", "émile@example.com"} & set(normalised)
+    assert got == normalised  # what is sent is the normalised identifier
