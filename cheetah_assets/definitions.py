@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from .automation.alert_sensors import ALERT_SENSORS
 from .automation.jobs import cancel_campaign_job, daily_campaign_cycle_job, template_catalog_job
 from .automation.metric_sensors import METRIC_SENSORS
 from .automation.schedules import SCHEDULES
@@ -17,6 +18,6 @@ defs = dg.Definitions(
     asset_checks=[*SEND_CHECKS, *METRIC_CHECKS],
     jobs=[daily_campaign_cycle_job, template_catalog_job, cancel_campaign_job, *METRIC_JOBS],
     schedules=SCHEDULES,
-    sensors=[*SEND_SENSORS, *METRIC_SENSORS],
+    sensors=[*SEND_SENSORS, *METRIC_SENSORS, *ALERT_SENSORS],
     resources=build_resources(),
 )

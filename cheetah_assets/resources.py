@@ -18,6 +18,7 @@ CHEETAH_CLIENT_ID          Client Identifier
 CUSTOMER_DB_URL            SQLAlchemy URL of the customer database
 CHEETAH_TEST_ADDRESS       optional: the address the send-path set-up check imports (never mailed)
 CHEETAH_DEMO               1 selects the demo (simulator on loopback, demo database); unset otherwise
+CHEETAH_ALERT_*            optional alert channels: see ``automation/alerts.py``
 =========================  ==================================================================
 """
 
@@ -25,10 +26,11 @@ from __future__ import annotations
 
 from typing import Mapping
 
+from .automation.alerts import AlertsResource
 from .clock import ClockResource
 from .configuration import mode_resources
 
 
 def build_resources(env: Mapping[str, str] | None = None) -> dict:
     """The resources for ``env`` (default: the process environment). No side effects."""
-    return {**mode_resources(env), "clock": ClockResource()}
+    return {**mode_resources(env), "clock": ClockResource(), "alerts": AlertsResource.from_env(env)}

@@ -192,7 +192,7 @@ def setting_label(name: str) -> str:
     return f"{label} ({name}, env {env})" if env else f"{label} ({name})"
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback_host(host: str) -> bool:
     host = host.strip("[]").lower()
     if host == "localhost":
         return True
@@ -221,7 +221,7 @@ def _normalise_endpoint(raw: str, *, require_https: bool = False) -> str:
             f"{label} must use https:// in a deployment (plain http:// is only for the simulator, which "
             f"CHEETAH_DEMO=1 selects with its own demo credentials), got {text!r}."
         )
-    if scheme == "http" and not _is_loopback(url.host):
+    if scheme == "http" and not is_loopback_host(url.host):
         raise InsecureEndpoint(
             f"{label} must use https:// (plain http:// is accepted only for this machine's "
             f"loopback address, e.g. the simulator), got {text!r}."

@@ -1,0 +1,214 @@
+"""Alerts over a real SMTP server and a real HTTP webhook, both local, started by the tests."""
+
+from __future__ import annotations
+
+import datetime as dt
+import http.server
+import json
+import threading
+
+import dagster as dg
+import pytest
+import sqlalchemy as sa
+from aiosmtpd.controller import Controller
+
+from cheetah_assets.automation.alert_sensors import (
+    SNAPSHOT_GRACE,
+    alert_on_run_failure,
+    missed_send_alert_sensor,
+    overdue_snapshot_alert_sensor,
+)
+from cheetah_assets.automation.alerts import Alert, AlertDeliveryError, AlertsResource
+from cheetah_assets.clock import ClockResource
+from cheetah_assets.customers.resource import CustomerDatabaseResource
+from cheetah_assets.customers.schema import send_ledger
+from cheetah_assets.metrics.assets import campaigns_partitions, snapshot_partition_key
+
+
+class _Inbox:
+    def __init__(self):
+        self.messages = []
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's hook name
+        self.messages.append((envelope.rcpt_tos, envelope.content.decode("utf-8", "replace")))
+        return "250 OK"
+
+
+@pytest.fixture
+def smtp():
+    import socket
+
+    with socket.socket() as probe:  # aiosmtpd checks readiness by connecting: it needs a real port
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    inbox = _Inbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield port, inbox.messages
+    finally:
+        controller.stop()
+
+
+class _Hook(http.server.BaseHTTPRequestHandler):
+    posts: list = []
+    status = 200
+
+    def do_POST(self):  # noqa: N802
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        type(self).posts.append(json.loads(body))
+        self.send_response(type(self).status)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def webhook():
+    _Hook.posts, _Hook.status = [], 200
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/hook", _Hook
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _alerts(smtp_port=None, hook=None, **extra) -> AlertsResource:
+    fields = {}
+    if smtp_port:
+        fields.update(smtp_host="127.0.0.1", smtp_port=str(smtp_port), smtp_starttls="0",
+                      email_to="ops@example.com, oncall@example.com", email_from="dagster@example.com")
+    if hook:
+        fields["webhook_url"] = hook
+    return AlertsResource(**fields, **extra)
+
+
+def test_an_alert_goes_by_email_and_webhook(smtp, webhook):
+    port, inbox = smtp
+    url, hook = webhook
+    channels = _alerts(port, url).notify(Alert("missed_send", "2 sends MISSED", "- A\n- B", {"sends": "A, B"}))
+    assert channels == ["webhook", "email"]
+    (rcpts, content), = inbox
+    assert sorted(rcpts) == ["oncall@example.com", "ops@example.com"]
+    assert "Subject: [cheetah_assets] 2 sends MISSED" in content and "- A" in content
+    (post,) = hook.posts
+    assert post["kind"] == "missed_send" and post["title"] == "2 sends MISSED" and "- B" in post["text"]
+
+
+def test_alerts_are_off_unless_configured():
+    assert not AlertsResource().enabled
+    assert not AlertsResource(smtp_host="127.0.0.1").enabled  # no recipient
+    assert AlertsResource.from_env({}).channels == []
+
+
+def test_a_failed_delivery_says_which_channel(webhook):
+    url, hook = webhook
+    hook.status = 500
+    with pytest.raises(AlertDeliveryError, match="webhook: HTTPError"):
+        _alerts(hook=url).notify(Alert("run_failure", "t", "x"))
+
+
+@pytest.mark.parametrize("url", ["http://alerts.example.com/hook", "ftp://127.0.0.1/x"])
+def test_a_webhook_is_https_except_on_loopback(url):
+    with pytest.raises(AlertDeliveryError, match="https://"):
+        AlertsResource(webhook_url=url).notify(Alert("run_failure", "t", "x"))
+
+
+def test_plain_smtp_is_refused_off_loopback():
+    alerts = AlertsResource(smtp_host="smtp.example.com", smtp_starttls="0", email_to="a@example.com")
+    with pytest.raises(AlertDeliveryError, match="loopback"):
+        alerts.notify(Alert("run_failure", "t", "x"))
+
+
+def test_the_smtp_password_is_read_through_envvar_only():
+    env = {"CHEETAH_ALERT_SMTP_HOST": "smtp.example.com", "CHEETAH_ALERT_SMTP_PASSWORD": "pw-3f9",
+           "CHEETAH_ALERT_EMAIL_TO": "a@example.com"}
+    resource = AlertsResource.from_env(env)
+    assert "pw-3f9" not in repr(resource.__dict__)
+
+
+def test_a_failed_run_is_alerted(webhook, smtp):
+    url, hook = webhook
+    port, inbox = smtp
+
+    @dg.asset
+    def breaks():
+        raise dg.Failure(description="Cheetah Messaging refused the credentials.")
+
+    with dg.instance_for_test() as instance:
+        result = dg.materialize([breaks], instance=instance, raise_on_error=False)
+        assert not result.success
+        failure = next(e for e in result.all_events if e.event_type_value == "PIPELINE_FAILURE")
+        ctx = dg.build_run_status_sensor_context(
+            sensor_name="alert_on_run_failure", dagster_instance=instance, dagster_run=result.dagster_run,
+            dagster_event=failure, resources={"alerts": _alerts(port, url)},
+        ).for_run_failure()
+        alert_on_run_failure(ctx)
+    (post,) = hook.posts
+    assert post["kind"] == "run_failure" and "failed" in post["title"]
+    assert "refused the credentials" in post["text"]
+    assert post["details"]["run_id"] == result.run_id
+    assert len(inbox) == 1
+
+
+def _ledger_row(engine, key, state, send_at, updated_at, error=None):
+    with engine.begin() as conn:
+        conn.execute(send_ledger.insert().values(
+            send_key=key, campaign_id=key.split("/")[0], template_id="1001", send_date=send_at.date(),
+            list_key=f"{key.split('/')[0]}/{send_at.date()}", cheetah_name=f"OPT-{key.split('/')[0]}-1001-x",
+            state=state, send_at=send_at, error=error, created_at=updated_at, updated_at=updated_at,
+        ))
+
+
+@pytest.fixture
+def ledger_db(tmp_path):
+    resource = CustomerDatabaseResource(url=f"sqlite:///{tmp_path / 'c.db'}")
+    resource.get_engine(create=True)
+    resource.ensure_tables()
+    return resource
+
+
+def test_each_missed_send_is_alerted_once(ledger_db, webhook):
+    url, hook = webhook
+    engine = ledger_db.get_engine()
+    t0 = dt.datetime(2026, 11, 23, 9, tzinfo=dt.timezone.utc)
+    _ledger_row(engine, "A/1001/2026-11-23", "MISSED", t0, t0, "send time passed before it became known")
+    _ledger_row(engine, "B/1001/2026-11-23", "APPROVED", t0, t0)
+    resources = {"customer_db": ledger_db, "alerts": _alerts(hook=url)}
+    with dg.instance_for_test() as instance:
+        ctx = dg.build_sensor_context(instance=instance, resources=resources)
+        missed_send_alert_sensor(ctx)
+        assert [p["kind"] for p in hook.posts] == ["missed_send"]
+        assert "A/1001/2026-11-23" in hook.posts[0]["text"] and "B/" not in hook.posts[0]["text"]
+        ctx = dg.build_sensor_context(instance=instance, resources=resources, cursor=ctx.cursor)
+        missed_send_alert_sensor(ctx)
+        assert len(hook.posts) == 1  # not again
+        _ledger_row(engine, "C/1001/2026-11-23", "MISSED", t0, t0 + dt.timedelta(minutes=5))
+        ctx = dg.build_sensor_context(instance=instance, resources=resources, cursor=ctx.cursor)
+        missed_send_alert_sensor(ctx)
+    assert len(hook.posts) == 2 and "C/1001" in hook.posts[1]["text"] and "A/1001" not in hook.posts[1]["text"]
+
+
+def test_an_overdue_snapshot_is_alerted_once_and_a_taken_one_never(ledger_db, webhook):
+    url, hook = webhook
+    engine = ledger_db.get_engine()
+    send_at = dt.datetime(2026, 11, 20, 9, tzinfo=dt.timezone.utc)
+    _ledger_row(engine, "A/1001/2026-11-20", "APPROVED", send_at, send_at)
+    name = "OPT-A-1001-x"
+    now = send_at + 2 * dt.timedelta(days=1) + SNAPSHOT_GRACE + dt.timedelta(minutes=1)  # day_1, day_2 overdue
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(campaigns_partitions.name, [name])
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization("campaign_metric_snapshots", partition=str(snapshot_partition_key(name, 1)))
+        )
+        resources = {"customer_db": ledger_db, "alerts": _alerts(hook=url), "clock": ClockResource(fixed_now=now.isoformat())}
+        ctx = dg.build_sensor_context(instance=instance, resources=resources)
+        overdue_snapshot_alert_sensor(ctx)
+        (post,) = hook.posts
+        assert f"{name}|day_2" in post["text"] and "day_1" not in post["text"] and "day_3" not in post["text"]
+        ctx = dg.build_sensor_context(instance=instance, resources=resources, cursor=ctx.cursor)
+        overdue_snapshot_alert_sensor(ctx)
+        assert len(hook.posts) == 1
