@@ -789,3 +789,32 @@ def test_a_missing_customers_table_reads_as_one_sentence(tmp_path):
         assert err.value.__cause__ is None and err.value.__suppress_context__
     finally:
         dispose_engine(url)
+
+
+def test_a_missing_customers_table_fails_the_day_with_one_sentence(sim, tmp_path):
+    """The blocking set-up check says what is wrong; no step dies with a CustomerSchemaError."""
+    import dagster as dg
+
+    from .conftest import make_resources
+    from .helpers import failure_texts, run_cycle
+
+    day = sim.admin.now().date()
+    url = f"sqlite:///{tmp_path / 'nocustomers.db'}"
+    eng = CustomerDatabaseResource(url=url).get_engine(create=True)
+    try:
+        seed_demo(eng, customers=5, days=0, today=day, now=sim.admin.now())
+        add_campaign(eng, campaign_id="NC", send_date=day, send_time="11:00", template_ids="1002")
+        with eng.begin() as conn:
+            conn.execute(sa.text("DROP TABLE customers"))
+        with dg.instance_for_test() as instance:
+            result = run_cycle(make_resources(sim, url), day, instance)
+        checks = {e.asset_check_key.name: e for e in result.get_asset_check_evaluations()}
+        expected = (
+            f"The customer database {url} has no table named 'customers'; set CUSTOMER_DB_URL to the "
+            "database that holds the customer data (set-up step 1)."
+        )
+        assert checks["account_setup"].passed is False
+        assert checks["account_setup"].description == expected
+        assert not any("CustomerSchemaError" in t or "Traceback" in t for t in failure_texts(result)), failure_texts(result)
+    finally:
+        dispose_engine(url)

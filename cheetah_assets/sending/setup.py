@@ -78,8 +78,8 @@ def check_customer_database(
     ident = data_map.identifier
     try:
         columns = set(queries.reflect_customers(engine).columns.keys())
-    except sa.exc.NoSuchTableError:
-        return [Finding("identifier_column", False, "The customer database has no customers table.")]
+    except queries.CustomerSchemaError as exc:  # no customers table: the sentence names the database
+        return [Finding("identifier_column", False, str(exc))]
     findings = []
     if ident.map_to in columns:
         findings.append(Finding("identifier_column", True, f"customers.{ident.map_to} holds the identifier {ident.name}"))
