@@ -28,6 +28,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    inspect,
 )
 
 metadata = MetaData()
@@ -163,10 +164,18 @@ send_ledger = Table(
     Column("state", String(16), nullable=False),
     Column("send_at", DateTime(timezone=True)),
     Column("rows_in_list", Integer),
-    Column("list_id", Integer),
+    # Cheetah ids are opaque (a number or a string): stored as contract.id_to_db writes them.
+    Column("list_id", String(64)),
     Column("rows_accepted", Integer),
     Column("rows_rejected", Integer),
-    Column("camp_id", Integer, index=True),
+    Column("camp_id", String(64), index=True),
+    # The account the send went to (set when it first touches Cheetah): the client's endpoint
+    # and Cust_ID. A send recorded against another account is never counted as done.
+    Column("endpoint", String(500)),
+    Column("cust_id", String(64)),
+    # What happened to the row beyond its current state (e.g. the other account it went to
+    # before it was re-based), one line per event; ``error`` says only why it stopped last.
+    Column("history", Text),
     Column("claimed_by", String(100)),
     Column("claim_expires_at", DateTime(timezone=True)),
     Column("error", Text),
@@ -239,9 +248,35 @@ INTEGRATION_TABLES = (
     campaign_analysis,
 )
 
+class OutdatedTableError(ValueError):
+    """A table of this integration was made by an older version and lacks what this one needs."""
+
+
+#: Columns of cheetah_send_ledger added or changed (to text) after its first version.
+_LEDGER_UPGRADES = ("list_id", "camp_id", "endpoint", "cust_id", "history")
+
+
+def check_send_ledger(engine) -> None:
+    """Fail with :class:`OutdatedTableError` naming the fix if the ledger table is an older one."""
+    columns = {c["name"]: c["type"] for c in inspect(engine).get_columns(send_ledger.name)}
+    missing = [n for n in _LEDGER_UPGRADES if n not in columns]
+    numeric = [n for n in ("list_id", "camp_id") if n in columns and not isinstance(columns[n], String)]
+    if missing or numeric:
+        problems = ([f"it lacks the columns {', '.join(missing)}"] if missing else []) + (
+            [f"{', '.join(numeric)} should be text (Cheetah ids may be strings)"] if numeric else []
+        )
+        raise OutdatedTableError(
+            f"The table {send_ledger.name} was made by an older version of this integration: "
+            f"{'; '.join(problems)}. Upgrade it before running: add endpoint VARCHAR(500), "
+            "cust_id VARCHAR(64) and history TEXT, and make list_id and camp_id VARCHAR(64) (existing numbers stay valid)."
+        )
+
+
 def create_integration_tables(engine) -> None:
-    """Create this integration's own tables if missing; never touches the customer's tables."""
+    """Create this integration's own tables if missing (never touches the customer's tables),
+    and refuse a send ledger made by an older version (:class:`OutdatedTableError`)."""
     metadata.create_all(engine, tables=list(INTEGRATION_TABLES))
+    check_send_ledger(engine)
 
 
 def create_demo_tables(engine) -> None:

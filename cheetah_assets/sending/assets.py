@@ -215,12 +215,13 @@ def scheduled_campaigns(
     try:
         with cheetah.get_client(logger=context.log) as client:
             data_map = client.get_data_map()
+            account = L.account_of(client.settings)
     except CheetahError as exc:
         raise _fail(exc) from None
     columns = set(queries.reflect_customers(engine).columns.keys())
     rows = P.plan_day(
         engine, day, catalog=catalog, data_map=data_map, customer_columns=columns, now=clock.now(),
-        send_late=config.send_late,
+        send_late=config.send_late, account=account,
     )
     counts = {s: sum(r.status == s for r in rows) for s in (P.READY, P.SENT, P.MISSED, P.INVALID, P.CANCELLED)}
     for r in rows:

@@ -37,6 +37,11 @@ class CancelOutcome:
 def cancel_row(sender: Sender, row: L.LedgerRow) -> L.LedgerRow:
     """Delete the Cheetah campaign of a claimed ledger row (if any) and mark it CANCELLED."""
     client = sender.client
+    if L.other_account(row, sender.account):
+        raise CancelError(
+            f"Send {row.send_key} went to another account ({row.account.describe() if row.account else '?'}), "
+            f"not this one ({sender.account.describe()}); delete campaign {row.cheetah_name} there."
+        )
     campaign = client.get_campaign(row.camp_id) if row.camp_id else client.find_campaign(row.cheetah_name)
     if campaign is not None and campaign.status == "SENT":
         raise CancelError(

@@ -9,8 +9,14 @@ The ledger is what makes sends exactly-once. Three rules, each enforced here:
 2. **One sender at a time.** A run must *claim* a row before calling Cheetah for it. The claim is
    a compare-and-set ``UPDATE`` (atomic on SQLite and PostgreSQL alike) with a lease; a claim
    whose run is no longer alive, or whose lease has run out, can be taken over.
-3. **Advance after the fact.** The state moves forward only after the Cheetah call it stands for
-   has succeeded, and every step first re-reads Cheetah, so repeating a step is harmless.
+   A step that works for long renews its lease (:meth:`Ledger.renew`); a run that finds its
+   claim taken over stops that send (:class:`LostClaim`, a :class:`SendError`).
+3. **Advance after the fact.** The state moves forward only after Cheetah reads back the state
+   it stands for, and every step first re-reads Cheetah, so repeating a step is harmless.
+4. **One account per send.** Each row records the endpoint and Cust_ID it went to when it first
+   touches Cheetah. A row recorded against another account is never counted as done for the
+   current one (:func:`done_for_account`): it is re-based to PENDING (:meth:`Ledger.rebase`),
+   and never resumed with the other account's list or campaign ids.
 """
 
 from __future__ import annotations
@@ -18,13 +24,17 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
+from ..cheetah import contract
 from ..customers.schema import import_rejection, send_ledger
+from .errors import LostClaim
+
+__all__ = ["LostClaim"]  # re-exported: callers catch ``L.LostClaim``
 
 # States, in order along the happy path.
 PENDING, IMPORTING, IMPORTED, CREATED, LAUNCHED, APPROVED = (
@@ -41,7 +51,11 @@ TERMINAL = frozenset({APPROVED, MISSED, EMPTY, CANCELLED})
 #: States in which something may exist in Cheetah Messaging for the row.
 TOUCHED_CHEETAH = frozenset({IMPORTING, IMPORTED, CREATED, LAUNCHED, APPROVED})
 
+#: How long a claim holds without renewal: longer than any single Cheetah call (with its
+#: transport retries). A step that works longer (an import being polled) renews it.
 DEFAULT_LEASE = dt.timedelta(minutes=10)
+#: How often a working step renews its claim (by the run's clock).
+RENEW_EVERY = dt.timedelta(minutes=1)
 
 _NAME_SAFE = re.compile(r"[^A-Za-z0-9_-]+")
 
@@ -71,17 +85,51 @@ class LedgerRow:
     state: str
     send_at: dt.datetime | None
     rows_in_list: int | None
-    list_id: int | None
+    list_id: int | str | None
     rows_accepted: int | None
     rows_rejected: int | None
-    camp_id: int | None
+    camp_id: int | str | None
     claimed_by: str | None
     claim_expires_at: dt.datetime | None
     error: str | None
+    endpoint: str | None = None
+    cust_id: str | None = None
+    history: str | None = None
 
     @property
     def terminal(self) -> bool:
         return self.state in TERMINAL
+
+    @property
+    def account(self) -> "Account | None":
+        """The account the send went to; None until it first touched Cheetah."""
+        return Account(self.endpoint, self.cust_id) if self.endpoint is not None else None
+
+
+class Account(NamedTuple):
+    """Where a send goes: the API endpoint and the Cust_ID (``str`` of the configured value)."""
+
+    endpoint: str
+    cust_id: str
+
+    def describe(self) -> str:
+        return f"Cust_ID {self.cust_id} at {self.endpoint}"
+
+
+def account_of(settings) -> Account:
+    """The account of a client's settings (``CheetahSettings``: ``endpoint`` and ``cust_id``)."""
+    return Account(str(settings.endpoint), str(settings.cust_id))
+
+
+def other_account(row: LedgerRow, account: Account | None) -> bool:
+    """Whether the row was recorded against an account other than ``account``."""
+    return account is not None and row.account is not None and row.account != account
+
+
+def done_for_account(row: LedgerRow, account: Account | None) -> bool:
+    """Whether nothing more is to be sent for the row in ``account``: it is terminal, and it
+    either never touched Cheetah (no account recorded) or touched this very account."""
+    return row.terminal and not other_account(row, account)
 
 
 def _utc(value: dt.datetime | None) -> dt.datetime | None:
@@ -91,11 +139,22 @@ def _utc(value: dt.datetime | None) -> dt.datetime | None:
     return value.replace(tzinfo=dt.timezone.utc) if value.tzinfo is None else value.astimezone(dt.timezone.utc)
 
 
+_ID_COLUMNS = ("list_id", "camp_id")
+
+
 def _row(mapping) -> LedgerRow:
     fields = {k: mapping[k] for k in LedgerRow.__dataclass_fields__}
     fields["send_at"] = _utc(fields["send_at"])
     fields["claim_expires_at"] = _utc(fields["claim_expires_at"])
+    for name in _ID_COLUMNS:
+        if fields[name] is not None:
+            fields[name] = contract.id_from_db(fields[name])
     return LedgerRow(**fields)
+
+
+def _stored(values: dict) -> dict:
+    """``values`` with Cheetah ids as the text the ledger stores them as."""
+    return {k: (contract.id_to_db(v) if k in _ID_COLUMNS and v is not None else v) for k, v in values.items()}
 
 
 class Ledger:
@@ -213,13 +272,44 @@ class Ledger:
             result = conn.execute(
                 send_ledger.update()
                 .where(send_ledger.c.send_key == key, send_ledger.c.claimed_by == owner)
-                .values(state=state, updated_at=now, claim_expires_at=now + lease, **values)
+                .values(state=state, updated_at=now, claim_expires_at=now + lease, **_stored(values))
             )
         if result.rowcount != 1:
-            raise LostClaim(f"The claim on send {key} was taken over by another run; this run stops touching it.")
+            raise _lost(key)
         row = self.get(key)
         assert row is not None
         return row
+
+    def renew(self, key: str, owner: str, lease: dt.timedelta = DEFAULT_LEASE) -> None:
+        """Extend ``owner``'s claim by ``lease`` from now; :class:`LostClaim` if it no longer holds it."""
+        now = self.now()
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                send_ledger.update()
+                .where(send_ledger.c.send_key == key, send_ledger.c.claimed_by == owner)
+                .values(claim_expires_at=now + lease)
+            )
+        if result.rowcount != 1:
+            raise _lost(key)
+
+    def rebase(self, key: str, owner: str, account: Account) -> LedgerRow:
+        """Start the row afresh (PENDING) for ``account``: it was recorded against another one.
+
+        The other account's facts (its state, list and campaign ids) are kept in ``history`` (and
+        in ``error`` until the next step succeeds); its ids are cleared, so they are never used against ``account``."""
+        row = self.get(key)
+        assert row is not None and row.account is not None
+        facts = (
+            f"{self.now():%Y-%m-%d %H:%M} UTC: sent to another account before ({row.account.describe()}): "
+            f"it reached {row.state}"
+            f"{f' with list {row.list_id}' if row.list_id is not None else ''}"
+            f"{f' and campaign {row.camp_id}' if row.camp_id is not None else ''}"
+            f"{f' ({row.error})' if row.error else ''}; started afresh for {account.describe()}."
+        )
+        return self.advance(
+            key, owner, PENDING, list_id=None, camp_id=None, rows_accepted=None, rows_rejected=None,
+            endpoint=None, cust_id=None, error=facts, history="\n".join(filter(None, [row.history, facts])),
+        )
 
     def note_error(self, key: str, owner: str, error: str | None) -> None:
         with self.engine.begin() as conn:
@@ -251,5 +341,8 @@ class Ledger:
             ]
 
 
-class LostClaim(RuntimeError):
-    """Another run took over a send this run was working on."""
+def _lost(key: str) -> LostClaim:
+    return LostClaim(
+        f"The claim on send {key} was taken over by another run, so this run stopped working on it; "
+        "nothing was sent twice. Re-execute once the other run has finished if the send is not done."
+    )

@@ -82,9 +82,12 @@ def plan_day(
     customer_columns: set[str],
     now: dt.datetime,
     send_late: bool = False,
+    account: L.Account | None = None,
 ) -> list[PlanRow]:
     """Validate the day's schedule and store the plan (replacing the day's previous plan)."""
-    sent = {r.send_key: r for r in L.Ledger(engine, lambda: now).for_day(send_date)}
+    # A send recorded against another account (``account``: the client's) is not done here.
+    recorded = L.Ledger(engine, lambda: now).for_day(send_date)
+    sent = {r.send_key: r for r in recorded if not L.other_account(r, account)}
     by_name = data_map.by_name()
     rows: list[PlanRow] = []
     for c in queries.load_schedule(engine, send_date):

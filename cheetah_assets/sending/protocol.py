@@ -1,47 +1,53 @@
 """The send protocol: one ledger row from PENDING to APPROVED, exactly once.
 
-Each step re-reads Cheetah Messaging before it acts, and the ledger advances only after the
-step's call succeeded. So whatever stopped the previous attempt (a lost reply, a 5xx, a crash
-of the run, a concurrent run), repeating the step either finds the work done or does it once:
+Each step re-reads Cheetah Messaging before it acts, and the ledger advances only after Cheetah
+reads back the state the step stands for. So whatever stopped the previous attempt (a lost
+reply, a 5xx, a reply that claimed success for a request that was not applied, a crash of the
+run, a concurrent run), repeating the step either finds the work done or does it once:
 
 =========  =================================================  =================================
 state      step                                               how a repeat is harmless
 =========  =================================================  =================================
-PENDING    claim; note IMPORTING (locks the frozen list)       nothing sent to Cheetah yet
+PENDING    claim; note IMPORTING and the account (endpoint,    nothing sent to Cheetah yet
+           Cust_ID) it goes to (locks the frozen list)
 IMPORTING  import every recipient into the list named after    rows are keyed by identifier:
            the send, poll until each row is accepted or        importing again replaces them
            rejected with its reason
 IMPORTED   create the campaign from the template, list and     the name is unique in the folder:
-           execution time                                      a repeat finds it by name
-CREATED    LAUNCH (after checking the list's size)             status re-read first
-LAUNCHED   APPROVE                                             status re-read first
+           execution time; read it back                        a repeat finds it by name, and
+                                                               adopts it only if provably ours
+CREATED    LAUNCH (after checking the list's size); read it    status re-read first
+           back until Cheetah shows it launched
+LAUNCHED   APPROVE; read it back until Cheetah shows it        status re-read first
+           approved
 APPROVED   terminal: Cheetah sends at the start time           nothing more to do
 =========  =================================================  =================================
+
+A campaign with our name that we cannot prove we created (``adoption.py``) is never adopted,
+launched, approved or deleted: that one send stops, and says so. The claim is renewed while a
+step works; a send whose claim was taken over stops cleanly (``LostClaim``). A row recorded
+against another account is started afresh for the current one (``Ledger.rebase``).
 
 Nothing here imports Dagster; the ``campaign_sends`` asset is a thin wrapper.
 """
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import io
-import json
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator
+from typing import Callable
 
 import sqlalchemy as sa
 
 from ..cheetah import contract
 from ..cheetah.client import CheetahClient
+from ..cheetah.contract import Campaign, ObjId
 from ..cheetah.errors import (
     AlreadyLaunched,
     BadRequest,
     CheetahError,
-    ImportFailed,
-    ImportTooLarge,
     NameAlreadyExists,
     RateLimited,
     ServerError,
@@ -49,21 +55,24 @@ from ..cheetah.errors import (
     TransportError,
 )
 from ..customers import queries
-from ..customers.schema import campaign_schedule, recipient_list
+from ..customers.schema import campaign_schedule
 from . import ledger as L
+from .adoption import check_ours, foreign
+from .errors import ClaimedElsewhere, ListSizeMismatch, LostClaim, NotConfirmed, SendError
+from .importing import ListImporter
+from .importing import csv_bytes as _csv
+from .importing import files as _files
+
+__all__ = ["Sender", "SendError", "SendOutcome", "ClaimedElsewhere", "_csv", "_files"]
 
 #: Errors after which repeating the step (which re-reads Cheetah first) may succeed.
 TRANSIENT = (TransportError, ServerError, RateLimited)
+#: What the protocol repeats within a run: transient errors, and requests not yet read back.
+RETRIED = (*TRANSIENT, NotConfirmed)
+LAUNCHED_OR_LATER = frozenset({"LAUNCHED", "APPROVED", "SENT"})
+APPROVED_OR_LATER = frozenset({"APPROVED", "SENT"})
 
 log = logging.getLogger(__name__)
-
-
-class SendError(RuntimeError):
-    """A send could not be completed; the message says why and what the operator can do."""
-
-
-class ClaimedElsewhere(SendError):
-    pass
 
 
 @dataclass
@@ -71,7 +80,7 @@ class SendOutcome:
     send_key: str
     cheetah_name: str
     state: str
-    camp_id: int | None = None
+    camp_id: ObjId | None = None
     rows_in_list: int | None = None
     rows_accepted: int | None = None
     rows_rejected: int | None = None
@@ -124,27 +133,47 @@ class Sender:
     max_bytes_per_file: int = contract.MAX_IMPORT_BYTES
     step_attempts: int = 4
     step_backoff_seconds: float = 1.0
+    #: reads of a campaign after LAUNCH or APPROVE before the step counts as not applied.
+    confirm_reads: int = 3
     claim_wait_seconds: float = 30.0
     claim_poll_seconds: float = 0.5
 
     def __post_init__(self):
         self.ledger = L.Ledger(self.engine, self.now)
+        self.account = L.account_of(self.client.settings)
         self._identifier: str | None = None
+        self._renewed_at: dt.datetime | None = None
 
     # ------------------------------------------------------------------------------------------
     def send(self, key: str) -> SendOutcome:
-        """Take one ledger row as far as it goes: APPROVED, or a terminal state with a reason."""
+        """Take one ledger row as far as it goes: APPROVED, or a terminal state with a reason.
+
+        Raises :class:`SendError` (or a ``CheetahError``) when the send stops short; its text is
+        kept in the ledger's ``error`` too."""
         row = self.ledger.get(key)
         if row is None:
             raise KeyError(key)
-        if row.terminal:
+        if L.done_for_account(row, self.account):
             return _outcome(row, "already done")
         row = self._claim(row)
+        if L.done_for_account(row, self.account) and row.claimed_by != self.owner:
+            return _outcome(row, "already done")  # another run finished it while we waited
         steps: list[str] = []
         try:
+            if L.other_account(row, self.account):
+                self.logger.warning(
+                    "%s was sent to another account (%s); starting it afresh for %s",
+                    key, row.account.describe() if row.account else "?", self.account.describe(),
+                )
+                row = self.ledger.rebase(key, self.owner, self.account)
+                steps.append("re-based")
             while not row.terminal:
                 row = self._with_retries(row, steps)
             return _outcome(row, steps=steps)
+        except (SendError, CheetahError) as exc:
+            if not isinstance(exc, (LostClaim, ClaimedElsewhere)):
+                self.ledger.note_error(key, self.owner, str(exc))
+            raise
         finally:
             self.ledger.release(key, self.owner)
 
@@ -153,9 +182,10 @@ class Sender:
         while True:
             claimed = self.ledger.claim(row.send_key, self.owner, owner_alive=self.owner_alive)
             if claimed is not None:
+                self._renewed_at = self.now()
                 return claimed
             current = self.ledger.get(row.send_key)
-            if current is not None and current.terminal:
+            if current is not None and L.done_for_account(current, self.account):
                 return current  # the other run finished it while we waited
             if time.monotonic() >= deadline:
                 raise ClaimedElsewhere(
@@ -164,13 +194,22 @@ class Sender:
                 )
             time.sleep(self.claim_poll_seconds)
 
+    def _renew(self, row: L.LedgerRow) -> None:
+        """Keep the claim while a step works (at most once per ``RENEW_EVERY`` of the run's clock)."""
+        now = self.now()
+        if self._renewed_at is None or now - self._renewed_at >= L.RENEW_EVERY:
+            self.ledger.renew(row.send_key, self.owner)
+            self._renewed_at = now
+
     def _with_retries(self, row: L.LedgerRow, steps: list[str]) -> L.LedgerRow:
         for attempt in range(1, self.step_attempts + 1):
             try:
                 return self._step(row, steps)
-            except TRANSIENT as exc:
+            except RETRIED as exc:
                 self.ledger.note_error(row.send_key, self.owner, str(exc))
                 if attempt == self.step_attempts:
+                    if isinstance(exc, SendError):
+                        raise
                     raise SendError(
                         f"Send {row.send_key} stopped at {row.state} after {attempt} attempts: {exc} "
                         "Nothing was sent twice; re-execute the run to resume from this step."
@@ -184,6 +223,7 @@ class Sender:
         raise AssertionError("unreachable")
 
     def _call(self, row: L.LedgerRow, step: str) -> None:
+        self._renew(row)
         if self.on_step is not None:
             self.on_step(row.send_key, step)
 
@@ -209,13 +249,18 @@ class Sender:
                     error=f"The send time {row.send_at:%Y-%m-%d %H:%M} UTC passed before the campaign was prepared.",
                 )
             steps.append("importing")
-            return self.ledger.advance(key, self.owner, L.IMPORTING, rows_in_list=count, error=None)
+            return self.ledger.advance(
+                key, self.owner, L.IMPORTING, rows_in_list=count, error=None,
+                endpoint=self.account.endpoint, cust_id=self.account.cust_id,
+            )
 
         if row.state == L.IMPORTING:
             existing = self._find(row)
-            if existing is not None:  # a previous attempt got further than the ledger knows
-                steps.append("adopted")
-                return self.ledger.advance(key, self.owner, L.CREATED, camp_id=existing.camp_id)
+            if existing is not None:
+                # We create a campaign only after IMPORTED is recorded: one now is not ours.
+                raise foreign(
+                    row, existing, "it existed before our list was imported, and we create ours only after that"
+                )
             list_id, accepted, rejected = self._import(row)
             self.ledger.record_rejections(key, rejected)
             if accepted == 0:
@@ -242,29 +287,42 @@ class Sender:
 
         if row.state == L.CREATED:
             self._call(row, "launch")
-            campaign = self.client.get_campaign(row.camp_id)
-            if campaign.status == "CANCELLED":
-                return self.ledger.advance(key, self.owner, L.CANCELLED, error="Deleted in Cheetah Messaging.")
+            campaign = self._read(row)
             if campaign.status == "DRAFT":
                 self._check_list_size(row, campaign.recipient_count)
                 try:
                     self.client.launch_campaign(row.camp_id)
                 except AlreadyLaunched:
-                    pass  # our previous attempt's reply was lost
+                    self.logger.info("%s: recovered: LAUNCH had been applied already", row.cheetah_name)
+                campaign = self._confirm(row, "LAUNCH", LAUNCHED_OR_LATER)
+            if campaign.status == "CANCELLED":
+                return self.ledger.advance(key, self.owner, L.CANCELLED, error="Deleted in Cheetah Messaging.")
             steps.append("launched")
-            return self.ledger.advance(key, self.owner, L.LAUNCHED)
+            return self.ledger.advance(key, self.owner, L.LAUNCHED, error=None)
 
         if row.state == L.LAUNCHED:
             self._call(row, "approve")
-            campaign = self.client.get_campaign(row.camp_id)
-            if campaign.status == "CANCELLED":
-                return self.ledger.advance(key, self.owner, L.CANCELLED, error="Deleted in Cheetah Messaging.")
+            campaign = self._read(row)
+            if campaign.status == "DRAFT":
+                if "relaunch" in steps:
+                    raise NotConfirmed(
+                        f"Campaign {row.cheetah_name} (Cheetah id {row.camp_id}) keeps going back to DRAFT after "
+                        "its LAUNCH was read back; it was not approved. Re-execute the run to try again."
+                    )
+                steps.append("relaunch")  # the ledger said more than Cheetah shows: launch it again
+                return self.ledger.advance(
+                    key, self.owner, L.CREATED,
+                    error="The ledger said LAUNCHED, but Cheetah shows the campaign DRAFT; launching it again.",
+                )
             if campaign.status == "LAUNCHED":
                 try:
                     self.client.approve_campaign(row.camp_id)
                 except BadRequest:
-                    if self.client.get_campaign(row.camp_id).status not in ("APPROVED", "SENT"):
+                    if self._read(row).status not in APPROVED_OR_LATER:
                         raise
+                campaign = self._confirm(row, "APPROVE", APPROVED_OR_LATER)
+            if campaign.status == "CANCELLED":
+                return self.ledger.advance(key, self.owner, L.CANCELLED, error="Deleted in Cheetah Messaging.")
             steps.append("approved")
             return self.ledger.advance(key, self.owner, L.APPROVED, error=None)
 
@@ -278,17 +336,46 @@ class Sender:
             ).scalar()
         return status == "CANCELLED"
 
-    def _find(self, row: L.LedgerRow):
+    def _find(self, row: L.LedgerRow) -> Campaign | None:
         self._call(row, "find")
         return self.client.find_campaign(row.cheetah_name)
 
-    def _create(self, row: L.LedgerRow) -> int:
+    def _ours(self, row: L.LedgerRow, campaign: Campaign) -> Campaign:
+        s = self.client.settings
+        return check_ours(campaign, row, cust_id=s.cust_id, folder_id=s.folder_id)
+
+    def _read(self, row: L.LedgerRow) -> Campaign:
+        """The send's campaign, read by id; a reply naming another campaign stops the send."""
+        campaign = self.client.get_campaign(row.camp_id)
+        if not contract.same_id(campaign.camp_id, row.camp_id) or campaign.name != row.cheetah_name:
+            raise SendError(
+                f"Send {row.send_key} stopped: reading campaign {row.camp_id} returned campaign {campaign.camp_id} "
+                f"named {campaign.name!r}, not {row.cheetah_name}; nothing was launched or approved. "
+                "Re-executing alone will not help: check both campaigns in Cheetah Messaging."
+            )
+        return campaign
+
+    def _confirm(self, row: L.LedgerRow, action: str, wanted: frozenset[str]) -> Campaign:
+        """Read the campaign back until it shows ``action`` applied (or it was deleted)."""
+        for attempt in range(self.confirm_reads):
+            if attempt:
+                time.sleep(self.step_backoff_seconds * 2 ** (attempt - 1))
+            campaign = self._read(row)
+            if campaign.status in wanted or campaign.status == "CANCELLED":
+                return campaign
+        raise NotConfirmed(
+            f"Cheetah Messaging acknowledged {action} of campaign {row.cheetah_name} (Cheetah id {row.camp_id}), "
+            f"but {self.confirm_reads} reads later it still shows {campaign.status}; the send stays at {row.state}. "
+            "Re-execute the run to resume it."
+        )
+
+    def _create(self, row: L.LedgerRow) -> ObjId:
         existing = self._find(row)
         if existing is not None:
-            return existing.camp_id
+            return self._ours(row, existing).camp_id
         self._call(row, "create")
         try:
-            return self.client.create_campaign(
+            camp_id = self.client.create_campaign(
                 name=row.cheetah_name, template_obj_id=row.template_id, list_id=row.list_id, start_time=row.send_at
             )
         except NameAlreadyExists:
@@ -296,125 +383,59 @@ class Sender:
             if found is None:
                 raise SendError(
                     f"Cheetah says the campaign name {row.cheetah_name} is taken, but no campaign of that name "
-                    "can be read back; check the Optimove folder in Cheetah Messaging."
+                    "can be read back; check the Optimove folder in Cheetah Messaging, then re-execute."
                 ) from None
-            return found.camp_id
+            return self._recovered(row, self._ours(row, found), "the name was taken already")
         except TRANSIENT:
             # The request may have been applied before the reply was lost: look before retrying.
             found = self._find(row)
             if found is not None:
-                return found.camp_id
+                return self._recovered(row, self._ours(row, found), "the reply to create was lost")
             raise
+        return self._created(row, camp_id)
+
+    def _created(self, row: L.LedgerRow, camp_id: ObjId) -> ObjId:
+        """``camp_id`` if reading it back shows the campaign we just created; otherwise ours found
+        by name, or an error. A reply naming another campaign is never adopted."""
+        campaign = self.client.get_campaign(camp_id)
+        if contract.same_id(campaign.camp_id, camp_id) and campaign.name == row.cheetah_name:
+            return self._ours(row, campaign).camp_id
+        found = self._find(row)
+        if found is not None and not contract.same_id(found.camp_id, camp_id):
+            return self._recovered(row, self._ours(row, found), f"the create reply named campaign {camp_id}")
+        raise SendError(
+            f"Send {row.send_key} stopped: Cheetah answered the create of {row.cheetah_name} with campaign {camp_id}, "
+            f"which reads back as {campaign.camp_id} named {campaign.name!r}; it was not adopted. "
+            "Re-execute the run to look the campaign up again."
+        )
+
+    def _recovered(self, row: L.LedgerRow, campaign: Campaign, why: str) -> ObjId:
+        self.logger.info(
+            "%s: recovered: %s; found campaign %s by name, checked that it is ours, and took it over",
+            row.cheetah_name, why, campaign.camp_id,
+        )
+        return campaign.camp_id
 
     def _check_list_size(self, row: L.LedgerRow, recipient_count: int) -> None:
-        if row.rows_accepted is not None and recipient_count != row.rows_accepted:
-            raise SendError(
+        if row.rows_accepted is None:
+            raise ListSizeMismatch(
+                f"Campaign {row.cheetah_name} was not launched: the number of recipients Cheetah accepted into "
+                "its list is not recorded, so its size cannot be checked. Re-executing alone will not help: "
+                "check the campaign and its list in Cheetah Messaging."
+            )
+        if recipient_count != row.rows_accepted:
+            raise ListSizeMismatch(
                 f"Campaign {row.cheetah_name} would go to {recipient_count} recipients but {row.rows_accepted} "
-                "were imported; it was not launched. Check the list in Cheetah Messaging."
+                "were accepted at import; it was not launched. Re-executing alone will not help: check its list "
+                f"{row.list_id} in Cheetah Messaging (something else changed it)."
             )
 
-    def _import(self, row: L.LedgerRow) -> tuple[int, int, list[tuple[str, str]]]:
-        fields = _list_fields(self.engine, row.list_key, self._identifier_name())
-        header = [fields.identifier_name, *fields.names]
-        list_id: int | None = None
-        accepted = 0
-        rejected: list[tuple[str, str]] = []
-        done = 0
-        for batch in _files(self._recipients(row), header, self.max_rows_per_file, self.max_bytes_per_file):
-            lid, acc, rej = self._import_file(row, header, batch)
-            if list_id is not None and lid != list_id:
-                raise ImportFailed(
-                    f"Cheetah put the parts of {row.cheetah_name}'s list into different lists ({list_id}, {lid})."
-                )
-            list_id, accepted, done = lid, accepted + acc, done + len(batch)
-            rejected.extend(rej)
-            self.logger.info(
-                "%s: imported %d of %d recipients (%d rejected so far)",
-                row.cheetah_name, done, row.rows_in_list or done, len(rejected),
-            )
-        if done != (row.rows_in_list or 0):
-            raise SendError(
-                f"The frozen list of {row.send_key} yielded {done} rows but holds {row.rows_in_list}; nothing was "
-                "created. Re-materialize the recipient list."
-            )
-        assert list_id is not None
-        return list_id, accepted, rejected
-
-    def _identifier_name(self) -> str:
+    def _import(self, row: L.LedgerRow) -> tuple[ObjId, int, list[tuple[str, str]]]:
         if self._identifier is None:
             self._identifier = self.client.get_data_map().identifier.name
-        return self._identifier
-
-    def _recipients(self, row: L.LedgerRow) -> Iterator[tuple[str, dict]]:
-        for chunk in queries.iter_recipient_chunks(self.engine, row.list_key, row.template_id, self.chunk_size):
-            yield from chunk
-
-    def _import_file(self, row, header, batch) -> tuple[int, int, list[tuple[str, str]]]:
-        data = _csv(header, batch)
-        self._call(row, "import")
-        try:
-            import_id = self.client.start_import(
-                list_name=row.cheetah_name, csv_bytes=data, file_name=f"{row.cheetah_name}.csv"
-            )
-        except ImportTooLarge:
-            if len(batch) <= 1:
-                raise
-            half = len(batch) // 2
-            self.logger.info("%s: a file of %d rows was too large; splitting it", row.cheetah_name, len(batch))
-            a = self._import_file(row, header, batch[:half])
-            b = self._import_file(row, header, batch[half:])
-            return b[0], a[1] + b[1], a[2] + b[2]
-        status = self.client.wait_for_import(import_id)
-        rejected = []
-        for r in status.rejected:
-            if not 1 <= r.row <= len(batch):
-                raise ImportFailed(f"Import {import_id} rejected row {r.row}, but the file had {len(batch)} rows.")
-            rejected.append((batch[r.row - 1][0], r.reason))
-        if status.rows_accepted + len(rejected) != len(batch):
-            raise ImportFailed(
-                f"Import {import_id} accounted for {status.rows_accepted} accepted and {len(rejected)} rejected rows "
-                f"of {len(batch)}; the campaign was not created."
-            )
-        if status.list_id is None:
-            raise ImportFailed(f"Import {import_id} completed without naming its list.")
-        return status.list_id, status.rows_accepted, rejected
-
-
-@dataclass(frozen=True)
-class ListFields:
-    identifier_name: str
-    names: tuple[str, ...]
-
-
-def _list_fields(engine: sa.Engine, list_key: str, identifier_name: str) -> ListFields:
-    """The CSV header of a frozen list: the Data Map identifier field, then the list's fields."""
-    with engine.connect() as conn:
-        raw = conn.execute(sa.select(recipient_list.c.fields).where(recipient_list.c.list_key == list_key)).scalar()
-    if raw is None:
-        raise SendError(f"No frozen recipient list {list_key}: materialize recipient_lists for that day first.")
-    return ListFields(identifier_name=identifier_name, names=tuple(json.loads(raw)))
-
-
-def _files(rows: Iterable[tuple[str, dict]], header, max_rows: int, max_bytes: int) -> Iterator[list]:
-    """Group streamed recipients into files within the import limits (rows and bytes)."""
-    batch: list = []
-    size = len(",".join(header)) + 2
-    for ident, attrs in rows:
-        rec = (ident, [attrs.get(n) for n in header[1:]])
-        est = len(ident) + sum(len(str(v)) + 3 for v in rec[1]) + 4
-        if batch and (len(batch) >= max_rows or size + est > max_bytes * 0.95):
-            yield batch
-            batch, size = [], len(",".join(header)) + 2
-        batch.append(rec)
-        size += est
-    if batch:
-        yield batch
-
-
-def _csv(header: list[str], batch: list) -> bytes:
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\r\n")
-    writer.writerow(header)
-    for ident, values in batch:
-        writer.writerow([ident, *["" if v is None else v for v in values]])
-    return buf.getvalue().encode("utf-8")
+        return ListImporter(
+            client=self.client, engine=self.engine, logger=self.logger, identifier_name=self._identifier,
+            before_call=lambda step: self._call(row, step), on_poll=lambda: self._renew(row),
+            chunk_size=self.chunk_size, max_rows_per_file=self.max_rows_per_file,
+            max_bytes_per_file=self.max_bytes_per_file,
+        ).run(row)

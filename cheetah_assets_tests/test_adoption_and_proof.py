@@ -1,0 +1,379 @@
+"""Fail closed in the send protocol (issue 8, items 1, 3, 4, 9 and the ledger's error text).
+
+* We never adopt, launch or approve a campaign we did not create (item 3).
+* A ledger state is recorded only after Cheetah reads it back (item 4).
+* A slow step keeps its claim; losing a claim ends that one send cleanly (item 9).
+* A send recorded against another endpoint or account is never counted as done (item 1).
+* Every failure's text stays in the ledger (item 10).
+
+Each test runs against the simulator over real HTTP, as test_exactly_once.py does.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+
+import dagster as dg
+import pytest
+import sqlalchemy as sa
+
+from cheetah_assets.cheetah.client import CheetahClient
+from cheetah_assets.customers import seed
+from cheetah_assets.customers.resource import CustomerDatabaseResource
+from cheetah_assets.customers.schema import OutdatedTableError, send_ledger
+from cheetah_assets.sending import ledger as L
+from cheetah_assets.sending import plan as P
+from cheetah_assets.sending.assets import SEND_ASSETS
+from cheetah_assets.sending.protocol import Sender, SendError
+
+from .conftest import cheetah_resource, make_resources
+from .helpers import audit_sends, failure_texts, ledger_rows, run_cycle
+
+API = "/services2/api"
+UTC = dt.timezone.utc
+
+
+@pytest.fixture
+def day(sim) -> dt.date:
+    return sim.admin.now().date()
+
+
+@pytest.fixture
+def engine(db_url, sim, day):
+    engine = CustomerDatabaseResource(url=db_url).get_engine(create=True)
+    seed.seed_demo(engine, customers=60, days=0, today=day, now=sim.admin.now())
+    for cid, templates, at in (("A", "1001,1003", "09:00"), ("B", "1002", "10:30")):
+        seed.add_campaign(
+            engine, campaign_id=cid, name=f"Campaign {cid}", send_date=day, send_time=at, time_zone="UTC",
+            template_ids=templates, target_group="all_customers",
+        )
+    return engine
+
+
+def _rows(engine) -> dict[str, dict]:
+    return {r["send_key"]: r for r in ledger_rows(engine)}
+
+
+def _key(cid: str, template: str, day: dt.date) -> str:
+    return L.send_key(cid, template, day)
+
+
+def _until_done(resources, day, instance, attempts=4):
+    for _ in range(attempts):
+        if run_cycle(resources, day, instance).success:
+            return
+    raise AssertionError(f"the day did not complete in {attempts} runs")
+
+
+def _assert_exactly_once(sim, engine, sends=3):
+    rows = ledger_rows(engine)
+    assert [r["state"] for r in rows] == ["APPROVED"] * sends, [(r["send_key"], r["state"], r["error"]) for r in rows]
+    sim.admin.advance(dt.timedelta(days=1))
+    audit = audit_sends(engine, sim.admin.sent())
+    assert audit.ok, audit
+    assert audit.campaigns_checked == sends
+
+
+def _foreign_campaign(sim, name: str, *, start: dt.datetime, template: str = "1004",
+                      identifiers=("stranger@example.com",)):
+    """Another system in the same account makes a campaign: its own list, template and time."""
+    with cheetah_resource(sim).get_client() as client:
+        data = ("EMAIL_ADDR\r\n" + "".join(f"{i}\r\n" for i in identifiers)).encode()
+        import_id = client.start_import(list_name=f"someone-else-{name}", csv_bytes=data, file_name="theirs.csv")
+        status = client.wait_for_import(import_id)
+        return client.create_campaign(name=name, template_obj_id=template, list_id=status.list_id, start_time=start)
+
+
+def _campaign(sim, camp_id):
+    with cheetah_resource(sim).get_client() as client:
+        return client.get_campaign(camp_id)
+
+
+def _status_by_name(sim, name: str, **overrides) -> str | None:
+    with cheetah_resource(sim, **overrides).get_client() as client:
+        found = client.find_campaign(name)
+    return found.status if found is not None else None
+
+
+def _sent_to(sim) -> set[str]:
+    return {r["identifier"] for c in sim.admin.sent()["campaigns"] for r in c["recipients"]}
+
+
+# ------------------------------------------------------------------------------------------------
+# item 3: never adopt a foreign campaign
+# ------------------------------------------------------------------------------------------------
+def test_a_foreign_campaign_with_our_name_is_left_untouched(sim, db_url, engine, day):
+    """Regression: it used to be adopted, launched and approved (a stranger got its template at
+    23:00, our recipients were never imported, the ledger said APPROVED)."""
+    name = L.cheetah_name("A", "1001", day)
+    foreign = _foreign_campaign(sim, name, start=dt.datetime.combine(day, dt.time(23, 0), tzinfo=UTC))
+    with dg.instance_for_test() as instance:
+        for _ in range(2):  # a re-execution cannot fix it, and does not touch the campaign either
+            result = run_cycle(make_resources(sim, db_url), day, instance)
+            assert not result.success
+            text = " ".join(failure_texts(result))
+            assert "a campaign we did not create has our name" in text, text
+            assert "rename or delete it in Cheetah Messaging" in text, text
+    rows = _rows(engine)
+    ours = rows[_key("A", "1001", day)]
+    assert ours["state"] in (L.IMPORTING,), ours
+    assert ours["camp_id"] is None and "we did not create" in (ours["error"] or "")
+    # The other sends of the run went on.
+    assert rows[_key("A", "1003", day)]["state"] == rows[_key("B", "1002", day)]["state"] == L.APPROVED
+    assert _campaign(sim, foreign).status == "DRAFT"  # never launched, approved or deleted
+    sim.admin.advance(dt.timedelta(days=1))
+    assert "stranger@example.com" not in _sent_to(sim)
+    assert name not in {c["name"] for c in sim.admin.sent()["campaigns"]}
+    audit = audit_sends(engine, sim.admin.sent())
+    assert audit.ok and audit.campaigns_checked == 2, audit
+
+
+def test_a_foreign_campaign_that_takes_our_name_during_the_import_is_not_adopted(sim, db_url, engine, day, monkeypatch):
+    """Regression: at create, "the name is taken" made us adopt whatever had the name."""
+    name = L.cheetah_name("B", "1002", day)
+    original = CheetahClient.wait_for_import
+    made: list = []
+    calls = {"n": 0}
+
+    def racing(self, import_id, **kwargs):
+        status = original(self, import_id, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == 3:  # while B/1002, the third send, imports its list
+            made.append(_foreign_campaign(sim, name, start=dt.datetime.combine(day, dt.time(23, 0), tzinfo=UTC)))
+        return status
+
+    monkeypatch.setattr(CheetahClient, "wait_for_import", racing)
+    with dg.instance_for_test() as instance:
+        result = run_cycle(make_resources(sim, db_url), day, instance)
+    assert not result.success
+    rows = _rows(engine)
+    ours = rows[_key("B", "1002", day)]
+    assert ours["state"] == L.IMPORTED and ours["camp_id"] is None, ours
+    assert "we did not create" in ours["error"], ours
+    assert rows[_key("A", "1001", day)]["state"] == rows[_key("A", "1003", day)]["state"] == L.APPROVED
+    assert _campaign(sim, made[0]).status == "DRAFT"
+
+
+def test_a_create_reply_naming_another_campaign_is_not_adopted(sim, db_url, engine, day):
+    """Regression: a create reply's campId was recorded as ours whatever campaign it named."""
+    other = _foreign_campaign(sim, "SOMEONE-ELSES-CAMPAIGN", start=dt.datetime.combine(day, dt.time(23, 0), tzinfo=UTC))
+    # Our create is applied, but the reply names the other campaign.
+    sim.admin.add_fault(method="POST", path=f"{API}/EmailCampaign", kind="malformed", status=200,
+                        body=json.dumps({"campId": other}), times=1)
+    with dg.instance_for_test() as instance:
+        _until_done(make_resources(sim, db_url), day, instance)
+    assert all(str(r["camp_id"]) != str(other) for r in ledger_rows(engine))
+    assert _campaign(sim, other).status == "DRAFT"
+    _assert_exactly_once(sim, engine)
+
+
+def test_never_launched_while_the_accepted_count_is_unknown(sim, db_url, engine, day):
+    """Regression: with rows_accepted None the list-size check was skipped and the campaign launched."""
+    with dg.instance_for_test() as instance:
+        dg.materialize(SEND_ASSETS[:3], partition_key=day.isoformat(), resources=make_resources(sim, db_url),
+                       instance=instance)
+    plan = [r for r in P.load_plan(engine, day) if r.status == P.READY]
+    row = plan[0]
+    now = sim.admin.now()
+    with cheetah_resource(sim).get_client() as client:
+        sender = Sender(client=client, engine=engine, owner="run-1", now=lambda: now, step_backoff_seconds=0.01)
+        sender.ledger.ensure(campaign_id=row.campaign_id, template_id=row.template_id, send_date=day,
+                             list_key=row.list_key, send_at=row.send_at)
+
+        class Stop(Exception):
+            pass
+
+        def stop_at_launch(_key, step):
+            if step == "launch":
+                raise Stop
+
+        sender.on_step = stop_at_launch
+        with pytest.raises(Stop):
+            sender.send(row.send_key)
+        with engine.begin() as conn:  # as an old run (or a hand edit) would have left it
+            conn.execute(send_ledger.update().where(send_ledger.c.send_key == row.send_key).values(rows_accepted=None))
+        sender.on_step = None
+        with pytest.raises(SendError, match="accepted"):
+            sender.send(row.send_key)
+    got = sender.ledger.get(row.send_key)
+    assert got is not None and got.state == L.CREATED and "accepted" in (got.error or "")
+    assert _campaign(sim, got.camp_id).status == "DRAFT"
+
+
+# ------------------------------------------------------------------------------------------------
+# item 4: a state is recorded only after Cheetah confirms it
+# ------------------------------------------------------------------------------------------------
+def test_launch_acknowledged_but_not_applied_is_never_recorded(sim, db_url, engine, day):
+    """Regression: a 200 to LAUNCH that was not applied left the ledger APPROVED; nothing went out."""
+    # Every PUT (LAUNCH, APPROVE) is answered 200 and not applied.
+    sim.admin.add_fault(method="PUT", path=f"{API}/EmailCampaign", kind="unapplied", times=None)
+    with dg.instance_for_test() as instance:
+        result = run_cycle(make_resources(sim, db_url), day, instance)
+        assert not result.success
+        rows = ledger_rows(engine)
+        assert {r["state"] for r in rows} == {L.CREATED}, [(r["send_key"], r["state"]) for r in rows]
+        assert all("LAUNCH" in (r["error"] or "") and "DRAFT" in r["error"] for r in rows), [r["error"] for r in rows]
+        assert {_campaign(sim, json.loads(r["camp_id"])).status for r in rows} == {"DRAFT"}
+        sim.admin.clear_faults()
+        _until_done(make_resources(sim, db_url), day, instance)  # a re-execution resumes them
+    _assert_exactly_once(sim, engine)
+
+
+def test_approve_acknowledged_but_not_applied_is_never_recorded(sim, db_url, engine, day):
+    """Regression: a 200 to APPROVE that was not applied was recorded as APPROVED."""
+    # The first PUT (A/1001's LAUNCH) is applied; every later one is answered 200, not applied.
+    sim.admin.add_fault(method="PUT", path=f"{API}/EmailCampaign", kind="unapplied", times=None, after=1)
+    with dg.instance_for_test() as instance:
+        result = run_cycle(make_resources(sim, db_url), day, instance)
+        assert not result.success
+        rows = _rows(engine)
+        first = rows[_key("A", "1001", day)]
+        assert first["state"] == L.LAUNCHED, first
+        assert "APPROVE" in first["error"] and "LAUNCHED" in first["error"], first["error"]
+        assert _campaign(sim, json.loads(first["camp_id"])).status == "LAUNCHED"
+        assert not any(r["state"] == L.APPROVED for r in rows.values())
+        sim.admin.clear_faults()
+        _until_done(make_resources(sim, db_url), day, instance)
+    _assert_exactly_once(sim, engine)
+
+
+# ------------------------------------------------------------------------------------------------
+# item 9: leases
+# ------------------------------------------------------------------------------------------------
+def test_a_slow_import_keeps_its_claim(sim, db_url, engine, day, monkeypatch):
+    """Regression: an import slower than the lease let a second run take the send over, and the
+    first then crashed with LostClaim (a RuntimeError that escaped the step)."""
+    with dg.instance_for_test() as instance:
+        dg.materialize(SEND_ASSETS[:3], partition_key=day.isoformat(), resources=make_resources(sim, db_url),
+                       instance=instance)
+    row = next(r for r in P.load_plan(engine, day) if r.status == P.READY)
+    clock = [sim.admin.now()]
+    ledger = L.Ledger(engine, lambda: clock[0])
+    ledger.ensure(campaign_id=row.campaign_id, template_id=row.template_id, send_date=day, list_key=row.list_key,
+                  send_at=row.send_at)
+    second_run: list = []
+    original = CheetahClient.get_import
+
+    def slow(self, import_id):
+        clock[0] += dt.timedelta(minutes=7)  # each poll of the import takes seven minutes
+        second_run.append(ledger.claim(row.send_key, "run-2"))
+        return original(self, import_id)
+
+    monkeypatch.setattr(CheetahClient, "get_import", slow)
+    with cheetah_resource(sim).get_client() as client:
+        sender = Sender(client=client, engine=engine, owner="run-1", now=lambda: clock[0], step_backoff_seconds=0.01)
+        outcome = sender.send(row.send_key)
+    assert len(second_run) >= 2 and clock[0] - sim.admin.now() > L.DEFAULT_LEASE
+    assert second_run == [None] * len(second_run)  # the claim was renewed while the import ran
+    assert outcome.state == L.APPROVED
+    assert _status_by_name(sim, outcome.cheetah_name) == "APPROVED"
+
+
+def test_a_claim_lost_mid_send_ends_that_send_cleanly(sim, db_url, engine, day, monkeypatch):
+    """Regression: LostClaim escaped the step's error handling: the step crashed and the other
+    sends of the run were never attempted."""
+    original = CheetahClient.wait_for_import
+    stolen: list[str] = []
+
+    def taken_over(self, import_id, **kwargs):
+        if not stolen:
+            with engine.begin() as conn:  # another run takes the send over meanwhile
+                key = conn.execute(sa.select(send_ledger.c.send_key).where(send_ledger.c.state == L.IMPORTING)).scalar()
+                conn.execute(send_ledger.update().where(send_ledger.c.send_key == key).values(
+                    claimed_by="other-run", claim_expires_at=dt.datetime(2999, 1, 1, tzinfo=UTC)))
+            stolen.append(key)
+        return original(self, import_id, **kwargs)
+
+    monkeypatch.setattr(CheetahClient, "wait_for_import", taken_over)
+    with dg.instance_for_test() as instance:
+        result = run_cycle(make_resources(sim, db_url), day, instance)
+    assert not result.success
+    (failure,) = failure_texts(result)
+    assert failure.startswith("campaign_sends: ") and "taken over by another run" in failure, failure
+    assert "LostClaim" not in failure
+    rows = _rows(engine)
+    assert stolen == [_key("A", "1001", day)]
+    assert rows[stolen[0]]["state"] == L.IMPORTING and rows[stolen[0]]["claimed_by"] == "other-run"
+    assert rows[_key("A", "1003", day)]["state"] == rows[_key("B", "1002", day)]["state"] == L.APPROVED
+    assert _status_by_name(sim, rows[stolen[0]]["cheetah_name"]) is None  # no campaign, no duplicate
+
+
+# ------------------------------------------------------------------------------------------------
+# item 1: each send records the endpoint and account it went to
+# ------------------------------------------------------------------------------------------------
+SECOND_ACCOUNT = dict(consumer_key="second-key", consumer_secret="second-secret", client_id="second-client",
+                      cust_id="5678", folder_id="4343")
+
+
+def test_a_send_recorded_against_another_account_is_not_counted_as_done(sim, db_url, engine, day):
+    """Regression: sends APPROVED in one account were planned as done in another (the real
+    account after a run against the simulator), and that account received nothing."""
+    sim.admin.add_account(consumerKey="second-key", consumerSecret="second-secret", clientId="second-client",
+                          custId=5678, folder={"id": 4343, "name": "Optimove", "parentId": 1})
+    with dg.instance_for_test() as instance:
+        assert run_cycle(make_resources(sim, db_url), day, instance).success
+        first = _rows(engine)
+        assert {r["cust_id"] for r in first.values()} == {"1234"}
+        assert {r["endpoint"] for r in first.values()} == {sim.url}
+        assert run_cycle(make_resources(sim, db_url, **SECOND_ACCOUNT), day, instance).success
+    rows = _rows(engine)
+    for key, r in rows.items():
+        assert r["state"] == L.APPROVED and r["cust_id"] == "5678", r
+        assert r["camp_id"] != first[key]["camp_id"]  # never the old account's campaign id
+        assert "1234" in (r["history"] or ""), r["history"]  # the old account's facts are kept
+        assert _status_by_name(sim, r["cheetah_name"], **SECOND_ACCOUNT) == "APPROVED"
+        assert _status_by_name(sim, r["cheetah_name"]) == "APPROVED"  # the first account's, untouched
+
+
+# ------------------------------------------------------------------------------------------------
+# item 10: every failure's text is kept in the ledger; recoveries are logged
+# ------------------------------------------------------------------------------------------------
+def test_a_failure_that_is_not_retried_keeps_its_text_in_the_ledger(sim, db_url, engine, day):
+    """Regression: only retried (transient) failures left their text in the ledger's error."""
+    sim.admin.add_fault(method="POST", path=f"{API}/EmailCampaign", kind="status", status=400, times=1)
+    with dg.instance_for_test() as instance:
+        result = run_cycle(make_resources(sim, db_url), day, instance)
+        assert not result.success
+        failed = _rows(engine)[_key("A", "1001", day)]
+        assert failed["state"] == L.IMPORTED and "refused" in (failed["error"] or ""), failed
+        _until_done(make_resources(sim, db_url), day, instance)
+    _assert_exactly_once(sim, engine)
+
+
+def test_a_lost_reply_recovered_by_a_look_up_logs_one_info_line(sim, db_url, engine, day, caplog):
+    sim.admin.add_fault(method="POST", path=f"{API}/EmailCampaign", kind="apply_then_drop", times=1)
+    with dg.instance_for_test() as instance:
+        dg.materialize(SEND_ASSETS[:3], partition_key=day.isoformat(), resources=make_resources(sim, db_url),
+                       instance=instance)
+    row = next(r for r in P.load_plan(engine, day) if r.status == P.READY)
+    now = sim.admin.now()
+    logger = logging.getLogger("test.recovery")
+    with cheetah_resource(sim, max_retries=0).get_client() as client, caplog.at_level(logging.INFO, "test.recovery"):
+        sender = Sender(client=client, engine=engine, owner="run-1", now=lambda: now, logger=logger,
+                        step_backoff_seconds=0.01)
+        sender.ledger.ensure(campaign_id=row.campaign_id, template_id=row.template_id, send_date=day,
+                             list_key=row.list_key, send_at=row.send_at)
+        assert sender.send(row.send_key).state == L.APPROVED
+    lines = [r.getMessage() for r in caplog.records if r.name == "test.recovery" and "recovered" in r.getMessage()]
+    assert len(lines) == 1, lines
+
+
+# ------------------------------------------------------------------------------------------------
+# item 8 (storage): ids are opaque text; an old ledger table fails clearly
+# ------------------------------------------------------------------------------------------------
+def test_an_old_ledger_table_fails_with_a_clear_message(tmp_path):
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE TABLE cheetah_send_ledger (send_key VARCHAR(250) PRIMARY KEY, campaign_id VARCHAR(64), "
+            "template_id VARCHAR(64), send_date DATE, list_key VARCHAR(200), cheetah_name VARCHAR(200), "
+            "state VARCHAR(16), send_at DATETIME, rows_in_list INTEGER, list_id INTEGER, rows_accepted INTEGER, "
+            "rows_rejected INTEGER, camp_id INTEGER, claimed_by VARCHAR(100), claim_expires_at DATETIME, "
+            "error TEXT, created_at DATETIME, updated_at DATETIME)"
+        )
+    with pytest.raises(OutdatedTableError, match="cheetah_send_ledger") as info:
+        CustomerDatabaseResource(url=url).ensure_tables()
+    assert "endpoint" in str(info.value) and "cust_id" in str(info.value)
