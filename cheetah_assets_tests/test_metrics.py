@@ -14,6 +14,7 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
+from cheetah_assets.cheetah.contract import id_from_db
 from cheetah_assets.customers.resource import CustomerDatabaseResource
 from cheetah_assets.customers.schema import campaign_analysis as analysis_table
 from cheetah_assets.customers.schema import metric_snapshot, send_ledger
@@ -370,7 +371,7 @@ def test_analysis_equals_the_simulators_ground_truth(sim, db_url, engine, send_a
             assert row["open_rate"] == pytest.approx(truth["MessageOpens"] / truth["Received"])
             assert row["click_rate"] == pytest.approx(truth["MessageClicks"] / truth["Received"])
             assert row["unsubscribe_rate"] == pytest.approx(truth["Unsubs"] / truth["Received"])
-            assert (row["days_reported"], row["latest_day"], row["camp_id"]) == (latest_day, latest_day, c.camp_id)
+            assert (row["days_reported"], row["latest_day"], id_from_db(row["camp_id"])) == (latest_day, latest_day, c.camp_id)
             assert (row["campaign_id"], row["template_id"], row["send_date"]) == (c.name, "1004", c.send_at.date())
             lower = any(
                 c.truth(as_of[(c.name, d)])[m] < c.truth(as_of[(c.name, d - 1)])[m]

@@ -203,7 +203,7 @@ metric_snapshot = Table(
     metadata,
     Column("cheetah_name", String(200), primary_key=True),
     Column("day", Integer, primary_key=True),
-    Column("camp_id", Integer, nullable=False),
+    Column("camp_id", String(64), nullable=False),  # contract.id_to_db text, as in the ledger
     Column("as_of", DateTime(timezone=True), nullable=False),
     Column("fetched_at", DateTime(timezone=True), nullable=False),
     Column("sent", Integer, nullable=False),
@@ -218,7 +218,7 @@ campaign_analysis = Table(
     "cheetah_campaign_analysis",
     metadata,
     Column("cheetah_name", String(200), primary_key=True),
-    Column("camp_id", Integer, nullable=False),
+    Column("camp_id", String(64), nullable=False),  # contract.id_to_db text, as in the ledger
     Column("campaign_id", String(64)),
     Column("template_id", String(64)),
     Column("send_date", Date),

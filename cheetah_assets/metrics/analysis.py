@@ -25,7 +25,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from ..cheetah.contract import METRIC_NAMES
+from ..cheetah.contract import METRIC_NAMES, ObjId, id_from_db, id_to_db
 from ..customers.queries import lock_for_replace
 from ..customers.schema import campaign_analysis, metric_snapshot, send_ledger
 from .snapshots import COLUMNS, utc
@@ -173,7 +173,7 @@ class CurvePoint:
 @dataclass(frozen=True)
 class CampaignAnalysis:
     cheetah_name: str
-    camp_id: int
+    camp_id: ObjId
     campaign_id: str | None
     template_id: str | None
     send_date: dt.date | None
@@ -205,7 +205,7 @@ class CampaignAnalysis:
         """The row of ``cheetah_campaign_analysis``."""
         return {
             "cheetah_name": self.cheetah_name,
-            "camp_id": self.camp_id,
+            "camp_id": id_to_db(self.camp_id),
             "campaign_id": self.campaign_id,
             "template_id": self.template_id,
             "send_date": self.send_date,
@@ -273,7 +273,7 @@ def compute_analysis(conn: Connection, now: dt.datetime) -> AnalysisResult:
         campaigns.append(
             CampaignAnalysis(
                 cheetah_name=name,
-                camp_id=last["camp_id"],
+                camp_id=id_from_db(last["camp_id"]),
                 campaign_id=last["campaign_id"],
                 template_id=last["template_id"],
                 send_date=last["send_date"],

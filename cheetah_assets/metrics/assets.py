@@ -125,7 +125,7 @@ def campaign_metric_snapshots(
     metadata: dict = {
         **{_optimove_label(k): dg.MetadataValue.int(v) for k, v in snap.counts.items()},
         "day": dg.MetadataValue.int(day),
-        "camp_id": dg.MetadataValue.int(snap.camp_id),
+        "camp_id": dg.MetadataValue.int(snap.camp_id) if isinstance(snap.camp_id, int) else dg.MetadataValue.text(snap.camp_id),
         "as_of": dg.MetadataValue.timestamp(snap.as_of),
         "due_at": dg.MetadataValue.timestamp(outcome.due_at),
         "sent_at": dg.MetadataValue.timestamp(outcome.campaign.send_at),
@@ -151,7 +151,7 @@ def campaign_metric_snapshots(
 ANALYSIS_SCHEMA = dg.TableSchema(
     columns=[
         dg.TableColumn("cheetah_name", "string", description="Cheetah campaign name (the partition key)"),
-        dg.TableColumn("camp_id", "int", description="Cheetah campaign id"),
+        dg.TableColumn("camp_id", "string", description="Cheetah campaign id (as contract.id_to_db stores it)"),
         dg.TableColumn("campaign_id", "string", description="Optimove campaign id"),
         dg.TableColumn("template_id", "string", description="Cheetah template objId"),
         dg.TableColumn("send_date", "date"),

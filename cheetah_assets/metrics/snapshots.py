@@ -30,7 +30,7 @@ from typing import Callable, Collection, Iterable, Mapping, Protocol, Sequence
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from ..cheetah.contract import METRIC_NAMES, CampaignMetrics
+from ..cheetah.contract import METRIC_NAMES, CampaignMetrics, ObjId, id_from_db, id_to_db, same_id
 from ..customers.schema import create_integration_tables, metric_snapshot, send_ledger
 
 #: The seven snapshot days, as partition keys of the ``day`` dimension.
@@ -116,7 +116,7 @@ class SentCampaign:
     """The ledger's view of one Cheetah campaign (a send of one template on one day)."""
 
     cheetah_name: str
-    camp_id: int | None
+    camp_id: ObjId | None  # as Cheetah handed it out (stored as contract.id_to_db writes it)
     state: str
     send_at: dt.datetime | None
     campaign_id: str
@@ -138,7 +138,7 @@ class SentCampaign:
 class Snapshot:
     cheetah_name: str
     day: int
-    camp_id: int
+    camp_id: ObjId
     as_of: dt.datetime
     fetched_at: dt.datetime
     counts: Mapping[str, int]  # by Cheetah name (METRIC_NAMES keys)
@@ -192,7 +192,7 @@ def prepare_database(engine: Engine) -> None:
 def _campaign(row: Mapping) -> SentCampaign:
     return SentCampaign(
         cheetah_name=row["cheetah_name"],
-        camp_id=row["camp_id"],
+        camp_id=None if row["camp_id"] is None else id_from_db(row["camp_id"]),
         state=row["state"],
         send_at=utc(row["send_at"]),
         campaign_id=row["campaign_id"],
@@ -232,7 +232,7 @@ def _snapshot(row: Mapping) -> Snapshot:
     return Snapshot(
         cheetah_name=row["cheetah_name"],
         day=row["day"],
-        camp_id=row["camp_id"],
+        camp_id=id_from_db(row["camp_id"]),
         as_of=utc(row["as_of"]),
         fetched_at=utc(row["fetched_at"]),
         counts={k: row[c] for k, c in COLUMNS.items()},
@@ -274,7 +274,7 @@ def write_snapshot(conn: Connection, snap: Snapshot) -> bool:
     values = {
         "cheetah_name": snap.cheetah_name,
         "day": snap.day,
-        "camp_id": snap.camp_id,
+        "camp_id": id_to_db(snap.camp_id),
         "as_of": snap.as_of,
         "fetched_at": snap.fetched_at,
         **{c: int(snap.counts[k]) for k, c in COLUMNS.items()},
@@ -307,7 +307,7 @@ def write_snapshot(conn: Connection, snap: Snapshot) -> bool:
 class MetricsSource(Protocol):
     """What :func:`take_snapshot` needs of the Cheetah client (``CheetahClient`` is one)."""
 
-    def get_metrics(self, camp_id: int) -> CampaignMetrics: ...
+    def get_metrics(self, camp_id: ObjId) -> CampaignMetrics: ...
 
 
 def check_due(campaign: SentCampaign, day: int, now: dt.datetime, *, allow_early: bool = False) -> dt.datetime:
@@ -349,7 +349,7 @@ def take_snapshot(
     campaign = load_campaign(engine, cheetah_name)
     due = check_due(campaign, day, now, allow_early=allow_early)
     metrics = client.get_metrics(campaign.camp_id)
-    if metrics.camp_id != campaign.camp_id:
+    if not same_id(metrics.camp_id, campaign.camp_id):
         raise SnapshotError(
             f"Cheetah Messaging answered the report of campaign {campaign.camp_id} with campaign {metrics.camp_id}'s."
         )
