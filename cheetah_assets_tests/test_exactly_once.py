@@ -11,7 +11,6 @@ import dagster as dg
 import pytest
 
 from cheetah_assets.cheetah.client import CheetahClient
-from cheetah_assets.cheetah.resource import ENV_VARS, CheetahMessagingResource
 from cheetah_assets.clock import ClockResource
 from cheetah_assets.customers import seed
 from cheetah_assets.customers.resource import CustomerDatabaseResource
@@ -153,21 +152,18 @@ def test_a_dead_runs_claim_is_taken_over_after_its_lease(sim, db_url, engine, da
 
 
 def cycle_job_from_env():
-    """The production job and resources (``EnvVar``s), rebuilt in each run worker process.
+    """The production job and resources, rebuilt in each run worker process from the environment
+    (``production_env``: the demo switch, pointed at the test's simulator and database).
 
     Only the clock is pinned (to the simulator's, through ``TEST_FIXED_NOW``)."""
     from cheetah_assets.automation.jobs import daily_campaign_cycle_job
+    from cheetah_assets.configuration import demo_resources
     from cheetah_assets.resources import build_resources
     from cheetah_assets.sending.assets import SEND_ASSETS, SEND_CHECKS
 
     resources = build_resources()
-    resources["cheetah"] = CheetahMessagingResource(
-        **{
-            **{name: dg.EnvVar(var) for name, var in ENV_VARS.items()},
-            "backoff_factor": 0.01,  # the only change from production: retries without the long waits
-            "import_poll_interval_seconds": 0.01,
-        }
-    )
+    # The only change from the environment's: retries without the long waits.
+    resources["cheetah"] = demo_resources(backoff_factor=0.01, import_poll_interval_seconds=0.01)["cheetah"]
     resources["clock"] = ClockResource(fixed_now=os.environ["TEST_FIXED_NOW"])
     defs = dg.Definitions(assets=SEND_ASSETS, asset_checks=SEND_CHECKS, jobs=[daily_campaign_cycle_job], resources=resources)
     return defs.resolve_job_def("daily_campaign_cycle")
