@@ -21,7 +21,8 @@ daily_campaign_cycle_job = dg.define_asset_job(
         "lists frozen, and every ready campaign handed to Cheetah Messaging exactly once. Safe to "
         "re-execute, retry and backfill: past days re-derive what is missing and never send twice."
     ),
-    tags={"team": "marketing-ops"},
+    # Never re-launched by the instance's run retries (deploy/dagster.yaml): a retry could race a send.
+    tags={"team": "marketing-ops", "dagster/max_retries": "0"},
 )
 
 __all__ = ["template_catalog_job", "daily_campaign_cycle_job", "cancel_campaign_job"]

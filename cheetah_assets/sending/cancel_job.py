@@ -50,7 +50,8 @@ def cancel_campaign_op(
 
 @dg.job(
     description="Cancel one campaign on the Optimove side and delete it in Cheetah Messaging.",
-    tags={"team": "marketing-ops"},
+    # Never re-launched by the instance's run retries (deploy/dagster.yaml): it races the send path.
+    tags={"team": "marketing-ops", "dagster/max_retries": "0"},
 )
 def cancel_campaign_job():
     cancel_campaign_op()
