@@ -52,6 +52,14 @@ def engine(db_url, sim, day):
     return engine
 
 
+@pytest.fixture(params=[False, True], ids=["numeric-ids", "string-ids"])
+def ids_variant(request, sim) -> bool:
+    """Run the test against the simulator's default, then against its string-id variant."""
+    if request.param:
+        sim.admin.reset(seed="demo", now=sim.admin.now(), rate_limit=0, string_ids=True)
+    return request.param
+
+
 def _rows(engine) -> dict[str, dict]:
     return {r["send_key"]: r for r in ledger_rows(engine)}
 
@@ -104,7 +112,7 @@ def _sent_to(sim) -> set[str]:
 # ------------------------------------------------------------------------------------------------
 # item 3: never adopt a foreign campaign
 # ------------------------------------------------------------------------------------------------
-def test_a_foreign_campaign_with_our_name_is_left_untouched(sim, db_url, engine, day):
+def test_a_foreign_campaign_with_our_name_is_left_untouched(sim, db_url, engine, day, ids_variant):
     """Regression: it used to be adopted, launched and approved (a stranger got its template at
     23:00, our recipients were never imported, the ledger said APPROVED)."""
     name = L.cheetah_name("A", "1001", day)
@@ -156,7 +164,7 @@ def test_a_foreign_campaign_that_takes_our_name_during_the_import_is_not_adopted
     assert _campaign(sim, made[0]).status == "DRAFT"
 
 
-def test_a_create_reply_naming_another_campaign_is_not_adopted(sim, db_url, engine, day):
+def test_a_create_reply_naming_another_campaign_is_not_adopted(sim, db_url, engine, day, ids_variant):
     """Regression: a create reply's campId was recorded as ours whatever campaign it named."""
     other = _foreign_campaign(sim, "SOMEONE-ELSES-CAMPAIGN", start=dt.datetime.combine(day, dt.time(23, 0), tzinfo=UTC))
     # Our create is applied, but the reply names the other campaign.
@@ -205,7 +213,7 @@ def test_never_launched_while_the_accepted_count_is_unknown(sim, db_url, engine,
 # ------------------------------------------------------------------------------------------------
 # item 4: a state is recorded only after Cheetah confirms it
 # ------------------------------------------------------------------------------------------------
-def test_launch_acknowledged_but_not_applied_is_never_recorded(sim, db_url, engine, day):
+def test_launch_acknowledged_but_not_applied_is_never_recorded(sim, db_url, engine, day, ids_variant):
     """Regression: a 200 to LAUNCH that was not applied left the ledger APPROVED; nothing went out."""
     # Every PUT (LAUNCH, APPROVE) is answered 200 and not applied.
     sim.admin.add_fault(method="PUT", path=f"{API}/EmailCampaign", kind="unapplied", times=None)
