@@ -10,7 +10,9 @@ from dataclasses import dataclass, field
 import dagster as dg
 import sqlalchemy as sa
 
-from cheetah_assets.customers.schema import import_rejection, recipient, send_ledger
+from cheetah_assets.cheetah.contract import id_from_db, same_id
+from cheetah_assets.customers.identifiers import normalise_identifier
+from cheetah_assets.customers.schema import import_rejection, recipient, send_ledger, suppression
 from cheetah_assets.sending.assets import SEND_ASSETS, SEND_CHECKS
 
 
@@ -58,11 +60,43 @@ class Audit:
     duplicates: int = 0
     lost_recipients: int = 0
     extra_recipients: int = 0
+    #: Recipients mailed who must not have been: anyone suppressed (whatever the spelling), and
+    #: every recipient of a campaign that went out although the ledger did not create it.
+    wrongly_mailed: int = 0
     wrong: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not (self.duplicates or self.lost_recipients or self.extra_recipients or self.wrong)
+        return not (self.duplicates or self.lost_recipients or self.extra_recipients or self.wrongly_mailed
+                    or self.wrong)
+
+
+def suppressed_identifiers(engine) -> set[str]:
+    """The suppression list, normalised (customers/identifiers.py); empty without the table."""
+    if not sa.inspect(engine).has_table(suppression.name):
+        return set()
+    with engine.connect() as conn:
+        return {normalise_identifier(i) for i in conn.execute(sa.select(suppression.c.identifier)).scalars() if i}
+
+
+def wrongly_mailed(engine, sent: dict) -> tuple[int, list[str]]:
+    """How many recipients went out that must not have, and why: suppressed identifiers (compared
+    after normalisation), and recipients of campaigns the ledger did not create (a name it does not
+    hold, or a Cheetah campaign id other than the one it recorded for that name)."""
+    suppressed = suppressed_identifiers(engine)
+    created = {r["cheetah_name"]: r["camp_id"] for r in ledger_rows(engine)}
+    count, why = 0, []
+    for c in sent["campaigns"]:
+        recipients = c.get("recipients", [])
+        hit = [r["identifier"] for r in recipients if normalise_identifier(r["identifier"]) in suppressed]
+        if hit:
+            count += len(hit)
+            why.append(f"{c['name']}: mailed {len(hit)} suppressed ({', '.join(map(repr, hit[:3]))})")
+        ours = created.get(c["name"])
+        if c["name"] not in created or ours is None or not same_id(id_from_db(ours), c["campId"]):
+            count += max(1, len(recipients) - len(hit))
+            why.append(f"{c['name']}: campaign {c['campId']} went out, but the ledger did not create it")
+    return count, why
 
 
 def audit_sends(engine, sent: dict, *, identifier_field: str = "EMAIL_ADDR") -> Audit:
@@ -73,6 +107,8 @@ def audit_sends(engine, sent: dict, *, identifier_field: str = "EMAIL_ADDR") -> 
     the frozen field values, the right template and the planned time. Nothing else went out.
     """
     audit = Audit()
+    audit.wrongly_mailed, why = wrongly_mailed(engine, sent)
+    audit.wrong.extend(why)
     campaigns = sent["campaigns"]
     by_name = Counter(c["name"] for c in campaigns)
     out = {c["name"]: c for c in campaigns}

@@ -2,11 +2,15 @@
 
 Each scenario seeds a small day (2-3 campaigns, one with two templates), arms a random mix of
 faults in the simulator (5xx, 429 with Retry-After, dropped connections, "apply, then drop the
-reply", timeouts), may expire every token in the middle of an upload, and may crash the run
+reply", timeouts, a LAUNCH or APPROVE answered 200 but not applied), may expire every token in the middle of an upload, and may crash the run
 right after a random Cheetah call took effect. Then it resumes the way an operator would
 (re-execute the day) until the day is done, and audits the simulator's read-back: every send
 went out exactly once, to exactly its frozen recipients (less those Cheetah rejected, with a
-recorded reason), with the right fields, template and time.
+recorded reason), with the right fields, template and time; and nobody was wrongly mailed:
+no one suppressed (the day's customers include suppressed addresses spelled with stray tabs,
+no-break spaces, newlines and other letter cases), and no campaign the ledger did not create.
+Every fourth scenario runs against the simulator's string-id variant (ids and counts as
+strings, extra fields, another key order; see cheetah_assets/simulator/variants.py).
 
 ``CHEETAH_FAULT_SCENARIOS`` sets how many scenarios run (default 200, as in CI);
 ``CHEETAH_FAULT_SEED`` the seed; ``CHEETAH_FAULT_WORKERS`` how many processes share them (each
@@ -30,12 +34,14 @@ import dagster as dg
 import pytest
 
 from cheetah_assets.cheetah.client import CheetahClient
+from cheetah_assets.cheetah.contract import id_to_db
 from cheetah_assets.customers import seed
 from cheetah_assets.customers.resource import CustomerDatabaseResource
+from cheetah_assets.customers.schema import send_ledger
 from cheetah_assets.simulator import SimulatorServer
 
 from .conftest import make_resources
-from .helpers import audit_sends, ledger_rows, run_cycle
+from .helpers import Audit, audit_sends, ledger_rows, run_cycle, wrongly_mailed
 
 pytestmark = pytest.mark.slow
 
@@ -56,6 +62,17 @@ ROUTES = [
 ]
 CRASH_POINTS = ["start_import", "wait_for_import", "create_campaign", "launch_campaign", "approve_campaign"]
 CLIENT_TIMEOUT = 0.3
+#: Every STRING_IDS_EVERY-th scenario runs against the string-id variant.
+STRING_IDS_EVERY = 4
+#: Customers whose stored identifier is a suppressed one spelled otherwise (issue 8, item 2):
+#: (stored in the customer table, stored in the suppression list).
+SUPPRESSED_SPELLINGS = [
+    ("supp@example.com\t", "supp@example.com"),
+    ("\u00a0supp2@example.com", "supp2@example.com"),
+    ("supp3@example.com\n", "SUPP3@example.com"),
+    ("ÉMILE@example.com", "émile@example.com"),
+    ("  Supp5@Example.COM ", "supp5@example.com"),
+]
 
 
 class Crash(Exception):
@@ -68,9 +85,11 @@ class Scenario:
     faults: list[dict] = field(default_factory=list)
     crash: tuple[str, int] | None = None
     expire_tokens_at_import: int | None = None
+    string_ids: bool = False
 
     def describe(self) -> str:
-        parts = [f"{f['kind']} {f['method']} {f['path'].rsplit('/', 1)[-1]} after {f['after']} x{f['times']}" for f in self.faults]
+        parts = ["string ids"] if self.string_ids else []
+        parts += [f"{f['kind']} {f['method']} {f['path'].rsplit('/', 1)[-1]} after {f['after']} x{f['times']}" for f in self.faults]
         if self.crash:
             parts.append(f"crash after {self.crash[0]} #{self.crash[1]}")
         if self.expire_tokens_at_import is not None:
@@ -79,10 +98,13 @@ class Scenario:
 
 
 def make_scenario(number: int, rng: random.Random) -> Scenario:
-    s = Scenario(number)
+    s = Scenario(number, string_ids=number % STRING_IDS_EVERY == STRING_IDS_EVERY - 1)
     for _ in range(rng.randint(1, 4)):
         method, path = rng.choice(ROUTES)
-        kind = rng.choices(["status", "status429", "drop", "apply_then_drop", "timeout"], weights=[4, 1, 2, 4, 1])[0]
+        kind = rng.choices(["status", "status429", "drop", "apply_then_drop", "timeout", "unapplied"],
+                           weights=[4, 1, 2, 4, 1, 1])[0]
+        if kind == "unapplied" and method != "PUT":
+            kind = "status"  # a 200 that applies nothing is a campaign action's fault only
         fault = {"method": method, "path": path, "after": rng.randint(0, 6), "times": rng.randint(1, 3)}
         if kind == "status":
             fault.update(kind="status", status=rng.choice([500, 502, 503, 504]))
@@ -90,6 +112,8 @@ def make_scenario(number: int, rng: random.Random) -> Scenario:
             fault.update(kind="status", status=429, retryAfter=1)
         elif kind == "timeout":
             fault.update(kind="delay", delay=CLIENT_TIMEOUT + 0.15, times=1)
+        elif kind == "unapplied":  # LAUNCH or APPROVE answered 200 but not applied (issue 8, item 4)
+            fault.update(kind="unapplied")
         else:
             fault.update(kind=kind)
         s.faults.append(fault)
@@ -105,6 +129,10 @@ def _template_db(directory: Path, day: dt.date) -> Path:
     path = directory / "template.db"
     engine = CustomerDatabaseResource(url=f"sqlite:///{path}").get_engine(create=True)
     seed.seed_demo(engine, customers=90, days=0, today=day, now=dt.datetime.combine(day, dt.time(6), tzinfo=dt.timezone.utc))
+    seed.add_customers(engine, [{"email": stored, "first_name": f"Supp{i}"} for i, (stored, _) in
+                                enumerate(SUPPRESSED_SPELLINGS)])
+    for _, listed in SUPPRESSED_SPELLINGS:
+        seed.add_suppression(engine, listed)
     for cid, templates, at in (("F1", "1001,1003", "09:00"), ("F2", "1002", "10:00"), ("F3", "1004", "11:00")):
         seed.add_campaign(
             engine, campaign_id=cid, name=cid, send_date=day, send_time=at, time_zone="UTC",
@@ -121,7 +149,7 @@ def run_scenarios(worker: int, workers: int, count: int, seed_value: int, direct
     directory_path.mkdir(parents=True, exist_ok=True)
     day = dt.datetime.now(dt.timezone.utc).date()
     template_db = _template_db(directory_path, day)
-    totals = {"scenarios": 0, "faults": 0, "duplicates": 0, "lost": 0, "runs": 0}
+    totals = {"scenarios": 0, "faults": 0, "duplicates": 0, "lost": 0, "wrongly": 0, "runs": 0, "string_ids": 0}
     failures: list[str] = []
     state = {"crash": None, "calls": {}, "expire_at": None, "imports": 0, "sim": None}
     originals = {}
@@ -162,7 +190,9 @@ def _one(number, rng, sim, day, template_db, directory, state, totals, failures)
     scenario = make_scenario(number, rng)
     # The account's own rate limit is off: its one-second waits would be most of the suite's time,
     # and 429 with Retry-After is in the injected mix (test_send_path runs a day under the limit).
-    sim.admin.reset(seed="demo", now=dt.datetime.combine(day, dt.time(6), tzinfo=dt.timezone.utc), rate_limit=0)
+    sim.admin.reset(seed="demo", now=dt.datetime.combine(day, dt.time(6), tzinfo=dt.timezone.utc), rate_limit=0,
+                    string_ids=scenario.string_ids)
+    totals["string_ids"] += scenario.string_ids
     db = directory / f"s{number}.db"
     shutil.copy(template_db, db)
     url = f"sqlite:///{db}"
@@ -192,6 +222,7 @@ def _one(number, rng, sim, day, template_db, directory, state, totals, failures)
     totals["scenarios"] += 1
     totals["duplicates"] += audit.duplicates
     totals["lost"] += audit.lost_recipients
+    totals["wrongly"] += audit.wrongly_mailed
     if not audit.ok:
         failures.append(f"{scenario.describe()}: {audit}")
     db.unlink(missing_ok=True)
@@ -206,11 +237,43 @@ def test_randomized_fault_injection(tmp_path, capsys):
     failures = [f for r in results for f in r["failures"]]
     line = (
         f"fault suite (seed {SEED}): {totals['scenarios']} scenarios, {totals['faults']} faults injected, "
-        f"{totals['runs']} runs, {totals['duplicates']} duplicates, {totals['lost']} lost recipients"
+        f"{totals['runs']} runs, {totals['duplicates']} duplicates, {totals['lost']} lost recipients, "
+        f"{totals['wrongly']} wrongly mailed"
     )
     with capsys.disabled():
         print("\n" + line)
     assert totals["scenarios"] == SCENARIOS
     assert not failures, "\n".join(failures[:10])
-    assert totals["duplicates"] == 0 and totals["lost"] == 0
+    assert totals["duplicates"] == 0 and totals["lost"] == 0 and totals["wrongly"] == 0
+    assert totals["string_ids"] == len(range(STRING_IDS_EVERY - 1, SCENARIOS, STRING_IDS_EVERY))
     assert totals["faults"] >= totals["scenarios"]  # the faults really fired
+
+
+def test_the_audit_counts_everyone_wrongly_mailed(tmp_path):
+    """The audit's "wrongly mailed": a suppressed address in any spelling, and every recipient of a
+    campaign the ledger did not create (a foreign name, or our name with another campaign id)."""
+    day = dt.date(2026, 3, 2)
+    engine = CustomerDatabaseResource(url=f"sqlite:///{tmp_path / 'audit.db'}").get_engine(create=True)
+    seed.seed_demo(engine, customers=5, days=0, today=day, now=dt.datetime(2026, 3, 2, 6, tzinfo=dt.timezone.utc))
+    for _, listed in SUPPRESSED_SPELLINGS:
+        seed.add_suppression(engine, listed)
+    now = dt.datetime(2026, 3, 2, 6, tzinfo=dt.timezone.utc)
+    with engine.begin() as conn:
+        conn.execute(send_ledger.insert().values(
+            send_key="OURS/1001/2026-03-02", campaign_id="OURS", template_id="1001", send_date=day,
+            list_key="OURS/2026-03-02", cheetah_name="OPT-OURS", state="APPROVED", send_at=now,
+            camp_id=id_to_db("5001"), created_at=now, updated_at=now,
+        ))
+
+    def campaign(name, camp_id, *identifiers):
+        return {"name": name, "campId": camp_id, "recipients": [{"identifier": i, "fields": {}} for i in identifiers]}
+
+    clean = {"campaigns": [campaign("OPT-OURS", 5001, "ann@example.com")]}
+    assert wrongly_mailed(engine, clean) == (0, [])
+    spelled = {"campaigns": [campaign("OPT-OURS", 5001, "ann@example.com", *(s for s, _ in SUPPRESSED_SPELLINGS))]}
+    count, why = wrongly_mailed(engine, spelled)
+    assert count == len(SUPPRESSED_SPELLINGS) and "suppressed" in why[0]
+    foreign = {"campaigns": [campaign("OPT-OURS", 5002, "a@x.io", "b@x.io"), campaign("OPT-THEIRS", 7, "c@x.io")]}
+    count, why = wrongly_mailed(engine, foreign)
+    assert count == 3 and all("the ledger did not create it" in w for w in why)
+    assert not Audit(wrongly_mailed=1).ok
