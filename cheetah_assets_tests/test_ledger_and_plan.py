@@ -36,7 +36,10 @@ def test_ensure_is_idempotent_and_names_are_deterministic(ledger):
     b = _row(ledger)
     assert a == b and a.state == L.PENDING
     assert a.cheetah_name == "OPT-C1-1001-20261123" == L.cheetah_name("C1", "1001", DAY)
-    assert L.cheetah_name("a b/c", "1", DAY) == "OPT-a_b_c-1-20261123"
+    # Ids that sanitising changes keep a readable prefix and get a hash of the raw ids, so
+    # "a b/c" no longer takes the name of the (different) campaign "a_b_c" (issue 8 item 5).
+    assert L.cheetah_name("a b/c", "1", DAY).startswith("OPT-a_b_c-1-20261123-")
+    assert L.cheetah_name("a b/c", "1", DAY) != L.cheetah_name("a_b_c", "1", DAY) == "OPT-a_b_c-1-20261123"
 
 
 def test_claim_is_exclusive_until_released_expired_or_dead(ledger):

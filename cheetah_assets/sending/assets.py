@@ -380,15 +380,18 @@ def campaign_sends(
         todo = [r for r in plan if r.status == P.READY]
         for n, r in enumerate(todo, start=1):
             context.log.info("send %d of %d: %s (template %s)", n, len(todo), r.campaign_id, r.template_id)
-            sender.ledger.ensure(
-                campaign_id=r.campaign_id, template_id=r.template_id, send_date=day, list_key=r.list_key,
-                send_at=r.send_at,
-            )
             try:
+                sender.ledger.ensure(
+                    campaign_id=r.campaign_id, template_id=r.template_id, send_date=day, list_key=r.list_key,
+                    send_at=r.send_at,
+                )
                 outcomes.append({"campaign": r.campaign_id, "template": r.template_id, **sender.send(r.send_key).as_record()})
             except (SendError, CheetahError) as exc:
                 problems.append(f"{r.send_key}: {exc}")
                 context.log.error("%s: %s", r.send_key, exc)
+            except Exception as exc:  # noqa: BLE001 - one bad send never stops the others
+                problems.append(f"{r.send_key}: unexpected {type(exc).__name__}: {exc}")
+                context.log.exception("%s: unexpected error; the other sends go on", r.send_key)
         for row in sender.ledger.for_day(day):
             if row.state in L.TOUCHED_CHEETAH and any(p.send_key == row.send_key and p.status == P.CANCELLED for p in plan):
                 problems.extend(_cancel_leftover(sender, row, context))

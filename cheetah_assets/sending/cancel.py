@@ -17,8 +17,9 @@ import sqlalchemy as sa
 
 from ..cheetah.client import CheetahClient
 from ..cheetah.errors import CampaignAlreadySent, UnknownCampaign
-from ..customers.schema import campaign_schedule
+from ..customers.schema import campaign_schedule, send_ledger
 from . import ledger as L
+from . import statuses as S
 from .protocol import Sender, SendError
 
 
@@ -120,17 +121,24 @@ def cancel_campaign(
 
 def pending_cancellations(engine: sa.Engine) -> dict[str, list[tuple[str, str]]]:
     """Campaigns cancelled on our side with sends that may still exist in Cheetah Messaging:
-    {campaign_id: [(send_key, state), ...]}."""
-    from ..customers.schema import send_ledger
+    {campaign_id: [(send_key, state), ...]}.
 
+    "Cancelled" is any spelling :func:`.statuses.is_cancelled` accepts (``cancelled``,
+    ``Canceled``, with surrounding whitespace, ...). The SQL selects every status containing
+    "cancel" in any case, and the one parser the planner uses decides, so the two always agree.
+    """
     out: dict[str, list[tuple[str, str]]] = {}
     with engine.connect() as conn:
         rows = conn.execute(
-            sa.select(send_ledger.c.campaign_id, send_ledger.c.send_key, send_ledger.c.state)
+            sa.select(send_ledger.c.campaign_id, send_ledger.c.send_key, send_ledger.c.state, campaign_schedule.c.status)
             .join(campaign_schedule, campaign_schedule.c.campaign_id == send_ledger.c.campaign_id)
-            .where(campaign_schedule.c.status == "CANCELLED", send_ledger.c.state.in_(sorted(L.TOUCHED_CHEETAH)))
+            .where(
+                campaign_schedule.c.status.ilike("%cancel%"),  # every spelling, whatever its case
+                send_ledger.c.state.in_(sorted(L.TOUCHED_CHEETAH)),
+            )
             .order_by(send_ledger.c.campaign_id, send_ledger.c.send_key)
         )
         for r in rows:
-            out.setdefault(r.campaign_id, []).append((r.send_key, r.state))
+            if S.is_cancelled(r.status):
+                out.setdefault(r.campaign_id, []).append((r.send_key, r.state))
     return out

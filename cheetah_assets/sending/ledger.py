@@ -22,6 +22,7 @@ The ledger is what makes sends exactly-once. Three rules, each enforced here:
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import re
 from dataclasses import dataclass
 from typing import Callable, NamedTuple
@@ -58,6 +59,11 @@ DEFAULT_LEASE = dt.timedelta(minutes=10)
 RENEW_EVERY = dt.timedelta(minutes=1)
 
 _NAME_SAFE = re.compile(r"[^A-Za-z0-9_-]+")
+_SAFE_CAMPAIGN_ID = re.compile(r"[A-Za-z0-9_-]+")
+_SAFE_TEMPLATE_ID = re.compile(r"[A-Za-z0-9_]+")
+#: The longest Cheetah name (the ledger's cheetah_name column holds 200 characters).
+MAX_NAME_LENGTH = 160
+_HASH_HEX = 16
 
 
 def send_key(campaign_id: str, template_id: str, send_date: dt.date) -> str:
@@ -68,10 +74,28 @@ def cheetah_name(campaign_id: str, template_id: str, send_date: dt.date) -> str:
     """The campaign's name in Cheetah Messaging: deterministic, readable, unique per send.
 
     It doubles as the import list name and as the dynamic partition key of the metric path,
-    so it only holds ``[A-Za-z0-9_-]``.
+    so it only holds ``[A-Za-z0-9_-]``, and it is at most :data:`MAX_NAME_LENGTH` long.
+
+    Distinct sends always get distinct names. Ids that are already safe (the campaign id in
+    ``[A-Za-z0-9_-]``, the template id in ``[A-Za-z0-9_]``, short enough) keep the readable
+    ``OPT-{campaign}-{template}-{YYYYMMDD}``, which can be read back unambiguously. Any other pair
+    (sanitising would change it, or it is too long) gets ``OPT-{sanitised, truncated}-{YYYYMMDD}-``
+    followed by 16 hex digits of the SHA-256 of the raw ids; its last segment is 16 characters
+    long where a readable name's is 8, so the two forms never meet.
     """
-    safe = _NAME_SAFE.sub("_", f"{campaign_id}-{template_id}")
-    return f"OPT-{safe}-{send_date:%Y%m%d}"
+    day = f"{send_date:%Y%m%d}"
+    readable = f"OPT-{campaign_id}-{template_id}-{day}"
+    if (
+        _SAFE_CAMPAIGN_ID.fullmatch(campaign_id)
+        and _SAFE_TEMPLATE_ID.fullmatch(template_id)
+        and len(readable) <= MAX_NAME_LENGTH
+    ):
+        return readable
+    raw = f"{len(campaign_id)}:{campaign_id}/{template_id}"  # the length prefix keeps "/" in ids unambiguous
+    digest = hashlib.sha256(raw.encode("utf-8", "surrogatepass")).hexdigest()[:_HASH_HEX]
+    room = MAX_NAME_LENGTH - len(f"OPT--{day}-{digest}")
+    safe = _NAME_SAFE.sub("_", f"{campaign_id}-{template_id}")[:room]
+    return f"OPT-{safe}-{day}-{digest}"
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from ..cheetah.contract import DataMap
 from ..customers import queries
 from ..customers.schema import campaign_plan
 from . import ledger as L
+from . import statuses as S
 from .catalog import CatalogEntry
 
 READY, SENT, MISSED, INVALID, CANCELLED = "READY", "SENT", "MISSED", "INVALID", "CANCELLED"
@@ -84,68 +85,145 @@ def plan_day(
     send_late: bool = False,
     account: L.Account | None = None,
 ) -> list[PlanRow]:
-    """Validate the day's schedule and store the plan (replacing the day's previous plan)."""
+    """Validate the day's schedule and store the plan (replacing the day's previous plan).
+
+    One bad campaign never stops the others: whatever goes wrong while planning it (even an
+    unexpected error) makes that campaign INVALID with the reason, and the rest is planned.
+    """
     # A send recorded against another account (``account``: the client's) is not done here.
     recorded = L.Ledger(engine, lambda: now).for_day(send_date)
     sent = {r.send_key: r for r in recorded if not L.other_account(r, account)}
-    by_name = data_map.by_name()
+    names = {r.cheetah_name: r.send_key for r in sent.values()}
     rows: list[PlanRow] = []
     for c in queries.load_schedule(engine, send_date):
-        templates = list(c.template_ids)
-        problem: str | None = None
-        send_at: dt.datetime | None = None
         try:
-            send_at = resolve_send_at(c.send_date, c.send_time, c.time_zone)
-        except PlanProblem as exc:
-            problem = str(exc)
-        if not templates:
-            problem = problem or "the campaign names no template"
-        for t in templates:
-            if problem:
-                break
-            entry = catalog.get(t)
-            if entry is None:
-                problem = f"template {t} is not in the Optimove folder's catalog of {send_date}"
-                break
-            for f in entry.fields:
-                if f not in by_name:
-                    problem = f"template {t} uses field {f}, which is not in the Data Map (PROP_MAP_ID {data_map.id})"
-                    break
-                if by_name[f].map_to not in customer_columns:
-                    problem = (
-                        f"template {t} uses field {f}, mapped to column {by_name[f].map_to!r}, "
-                        "which the customer database does not have"
-                    )
-                    break
-        for i, t in enumerate(templates or [""]):
-            key = L.send_key(c.campaign_id, t, send_date)
-            done = sent.get(key)
-            status, reason, at = READY, None, send_at
-            if c.status == "CANCELLED":
-                status, reason = CANCELLED, "cancelled on the Optimove side"
-            elif done is not None and done.state in (L.APPROVED, L.MISSED, L.EMPTY, L.CANCELLED):
-                status = {L.APPROVED: SENT, L.MISSED: MISSED, L.EMPTY: SENT, L.CANCELLED: CANCELLED}[done.state]
-                reason, at = done.error, done.send_at
-            elif done is not None and done.state != L.PENDING:
-                at = done.send_at  # preparation under way: keep the time it was prepared with
-            elif problem:
-                status, reason = INVALID, problem
-            elif send_at is not None and send_at <= now:
-                if send_late:
-                    at = now + LATE_SEND_MARGIN
-                    reason = f"sent late: scheduled {send_at:%H:%M} UTC, run with send_late"
-                else:
-                    status = MISSED
-                    reason = f"send time {send_at:%Y-%m-%d %H:%M} UTC has passed; run with send_late to send it anyway"
-            rows.append(
-                PlanRow(
-                    send_date=send_date, campaign_id=c.campaign_id, template_id=t, template_index=i,
-                    template_count=len(templates), campaign_name=c.name, target_group=c.target_group,
-                    send_at=at, status=status, reason=reason,
+            rows.extend(
+                _plan_campaign(
+                    c, send_date, sent=sent, names=names, catalog=catalog, data_map=data_map,
+                    customer_columns=customer_columns, now=now, send_late=send_late,
                 )
             )
+        except Exception as exc:  # noqa: BLE001 - one bad campaign never stops the others
+            reason = (
+                f"could not be planned ({type(exc).__name__}: {exc}); nothing was sent for it, "
+                "check its campaign_schedule row"
+            )
+            rows.extend(_invalid_rows(c, send_date, reason))
     _store(engine, send_date, rows, now)
     return rows
+
+
+def _campaign_problem(
+    c: queries.ScheduledCampaign, catalog: dict[str, CatalogEntry], data_map: DataMap, customer_columns: set[str]
+) -> tuple[dt.datetime | None, str | None]:
+    """The campaign's UTC send time, and the first thing that keeps it from being sent (or None)."""
+    by_name = data_map.by_name()
+    problem: str | None = None
+    send_at: dt.datetime | None = None
+    try:
+        send_at = resolve_send_at(c.send_date, c.send_time, c.time_zone)
+    except PlanProblem as exc:
+        problem = str(exc)
+    if not c.template_ids:
+        return send_at, problem or "the campaign names no template"
+    for t in c.template_ids:
+        if problem:
+            break
+        entry = catalog.get(t)
+        if entry is None:
+            return send_at, f"template {t} is not in the Optimove folder's catalog of {c.send_date}"
+        for f in entry.fields:
+            if f not in by_name:
+                return send_at, f"template {t} uses field {f}, which is not in the Data Map (PROP_MAP_ID {data_map.id})"
+            if by_name[f].map_to not in customer_columns:
+                return send_at, (
+                    f"template {t} uses field {f}, mapped to column {by_name[f].map_to!r}, "
+                    "which the customer database does not have"
+                )
+    return send_at, problem
+
+
+def _plan_campaign(
+    c: queries.ScheduledCampaign,
+    send_date: dt.date,
+    *,
+    sent: dict[str, L.LedgerRow],
+    names: dict[str, str],
+    catalog: dict[str, CatalogEntry],
+    data_map: DataMap,
+    customer_columns: set[str],
+    now: dt.datetime,
+    send_late: bool,
+) -> list[PlanRow]:
+    templates = list(c.template_ids)
+    try:
+        meaning: str | None = S.parse_status(c.status)
+        status_problem: str | None = None
+    except S.StatusProblem as exc:
+        meaning, status_problem = None, str(exc)
+    send_at, problem = _campaign_problem(c, catalog, data_map, customer_columns)
+    rows = []
+    for i, t in enumerate(templates or [""]):
+        key = L.send_key(c.campaign_id, t, send_date)
+        done = sent.get(key)
+        status, reason, at = READY, None, send_at
+        if meaning == S.CANCELLED:
+            status, reason = CANCELLED, "cancelled on the Optimove side"
+        elif done is not None and done.state in (L.APPROVED, L.MISSED, L.EMPTY, L.CANCELLED):
+            status = {L.APPROVED: SENT, L.MISSED: MISSED, L.EMPTY: SENT, L.CANCELLED: CANCELLED}[done.state]
+            reason, at = done.error, done.send_at
+        elif status_problem:
+            # Also mid-preparation: a campaign whose status is not understood goes no further.
+            status, reason = INVALID, status_problem
+        elif done is not None and done.state != L.PENDING:
+            at = done.send_at  # preparation under way: keep the time it was prepared with
+        elif problem:
+            status, reason = INVALID, problem
+        elif done is None and (clash := _name_clash(names, c.campaign_id, t, send_date)):
+            status, reason = INVALID, clash
+        elif send_at is not None and send_at <= now:
+            if send_late:
+                at = now + LATE_SEND_MARGIN
+                reason = f"sent late: scheduled {send_at:%H:%M} UTC, run with send_late"
+            else:
+                status = MISSED
+                reason = f"send time {send_at:%Y-%m-%d %H:%M} UTC has passed; run with send_late to send it anyway"
+        rows.append(
+            PlanRow(
+                send_date=send_date, campaign_id=c.campaign_id, template_id=t, template_index=i,
+                template_count=len(templates), campaign_name=c.name, target_group=c.target_group,
+                send_at=at, status=status, reason=reason,
+            )
+        )
+    return rows
+
+
+def _name_clash(names: dict[str, str], campaign_id: str, template_id: str, send_date: dt.date) -> str | None:
+    """Why the send's Cheetah name cannot be used (another send of the day holds it), or None.
+
+    Names are injective (:func:`.ledger.cheetah_name`); a clash can only come from a ledger row
+    written under an older naming rule. The name is claimed for this send when it is free.
+    """
+    key, name = L.send_key(campaign_id, template_id, send_date), L.cheetah_name(campaign_id, template_id, send_date)
+    holder = names.setdefault(name, key)
+    if holder == key:
+        return None
+    return (
+        f"its Cheetah name {name} is already used by send {holder}; nothing was sent, and a re-execution "
+        "will not change that: give the campaign another campaign_id"
+    )
+
+
+def _invalid_rows(c: queries.ScheduledCampaign, send_date: dt.date, reason: str) -> list[PlanRow]:
+    templates = list(c.template_ids) or [""]
+    return [
+        PlanRow(
+            send_date=send_date, campaign_id=c.campaign_id, template_id=t, template_index=i,
+            template_count=len(c.template_ids), campaign_name=c.name, target_group=c.target_group,
+            send_at=None, status=INVALID, reason=reason,
+        )
+        for i, t in enumerate(templates)
+    ]
 
 
 def _store(engine: sa.Engine, send_date: dt.date, rows: list[PlanRow], now: dt.datetime) -> None:

@@ -57,6 +57,7 @@ from ..cheetah.errors import (
 from ..customers import queries
 from ..customers.schema import campaign_schedule
 from . import ledger as L
+from . import statuses as S
 from .adoption import check_ours, foreign
 from .errors import ClaimedElsewhere, ListSizeMismatch, LostClaim, NotConfirmed, SendError
 from .importing import ListImporter
@@ -334,7 +335,7 @@ class Sender:
             status = conn.execute(
                 sa.select(campaign_schedule.c.status).where(campaign_schedule.c.campaign_id == row.campaign_id)
             ).scalar()
-        return status == "CANCELLED"
+        return S.is_cancelled(status)
 
     def _find(self, row: L.LedgerRow) -> Campaign | None:
         self._call(row, "find")
