@@ -15,8 +15,9 @@ from ..sending.cancel_job import cancel_campaign_job
     minimum_interval_seconds=60,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description=(
-        "Keeps the two systems in agreement: a campaign cancelled on the Optimove side whose send was "
-        "already prepared in Cheetah Messaging is deleted there by the cancellation job."
+        "Keeps the two systems in agreement: a campaign cancelled on the Optimove side (status "
+        "CANCELLED or CANCELED, in any case) whose send was already prepared in Cheetah Messaging is "
+        "deleted there by the cancellation job."
     ),
 )
 def cancellation_sensor(context: dg.SensorEvaluationContext, customer_db: CustomerDatabaseResource):

@@ -196,8 +196,9 @@ class ScheduleConfig(dg.Config):
     description=(
         "The day's campaigns on the Cheetah Messaging channel, each validated against the day's "
         "template catalog, the Data Map and the customer database: READY, SENT (already handed to "
-        "Cheetah), MISSED (send time passed), INVALID (with the reason) or CANCELLED. One bad "
-        "campaign never stops the others (table cheetah_campaign_plan)."
+        "Cheetah), MISSED (send time passed), INVALID (with the reason, e.g. a status other than "
+        "SCHEDULED or CANCELLED) or CANCELLED. One bad campaign never stops the others (table "
+        "cheetah_campaign_plan)."
     ),
 )
 def scheduled_campaigns(

@@ -1,8 +1,10 @@
 """The day's plan: each scheduled campaign validated against the catalog, Data Map and database.
 
 A problem with one campaign (an unknown template, a field the customer database lacks, a send
-time without a time zone or inside a daylight-saving gap) marks that campaign INVALID with a
-reason that names the problem; the rest of the day goes on.
+time without a time zone or inside a daylight-saving gap, a status outside the vocabulary of
+:mod:`.statuses`, a Cheetah name another send already holds, or any unexpected error while
+planning it) marks that campaign INVALID with a reason that names the problem; the rest of the
+day goes on.
 """
 
 from __future__ import annotations
