@@ -26,6 +26,7 @@ from cheetah_assets.sending.protocol import Sender
 
 from .conftest import make_resources
 from .helpers import audit_sends, failure_messages, ledger_rows, run_cycle
+from .pg import fresh_postgres_database
 
 DAY = dt.date(2026, 11, 23)
 _ALLOWED = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -285,18 +286,33 @@ def test_the_cancellation_sensor_honours_every_spelling(sim, db_url, engine, day
         assert request.run_config["ops"]["cancel_campaign_op"]["config"]["campaign_id"] == "X"
 
 
-def test_pending_cancellations_ignores_scheduled_and_unknown_statuses(tmp_path):
-    engine = _engine(f"sqlite:///{tmp_path / 'c.db'}")
-    create_demo_tables(engine)
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_db(request, tmp_path):
+    """An empty customer database with the demo and integration tables, on SQLite and PostgreSQL."""
+    if request.param == "sqlite":
+        engine = _engine(f"sqlite:///{tmp_path / 'c.db'}")
+        create_demo_tables(engine)
+        yield engine
+        return
+    with fresh_postgres_database() as url:
+        engine = CustomerDatabaseResource(url=url).get_engine()
+        create_demo_tables(engine)
+        yield engine
+
+
+def test_pending_cancellations_ignores_scheduled_and_unknown_statuses(any_db):
+    engine = any_db
     create_integration_tables(engine)
     now = dt.datetime(2026, 11, 23, 6, tzinfo=dt.timezone.utc)
     led = L.Ledger(engine, lambda: now)
-    for cid, status in [("S", "SCHEDULED"), ("P", "PAUSED"), ("C", "canceled"), ("D", "Cancelled ")]:
+    for cid, status in [("S", "SCHEDULED"), ("P", "PAUSED"), ("C", "canceled"), ("D", "Cancelled "), ("N", "\u00a0CANCELED\t"),
+                        ("X", "cancel"), ("Y", "NOT CANCELLED")]:
         seed.add_campaign(engine, campaign_id=cid, send_date=DAY, template_ids="1", status=status)
         led.ensure(campaign_id=cid, template_id="1", send_date=DAY, list_key=f"{cid}/{DAY}", send_at=now, state=L.APPROVED)
     assert pending_cancellations(engine) == {
         "C": [(L.send_key("C", "1", DAY), L.APPROVED)],
         "D": [(L.send_key("D", "1", DAY), L.APPROVED)],
+        "N": [(L.send_key("N", "1", DAY), L.APPROVED)],
     }
 
 
