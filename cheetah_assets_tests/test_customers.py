@@ -818,3 +818,33 @@ def test_a_missing_customers_table_fails_the_day_with_one_sentence(sim, tmp_path
         assert not any("CustomerSchemaError" in t or "Traceback" in t for t in failure_texts(result)), failure_texts(result)
     finally:
         dispose_engine(url)
+
+
+def test_a_missing_customers_table_fails_a_step_run_without_the_checks_with_one_sentence(sim, tmp_path):
+    """Assets materialised on their own (no set-up check in the selection) say it the same way."""
+    import dagster as dg
+
+    from cheetah_assets.sending.assets import SEND_ASSETS
+
+    from .conftest import make_resources
+    from .helpers import failure_messages
+
+    day = sim.admin.now().date()
+    url = f"sqlite:///{tmp_path / 'nocustomers.db'}"
+    eng = CustomerDatabaseResource(url=url).get_engine(create=True)
+    try:
+        seed_demo(eng, customers=5, days=0, today=day, now=sim.admin.now())
+        add_campaign(eng, campaign_id="NC", send_date=day, send_time="11:00", template_ids="1002")
+        with eng.begin() as conn:
+            conn.execute(sa.text("DROP TABLE customers"))
+        with dg.instance_for_test() as instance:
+            result = dg.materialize(
+                SEND_ASSETS, partition_key=day.isoformat(), resources=make_resources(sim, url),
+                instance=instance, raise_on_error=False,
+            )
+        assert failure_messages(result) == [
+            f"The customer database {url} has no table named 'customers'; set CUSTOMER_DB_URL to the "
+            "database that holds the customer data (set-up step 1)."
+        ]
+    finally:
+        dispose_engine(url)

@@ -219,7 +219,10 @@ def scheduled_campaigns(
             account = L.account_of(client.settings)
     except CheetahError as exc:
         raise _fail(exc) from None
-    columns = set(queries.reflect_customers(engine).columns.keys())
+    try:
+        columns = set(queries.reflect_customers(engine).columns.keys())
+    except queries.CustomerSchemaError as exc:  # e.g. no customers table: one sentence, no traceback
+        raise _fail(exc) from None
     rows = P.plan_day(
         engine, day, catalog=catalog, data_map=data_map, customer_columns=columns, now=clock.now(),
         send_late=config.send_late, account=account,
@@ -293,7 +296,10 @@ def recipient_lists(
     except CheetahError as exc:
         raise _fail(exc) from None
     ident = data_map.identifier
-    columns = set(queries.reflect_customers(engine).columns.keys())
+    try:
+        columns = set(queries.reflect_customers(engine).columns.keys())
+    except queries.CustomerSchemaError as exc:  # e.g. no customers table: one sentence, no traceback
+        raise _fail(exc) from None
     if ident.map_to not in columns:
         raise dg.Failure(f"The customers table has no column {ident.map_to!r} for the identifier field {ident.name}.")
     fields = {f.name: f.map_to for f in data_map.fields if not f.is_identifier and f.map_to in columns}
