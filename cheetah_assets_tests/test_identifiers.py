@@ -304,3 +304,21 @@ def test_spelling_duplicates_and_suppressed_spellings_end_to_end(sim, db_url):
     assert normalised.count("a@example.com") == 1 and "b@example.com" in normalised
     assert not {"supp@example.com", "supp2@example.com", "supp3@example.com", "émile@example.com"} & set(normalised)
     assert got == normalised  # what is sent is the normalised identifier
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.data(), st.tuples(LOCALS, DOMAINS).map("@".join))
+def test_template_assignment_ignores_the_spelling(data, address):
+    spelling = _spell(data.draw, address)
+    assert normalise_identifier(spelling) == normalise_identifier(address)
+    for templates in (["1001", "1003"], ["7", "8", "9"]):
+        assert template_for(spelling, templates) == template_for(address, templates)
+
+
+def test_template_assignment_of_plain_identifiers_is_unchanged():
+    """Lists frozen before the normalisation keep their split for already-normal identifiers."""
+    import hashlib
+
+    for ident in ("ann@example.com", "bob.smith42@shop.example", "x"):
+        digest = hashlib.sha256(ident.lower().encode("utf-8")).hexdigest()
+        assert template_for(ident, ["1001", "1003"]) == ["1001", "1003"][int(digest[:12], 16) % 2]
