@@ -216,5 +216,11 @@ def test_backfill_of_a_past_day_from_the_cli_as_the_readme_says(sim, db_url, eng
     plan = _plan(engine, yesterday)
     assert plan[("OLD", "1002")]["status"] == "MISSED" and "has passed" in plan[("OLD", "1002")]["reason"]
     assert ledger_rows(engine) == []
-    writes = [r for r in sim.admin.requests() if r["method"] in ("POST", "PUT", "DELETE") and "/api/" in r["path"]]
-    assert writes == [], writes
+    # The only writes are the send-path set-up check's own (one-row import of its test address,
+    # a DRAFT campaign, deleted): no list of customers imported, nothing launched.
+    writes = [f"{r['method']} {r['path']}" for r in sim.admin.requests() if r["method"] in ("POST", "PUT", "DELETE") and "/api/" in r["path"]]
+    assert writes == [
+        "POST /services2/api/Import", "POST /services2/api/EmailCampaign", "DELETE /services2/api/EmailCampaign"
+    ], writes
+    assert [x["listName"] for x in sim.admin.lists(rows=False)] == ["OPTSETUPCHECK-LIST"]
+    assert sim.admin.sent()["campaigns"] == []
