@@ -72,6 +72,8 @@ def test_the_instance_config_loads_on_postgres_with_the_queue_limits_and_retries
             assert instance.run_retries_enabled and instance.run_retries_max_retries >= 1
             assert not instance.run_retries_retry_on_asset_or_op_failure  # op failures: the ops' own policies
             assert instance.run_monitoring_enabled
+            # A run whose worker vanished cannot hold its day's place in the queue for ever.
+            assert 3600 <= instance.run_monitoring_max_runtime_seconds <= 6 * 3600
         finally:
             instance.dispose()
 
@@ -197,6 +199,8 @@ REEXECUTE = """mutation Re($id: String!) { launchRunReexecution(reexecutionParam
 WORKSPACE = """{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus
   locationOrLoadError { __typename ... on PythonError { message } } } } } }"""
 STEPS = """query Steps($id: ID!) { runOrError(runId: $id) { __typename ... on Run { stepStats { stepKey status } } } }"""
+RELOAD = """mutation { reloadRepositoryLocation(repositoryLocationName: "cheetah_assets") { __typename
+  ... on WorkspaceLocationEntry { loadStatus locationOrLoadError { __typename } } } }"""
 TERMINAL = {"SUCCESS", "FAILURE", "CANCELED"}
 
 
@@ -229,6 +233,12 @@ def steps(top: Topology, run_id: str) -> list[str]:
     data = top.graphql(STEPS, {"id": run_id})["runOrError"]
     assert data["__typename"] == "Run", data
     return [s["stepKey"] for s in data["stepStats"]]
+
+
+def reload_location(top: Topology) -> bool:
+    data = top.graphql_or_none(RELOAD)
+    entry = (data or {}).get("reloadRepositoryLocation") or {}
+    return entry.get("loadStatus") == "LOADED" and entry["locationOrLoadError"]["__typename"] == "RepositoryLocation"
 
 
 def location_loaded(top: Topology) -> bool:
@@ -328,7 +338,8 @@ def test_the_production_topology_runs_a_day_queues_a_second_launch_and_survives_
             top.stop("code-server")
             top.start("code-server")
             wait_for("the first run to end", lambda: status(top, first) in TERMINAL, 240, every=2, explain=top.tails)
-            wait_for("the code location to load again", lambda: location_loaded(top), 240, explain=top.tails)
+            # The operator reloads the code location (the UI's Reload button), as after any deploy.
+            wait_for("the code location to load again", lambda: reload_location(top), 240, every=3, explain=top.tails)
             wait_for("the queued run to end", lambda: status(top, second) in TERMINAL, 300, every=2, explain=top.tails)
             first_status, second_status = status(top, first), status(top, second)
             assert first_status in {"SUCCESS", "FAILURE"}, first_status  # finished, or failed cleanly: never stuck

@@ -120,5 +120,5 @@ class Topology:
     def graphql_or_none(self, query: str, variables: dict[str, Any] | None = None) -> dict | None:
         try:
             return self.graphql(query, variables)
-        except (requests.RequestException, ValueError):
+        except (requests.RequestException, ValueError, AssertionError):
             return None
