@@ -346,6 +346,7 @@ def test_a_failure_that_is_not_retried_keeps_its_text_in_the_ledger(sim, db_url,
         assert not result.success
         failed = _rows(engine)[_key("A", "1001", day)]
         assert failed["state"] == L.IMPORTED and "refused" in (failed["error"] or ""), failed
+        assert "Re-executing alone will not help: fix what Cheetah names" in failed["error"]
         _until_done(make_resources(sim, db_url), day, instance)
     _assert_exactly_once(sim, engine)
 

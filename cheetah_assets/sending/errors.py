@@ -6,6 +6,8 @@ run can help: a transient error says "re-execute"; a permanent one says what to 
 
 from __future__ import annotations
 
+from ..cheetah.errors import BadRequest, CheetahError, UnknownList, UnknownTemplate
+
 
 class SendError(RuntimeError):
     """A send could not be completed; the message says why and what the operator can do."""
@@ -36,3 +38,23 @@ class ListSizeMismatch(SendError):
     """The campaign's recipient count is not the number of recipients Cheetah accepted."""
 
     permanent = True
+
+
+#: What to do after a Cheetah error that repeating the step cannot fix by itself.
+_ADVICE: tuple[tuple[type[CheetahError], str], ...] = (
+    (UnknownTemplate, "Re-executing alone will not help: restore the template in the Optimove folder of Cheetah "
+     "Messaging, or give the campaign another template and re-materialize the day, then re-execute."),
+    (UnknownList, "Re-executing alone will not help: the list the campaign needs is gone from Cheetah Messaging; "
+     "check it there, then re-execute."),
+    (BadRequest, "Re-executing alone will not help: fix what Cheetah names, then re-execute."),
+)
+
+
+def stopped(key: str, state: str, exc: CheetahError) -> SendError:
+    """The error that ends a send after a Cheetah error the protocol does not repeat."""
+    for kind, advice in _ADVICE:
+        if isinstance(exc, kind):
+            error = SendError(f"Send {key} stopped at {state}: {exc} {advice}")
+            error.permanent = True
+            return error
+    return SendError(f"Send {key} stopped at {state}: {exc} Nothing was sent twice; re-execute the run to resume.")

@@ -59,7 +59,7 @@ from ..customers.schema import campaign_schedule
 from . import ledger as L
 from . import statuses as S
 from .adoption import check_ours, foreign
-from .errors import ClaimedElsewhere, ListSizeMismatch, LostClaim, NotConfirmed, SendError
+from .errors import ClaimedElsewhere, ListSizeMismatch, LostClaim, NotConfirmed, SendError, stopped
 from .importing import ListImporter
 from .importing import csv_bytes as _csv
 from .importing import files as _files
@@ -171,10 +171,15 @@ class Sender:
             while not row.terminal:
                 row = self._with_retries(row, steps)
             return _outcome(row, steps=steps)
-        except (SendError, CheetahError) as exc:
+        except SendError as exc:
             if not isinstance(exc, (LostClaim, ClaimedElsewhere)):
                 self.ledger.note_error(key, self.owner, str(exc))
             raise
+        except CheetahError as exc:
+            current = self.ledger.get(key)
+            error = stopped(key, current.state if current else row.state, exc)
+            self.ledger.note_error(key, self.owner, str(error))
+            raise error from exc
         finally:
             self.ledger.release(key, self.owner)
 
@@ -372,8 +377,8 @@ class Sender:
 
     def _create(self, row: L.LedgerRow) -> ObjId:
         existing = self._find(row)
-        if existing is not None:
-            return self._ours(row, existing).camp_id
+        if existing is not None:  # a previous attempt created it, and stopped before recording it
+            return self._recovered(row, self._ours(row, existing), "an earlier attempt had created it")
         self._call(row, "create")
         try:
             camp_id = self.client.create_campaign(
