@@ -4,6 +4,7 @@ both that ``deploy/`` passes and that a broken file would not."""
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from pathlib import Path
@@ -21,8 +22,9 @@ SETTINGS = ("CHEETAH_CONSUMER_KEY", "CHEETAH_CONSUMER_SECRET", "CHEETAH_CLIENT_I
 
 def dockerfile_problems(text: str, context: Path = ROOT) -> list[str]:
     """What is wrong with a user-code Dockerfile built from ``context``; empty when nothing is."""
-    parser = DockerfileParser(fileobj=None, cache_content=True)
-    parser.content = text
+    # Parsed from memory: given a path (the default is the working directory), the parser would
+    # write the text there.
+    parser = DockerfileParser(fileobj=io.BytesIO(text.encode()))
     instructions = [(i["instruction"], i["value"]) for i in parser.structure]
     kinds = [k for k, _ in instructions]
     problems = []
