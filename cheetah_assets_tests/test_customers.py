@@ -5,6 +5,7 @@ Every database test runs against a real SQLite file and a fresh PostgreSQL datab
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -16,7 +17,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import sqlalchemy as sa
 
-from cheetah_assets.customers import queries, schema, seed
+from cheetah_assets.customers import demo_data, freeze, queries, schema, seed
 from cheetah_assets.customers.queries import (
     CustomerSchemaError,
     count_recipients,
@@ -220,7 +221,7 @@ def test_todays_campaigns_are_at_least_an_hour_ahead_on_their_local_date(now):
     import random
 
     for seed_value in range(20):
-        rows = seed.plan_campaigns(days=2, today=now.date(), now=now, rng=random.Random(seed_value))
+        rows = demo_data.plan_campaigns(days=2, today=now.date(), now=now, rng=random.Random(seed_value))
         today_rows = [r for r in rows if r["campaign_id"].startswith(f"C{now.date():%Y%m%d}")]
         assert 2 <= len(today_rows) <= 4
         for row in today_rows:
@@ -237,7 +238,7 @@ def test_todays_campaigns_are_at_least_an_hour_ahead_on_their_local_date(now):
                 assert row["send_time"] in ("09:00", "13:30", "18:00")
                 assert row["send_date"] == now.date() + dt.timedelta(days=1)
     if now.hour == 23:  # crossing midnight moves UTC campaigns to the next day
-        rows = seed.plan_campaigns(days=1, today=now.date(), now=now, rng=random.Random(1))
+        rows = demo_data.plan_campaigns(days=1, today=now.date(), now=now, rng=random.Random(1))
         utc_rows = [r for r in rows if r["time_zone"] == "UTC"]
         assert utc_rows and all(r["send_date"] == now.date() + dt.timedelta(days=1) for r in utc_rows)
 
@@ -646,7 +647,7 @@ def test_list_transaction_excludes_other_writers_from_its_first_statement(engine
     """The ledger check, the counts and the rebuild all happen under the list's lock."""
     schema.create_integration_tables(engine)
     key = list_key("L", DAY)
-    with queries._list_transaction(engine, key) as conn:
+    with freeze.list_transaction(engine, key) as conn:
         conn.execute(sa.select(sa.func.count()).select_from(recipient_list)).scalar()
         if engine.dialect.name == "sqlite":
             other = sa.create_engine(engine.url, poolclass=sa.pool.NullPool, connect_args={"timeout": 0})
@@ -791,13 +792,10 @@ def test_a_missing_customers_table_reads_as_one_sentence(tmp_path):
         dispose_engine(url)
 
 
-def test_a_missing_customers_table_fails_the_day_with_one_sentence(sim, tmp_path):
-    """The blocking set-up check says what is wrong; no step dies with a CustomerSchemaError."""
-    import dagster as dg
-
-    from .conftest import make_resources
-    from .helpers import failure_texts, run_cycle
-
+@contextlib.contextmanager
+def _database_without_a_customers_table(sim, tmp_path):
+    """A seeded demo database with one campaign today, whose customers table is then dropped:
+    yields (its URL, today)."""
     day = sim.admin.now().date()
     url = f"sqlite:///{tmp_path / 'nocustomers.db'}"
     eng = CustomerDatabaseResource(url=url).get_engine(create=True)
@@ -806,18 +804,32 @@ def test_a_missing_customers_table_fails_the_day_with_one_sentence(sim, tmp_path
         add_campaign(eng, campaign_id="NC", send_date=day, send_time="11:00", template_ids="1002")
         with eng.begin() as conn:
             conn.execute(sa.text("DROP TABLE customers"))
+        yield url, day
+    finally:
+        dispose_engine(url)
+
+
+def _no_customers_table(url: str) -> str:
+    return (
+        f"The customer database {url} has no table named 'customers'; set CUSTOMER_DB_URL to the "
+        "database that holds the customer data (set-up step 1)."
+    )
+
+
+def test_a_missing_customers_table_fails_the_day_with_one_sentence(sim, tmp_path):
+    """The blocking set-up check says what is wrong; no step dies with a CustomerSchemaError."""
+    import dagster as dg
+
+    from .conftest import make_resources
+    from .helpers import failure_texts, run_cycle
+
+    with _database_without_a_customers_table(sim, tmp_path) as (url, day):
         with dg.instance_for_test() as instance:
             result = run_cycle(make_resources(sim, url), day, instance)
         checks = {e.asset_check_key.name: e for e in result.get_asset_check_evaluations()}
-        expected = (
-            f"The customer database {url} has no table named 'customers'; set CUSTOMER_DB_URL to the "
-            "database that holds the customer data (set-up step 1)."
-        )
         assert checks["account_setup"].passed is False
-        assert checks["account_setup"].description == expected
+        assert checks["account_setup"].description == _no_customers_table(url)
         assert not any("CustomerSchemaError" in t or "Traceback" in t for t in failure_texts(result)), failure_texts(result)
-    finally:
-        dispose_engine(url)
 
 
 def test_a_missing_customers_table_fails_a_step_run_without_the_checks_with_one_sentence(sim, tmp_path):
@@ -829,22 +841,10 @@ def test_a_missing_customers_table_fails_a_step_run_without_the_checks_with_one_
     from .conftest import make_resources
     from .helpers import failure_messages
 
-    day = sim.admin.now().date()
-    url = f"sqlite:///{tmp_path / 'nocustomers.db'}"
-    eng = CustomerDatabaseResource(url=url).get_engine(create=True)
-    try:
-        seed_demo(eng, customers=5, days=0, today=day, now=sim.admin.now())
-        add_campaign(eng, campaign_id="NC", send_date=day, send_time="11:00", template_ids="1002")
-        with eng.begin() as conn:
-            conn.execute(sa.text("DROP TABLE customers"))
+    with _database_without_a_customers_table(sim, tmp_path) as (url, day):
         with dg.instance_for_test() as instance:
             result = dg.materialize(
                 SEND_ASSETS, partition_key=day.isoformat(), resources=make_resources(sim, url),
                 instance=instance, raise_on_error=False,
             )
-        assert failure_messages(result) == [
-            f"The customer database {url} has no table named 'customers'; set CUSTOMER_DB_URL to the "
-            "database that holds the customer data (set-up step 1)."
-        ]
-    finally:
-        dispose_engine(url)
+        assert failure_messages(result) == [_no_customers_table(url)]

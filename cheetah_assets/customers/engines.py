@@ -50,6 +50,13 @@ class CustomerDatabaseMissing(CustomerDatabaseError):
         self.path = path
 
 
+def default_url() -> str:
+    """``$CUSTOMER_DB_URL``, or the embedded demo SQLite file under the working directory."""
+    return os.environ.get("CUSTOMER_DB_URL") or (
+        "sqlite:///" + os.path.join(os.getcwd(), ".cheetah_demo", "customers.db")
+    )
+
+
 def safe_url(url: str | sa.URL) -> str:
     """``url`` with any password masked as ``***``: the only form fit for logs."""
     return sa.make_url(url).render_as_string(hide_password=True)

@@ -12,27 +12,28 @@ from __future__ import annotations
 import datetime as dt
 import json
 from contextlib import contextmanager
+from json.encoder import encode_basestring
 from typing import Callable, Iterator, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
+from ..timeutil import utc
 from .identifiers import ensure_sql_function, norm, register_sqlite_function
 from .recipients import (
     PG_LOCK_NAMESPACE,
     UNLOCKED_STATES,
     CustomerSchemaError,
     FreezeResult,
-    _as_text,
-    _result_from_row,
-    _unique,
-    _utc,
+    as_text,
     get_frozen_list,
     is_list_locked,
     list_key,
     reflect_customers,
+    stored_result,
     template_for,
+    unique_in_order,
 )
 from .schema import recipient, recipient_list, send_ledger, suppression, target_group_members
 
@@ -43,8 +44,6 @@ def _attrs_encoder(field_names: Sequence[str]) -> Callable[[Sequence[str | None]
     Equivalent to ``json.dumps(dict(zip(names, values)), ensure_ascii=False, separators=(",", ":"))``
     for values that are str or None, at a fraction of the per-row cost (the keys are encoded once).
     """
-    from json.encoder import encode_basestring
-
     keys = [encode_basestring(name) + ":" for name in field_names]
 
     def encode(values: Sequence[str | None]) -> str:
@@ -60,7 +59,7 @@ _FREEZE_ATTEMPTS = 3
 
 
 @contextmanager
-def _list_transaction(engine: Engine, key: str) -> Iterator[Connection]:
+def list_transaction(engine: Engine, key: str) -> Iterator[Connection]:
     """One transaction in which nobody else can (re)build the same list.
 
     * PostgreSQL: a session advisory lock on the list key, taken *before* the transaction, then a
@@ -233,7 +232,7 @@ def freeze_recipient_list(
     replaced), so readers see the old complete list or the new one, never a mix; concurrent
     freezes of the same list run one after the other.
     """
-    templates = _unique(str(t) for t in template_ids)
+    templates = unique_in_order(str(t) for t in template_ids)
     if not templates:
         raise ValueError(f"campaign {campaign_id!r} has no template to send")
     if chunk_size < 1:
@@ -251,7 +250,7 @@ def freeze_recipient_list(
     field_names = list(fields)
     field_columns = [fields[n] for n in field_names]
     present = set(customers.c.keys())
-    missing = [c for c in _unique(["customer_pk", identifier_column, *field_columns]) if c not in present]
+    missing = [c for c in unique_in_order(["customer_pk", identifier_column, *field_columns]) if c not in present]
     if missing:
         raise CustomerSchemaError(
             f"The customer table {customers_table!r} has no column(s) {', '.join(map(repr, missing))} "
@@ -265,11 +264,11 @@ def freeze_recipient_list(
         identifier_column=identifier_column,
         field_columns=field_columns,
     )
-    frozen_at = _utc(now) if now is not None else dt.datetime.now(dt.timezone.utc)
+    frozen_at = utc(now) if now is not None else dt.datetime.now(dt.timezone.utc)
 
     for attempt in range(1, _FREEZE_ATTEMPTS + 1):
         try:
-            with _list_transaction(engine, key) as conn:
+            with list_transaction(engine, key) as conn:
                 return _freeze_locked(
                     conn,
                     key=key,
@@ -319,7 +318,7 @@ def _freeze_locked(
         conn.execute(sa.select(recipient_list).where(recipient_list.c.list_key == key)).mappings().first()
     )
     if existing is not None and any(s not in UNLOCKED_STATES for s in states):
-        return _result_from_row(conn, existing, templates, reused=True)
+        return stored_result(conn, existing, templates, reused=True)
 
     in_target_group, n_missing, n_suppressed, n_kept = (int(v) for v in conn.execute(counts_stmt).one())
 
@@ -336,7 +335,7 @@ def _freeze_locked(
                 ident = row[0]
                 template_id = template_for(ident, templates)
                 per_template[template_id] += 1
-                batch.append((key, ident, template_id, encode_attrs([_as_text(v) for v in row[1:]])))
+                batch.append((key, ident, template_id, encode_attrs([as_text(v) for v in row[1:]])))
             write_batch(batch)
             written += len(batch)
             if progress is not None:

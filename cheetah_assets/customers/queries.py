@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from .freeze import _list_transaction, freeze_recipient_list
+from .freeze import freeze_recipient_list
 from .identifiers import normalise_identifier
 from .recipients import (
     PG_LOCK_NAMESPACE,
@@ -22,8 +22,7 @@ from .recipients import (
     Bind,
     CustomerSchemaError,
     FreezeResult,
-    _connect,
-    _unique,
+    connect,
     count_recipients,
     get_frozen_list,
     is_list_locked,
@@ -34,6 +33,7 @@ from .recipients import (
     recipient_preview,
     reflect_customers,
     template_for,
+    unique_in_order,
 )
 from .schema import campaign_schedule
 
@@ -59,7 +59,6 @@ __all__ = [
     "reflect_customers",
     "set_campaign_status",
     "template_for",
-    "_list_transaction",
 ]
 
 #: ``campaign_schedule.status`` values.
@@ -85,7 +84,7 @@ def parse_template_ids(raw: str | None) -> tuple[str, ...]:
     """``"1001, 1003,,1001"`` -> ``("1001", "1003")``: stripped, empties dropped, order kept, no repeats."""
     if not raw:
         return ()
-    return _unique(part.strip() for part in str(raw).split(",") if part.strip())
+    return unique_in_order(part.strip() for part in str(raw).split(",") if part.strip())
 
 
 def load_schedule(engine: Bind, send_date: dt.date) -> list[ScheduledCampaign]:
@@ -95,7 +94,7 @@ def load_schedule(engine: Bind, send_date: dt.date) -> list[ScheduledCampaign]:
         .where(campaign_schedule.c.send_date == send_date)
         .order_by(campaign_schedule.c.campaign_id)
     )
-    with _connect(engine) as conn:
+    with connect(engine) as conn:
         rows = conn.execute(stmt).mappings().all()
     return [
         ScheduledCampaign(

@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import NoSuchTableError
 
+from ..timeutil import utc
 from .engines import CustomerDatabaseError, safe_url
 from .identifiers import normalise_identifier
 from .schema import recipient, recipient_list, send_ledger
@@ -52,7 +53,8 @@ class CustomerSchemaError(CustomerDatabaseError):
 # helpers
 # ------------------------------------------------------------------------------------------------
 @contextmanager
-def _connect(bind: Bind) -> Iterator[Connection]:
+def connect(bind: Bind) -> Iterator[Connection]:
+    """A connection of ``bind``: the connection itself, or a new one of the engine (closed after)."""
     if isinstance(bind, Connection):
         yield bind
     else:
@@ -64,16 +66,7 @@ def _engine_of(bind: Bind) -> Engine:
     return bind.engine if isinstance(bind, Connection) else bind
 
 
-def _utc(value: dt.datetime | None) -> dt.datetime | None:
-    """SQLite hands back naive datetimes; everything stored here is UTC."""
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        return value.replace(tzinfo=dt.timezone.utc)
-    return value.astimezone(dt.timezone.utc)
-
-
-def _as_text(value: Any) -> str | None:
+def as_text(value: Any) -> str | None:
     """A personalisation value as the text that goes into the import file (None stays None)."""
     if value is None or isinstance(value, str):
         return value
@@ -86,7 +79,8 @@ def _as_text(value: Any) -> str | None:
     return str(value)
 
 
-def _unique(values: Iterable[str]) -> tuple[str, ...]:
+def unique_in_order(values: Iterable[str]) -> tuple[str, ...]:
+    """``values`` without repeats, first occurrence kept."""
     return tuple(dict.fromkeys(values))
 
 
@@ -102,9 +96,9 @@ def template_for(identifier: str, template_ids: Sequence[str]) -> str:
 def reflect_customers(engine: Bind, table_name: str = "customers") -> sa.Table:
     """The customer table as it really is in the database (columns, types, exact names)."""
     try:
-        with _connect(engine) as conn:
+        with connect(engine) as conn:
             return sa.Table(table_name, sa.MetaData(), autoload_with=conn)
-    except NoSuchTableError as exc:
+    except NoSuchTableError:
         where = safe_url(_engine_of(engine).url)
         raise CustomerSchemaError(
             f"The customer database {where} has no table named {table_name!r}; set CUSTOMER_DB_URL "
@@ -120,7 +114,7 @@ def missing_columns(engine: Bind, columns: Iterable[str], table_name: str = "cus
     does not exist.
     """
     present = set(reflect_customers(engine, table_name).c.keys())
-    return [c for c in _unique(columns) if c not in present]
+    return [c for c in unique_in_order(columns) if c not in present]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -155,7 +149,7 @@ def _locked_clause(key: str):
 
 def is_list_locked(engine: Bind, key: str) -> bool:
     """True once any send of the list has left PENDING/MISSED: the list must never change again."""
-    with _connect(engine) as conn:
+    with connect(engine) as conn:
         return bool(conn.execute(sa.select(_locked_clause(key))).scalar())
 
 
@@ -172,7 +166,7 @@ def _per_template(conn: Connection, key: str, template_ids: Sequence[str]) -> di
     return out
 
 
-def _result_from_row(conn: Connection, row, template_ids: Sequence[str], *, reused: bool) -> FreezeResult:
+def stored_result(conn: Connection, row, template_ids: Sequence[str], *, reused: bool) -> FreezeResult:
     return FreezeResult(
         list_key=row["list_key"],
         row_count=row["row_count"],
@@ -182,7 +176,7 @@ def _result_from_row(conn: Connection, row, template_ids: Sequence[str], *, reus
         excluded_suppressed=row["excluded_suppressed"],
         collapsed_duplicates=row["collapsed_duplicates"],
         reused=reused,
-        frozen_at=_utc(row["frozen_at"]),
+        frozen_at=utc(row["frozen_at"]),
         identifier_column=row["identifier_column"],
         fields=json.loads(row["fields"]),
     )
@@ -194,10 +188,10 @@ def get_frozen_list(engine: Bind, key: str, template_ids: Sequence[str] = ()) ->
     ``per_template`` holds every id of ``template_ids`` (0 if it got nobody) and any other
     template the stored list uses.
     """
-    with _connect(engine) as conn:
+    with connect(engine) as conn:
         stmt = sa.select(recipient_list).where(recipient_list.c.list_key == key)
         row = conn.execute(stmt).mappings().first()
-        return None if row is None else _result_from_row(conn, row, _unique(template_ids), reused=True)
+        return None if row is None else stored_result(conn, row, unique_in_order(template_ids), reused=True)
 
 
 def lock_for_replace(conn: Connection, key: str) -> None:
@@ -234,7 +228,7 @@ def iter_recipient_chunks(
     last: str | None = None
     while True:
         stmt = base if last is None else base.where(recipient.c.identifier > last)
-        with _connect(engine) as conn:
+        with connect(engine) as conn:
             rows = conn.execute(stmt.order_by(recipient.c.identifier).limit(chunk_size)).all()
         if not rows:
             return
@@ -248,7 +242,7 @@ def count_recipients(engine: Bind, list_key: str, template_id: str) -> int:
     stmt = sa.select(sa.func.count()).where(
         recipient.c.list_key == list_key, recipient.c.template_id == template_id
     )
-    with _connect(engine) as conn:
+    with connect(engine) as conn:
         return int(conn.execute(stmt).scalar_one())
 
 
@@ -262,7 +256,7 @@ def recipient_preview(engine: Bind, list_key: str, limit: int = 10):
         .order_by(recipient.c.identifier)
         .limit(limit)
     )
-    with _connect(engine) as conn:
+    with connect(engine) as conn:
         rows = conn.execute(stmt).all()
     records = [{"identifier": i, "template_id": t, **json.loads(a)} for i, t, a in rows]
     columns = list(dict.fromkeys(k for r in records for k in r)) or ["identifier", "template_id"]

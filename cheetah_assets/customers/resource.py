@@ -11,8 +11,6 @@ A URL can carry a password: only :meth:`CustomerDatabaseResource.safe_url` (or
 
 from __future__ import annotations
 
-import os
-
 import dagster as dg
 import sqlalchemy as sa
 from pydantic import Field
@@ -23,6 +21,7 @@ from .engines import (
     SQLITE_BUSY_TIMEOUT_MS,
     CustomerDatabaseError,
     CustomerDatabaseMissing,
+    default_url,
     dispose_engine,
     engine_for,
     safe_url,
@@ -43,13 +42,6 @@ __all__ = [
     "sqlite_file",
     "with_shipped_driver",
 ]
-
-
-def default_url() -> str:
-    """``$CUSTOMER_DB_URL``, or the embedded demo SQLite file under the working directory."""
-    return os.environ.get("CUSTOMER_DB_URL") or (
-        "sqlite:///" + os.path.join(os.getcwd(), ".cheetah_demo", "customers.db")
-    )
 
 
 class CustomerDatabaseResource(dg.ConfigurableResource):

@@ -1,8 +1,6 @@
-"""Demo data for the Optimove-side tables: customers, target groups, suppression, campaigns.
+"""Writing the demo data (:mod:`.demo_data`) into a customer database, and ``cheetah-seed``.
 
-Deterministic from ``seed``: the same arguments give the same database. The customers carry the
-data-quality problems the send path must cope with: NULL, blank and malformed e-mail addresses,
-and duplicates of an address differing only in case (or surrounding spaces).
+Deterministic from ``seed``: the same arguments give the same database.
 
 ``cheetah-seed --url sqlite:///demo.db --customers 100000 --days 3 [--reset]`` seeds from the
 command line. ``--reset`` DROPS the demo tables (customers, target_group_members,
@@ -17,69 +15,28 @@ import math
 import random
 import sys
 import time
-from collections import deque
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
-from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from ..timeutil import utc
 from . import schema
+from .demo_data import (
+    BLANK_EMAIL,
+    CASE_DUPLICATE,
+    MALFORMED_EMAIL,
+    NULL_EMAIL,
+    TARGET_GROUPS,
+    demo_customers,
+    plan_campaigns,
+)
+from .engines import default_url, engine_for, safe_url
 from .schema import campaign_schedule, customers, suppression, target_group_members
 
 CHUNK = 50_000
-
-TARGET_GROUPS = {  # group -> share of customers
-    "all_customers": 1.0,
-    "vip": 0.10,
-    "winter_shoppers": 0.30,
-    "new_signups": 0.05,
-}
-TIME_ZONES = ("UTC", "Europe/London", "America/New_York")
-TEMPLATE_IDS = ("1001", "1002", "1003", "1004", "1005", "1006")
-LATER_DAY_TIMES = ("09:00", "13:30", "18:00")
-TWO_TEMPLATES = "1001,1003"
-
-_THEMES = {
-    "1001": "Winter sale",
-    "1002": "Welcome",
-    "1003": "Winter sale B",
-    "1004": "Newsletter",
-    "1005": "Weekend offers",
-    "1006": "Local events",
-}
-_GROUP_LABELS = {
-    "all_customers": "everyone",
-    "vip": "VIP",
-    "winter_shoppers": "winter shoppers",
-    "new_signups": "new sign-ups",
-}
-FIRST_NAMES = (
-    "Olivia", "Liam", "Emma", "Noah", "Amelia", "Oliver", "Ava", "Elijah", "Sophia", "Lucas",
-    "Isabella", "Mateo", "Mia", "Levi", "Charlotte", "Ethan", "Harper", "James", "Evelyn", "Leo",
-    "Chloé", "Zoë", "José", "Aoife", "Siobhán", "Björn", "Anaïs", "Renée", "Mohammed", "Fatima",
-    "Wei", "Yuki", "Priya", "Arjun", "Kwame", "Amara", "Sven", "Ingrid", "Luca", "Giulia",
-    "Hannah", "Jacob", "Grace", "Daniel", "Ella", "Samuel", "Lily", "David", "Nora", "Henry",
-)
-LAST_NAMES = (
-    "Smith", "Johnson", "Williams", "Brown", "Jones", "Garcia", "Miller", "Davis", "Rodriguez",
-    "Martinez", "Hernandez", "Lopez", "Gonzalez", "Wilson", "Anderson", "Thomas", "Taylor",
-    "Moore", "Jackson", "Martin", "Lee", "Perez", "Thompson", "White", "Harris", "Clark",
-    "O'Brien", "McCarthy", "Müller", "Schmidt", "Dubois", "Lefèvre", "Rossi", "Bianchi",
-    "Nakamura", "Kim", "Singh", "Patel", "Nguyen", "Okafor", "Kowalski", "Novak", "Jensen",
-    "Larsen", "de la Cruz", "van der Berg", "Ó Súilleabháin", "Walker", "Young", "King",
-)
-DEPARTMENTS = (
-    "Womenswear", "Menswear", "Kids", "Shoes", "Home", "Beauty", "Electronics", "Sports",
-    "Outdoor", "Toys", "Garden", "Books",
-)
-CITIES = (
-    "London", "Manchester", "Leeds", "Glasgow", "Dublin", "New York", "Boston", "Chicago",
-    "Toronto", "Paris", "Lyon", "Berlin", "Munich", "Amsterdam", "Madrid", "Barcelona",
-    "Rome", "Milan", "Stockholm", "Copenhagen",
-)
-DOMAINS = ("example.com", "example.org", "example.net", "mail.example", "shop.example")
 
 
 class SeedError(RuntimeError):
@@ -115,60 +72,6 @@ class SeedSummary:
             f"took:         {self.seconds:.1f}s",
         ]
         return out
-
-
-# ------------------------------------------------------------------------------------------------
-# campaigns
-# ------------------------------------------------------------------------------------------------
-def _ceil_minutes(when: dt.datetime, step: int = 5) -> dt.datetime:
-    if when.second or when.microsecond:
-        when = when.replace(second=0, microsecond=0) + dt.timedelta(minutes=1)
-    extra = (-when.minute) % step
-    return when + dt.timedelta(minutes=extra)
-
-
-def plan_campaigns(
-    *, days: int, today: dt.date, now: dt.datetime, rng: random.Random
-) -> list[dict[str, Any]]:
-    """The demo schedule: 2-4 campaigns a day over ``days`` days starting ``today``.
-
-    Today's campaigns go out at least 60 minutes after ``now`` (in their own time zone; if that is
-    already tomorrow there, ``send_date`` is tomorrow: it is always the local date of the send).
-    Later days send at 09:00, 13:30 and 18:00 local time. One campaign a day uses two templates.
-    """
-    if now.tzinfo is None:
-        raise ValueError("now must be timezone-aware")
-    rows: list[dict[str, Any]] = []
-    groups = list(TARGET_GROUPS)
-    for day_index in range(days):
-        nominal = today + dt.timedelta(days=day_index)
-        count = rng.randint(2, 4)
-        two_template_slot = rng.randrange(count)
-        for n in range(count):
-            tz_name = TIME_ZONES[(day_index + n) % len(TIME_ZONES)]
-            if day_index == 0:
-                local = _ceil_minutes(now.astimezone(ZoneInfo(tz_name)) + dt.timedelta(minutes=60 + 15 * n))
-                send_date, send_time = local.date(), local.strftime("%H:%M")
-            else:
-                send_date, send_time = nominal, LATER_DAY_TIMES[n % len(LATER_DAY_TIMES)]
-            templates = TWO_TEMPLATES if n == two_template_slot else rng.choice(TEMPLATE_IDS)
-            group = "all_customers" if n == two_template_slot else rng.choice(groups)
-            theme = _THEMES[templates.split(",")[0]]
-            if n == two_template_slot:
-                theme = "Winter sale A/B"
-            rows.append(
-                dict(
-                    campaign_id=f"C{nominal:%Y%m%d}-{n + 1}",
-                    name=f"{theme} for {_GROUP_LABELS[group]} ({send_date:%d %b})",
-                    send_date=send_date,
-                    send_time=send_time,
-                    time_zone=tz_name,
-                    template_ids=templates,
-                    target_group=group,
-                    status="SCHEDULED",
-                )
-            )
-    return rows
 
 
 # ------------------------------------------------------------------------------------------------
@@ -217,10 +120,8 @@ def seed_demo(
     started = time.perf_counter()
     if customers < 0 or days < 0:
         raise ValueError("customers and days must not be negative")
-    now = now or dt.datetime.now(dt.timezone.utc)
-    if now.tzinfo is None:
-        now = now.replace(tzinfo=dt.timezone.utc)
-    today = today or now.astimezone(dt.timezone.utc).date()
+    now = utc(now or dt.datetime.now(dt.timezone.utc))
+    today = today or now.date()
     rng = random.Random(seed)
 
     if reset:
@@ -228,11 +129,9 @@ def seed_demo(
     schema.create_demo_tables(engine)
     schema.create_integration_tables(engine)
 
-    n_null = n_blank = n_malformed = n_dupes = n_suppressed = 0
+    flaws: Counter[str] = Counter()
     group_counts = dict.fromkeys(TARGET_GROUPS, 0)
-    recent: deque[str] = deque(maxlen=500)  # recent good addresses, to make case duplicates from
-
-    customers_table = schema.customers
+    n_suppressed = 0
     with engine.begin() as conn:
         busy = [t.name for t in schema.OPTIMOVE_TABLES if _has_rows(conn, t)]
         if busy:
@@ -243,11 +142,10 @@ def seed_demo(
         cust_rows: list[dict] = []
         member_rows: list[dict] = []
         supp_rows: list[dict] = []
-        supp_seen: set[str] = set()
 
         def flush(final: bool = False) -> None:
             if cust_rows and (final or len(cust_rows) >= CHUNK):
-                conn.execute(customers_table.insert(), cust_rows)
+                conn.execute(schema.customers.insert(), cust_rows)
                 cust_rows.clear()
             if member_rows and (final or len(member_rows) >= CHUNK):
                 conn.execute(target_group_members.insert(), member_rows)
@@ -256,63 +154,17 @@ def seed_demo(
                 conn.execute(suppression.insert(), supp_rows)
                 supp_rows.clear()
 
-        group_shares = [(g, share) for g, share in TARGET_GROUPS.items() if g != "all_customers"]
-        for pk in range(1, customers + 1):
-            first = rng.choice(FIRST_NAMES)
-            last = rng.choice(LAST_NAMES)
-            local = "".join(
-                ch for ch in f"{first}.{last}".lower() if ch.isascii() and (ch.isalnum() or ch == ".")
-            )
-            domain = rng.choice(DOMAINS)
-            r = rng.random()
-            email: str | None
-            if r < 0.010:
-                email, n_null = None, n_null + 1
-            elif r < 0.015:
-                email, n_blank = rng.choice(("", " ", "   ")), n_blank + 1
-            elif r < 0.020:
-                email, n_malformed = f"{local}{pk}.{domain}", n_malformed + 1
-            elif r < 0.030 and recent:
-                base = rng.choice(recent)
-                variant = rng.randrange(3)
-                if variant == 0:
-                    email = base.upper()
-                elif variant == 1:
-                    email = base[:1].upper() + base[1:]
-                else:
-                    email = f" {base.title()} "
-                n_dupes += 1
-            else:
-                email = f"{local}{pk}@{domain}"
-                recent.append(email)
-                if rng.random() < 0.02 and email.lower() not in supp_seen:
-                    supp_seen.add(email.lower())
-                    supp_rows.append(
-                        {
-                            # Stored in another case now and then: matching is case-insensitive.
-                            "identifier": email.upper() if rng.random() < 0.25 else email,
-                            "reason": "bounced" if rng.random() < 0.3 else "unsubscribed",
-                            "added_at": now,
-                        }
-                    )
-                    n_suppressed += 1
-            cust_rows.append(
-                {
-                    "customer_pk": pk,
-                    "email": email,
-                    "first_name": first,
-                    "last_name": last,
-                    "fav_dept": rng.choice(DEPARTMENTS) if rng.random() < 0.95 else None,
-                    "city": rng.choice(CITIES),
-                    "updated_at": now,
-                }
-            )
-            member_rows.append({"target_group": "all_customers", "customer_pk": pk})
-            group_counts["all_customers"] += 1
-            for group, share in group_shares:
-                if rng.random() < share:
-                    member_rows.append({"target_group": group, "customer_pk": pk})
-                    group_counts[group] += 1
+        for customer in demo_customers(customers, rng, now):
+            pk = customer.row["customer_pk"]
+            cust_rows.append(customer.row)
+            for group in customer.groups:
+                member_rows.append({"target_group": group, "customer_pk": pk})
+                group_counts[group] += 1
+            if customer.suppression is not None:
+                supp_rows.append(customer.suppression)
+                n_suppressed += 1
+            if customer.flaw is not None:
+                flaws[customer.flaw] += 1
             if len(cust_rows) >= CHUNK or len(member_rows) >= CHUNK:
                 flush()
                 if progress is not None:
@@ -332,10 +184,10 @@ def seed_demo(
         per_day[row["send_date"]] = per_day.get(row["send_date"], 0) + 1
     return SeedSummary(
         customers=customers,
-        null_emails=n_null,
-        blank_emails=n_blank,
-        malformed_emails=n_malformed,
-        case_duplicates=n_dupes,
+        null_emails=flaws[NULL_EMAIL],
+        blank_emails=flaws[BLANK_EMAIL],
+        malformed_emails=flaws[MALFORMED_EMAIL],
+        case_duplicates=flaws[CASE_DUPLICATE],
         target_groups=group_counts,
         suppressed=n_suppressed,
         campaigns=len(campaign_rows),
@@ -417,8 +269,6 @@ def add_suppression(
 # command line
 # ------------------------------------------------------------------------------------------------
 def main(argv: Sequence[str] | None = None) -> int:
-    from .resource import default_url, engine_for, safe_url
-
     parser = argparse.ArgumentParser(
         prog="cheetah-seed", description="Fill a customer database with deterministic demo data."
     )
