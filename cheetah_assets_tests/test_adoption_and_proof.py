@@ -26,6 +26,7 @@ from cheetah_assets.customers.schema import OutdatedTableError, send_ledger
 from cheetah_assets.sending import ledger as L
 from cheetah_assets.sending import plan as P
 from cheetah_assets.sending.assets import SEND_ASSETS
+from cheetah_assets.sending.cancel import cancel_campaign
 from cheetah_assets.sending.protocol import Sender, SendError
 
 from .conftest import cheetah_resource, make_resources
@@ -138,6 +139,21 @@ def test_a_foreign_campaign_with_our_name_is_left_untouched(sim, db_url, engine,
     assert audit.ok and audit.campaigns_checked == 2, audit
 
 
+def test_cancelling_our_send_never_deletes_a_foreign_campaign_with_our_name(sim, db_url, engine, day):
+    """Regression: cancelling a send with no recorded campaign id deleted whatever had its name."""
+    name = L.cheetah_name("A", "1001", day)
+    foreign = _foreign_campaign(sim, name, start=dt.datetime.combine(day, dt.time(23, 0), tzinfo=UTC))
+    with dg.instance_for_test() as instance:
+        assert not run_cycle(make_resources(sim, db_url), day, instance).success
+    now = sim.admin.now()
+    with cheetah_resource(sim).get_client() as client:
+        outcomes = {o.send_key: o for o in cancel_campaign(client, engine, "A", owner="cancel-run", now=lambda: now)}
+    assert outcomes[_key("A", "1001", day)].action == "nothing in Cheetah"
+    assert outcomes[_key("A", "1003", day)].action == "deleted"  # ours, found by its recorded id
+    assert _campaign(sim, foreign).status == "DRAFT"
+    assert _rows(engine)[_key("A", "1001", day)]["state"] == L.CANCELLED
+
+
 def test_a_foreign_campaign_that_takes_our_name_during_the_import_is_not_adopted(sim, db_url, engine, day, monkeypatch):
     """Regression: at create, "the name is taken" made us adopt whatever had the name."""
     name = L.cheetah_name("B", "1002", day)
@@ -162,6 +178,12 @@ def test_a_foreign_campaign_that_takes_our_name_during_the_import_is_not_adopted
     assert "we did not create" in ours["error"], ours
     assert rows[_key("A", "1001", day)]["state"] == rows[_key("A", "1003", day)]["state"] == L.APPROVED
     assert _campaign(sim, made[0]).status == "DRAFT"
+    # Cancelling our send on our side looks the name up, and leaves the foreign campaign alone.
+    now = sim.admin.now()
+    with cheetah_resource(sim).get_client() as client:
+        (outcome,) = cancel_campaign(client, engine, "B", owner="cancel-run", now=lambda: now)
+    assert outcome.action == "nothing in Cheetah" and _campaign(sim, made[0]).status == "DRAFT"
+    assert "we did not create has our name" in _rows(engine)[_key("B", "1002", day)]["error"]
 
 
 def test_a_create_reply_naming_another_campaign_is_not_adopted(sim, db_url, engine, day, ids_variant):

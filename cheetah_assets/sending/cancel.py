@@ -2,9 +2,10 @@
 
 The two systems must never disagree, so cancelling works from the ledger *and* from Cheetah:
 a send whose ledger row never learnt its campaign id (a lost reply) is still found by its
-deterministic name and deleted. Cancelling a campaign that has already gone out is an error
-that says so; nothing is half-done (the schedule row is marked CANCELLED only when every
-prepared send could be deleted or had not reached Cheetah yet).
+deterministic name and deleted, once checked to be ours (``deletion.py``: a campaign with our
+name that we did not create is never deleted). Cancelling a campaign that has already gone out
+is an error that says so; nothing is half-done (the schedule row is marked CANCELLED only when
+every prepared send could be deleted or had not reached Cheetah yet).
 """
 
 from __future__ import annotations
@@ -16,15 +17,15 @@ from typing import Callable
 import sqlalchemy as sa
 
 from ..cheetah.client import CheetahClient
-from ..cheetah.errors import CampaignAlreadySent, UnknownCampaign
+from ..cheetah.contract import ObjId
 from ..customers.schema import campaign_schedule, send_ledger
 from . import ledger as L
 from . import statuses as S
-from .protocol import Sender, SendError
+from .deletion import cancel_row
+from .errors import CancelError
+from .protocol import Sender
 
-
-class CancelError(SendError):
-    """The campaign cannot be cancelled (already sent, or unknown)."""
+__all__ = ["CancelError", "CancelOutcome", "cancel_campaign", "cancel_row", "mark_cancelled", "pending_cancellations"]
 
 
 @dataclass(frozen=True)
@@ -32,40 +33,7 @@ class CancelOutcome:
     send_key: str
     cheetah_name: str
     action: str  # "deleted", "nothing in Cheetah", "already cancelled", "never prepared"
-    camp_id: int | None = None
-
-
-def cancel_row(sender: Sender, row: L.LedgerRow) -> L.LedgerRow:
-    """Delete the Cheetah campaign of a claimed ledger row (if any) and mark it CANCELLED."""
-    client = sender.client
-    if L.other_account(row, sender.account):
-        raise CancelError(
-            f"Send {row.send_key} went to another account ({row.account.describe() if row.account else '?'}), "
-            f"not this one ({sender.account.describe()}); delete campaign {row.cheetah_name} there."
-        )
-    campaign = client.get_campaign(row.camp_id) if row.camp_id else client.find_campaign(row.cheetah_name)
-    if campaign is not None and campaign.status == "SENT":
-        raise CancelError(
-            f"Campaign {row.cheetah_name} (Cheetah id {campaign.camp_id}) was already sent; it cannot be cancelled."
-        )
-    if campaign is not None and campaign.status != "CANCELLED":
-        sender._call(row, "delete")
-        try:
-            client.delete_campaign(campaign.camp_id)
-        except CampaignAlreadySent:
-            raise CancelError(
-                f"Campaign {row.cheetah_name} (Cheetah id {campaign.camp_id}) went out before it could be "
-                "deleted; it cannot be cancelled."
-            ) from None
-        except UnknownCampaign:
-            pass
-    return sender.ledger.advance(
-        row.send_key,
-        sender.owner,
-        L.CANCELLED,
-        camp_id=campaign.camp_id if campaign is not None else row.camp_id,
-        error="Cancelled on the Optimove side" + (" and deleted in Cheetah Messaging." if campaign else "."),
-    )
+    camp_id: ObjId | None = None
 
 
 def mark_cancelled(engine: sa.Engine, campaign_id: str) -> bool:

@@ -58,3 +58,7 @@ def stopped(key: str, state: str, exc: CheetahError) -> SendError:
             error.permanent = True
             return error
     return SendError(f"Send {key} stopped at {state}: {exc} Nothing was sent twice; re-execute the run to resume.")
+
+
+class CancelError(SendError):
+    """The campaign cannot be cancelled (already sent, in another account, or unknown)."""

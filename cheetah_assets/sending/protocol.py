@@ -59,6 +59,7 @@ from ..customers.schema import campaign_schedule
 from . import ledger as L
 from . import statuses as S
 from .adoption import check_ours, foreign
+from .deletion import cancel_row
 from .errors import ClaimedElsewhere, ListSizeMismatch, LostClaim, NotConfirmed, SendError, stopped
 from .importing import ListImporter
 from .importing import csv_bytes as _csv
@@ -237,9 +238,7 @@ class Sender:
     def _step(self, row: L.LedgerRow, steps: list[str]) -> L.LedgerRow:
         key = row.send_key
         if self._cancelled_on_our_side(row):
-            # Cancelled on our side meanwhile: delete whatever exists in Cheetah instead of sending.
-            from .cancel import cancel_row  # local import: cancel imports this module
-
+            # Cancelled on our side meanwhile: delete what of ours exists in Cheetah instead of sending.
             return cancel_row(self, row)
         if row.state == L.PENDING:
             count = queries.count_recipients(self.engine, row.list_key, row.template_id)
