@@ -24,6 +24,7 @@ from cheetah_assets.cheetah.contract import (
     parse_import,
 )
 from cheetah_assets.cheetah.errors import MalformedResponse
+from cheetah_assets.simulator.variants import vary_reply
 
 EXAMPLES = settings(max_examples=150, deadline=None)
 
@@ -229,3 +230,24 @@ def test_an_import_failed_carries_cheetah_s_reason_verbatim():
     got = parse_import({"importId": 1, "status": "FAILED", "listId": 9001, "reason": "line contains NUL"})
     assert got.reason == "line contains NUL"
     assert parse_import({"importId": 1, "status": "COMPLETED", "listId": 9001, "reason": "x"}).reason is None
+
+
+# --- the simulator's string-id variant reads the same --------------------------------------------
+@EXAMPLES
+@given(st.integers(1, 10**9), st.integers(1, 10**9), st.integers(0, 10**6), st.sampled_from(CAMPAIGN_STATUSES))
+def test_a_string_id_variant_reply_parses_to_the_same_values_with_ids_as_served(camp, lst, n, status):
+    """What the simulator's string-id variant serves (ids and counts as strings, extra fields,
+    keys reversed) parses to the same campaign, import and report, each id as it was served."""
+    plain = campaign_body(camp, lst, "1001", 4242, status=status, recipients=n)
+    a, b = parse_campaign(plain), parse_campaign(vary_reply(plain))
+    assert (b.camp_id, b.list_id, b.folder_id, b.cust_id) == (str(camp), f"list-{lst}", "4242", "1234")
+    assert (b.name, b.status, b.recipient_count, b.camp_param, b.start_time) == (
+        a.name, a.status, a.recipient_count, a.camp_param, a.start_time)
+    imp = {"importId": 3, "status": "COMPLETED", "listId": lst, "rowsRead": n + 1, "rowsAccepted": n,
+           "rejected": [{"row": 1, "reason": "invalid identifier"}]}
+    got = parse_import(vary_reply(imp))
+    assert (got.import_id, got.list_id, got.rows_read, got.rows_accepted, got.rejected) == (
+        "import-3", f"list-{lst}", n + 1, n, parse_import(imp).rejected)
+    report = {"campId": camp, "asOf": "2026-03-03T10:00:00Z", **{k: n for k in METRIC_NAMES}}
+    varied = contract.parse_metrics(vary_reply(report))
+    assert varied.camp_id == str(camp) and varied.counts == contract.parse_metrics(report).counts
