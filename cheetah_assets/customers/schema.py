@@ -267,8 +267,9 @@ def check_send_ledger(engine) -> None:
         )
         raise OutdatedTableError(
             f"The table {send_ledger.name} was made by an older version of this integration: "
-            f"{'; '.join(problems)}. Upgrade it before running: add endpoint VARCHAR(500), "
-            "cust_id VARCHAR(64) and history TEXT, and make list_id and camp_id VARCHAR(64) (existing numbers stay valid)."
+            f"{'; '.join(problems)}. Upgrade it before running: add endpoint VARCHAR(500), cust_id "
+            "VARCHAR(64) and history TEXT, and make list_id and camp_id VARCHAR(64) (existing numbers stay "
+            "valid); a demo database can instead be deleted and seeded again."
         )
 
 
