@@ -43,8 +43,10 @@ from cheetah_assets.cheetah.resource import CheetahMessagingResource  # noqa: E4
 from cheetah_assets.clock import ClockResource  # noqa: E402
 from cheetah_assets.customers.resource import CustomerDatabaseResource  # noqa: E402
 from cheetah_assets.customers.schema import send_ledger  # noqa: E402
-from cheetah_assets.metrics import snapshots as S  # noqa: E402
 from cheetah_assets.metrics.assets import METRIC_ASSETS, METRIC_CHECKS, METRIC_JOBS, campaigns_partitions  # noqa: E402
+from cheetah_assets.metrics.due import snapshots_due  # noqa: E402
+from cheetah_assets.metrics.snapshots import prepare_database, run_key  # noqa: E402
+from cheetah_assets.timeutil import utc  # noqa: E402
 
 NOW = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.timezone.utc)
 DAY = dt.timedelta(days=1)
@@ -62,7 +64,7 @@ class StatementCounter:
 def setup(directory: Path, campaigns: int):
     url = f"sqlite:///{directory / 'customers.db'}"
     engine = CustomerDatabaseResource(url=url).get_engine(create=True)
-    S.prepare_database(engine)
+    prepare_database(engine)
     rng = random.Random(1)
     stamp = NOW - 8 * DAY
     rows, names = [], []
@@ -109,7 +111,7 @@ def plan_only(engine, instance, now: dt.datetime, cursor: str | None):
             if not page.has_more:
                 return out
 
-    return S.snapshots_due(
+    return snapshots_due(
         engine, now=now, last_tick=last,
         registered=lambda names: instance.get_existing_dynamic_partitions(name, names),
         registered_since_last_tick=since,
@@ -126,11 +128,11 @@ def naive_tick(engine, instance, now: dt.datetime) -> int:
             ).first()
         if row is None or row.state != "APPROVED":
             continue
-        send_at = S.utc(row.send_at)
+        send_at = utc(row.send_at)
         for k in range(1, 8):
             if send_at + k * DAY > now:
                 break
-            key = S.run_key(name, k)
+            key = run_key(name, k)
             if instance.get_runs_count(dg.RunsFilter(tags={RUN_KEY_TAG: key})) == 0:
                 requested += 1
     return requested

@@ -12,6 +12,8 @@ import datetime as dt
 import dagster as dg
 from pydantic import Field
 
+from .timeutil import parse_iso
+
 
 class ClockResource(dg.ConfigurableResource):
     """Where "now" comes from (UTC)."""
@@ -24,5 +26,4 @@ class ClockResource(dg.ConfigurableResource):
     def now(self) -> dt.datetime:
         if not self.fixed_now:
             return dt.datetime.now(dt.timezone.utc)
-        value = dt.datetime.fromisoformat(self.fixed_now.replace("Z", "+00:00"))
-        return value.replace(tzinfo=dt.timezone.utc) if value.tzinfo is None else value.astimezone(dt.timezone.utc)
+        return parse_iso(self.fixed_now)

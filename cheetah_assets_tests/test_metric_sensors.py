@@ -27,7 +27,6 @@ from cheetah_assets.clock import ClockResource
 from cheetah_assets.customers import seed
 from cheetah_assets.customers.resource import CustomerDatabaseResource
 from cheetah_assets.customers.schema import send_ledger
-from cheetah_assets.metrics import snapshots as S
 from cheetah_assets.metrics.assets import (
     METRIC_ASSETS,
     METRIC_CHECKS,
@@ -37,7 +36,10 @@ from cheetah_assets.metrics.assets import (
     campaigns_partitions,
     metric_snapshot_job,
 )
+from cheetah_assets.metrics.due import snapshots_due
+from cheetah_assets.metrics.snapshots import prepare_database
 from cheetah_assets.simulator.metrics import metrics_at
+from cheetah_assets.timeutil import parse_iso, utc
 
 from .conftest import DEMO_CREDENTIALS, make_resources
 from .helpers import ledger_rows, run_cycle
@@ -292,13 +294,13 @@ def test_a_tick_reads_only_the_sends_with_a_day_due(engine):  # noqa: F811
         asked.append(list(names))
         return set(names)
 
-    first = S.snapshots_due(engine, now=now, last_tick=None, registered=registered, registered_since_last_tick=lambda: list(sends))
+    first = snapshots_due(engine, now=now, last_tick=None, registered=registered, registered_since_last_tick=lambda: list(sends))
     expected = {(n, k) for n, at in sends.items() for k in range(1, 8) if at + k * DAY <= now}
     assert {(d.cheetah_name, d.day) for d in first.due} == expected and len(first.due) == len(expected)
 
     last, now2 = now, now + dt.timedelta(seconds=60)
     due_now = {(n, k) for n, at in sends.items() for k in range(1, 8) if last < at + k * DAY <= now2}
-    steady = S.snapshots_due(engine, now=now2, last_tick=last, registered=registered, registered_since_last_tick=list)
+    steady = snapshots_due(engine, now=now2, last_tick=last, registered=registered, registered_since_last_tick=list)
     assert {(d.cheetah_name, d.day) for d in steady.due} == due_now
     assert steady.window_sends == len({n for n, _ in due_now})  # nothing else was read
     assert sorted(asked[-1]) == sorted({n for n, _ in due_now})
@@ -351,7 +353,7 @@ def test_end_to_end_on_a_postgres_instance_and_database(sim):
 
     with fresh_postgres_database() as db_url, postgres_dagster_instance() as instance:
         engine = CustomerDatabaseResource(url=db_url).get_engine()
-        S.prepare_database(engine)
+        prepare_database(engine)
         send_then_measure_a_week(sim, db_url, engine, instance)
         # What the sensors registered lives in PostgreSQL, where the daemon would read it.
         storage = sa.create_engine(instance.run_storage.postgres_url)
@@ -377,7 +379,7 @@ def send_then_measure_a_week(sim, db_url, engine, instance) -> None:  # noqa: F8
     assert run_cycle(make_resources(sim, db_url), day, instance).success
     (row,) = ledger_rows(engine)
     assert row["state"] == "APPROVED"
-    name, send_at = row["cheetah_name"], S.utc(row["send_at"])
+    name, send_at = row["cheetah_name"], utc(row["send_at"])
 
     ticker = Ticker(instance, db_url, definitions(db_url, cheetah))
     step = dt.timedelta(hours=4)
@@ -402,15 +404,15 @@ def send_then_measure_a_week(sim, db_url, engine, instance) -> None:  # noqa: F8
     assert sorted(k for k in keys if not k.startswith("analysis-")) == sorted(week_keys(name))
     assert len([k for k in keys if k.startswith("analysis-")]) == analyses == 7  # one analysis after each new snapshot, none for an unchanged state
     (sent,) = [c for c in sim.admin.sent()["campaigns"] if c["name"] == name]
-    recipients, sent_at = len(sent["recipients"]), S.utc(dt.datetime.fromisoformat(sent["sentAt"].replace("Z", "+00:00")))
+    recipients, sent_at = len(sent["recipients"]), parse_iso(sent["sentAt"])
     assert sent["sendCount"] == 1 and sent_at == send_at and recipients > 200
     rows = snapshot_rows(engine)
     assert set(rows) == {(name, k) for k in range(1, 8)}
     for (_, k), snap in rows.items():
-        as_of = S.utc(snap["as_of"])
+        as_of = utc(snap["as_of"])
         assert send_at + k * DAY <= as_of < send_at + k * DAY + step  # taken once its day had come
         assert counts_of(snap) == metrics_at(SEED, row["camp_id"], recipients, as_of - sent_at)
-    truth = metrics_at(SEED, row["camp_id"], recipients, S.utc(rows[(name, 7)]["as_of"]) - sent_at)
+    truth = metrics_at(SEED, row["camp_id"], recipients, utc(rows[(name, 7)]["as_of"]) - sent_at)
     result = analysis_rows(engine)[name]
     assert (result["days_reported"], result["latest_day"]) == (7, 7)
     assert (result["sent"], result["delivered"], result["unique_opens"], result["unique_clicks"], result["unique_unsubscribes"]) == (

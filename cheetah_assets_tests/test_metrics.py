@@ -18,8 +18,7 @@ from cheetah_assets.cheetah.contract import id_from_db
 from cheetah_assets.customers.resource import CustomerDatabaseResource
 from cheetah_assets.customers.schema import campaign_analysis as analysis_table
 from cheetah_assets.customers.schema import metric_snapshot, send_ledger
-from cheetah_assets.metrics import analysis as A
-from cheetah_assets.metrics import snapshots as S
+from cheetah_assets.metrics import analysis, snapshots
 from cheetah_assets.metrics.assets import (
     METRIC_CHECKS,
     campaign_analysis,
@@ -28,6 +27,7 @@ from cheetah_assets.metrics.assets import (
     snapshot_partition_key,
 )
 from cheetah_assets.simulator.metrics import curve_params, metrics_at
+from cheetah_assets.timeutil import utc
 
 from .conftest import cheetah_resource, make_resources
 from .helpers import cli_env, dagster_cli, wait_for_runs
@@ -145,13 +145,13 @@ def analysis_rows(engine) -> dict[str, dict]:
 
 
 def counts_of(row: dict) -> dict[str, int]:
-    return {k: row[c] for k, c in S.COLUMNS.items()}
+    return {k: row[c] for k, c in snapshots.COLUMNS.items()}
 
 
 @pytest.fixture
 def engine(db_url):
     engine = CustomerDatabaseResource(url=db_url).get_engine(create=True)
-    S.prepare_database(engine)
+    snapshots.prepare_database(engine)
     return engine
 
 
@@ -165,26 +165,26 @@ def send_at(sim) -> dt.datetime:
 # plain functions
 # ------------------------------------------------------------------------------------------------
 def test_snapshot_days_keys_and_run_keys():
-    assert S.SNAPSHOT_DAYS == [f"day_{k}" for k in range(1, 8)]
-    assert [S.day_number(k) for k in S.SNAPSHOT_DAYS] == list(range(1, 8))
+    assert snapshots.SNAPSHOT_DAYS == [f"day_{k}" for k in range(1, 8)]
+    assert [snapshots.day_number(k) for k in snapshots.SNAPSHOT_DAYS] == list(range(1, 8))
     for bad in ("day_0", "day_8", "1", "day_01"):
         with pytest.raises(ValueError):
-            S.day_number(bad)
+            snapshots.day_number(bad)
     with pytest.raises(ValueError):
-        S.day_key(8)
+        snapshots.day_key(8)
     key = snapshot_partition_key("OPT-C1-1004-20261123", 3)
     assert key.keys_by_dimension == {"campaign": "OPT-C1-1004-20261123", "day": "day_3"}
-    assert S.run_key("OPT-C1-1004-20261123", 3) == "OPT-C1-1004-20261123|day_3"
+    assert snapshots.run_key("OPT-C1-1004-20261123", 3) == "OPT-C1-1004-20261123|day_3"
 
 
 def test_rates_bars_and_sparklines():
-    assert A.rate(5, 0) is None and A.rate(1, 4) == 0.25
-    assert A.pct(None) == "–" and A.pct(0.12345) == "12.3%" and A.pct(1.0) == "100.0%"
-    assert A.bar(0, 10) == "" and A.bar(10, 10, width=8) == "█" * 8
-    assert A.bar(5, 10, width=8) == "█" * 4
-    assert A.bar(1, 16, width=2) == "▏"  # one eighth of a cell
-    assert A.sparkline([0, 5, 10]) == "▁▅█"
-    assert A.sparkline([3, 3]) == "██" and A.sparkline([0, 0]) == "▁▁"
+    assert analysis.rate(5, 0) is None and analysis.rate(1, 4) == 0.25
+    assert analysis.pct(None) == "–" and analysis.pct(0.12345) == "12.3%" and analysis.pct(1.0) == "100.0%"
+    assert analysis.bar(0, 10) == "" and analysis.bar(10, 10, width=8) == "█" * 8
+    assert analysis.bar(5, 10, width=8) == "█" * 4
+    assert analysis.bar(1, 16, width=2) == "▏"  # one eighth of a cell
+    assert analysis.sparkline([0, 5, 10]) == "▁▅█"
+    assert analysis.sparkline([3, 3]) == "██" and analysis.sparkline([0, 0]) == "▁▁"
 
 
 def test_restatements_compare_with_the_previous_reported_day(engine):
@@ -207,24 +207,24 @@ def test_restatements_compare_with_the_previous_reported_day(engine):
                 row("B", 5, 0, 0, 0, 0, 0),
             ],
         )
-    found = {(r.cheetah_name, r.day, r.metric, r.previous_day, r.previous, r.value) for r in A.find_restatements(engine)}
+    found = {(r.cheetah_name, r.day, r.metric, r.previous_day, r.previous, r.value) for r in analysis.find_restatements(engine)}
     assert found == {("A", 3, "MessageOpens", 1, 30, 28), ("A", 4, "Unsubs", 3, 1, 0)}
-    assert A.find_impossible(engine) == []
+    assert analysis.find_impossible(engine) == []
 
-    result = A.build_analysis(engine, now + 10 * DAY)
+    result = analysis.build_analysis(engine, now + 10 * DAY)
     a, b = result.by_name()["A"], result.by_name()["B"]
     assert (a.days_reported, a.latest_day, a.restated) == (3, 4, True)
     assert [p.day for p in a.curve] == [1, 3, 4]
     assert a.curve[1].restated == ("Unique Opens",) and a.curve[2].restated == ("Unique Unsubscribes",)
     assert a.rates() == {"delivery_rate": 0.96, "open_rate": 33 / 96, "click_rate": 6 / 96, "unsubscribe_rate": 0.0}
-    assert b.rates() == dict.fromkeys(A.RATES) and b.restated is False
+    assert b.rates() == dict.fromkeys(analysis.RATES) and b.restated is False
     rows = analysis_rows(engine)
     assert rows["A"]["unique_opens"] == 33 and rows["A"]["restated"] is True
     assert rows["B"]["delivery_rate"] is None and rows["B"]["days_reported"] == 2
     # A second roll-up replaces the rows (no duplicates, no stale campaign).
     with engine.begin() as conn:
         conn.execute(metric_snapshot.delete().where(metric_snapshot.c.cheetah_name == "B"))
-    A.build_analysis(engine, now + 11 * DAY)
+    analysis.build_analysis(engine, now + 11 * DAY)
     assert set(analysis_rows(engine)) == {"A"}
 
 
@@ -239,7 +239,7 @@ def test_refetching_a_partition_replaces_only_its_row(sim, db_url, engine, send_
         t1 = set_clock(sim, send_at + DAY + dt.timedelta(minutes=30))
         meta = mat_metadata(snapshot(sim, db_url, instance, c.name, 1))
         first = snapshot_rows(engine)[(c.name, 1)]
-        assert S.utc(first["as_of"]) == t1
+        assert utc(first["as_of"]) == t1
         assert counts_of(first) == c.truth(t1)
         assert meta["Unique Opens (MessageOpens)"] == c.truth(t1)["MessageOpens"]
         assert meta["Delivered (Received)"] == c.truth(t1)["Received"]
@@ -252,7 +252,7 @@ def test_refetching_a_partition_replaces_only_its_row(sim, db_url, engine, send_
         meta = mat_metadata(snapshot(sim, db_url, instance, c.name, 1))
         rows = snapshot_rows(engine)
         assert list(rows) == [(c.name, 1)]
-        assert S.utc(rows[(c.name, 1)]["as_of"]) == t2 and counts_of(rows[(c.name, 1)]) == c.truth(t2)
+        assert utc(rows[(c.name, 1)]["as_of"]) == t2 and counts_of(rows[(c.name, 1)]) == c.truth(t2)
         assert c.truth(t2) != c.truth(t1)  # the curve moved, so the replacement is visible
         assert meta["replaced_earlier_snapshot"] is True
 
@@ -261,7 +261,7 @@ def test_refetching_a_partition_replaces_only_its_row(sim, db_url, engine, send_
         meta = mat_metadata(snapshot(sim, db_url, instance, c.name, 2))
         rows = snapshot_rows(engine)
         assert set(rows) == {(c.name, 1), (c.name, 2)}
-        assert S.utc(rows[(c.name, 1)]["as_of"]) == t2 and counts_of(rows[(c.name, 2)]) == c.truth(t3)
+        assert utc(rows[(c.name, 1)]["as_of"]) == t2 and counts_of(rows[(c.name, 2)]) == c.truth(t3)
         assert meta["compared_with_day"] == 1
         # Every materialization is on record with its partition (Dagster's plots read these).
         records = instance.fetch_materializations(campaign_metric_snapshots.key, limit=10).records
@@ -331,7 +331,7 @@ def test_backfill_one_campaign_week_and_one_day_across_campaigns(sim, db_url, en
                 assert conn.execute(sa.select(sa.func.count()).select_from(metric_snapshot)).scalar() == 8
             for (name, _day), row in rows.items():
                 c = a if name == a.name else b
-                assert S.utc(row["as_of"]) == t and counts_of(row) == c.truth(t)
+                assert utc(row["as_of"]) == t and counts_of(row) == c.truth(t)
             t = set_clock(sim, t + dt.timedelta(hours=2))
 
 
@@ -376,24 +376,22 @@ def test_analysis_equals_the_simulators_ground_truth(sim, db_url, engine, send_a
             lower = any(
                 c.truth(as_of[(c.name, d)])[m] < c.truth(as_of[(c.name, d - 1)])[m]
                 for d in range(2, latest_day + 1)
-                for m in S.COLUMNS
+                for m in snapshots.COLUMNS
             )
             assert row["restated"] is lower
 
         meta = mat_metadata(result)
         assert meta["dagster/row_count"] == 2
         assert [col.name for col in meta["dagster/column_schema"].columns] == [col.name for col in analysis_table.columns]
-        summary = meta["campaigns"]
-        for c in (a, b):
-            assert f"`{c.name}`" in summary
-            assert A.pct(rows[c.name]["open_rate"]) in summary and f"{rows[c.name]['delivered']:,}" in summary
+        summary = [r.data for r in meta["campaigns"].records]
         # newest send first
-        assert summary.index(b.name) < summary.index(a.name)
+        assert [r["campaign"] for r in summary] == [b.name, a.name]
+        for r in summary:
+            assert r["open_rate"] == analysis.pct(rows[r["campaign"]]["open_rate"])
+            assert r["Delivered"] == rows[r["campaign"]]["delivered"]
         curves = meta["curves"]
         assert f"#### `{a.name}`" in curves and f"#### `{b.name}`" in curves
         assert curves.count("| day 1 |") == 2 and curves.count("| day 3 |") == 1
-        table = meta["latest"]
-        assert {r.data["campaign"] for r in table.records} == {a.name, b.name}
         checks = checks_of(result)
         assert checks["metrics_are_possible"].passed
 
@@ -428,7 +426,10 @@ def test_a_restatement_is_recorded_flagged_and_kept(sim, db_url, engine, send_at
         meta = mat_metadata(snapshot(sim, db_url, instance, name, r.day))
         assert c.truth(after)[r.metric] < c.truth(before)[r.metric]  # the simulator did restate
         assert meta["restated"] is True and meta["compared_with_day"] == r.day - 1
-        assert A.METRIC_NAMES[r.metric] in meta["restatements"]
+        label = f"{analysis.METRIC_NAMES[r.metric]} ({r.metric})"
+        assert {"metric": label, "earlier_day": r.day - 1, "earlier": c.truth(before)[r.metric], "now": c.truth(after)[r.metric]} in [
+            row.data for row in meta["restatements"].records
+        ]
         rows = snapshot_rows(engine)
         # Both days keep what they said.
         assert counts_of(rows[(name, r.day - 1)]) == c.truth(before)
@@ -441,9 +442,15 @@ def test_a_restatement_is_recorded_flagged_and_kept(sim, db_url, engine, send_at
         flagged = checks["restatements_flagged"]
         assert not flagged.passed and flagged.severity == dg.AssetCheckSeverity.WARN
         assert flagged.metadata["restated_counts"].value >= 1
-        listing = flagged.metadata["restatements"].value
-        assert name in listing and f"{A.METRIC_NAMES[r.metric]} ({r.metric})" in listing
-        assert f"| {c.truth(before)[r.metric]} | {c.truth(after)[r.metric]} |" in listing
+        listing = [row.data for row in flagged.metadata["restatements"].value.records]
+        assert {
+            "campaign": name,
+            "day": r.day,
+            "metric": f"{analysis.METRIC_NAMES[r.metric]} ({r.metric})",
+            "previous_day": r.day - 1,
+            "was": c.truth(before)[r.metric],
+            "now": c.truth(after)[r.metric],
+        } in listing
         curve = mat_metadata(result)["curves"]
         assert f"{c.truth(after)[r.metric]:,} ↓" in curve  # the restated day is marked in the chart
 
@@ -473,11 +480,15 @@ def test_impossible_counts_fail_the_error_check(sim, db_url, engine):
     check = checks_of(result)["metrics_are_possible"]
     assert not check.passed and check.severity == dg.AssetCheckSeverity.ERROR
     assert check.metadata["impossible_snapshots"].value == 3
-    listing = check.metadata["problems"].value
-    assert "| OPT-BAD-RECEIVED | 1 | Delivered (Received) 101 > Sent 100 |" in listing
-    assert "| OPT-BAD-NEG | 2 | MessageClicks -1 < 0 |" in listing
-    assert "Unique Opens (MessageOpens) 150 > Sent 100; Unique Clicks (MessageClicks) 120 > Sent 100" in listing
-    assert "OPT-OK" not in listing
+    listing = [row.data for row in check.metadata["problems"].value.records]
+    assert {"campaign": "OPT-BAD-RECEIVED", "day": 1, "problem": "Delivered (Received) 101 > Sent 100"} in listing
+    assert {"campaign": "OPT-BAD-NEG", "day": 2, "problem": "MessageClicks -1 < 0"} in listing
+    assert {
+        "campaign": "OPT-BAD-OPENS",
+        "day": 3,
+        "problem": "Unique Opens (MessageOpens) 150 > Sent 100; Unique Clicks (MessageClicks) 120 > Sent 100",
+    } in listing
+    assert "OPT-OK" not in {row["campaign"] for row in listing}
     assert checks_of(result)["restatements_flagged"].passed
 
 

@@ -74,7 +74,9 @@ def test_the_metric_path_keeps_a_campaign_id_as_received(engine, camp_id):
     reports = FakeReports(camp_id)
     outcome = S.take_snapshot(reports, engine, "SPRING", 1, send_at + DAY)
     assert reports.asked == [camp_id] and type(reports.asked[0]) is type(camp_id)  # passed back as received
-    (snap,) = S.load_snapshots(engine, "SPRING")
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(metric_snapshot)).scalar_one() == 1
+        snap = S.previous_snapshot(conn, "SPRING", 2)  # the stored day-1 snapshot, read back
     assert snap.camp_id == camp_id and type(snap.camp_id) is type(camp_id)
     assert outcome.snapshot.counts["Sent"] == 10
     result = A.build_analysis(engine, send_at + 2 * DAY)

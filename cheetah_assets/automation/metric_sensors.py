@@ -1,4 +1,4 @@
-"""Sensors of the metric path (thin: the arithmetic is in ``metrics/snapshots.py``).
+"""Sensors of the metric path (thin: the arithmetic is in ``metrics/due.py``).
 
 1. ``register_sent_campaigns_sensor`` adds a ``cheetah_campaigns`` partition for every send that
    has gone out (ledger state APPROVED, send time passed).
@@ -36,6 +36,7 @@ from ..metrics.assets import (
     metric_snapshot_job,
     snapshot_partition_key,
 )
+from ..metrics.due import campaigns_sent_since, snapshots_due
 
 PARTITIONS = campaigns_partitions.name
 PAGE = 10_000  # partitions per page when listing the new ones
@@ -83,7 +84,7 @@ def register_sent_campaigns_sensor(
     now = clock.now()
     since = _time(read_cursor(context.cursor).get("t"))
     cursor = json.dumps({"t": _later(since, now).isoformat()})
-    sent = list(dict.fromkeys(name for name, _ in S.campaigns_sent_since(engine, now, since)))
+    sent = list(dict.fromkeys(name for name, _ in campaigns_sent_since(engine, now, since)))
     known = context.instance.get_existing_dynamic_partitions(PARTITIONS, sent) if sent else set()
     new = [name for name in sent if name not in known]
     if not new:
@@ -134,7 +135,7 @@ def request_metric_snapshots_sensor(
             if not page.has_more:
                 return names
 
-    plan = S.snapshots_due(
+    plan = snapshots_due(
         engine,
         now=now,
         last_tick=last_tick,

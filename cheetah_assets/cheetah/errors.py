@@ -135,3 +135,8 @@ class TransportError(CheetahError):
 
 class MalformedResponse(CheetahError):
     """The reply was not JSON, or lacked a key, or a value had the wrong type."""
+
+
+#: The errors that may pass when tried again later (connection trouble, 5xx, 429): the client's
+#: own retries did not outlast them, a step's retry may.
+TRANSIENT = (TransportError, ServerError, RateLimited)

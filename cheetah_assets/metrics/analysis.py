@@ -26,9 +26,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from ..cheetah.contract import METRIC_NAMES, ObjId, id_from_db, id_to_db
-from ..customers.queries import lock_for_replace
+from ..customers.recipients import Bind, connect, lock_for_replace
 from ..customers.schema import campaign_analysis, metric_snapshot, send_ledger
-from .snapshots import COLUMNS, utc
+from ..timeutil import utc
+from .snapshots import COLUMNS
 
 #: Optimove metric names, in report order.
 OPTIMOVE_METRICS: list[str] = [METRIC_NAMES[k] for k in COLUMNS]
@@ -75,7 +76,7 @@ class Restatement:
             "campaign": self.cheetah_name,
             "day": self.day,
             "metric": f"{self.optimove} ({self.metric})",
-            "previous day": self.previous_day,
+            "previous_day": self.previous_day,
             "was": self.previous,
             "now": self.value,
         }
@@ -93,22 +94,7 @@ class Impossible:
         return {"campaign": self.cheetah_name, "day": self.day, "problem": "; ".join(self.problems)}
 
 
-def _conn(bind: Engine | Connection):
-    return bind.connect() if isinstance(bind, Engine) else _NoClose(bind)
-
-
-class _NoClose:
-    def __init__(self, conn: Connection):
-        self.conn = conn
-
-    def __enter__(self) -> Connection:
-        return self.conn
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
-def find_restatements(bind: Engine | Connection) -> list[Restatement]:
+def find_restatements(bind: Bind) -> list[Restatement]:
     """Every (campaign, day, metric) whose count is below the previous reported day's.
 
     One query: each snapshot next to its predecessor (``LAG`` over the campaign's days).
@@ -130,7 +116,7 @@ def find_restatements(bind: Engine | Connection) -> list[Restatement]:
         .order_by(s.cheetah_name, s.day)
     )
     out = []
-    with _conn(bind) as conn:
+    with connect(bind) as conn:
         for r in conn.execute(query).mappings():
             for metric, c in COLUMNS.items():
                 if r[c] < r[f"prev_{c}"]:
@@ -138,7 +124,7 @@ def find_restatements(bind: Engine | Connection) -> list[Restatement]:
     return out
 
 
-def find_impossible(bind: Engine | Connection) -> list[Impossible]:
+def find_impossible(bind: Bind) -> list[Impossible]:
     """Every snapshot with a count above Sent (Received, Unique Opens, Unique Clicks, Unique
     Unsubscribes: each is a count of distinct recipients among those sent to) or below 0."""
     t = metric_snapshot.c
@@ -149,7 +135,7 @@ def find_impossible(bind: Engine | Connection) -> list[Impossible]:
         .order_by(t.cheetah_name, t.day)
     )
     out = []
-    with _conn(bind) as conn:
+    with connect(bind) as conn:
         for r in conn.execute(query).mappings():
             problems = [f"{k} {r[c]} < 0" for k, c in COLUMNS.items() if r[c] < 0]
             problems += [
@@ -318,7 +304,7 @@ def load_analysis(engine: Engine) -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------------------------------------
-# presentation (Dagster metadata is rendered as markdown: tables and text, no scripts)
+# the curves as Markdown (bars and sparklines: Dagster renders Markdown, no scripts)
 # ------------------------------------------------------------------------------------------------
 _EIGHTHS = " ▏▎▍▌▋▊▉█"
 _SPARKS = "▁▂▃▄▅▆▇█"
@@ -354,33 +340,6 @@ def md_table(header: Sequence[str], rows: Iterable[Sequence[object]], align: str
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align or ["---"] * len(header)) + "|"]
     lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
-
-
-def summary_markdown(result: AnalysisResult, limit: int = 200) -> str:
-    """All campaigns (newest first, at most ``limit``), percentages to one decimal."""
-    if not result.campaigns:
-        return "_No campaign has a metric snapshot yet._"
-    header = [
-        "Campaign", "Send date", "Days", "Sent", "Delivered", "Unique Opens", "Unique Clicks",
-        "Unique Unsubscribes", "Delivery rate", "Open rate", "Click rate", "Unsubscribe rate", "Restated",
-    ]
-    rows = []
-    for c in result.newest_first()[:limit]:
-        n, r = c.latest.counts, c.rates()
-        rows.append(
-            [
-                f"`{c.cheetah_name}`",
-                c.send_date.isoformat() if c.send_date else "",
-                f"{c.days_reported} (to day {c.latest_day})",
-                *(f"{n[m]:,}" for m in OPTIMOVE_METRICS),
-                *(pct(r[k]) for k in RATES),
-                "yes ↓" if c.restated else "",
-            ]
-        )
-    text = md_table(header, rows, ["---"] * 3 + ["---:"] * 9 + ["---"])
-    if len(result.campaigns) > limit:
-        text += f"\n\n… and {len(result.campaigns) - limit} older campaigns (table cheetah_campaign_analysis)."
-    return text
 
 
 def curve_markdown(c: CampaignAnalysis, width: int = 20) -> str:

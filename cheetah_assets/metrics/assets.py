@@ -21,12 +21,22 @@ import dagster as dg
 from pydantic import Field
 
 from ..cheetah.contract import METRIC_NAMES
-from ..cheetah.errors import CheetahError, MetricsNotReady, RateLimited, ServerError, TransportError
+from ..cheetah.errors import TRANSIENT, CheetahError, MetricsNotReady
 from ..cheetah.resource import CheetahMessagingResource
 from ..clock import ClockResource
 from ..customers.resource import CustomerDatabaseResource
-from . import analysis as A
-from . import snapshots as S
+from ..tables import table
+from .analysis import (
+    OPTIMOVE_METRICS,
+    RATES,
+    AnalysisResult,
+    build_analysis,
+    curves_markdown,
+    find_impossible,
+    find_restatements,
+    rate,
+)
+from .snapshots import SNAPSHOT_DAYS, SnapshotError, day_key, day_number, prepare_database, take_snapshot
 
 GROUP = "metrics"
 OWNERS = ["team:marketing-ops"]
@@ -35,7 +45,6 @@ OWNERS = ["team:marketing-ops"]
 #: catch-up or a backfill launches hundreds of snapshot runs against a 20 requests/s account.
 REPORTS_POOL = "cheetah_reports"
 
-SNAPSHOT_DAYS = S.SNAPSHOT_DAYS
 campaigns_partitions = dg.DynamicPartitionsDefinition(name="cheetah_campaigns")
 snapshot_partitions = dg.MultiPartitionsDefinition(
     {"campaign": campaigns_partitions, "day": dg.StaticPartitionsDefinition(SNAPSHOT_DAYS)}
@@ -43,7 +52,7 @@ snapshot_partitions = dg.MultiPartitionsDefinition(
 
 
 def snapshot_partition_key(cheetah_name: str, day: int) -> dg.MultiPartitionKey:
-    return dg.MultiPartitionKey({"campaign": cheetah_name, "day": S.day_key(day)})
+    return dg.MultiPartitionKey({"campaign": cheetah_name, "day": day_key(day)})
 
 
 def latest_storage_id(instance: dg.DagsterInstance, asset_key: dg.AssetKey) -> int | None:
@@ -54,9 +63,6 @@ def latest_storage_id(instance: dg.DagsterInstance, asset_key: dg.AssetKey) -> i
 
 def _optimove_label(cheetah_name: str) -> str:
     return f"{METRIC_NAMES[cheetah_name]} ({cheetah_name})"
-
-
-_TRANSIENT = (RateLimited, ServerError, TransportError)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -97,13 +103,13 @@ def campaign_metric_snapshots(
     clock: ClockResource,
 ) -> dg.MaterializeResult:
     keys = context.partition_key.keys_by_dimension
-    name, day = keys["campaign"], S.day_number(keys["day"])
+    name, day = keys["campaign"], day_number(keys["day"])
     engine = customer_db.get_engine()
-    S.prepare_database(engine)
+    prepare_database(engine)
     try:
         with cheetah.get_client(logger=context.log) as client:
-            outcome = S.take_snapshot(client, engine, name, day, clock.now(), allow_early=config.allow_early)
-    except S.SnapshotError as exc:
+            outcome = take_snapshot(client, engine, name, day, clock.now(), allow_early=config.allow_early)
+    except SnapshotError as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from None
     except MetricsNotReady as exc:
         raise dg.Failure(
@@ -115,7 +121,7 @@ def campaign_metric_snapshots(
         ) from None
     except CheetahError as exc:
         # Transient trouble the client's own retries did not outlast: the retry policy tries again.
-        raise dg.Failure(description=str(exc), allow_retries=isinstance(exc, _TRANSIENT)) from None
+        raise dg.Failure(description=str(exc), allow_retries=isinstance(exc, TRANSIENT)) from None
 
     snap, prev = outcome.snapshot, outcome.previous
     if outcome.restated:
@@ -132,17 +138,18 @@ def campaign_metric_snapshots(
         "restated": dg.MetadataValue.bool(bool(outcome.restated)),
         "replaced_earlier_snapshot": dg.MetadataValue.bool(outcome.replaced),
         "taken_early": dg.MetadataValue.bool(outcome.early),
-        "open_rate": dg.MetadataValue.float(A.rate(snap.counts["MessageOpens"], snap.counts["Received"]) or 0.0),
-        "click_rate": dg.MetadataValue.float(A.rate(snap.counts["MessageClicks"], snap.counts["Received"]) or 0.0),
+        "open_rate": dg.MetadataValue.float(rate(snap.counts["MessageOpens"], snap.counts["Received"]) or 0.0),
+        "click_rate": dg.MetadataValue.float(rate(snap.counts["MessageClicks"], snap.counts["Received"]) or 0.0),
     }
     if prev is not None:
         metadata["compared_with_day"] = dg.MetadataValue.int(prev.day)
     if outcome.restated:
-        metadata["restatements"] = dg.MetadataValue.md(
-            A.md_table(
-                ["Metric", f"Day {prev.day}", f"Day {day}"],
-                [[_optimove_label(k), f"{prev.counts[k]:,}", f"{snap.counts[k]:,}"] for k in outcome.restated],
-            )
+        metadata["restatements"] = table(
+            RESTATED_COLUMNS,
+            (
+                {"metric": _optimove_label(k), "earlier_day": prev.day, "earlier": prev.counts[k], "now": snap.counts[k]}
+                for k in outcome.restated
+            ),
         )
     return dg.MaterializeResult(metadata=metadata)
 
@@ -171,35 +178,57 @@ ANALYSIS_SCHEMA = dg.TableSchema(
     ]
 )
 
-_LATEST_SCHEMA = dg.TableSchema(
-    columns=[
-        dg.TableColumn("campaign", "string"),
-        dg.TableColumn("send_date", "string"),
-        dg.TableColumn("latest_day", "int"),
-        *(dg.TableColumn(m, "int") for m in A.OPTIMOVE_METRICS),
-        *(dg.TableColumn(k, "float") for k in A.RATES),
-        dg.TableColumn("restated", "bool"),
-    ]
-)
+#: The campaigns table of each analysis (newest send first): latest counts and rates.
+CAMPAIGN_COLUMNS = [
+    ("campaign", "string", "Cheetah campaign name"),
+    ("send_date", "string", "Optimove send date"),
+    ("days_reported", "int", "snapshot days stored (of 7)"),
+    ("latest_day", "int", "the latest snapshot day"),
+    *((m, "int", f"{m}, as of the latest day") for m in OPTIMOVE_METRICS),
+    *((k, "percent", f"{num} / {den}") for k, (num, den) in RATES.items()),
+    ("restated", "bool", "a count was lower on a day than on the previous reported day"),
+]
+#: The counts a snapshot restates below the previous reported day's.
+RESTATED_COLUMNS = [
+    ("metric", "string", "Optimove name (Cheetah name)"),
+    ("earlier_day", "int", "the previous reported day"),
+    ("earlier", "int", "its count"),
+    ("now", "int", "this day's count"),
+]
+#: The restatements the check lists.
+RESTATEMENT_COLUMNS = [
+    ("campaign", "string", "Cheetah campaign name"),
+    ("day", "int", "snapshot day"),
+    ("metric", "string", "Optimove name (Cheetah name)"),
+    ("previous_day", "int", "the previous reported day"),
+    ("was", "int", "the count on the previous reported day"),
+    ("now", "int", "the count on this day"),
+]
+#: The impossible snapshots the check lists.
+IMPOSSIBLE_COLUMNS = [
+    ("campaign", "string", "Cheetah campaign name"),
+    ("day", "int", "snapshot day"),
+    ("problem", "string", "what cannot be true"),
+]
 
 
-def _latest_table(result: A.AnalysisResult, limit: int = 100) -> dg.TableMetadataValue:
-    records = []
-    for c in result.newest_first()[:limit]:
-        rates = c.rates()
-        records.append(
-            dg.TableRecord(
-                {
-                    "campaign": c.cheetah_name,
-                    "send_date": c.send_date.isoformat() if c.send_date else "",
-                    "latest_day": c.latest_day,
-                    **{m: c.latest.counts[m] for m in A.OPTIMOVE_METRICS},
-                    **{k: (round(v, 4) if v is not None else None) for k, v in rates.items()},
-                    "restated": c.restated,
-                }
-            )
-        )
-    return dg.MetadataValue.table(records=records, schema=_LATEST_SCHEMA)
+def _campaigns_table(result: AnalysisResult, limit: int = 200) -> dg.MetadataValue:
+    return table(
+        CAMPAIGN_COLUMNS,
+        (
+            {
+                "campaign": c.cheetah_name,
+                "send_date": c.send_date,
+                "days_reported": c.days_reported,
+                "latest_day": c.latest_day,
+                **c.latest.counts,
+                **c.rates(),
+                "restated": c.restated,
+            }
+            for c in result.newest_first()
+        ),
+        limit=limit,
+    )
 
 
 @dg.asset(
@@ -217,20 +246,19 @@ def campaign_analysis(
     context: dg.AssetExecutionContext, customer_db: CustomerDatabaseResource, clock: ClockResource
 ) -> dg.MaterializeResult:
     engine = customer_db.get_engine()
-    S.prepare_database(engine)
+    prepare_database(engine)
     # Read before the tables: every snapshot whose event is at or below this id is in what we read,
     # so the analysis sensor knows exactly which snapshots this analysis covers.
     covers = latest_storage_id(context.instance, campaign_metric_snapshots.key)
-    result = A.build_analysis(engine, clock.now())
+    result = build_analysis(engine, clock.now())
     restated = sum(c.restated for c in result.campaigns)
     context.log.info("analysed %d campaigns (%d with a restatement)", result.row_count, restated)
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": dg.MetadataValue.int(result.row_count),
             "dagster/column_schema": ANALYSIS_SCHEMA,
-            "campaigns": dg.MetadataValue.md(A.summary_markdown(result)),
-            "curves": dg.MetadataValue.md(A.curves_markdown(result)),
-            "latest": _latest_table(result),
+            "campaigns": _campaigns_table(result),
+            "curves": dg.MetadataValue.md(curves_markdown(result)),
             "campaigns_restated": dg.MetadataValue.int(restated),
             "restatements": dg.MetadataValue.int(len(result.restatements)),
             "snapshots_covered_up_to_event": dg.MetadataValue.int(covers if covers is not None else -1),
@@ -239,16 +267,6 @@ def campaign_analysis(
 
 
 # ------------------------------------------------------------------------------------------------
-def _md_records(records: list[dict], limit: int = 100) -> dg.MetadataValue:
-    if not records:
-        return dg.MetadataValue.md("_none_")
-    header = list(records[0])
-    text = A.md_table(header, [[r[h] for h in header] for r in records[:limit]])
-    if len(records) > limit:
-        text += f"\n\n… and {len(records) - limit} more"
-    return dg.MetadataValue.md(text)
-
-
 @dg.asset_check(
     asset=campaign_analysis,
     description=(
@@ -259,8 +277,8 @@ def _md_records(records: list[dict], limit: int = 100) -> dg.MetadataValue:
 )
 def metrics_are_possible(customer_db: CustomerDatabaseResource) -> dg.AssetCheckResult:
     engine = customer_db.get_engine()
-    S.prepare_database(engine)
-    bad = A.find_impossible(engine)
+    prepare_database(engine)
+    bad = find_impossible(engine)
     return dg.AssetCheckResult(
         passed=not bad,
         severity=dg.AssetCheckSeverity.ERROR,
@@ -270,7 +288,7 @@ def metrics_are_possible(customer_db: CustomerDatabaseResource) -> dg.AssetCheck
             if bad
             else "every snapshot's counts are possible"
         ),
-        metadata={"impossible_snapshots": dg.MetadataValue.int(len(bad)), "problems": _md_records([b.record() for b in bad])},
+        metadata={"impossible_snapshots": dg.MetadataValue.int(len(bad)), "problems": table(IMPOSSIBLE_COLUMNS, (b.record() for b in bad), limit=100)},
     )
 
 
@@ -283,8 +301,8 @@ def metrics_are_possible(customer_db: CustomerDatabaseResource) -> dg.AssetCheck
 )
 def restatements_flagged(customer_db: CustomerDatabaseResource) -> dg.AssetCheckResult:
     engine = customer_db.get_engine()
-    S.prepare_database(engine)
-    found = A.find_restatements(engine)
+    prepare_database(engine)
+    found = find_restatements(engine)
     return dg.AssetCheckResult(
         passed=not found,
         severity=dg.AssetCheckSeverity.WARN,
@@ -293,7 +311,7 @@ def restatements_flagged(customer_db: CustomerDatabaseResource) -> dg.AssetCheck
             if found
             else "no count was restated downwards"
         ),
-        metadata={"restated_counts": dg.MetadataValue.int(len(found)), "restatements": _md_records([r.record() for r in found])},
+        metadata={"restated_counts": dg.MetadataValue.int(len(found)), "restatements": table(RESTATEMENT_COLUMNS, (r.record() for r in found), limit=100)},
     )
 
 

@@ -1,0 +1,211 @@
+"""What the metric sensors ask, as plain functions (no Dagster), tested without Dagster:
+
+* :func:`campaigns_sent_since` — the APPROVED sends whose send time has come, sent or changed
+  since the last tick (one range query over the ledger's ``send_at`` and ``updated_at`` indexes).
+* :func:`snapshots_due` — every campaign-day whose due time falls in ``(last tick, now]``, plus
+  the days already due of campaigns registered since the last tick (one range query per tick,
+  one bounded look-up of the registered names, pure arithmetic; never a per-partition query).
+
+Taking and storing a snapshot is :mod:`.snapshots`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Callable, Collection, Iterable, Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from ..customers.schema import send_ledger
+from ..timeutil import utc
+from .snapshots import APPROVED, DAY, DAYS, day_key, run_key
+
+#: How far back the request sensor catches up: after an outage (or on its very first tick) it
+#: requests every day that became due within this horizon, once. Older days are left to a
+#: backfill from the UI: fetched today they would report today's counts under an old day.
+CATCH_UP_HORIZON = dt.timedelta(days=7)
+
+#: The registration sensor re-reads sends changed up to this long before its last tick, so that
+#: a send whose transaction committed late, or whose writer's clock is a little behind, is not
+#: skipped. Re-read sends that are already registered cost one bounded membership query.
+REGISTRATION_SLACK = dt.timedelta(minutes=15)
+
+_IN_CHUNK = 500  # names per SQL ``IN (...)``
+
+
+# ------------------------------------------------------------------------------------------------
+# what the sensors ask
+# ------------------------------------------------------------------------------------------------
+def _sent() -> sa.ColumnElement[bool]:
+    return sa.and_(send_ledger.c.state == APPROVED, send_ledger.c.camp_id.is_not(None))
+
+
+def campaigns_sent_since(
+    engine: Engine,
+    now: dt.datetime,
+    since: dt.datetime | None,
+    *,
+    slack: dt.timedelta = REGISTRATION_SLACK,
+) -> list[tuple[str, dt.datetime]]:
+    """(name, send time) of APPROVED sends whose send time has come, oldest first.
+
+    With ``since`` (the previous tick), only those sent after ``since - slack`` or whose ledger
+    row changed after it: the new ones, plus a bounded overlap. A send recorded as APPROVED only
+    after its send time (a run that recovered a lost reply the next day) is found by its
+    ``updated_at``. Without ``since``, every sent campaign.
+    """
+    now = utc(now)
+    t = send_ledger.c
+    query = sa.select(t.cheetah_name, t.send_at).where(_sent(), t.send_at <= now)
+    if since is not None:
+        floor = utc(since) - slack
+        query = query.where(sa.or_(t.send_at > floor, t.updated_at > floor))
+    with engine.connect() as conn:
+        rows = conn.execute(query.order_by(t.send_at, t.cheetah_name)).all()
+    return [(r.cheetah_name, utc(r.send_at)) for r in rows]
+
+
+@dataclass(frozen=True, order=True)
+class DueSnapshot:
+    due_at: dt.datetime
+    cheetah_name: str
+    day: int
+
+    @property
+    def day_key(self) -> str:
+        return day_key(self.day)
+
+    @property
+    def run_key(self) -> str:
+        return run_key(self.cheetah_name, self.day)
+
+
+def _merge(ranges: Iterable[tuple[dt.datetime, dt.datetime]]) -> list[tuple[dt.datetime, dt.datetime]]:
+    """Union of half-open ranges ``(lo, hi]`` as disjoint ranges."""
+    out: list[list[dt.datetime]] = []
+    for lo, hi in sorted(ranges):
+        if out and lo <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], hi)
+        else:
+            out.append([lo, hi])
+    return [(lo, hi) for lo, hi in out]
+
+
+def _chunks(items: Sequence[str], n: int = _IN_CHUNK) -> Iterable[Sequence[str]]:
+    for i in range(0, len(items), n):
+        yield items[i : i + n]
+
+
+def _days_in(send_at: dt.datetime, lo: dt.datetime, hi: dt.datetime) -> list[tuple[int, dt.datetime]]:
+    """(k, due) for the days k whose due time ``send_at + k days`` is in ``(lo, hi]``."""
+    out = []
+    for k in DAYS:
+        due = send_at + k * DAY
+        if lo < due <= hi:
+            out.append((k, due))
+    return out
+
+
+def sends_with_days_due(
+    engine: Engine, lo: dt.datetime, hi: dt.datetime
+) -> list[tuple[str, dt.datetime]]:
+    """(name, send time) of APPROVED sends with a snapshot day due in ``(lo, hi]``.
+
+    One query over the ``send_at`` index: the send times ``(lo - k days, hi - k days]`` for
+    k = 1..7, merged into disjoint ranges, so a tick reads only the sends with something due.
+    """
+    if hi <= lo:
+        return []
+    t = send_ledger.c
+    ranges = _merge((lo - k * DAY, hi - k * DAY) for k in DAYS)
+    cond = sa.or_(*(sa.and_(t.send_at > a, t.send_at <= b) for a, b in ranges))
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(t.cheetah_name, t.send_at).where(_sent(), cond)).all()
+    return [(r.cheetah_name, utc(r.send_at)) for r in rows]
+
+
+def sends_named(
+    engine: Engine, names: Collection[str], *, sent_after: dt.datetime | None = None
+) -> list[tuple[str, dt.datetime]]:
+    """(name, send time) of the APPROVED sends among ``names`` (chunked ``IN`` queries),
+    optionally only those sent after ``sent_after``."""
+    t = send_ledger.c
+    out: list[tuple[str, dt.datetime]] = []
+    extra = [] if sent_after is None else [t.send_at > utc(sent_after)]
+    with engine.connect() as conn:
+        for chunk in _chunks(sorted(set(names))):
+            rows = conn.execute(
+                sa.select(t.cheetah_name, t.send_at).where(_sent(), t.cheetah_name.in_(chunk), *extra)
+            ).all()
+            out.extend((r.cheetah_name, utc(r.send_at)) for r in rows)
+    return out
+
+
+@dataclass
+class DuePlan:
+    """What one tick of the request sensor asks for, and how it got there (for logs and tests)."""
+
+    due: list[DueSnapshot] = field(default_factory=list)
+    window_sends: int = 0  # sends read by the due-time range query
+    newly_registered: int = 0  # partitions added since the last tick
+    not_registered: list[str] = field(default_factory=list)  # due, but not (yet) a partition
+
+
+def snapshots_due(
+    engine: Engine,
+    *,
+    now: dt.datetime,
+    last_tick: dt.datetime | None,
+    registered: Callable[[list[str]], Collection[str]],
+    registered_since_last_tick: Callable[[], Collection[str]],
+    horizon: dt.timedelta = CATCH_UP_HORIZON,
+) -> DuePlan:
+    """The campaign-days to request at ``now``: each one once, never before it is due.
+
+    * A registered campaign's day k is requested by the tick whose interval ``(last_tick, now]``
+      holds its due time (a tick after an outage covers the whole outage).
+    * A campaign registered since the last tick gets every day already due at ``now``: it may
+      have been registered late (its send recorded as APPROVED late), or this is the first tick.
+    * Nothing that became due more than ``horizon`` ago is requested (a backfill does that).
+
+    ``registered(names)`` answers which names are partitions (one bounded query);
+    ``registered_since_last_tick()`` lists the partitions added since the last tick. It is called
+    *after* the first ``registered``, so a campaign registered between the two calls counts as new
+    (all its due days) rather than both new and old: no campaign-day is asked for twice. Every name
+    in the plan has been confirmed by ``registered`` in this tick.
+    """
+    now = utc(now)
+    floor = now - horizon
+    lo = floor if last_tick is None else max(utc(last_tick), floor)
+    plan = DuePlan()
+
+    window: list[tuple[str, dt.datetime]] = []
+    if last_tick is not None:
+        window = sends_with_days_due(engine, lo, now)
+    plan.window_sends = len(window)
+    known = set(registered(sorted({name for name, _ in window}))) if window else set()
+    new = set(registered_since_last_tick())
+    plan.newly_registered = len(new)
+
+    for name, send_at in window:
+        if name in new:
+            continue  # all its due days come below
+        if name not in known:
+            plan.not_registered.append(name)
+            continue
+        plan.due.extend(DueSnapshot(due, name, k) for k, due in _days_in(send_at, lo, now))
+
+    caught_up: dict[str, list[DueSnapshot]] = {}
+    for name, send_at in sends_named(engine, new, sent_after=floor - len(DAYS) * DAY):
+        days = [DueSnapshot(due, name, k) for k, due in _days_in(send_at, floor, now)]
+        if days:
+            caught_up[name] = days
+    if caught_up:
+        # Listed as added since the last tick; confirm they are still partitions (one bounded query).
+        for name in registered(sorted(caught_up)):
+            plan.due.extend(caught_up[name])
+    plan.due.sort()
+    plan.not_registered.sort()
+    return plan
