@@ -30,6 +30,7 @@ from .analysis import (
     OPTIMOVE_METRICS,
     RATES,
     AnalysisResult,
+    Restatement,
     build_analysis,
     curves_markdown,
     find_impossible,
@@ -145,11 +146,8 @@ def campaign_metric_snapshots(
         metadata["compared_with_day"] = dg.MetadataValue.int(prev.day)
     if outcome.restated:
         metadata["restatements"] = table(
-            RESTATED_COLUMNS,
-            (
-                {"metric": _optimove_label(k), "earlier_day": prev.day, "earlier": prev.counts[k], "now": snap.counts[k]}
-                for k in outcome.restated
-            ),
+            RESTATEMENT_COLUMNS,
+            (Restatement(name, day, prev.day, k, prev.counts[k], snap.counts[k]).record() for k in outcome.restated),
         )
     return dg.MaterializeResult(metadata=metadata)
 
@@ -188,14 +186,7 @@ CAMPAIGN_COLUMNS = [
     *((k, "percent", f"{num} / {den}") for k, (num, den) in RATES.items()),
     ("restated", "bool", "a count was lower on a day than on the previous reported day"),
 ]
-#: The counts a snapshot restates below the previous reported day's.
-RESTATED_COLUMNS = [
-    ("metric", "string", "Optimove name (Cheetah name)"),
-    ("earlier_day", "int", "the previous reported day"),
-    ("earlier", "int", "its count"),
-    ("now", "int", "this day's count"),
-]
-#: The restatements the check lists.
+#: Restated counts (a snapshot's, and those the check lists).
 RESTATEMENT_COLUMNS = [
     ("campaign", "string", "Cheetah campaign name"),
     ("day", "int", "snapshot day"),
