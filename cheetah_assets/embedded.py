@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from .configuration import DEFAULT_SIM_PORT
 from .customers.resource import CustomerDatabaseResource
 from .customers.seed import seed_demo
-from .simulator import SimulatorServer
+from .simulator.server import SimulatorServer
 
 DEMO_CUSTOMERS = 20_000
 

@@ -15,7 +15,7 @@ from cheetah_assets.cheetah.resource import CheetahMessagingResource
 from cheetah_assets.clock import ClockResource
 from cheetah_assets.customers.resource import CustomerDatabaseResource
 from cheetah_assets.configuration import DEMO_ACCOUNT
-from cheetah_assets.simulator import SimulatorServer
+from cheetah_assets.simulator.server import SimulatorServer
 
 #: The simulator's demo account, as the resources take it.
 DEMO_CREDENTIALS = dict(DEMO_ACCOUNT)

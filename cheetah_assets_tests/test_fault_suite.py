@@ -38,7 +38,7 @@ from cheetah_assets.cheetah.contract import id_to_db
 from cheetah_assets.customers import seed
 from cheetah_assets.customers.resource import CustomerDatabaseResource
 from cheetah_assets.customers.schema import send_ledger
-from cheetah_assets.simulator import SimulatorServer
+from cheetah_assets.simulator.server import SimulatorServer
 
 from .conftest import make_resources
 from .helpers import Audit, audit_sends, ledger_rows, run_cycle, wrongly_mailed

@@ -31,8 +31,9 @@ from cheetah_assets.cheetah.contract import (
     TOKEN_PATH,
     campaign_request,
 )
-from cheetah_assets.simulator import SimulatorAdminError, SimulatorServer
+from cheetah_assets.simulator.admin import SimulatorAdminError
 from cheetah_assets.simulator.metrics import HORIZON, METRICS, curve_params, metrics_at
+from cheetah_assets.simulator.server import SimulatorServer
 
 T0 = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.timezone.utc)
 KEY, SECRET, CLIENT = "demo-consumer-key", "demo-consumer-secret", "demo-client-id"

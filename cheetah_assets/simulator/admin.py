@@ -9,6 +9,8 @@ from typing import Any
 
 import requests
 
+from ..timeutil import parse_iso
+
 
 class SimulatorAdminError(RuntimeError):
     """An admin call was refused; ``status`` is the HTTP status."""
@@ -16,10 +18,6 @@ class SimulatorAdminError(RuntimeError):
     def __init__(self, message: str, status: int):
         super().__init__(message)
         self.status = status
-
-
-def _parse(raw: str) -> dt.datetime:
-    return dt.datetime.fromisoformat(raw.replace("Z", "+00:00"))
 
 
 class SimulatorAdmin:
@@ -89,18 +87,18 @@ class SimulatorAdmin:
     # ------------------------------------------------------------------------------ clock
     def now(self) -> dt.datetime:
         """The simulated now (aware, UTC)."""
-        return _parse(self._call("GET", "clock")["now"])
+        return parse_iso(self._call("GET", "clock")["now"])
 
     def set_now(self, when: dt.datetime) -> dt.datetime:
         """Move the clock forward to ``when`` (naive = UTC); due campaigns are sent."""
         if when.tzinfo is None:
             when = when.replace(tzinfo=dt.timezone.utc)
-        return _parse(self._call("POST", "clock", {"now": when.isoformat()})["now"])
+        return parse_iso(self._call("POST", "clock", {"now": when.isoformat()})["now"])
 
     def advance(self, by: float | dt.timedelta) -> dt.datetime:
         """Move the clock forward by seconds or a timedelta; returns the new now."""
         seconds = by.total_seconds() if isinstance(by, dt.timedelta) else float(by)
-        return _parse(self._call("POST", "clock", {"advanceSeconds": seconds})["now"])
+        return parse_iso(self._call("POST", "clock", {"advanceSeconds": seconds})["now"])
 
     # ----------------------------------------------------------------------------- faults
     def add_fault(self, *, kind: str, method: str = "*", path: str = "*", status: int | None = None,

@@ -36,7 +36,8 @@ from ..cheetah.contract import (
     REPORT_PATH,
     TOKEN_PATH,
 )
-from .state import FiredFault, SimError, SimState, parse_iso
+from .errors import SimError
+from .state import SimState
 from .variants import read_campaign_request, read_id, read_import_request, vary_reply, vary_token_reply
 
 API_PREFIX = "/services2"
@@ -105,20 +106,20 @@ def _routes(state: SimState) -> list[Route]:
             raise SimError(400, "The token request must be form-urlencoded.", error="invalid_request")
         body = (await request.body()).decode("utf-8", errors="replace")
         form = {k: v[0] for k, v in urllib.parse.parse_qs(body, keep_blank_values=True).items()}
-        reply, account = state.issue_token(form, _basic_credentials(request.headers.get("authorization")))
+        reply, account = state.access.issue_token(form, _basic_credentials(request.headers.get("authorization")))
         request.scope[ACCOUNT_KEY] = account
         reply = vary_token_reply(reply) if state.string_ids else reply
         return JSONResponse(reply, headers={"Cache-Control": "no-store"})
 
     async def data_map(request: Request) -> JSONResponse:
-        return out(state.data_map(_account(request), _int_param(request, "id")))
+        return out(state.directory.data_map_reply(_int_param(request, "id")))
 
     async def folder(request: Request) -> JSONResponse:
-        return out(state.folder(_account(request), _int_param(request, "id")))
+        return out(state.directory.folder_reply(_int_param(request, "id")))
 
     async def folder_objects(request: Request) -> JSONResponse:
-        return out(state.folder_objects(
-            _account(request), _int_param(request, "id"),
+        return out(state.directory.folder_objects(
+            _int_param(request, "id"),
             _int_param(request, "pageNumber", 1), _int_param(request, "pageSize", DEFAULT_PAGE_SIZE)))
 
     async def import_(request: Request) -> JSONResponse:
@@ -126,92 +127,77 @@ def _routes(state: SimState) -> list[Route]:
         if request.method == "GET":
             raw = request.query_params.get("id")
             if state.string_ids and raw:
-                return out(state.import_status(account, read_id(raw, "importId")))
-            return out(state.import_status(account, _int_param(request, "id")))
+                return out(state.imports.status(account, read_id(raw, "importId")))
+            return out(state.imports.status(account, _int_param(request, "id")))
         body = await _json_body(request)
         if state.string_ids:
             body = read_import_request(body)
-        return out(await run_in_threadpool(state.create_import, account, body))
+        return out(await run_in_threadpool(state.imports.create, account, body))
 
     async def campaign(request: Request) -> JSONResponse:
         account = _account(request)
         if request.method == "POST":
             body = await _json_body(request)
-            return out(state.create_campaign(account, read_campaign_request(body) if state.string_ids else body))
+            return out(state.campaigns.create(account, read_campaign_request(body) if state.string_ids else body))
         if request.method == "GET":
             name = request.query_params.get("name")
             if request.query_params.get("id") is None and name is not None:
-                return out(state.campaign_by_name(account, name, _int_param(request, "folderId", None)))
+                return out(state.campaigns.by_name(account, name, _int_param(request, "folderId", None)))
             if request.query_params.get("id") is None:
                 raise SimError(400, "The 'id' or 'name' query parameter is required.")
-            return out(state.campaign(account, _int_param(request, "id")))
+            return out(state.campaigns.get(account, _int_param(request, "id")))
         camp_id = _int_param(request, "id")
         if request.method == "PUT":
             apply = not request.scope.get(UNAPPLIED_KEY)
-            return out(state.campaign_action(account, camp_id, await _json_body(request), apply=apply))
-        return out(state.delete_campaign(account, camp_id))
+            return out(state.campaigns.act(account, camp_id, await _json_body(request), apply=apply))
+        return out(state.campaigns.delete(account, camp_id))
 
     async def report(request: Request) -> JSONResponse:
-        return out(state.report(_account(request), _int_param(request, "id")))
+        return out(state.reports.report(_account(request), _int_param(request, "id")))
 
     # ----------------------------------------------------------------------- /_sim (admin)
     async def reset(request: Request) -> JSONResponse:
-        body = await _json_body(request, optional=True)
-        if not isinstance(body, dict):
-            raise SimError(400, "The reset body must be a JSON object.")
-        seed = body.get("seed", "demo")
-        if not isinstance(seed, str):
-            raise SimError(400, "'seed' must be a string.")
-        now = parse_iso(body["now"], "now") if body.get("now") is not None else None
-        for key in ("rateLimit", "tokenTtl"):
-            if body.get(key) is not None and (not isinstance(body[key], int) or isinstance(body[key], bool)):
-                raise SimError(400, f"'{key}' must be an integer.")
-        live, string_ids = body.get("liveClock"), body.get("stringIds")
-        for key, value in (("liveClock", live), ("stringIds", string_ids)):
-            if value is not None and not isinstance(value, bool):
-                raise SimError(400, f"'{key}' must be a boolean.")
-        return JSONResponse(state.reset(seed, now, rate_limit=body.get("rateLimit"), token_ttl=body.get("tokenTtl"),
-                                        live_clock=live, string_ids=string_ids))
+        return JSONResponse(state.reset_from(await _json_body(request, optional=True)))
 
     async def accounts(request: Request) -> JSONResponse:
-        return JSONResponse(state.add_account(await _json_body(request, optional=True)))
+        return JSONResponse(state.directory.add_account(await _json_body(request, optional=True)))
 
     async def templates(request: Request) -> JSONResponse:
-        return JSONResponse(state.add_templates(await _json_body(request)))
+        return JSONResponse(state.directory.add_templates(await _json_body(request)))
 
     async def whitelist(request: Request) -> JSONResponse:
         if request.method == "GET":
-            return JSONResponse({"open": state.whitelist_open})
-        return JSONResponse(state.set_whitelist(await _json_body(request)))
+            return JSONResponse(state.access.whitelist())
+        return JSONResponse(state.access.set_whitelist(await _json_body(request)))
 
     async def expire(request: Request) -> JSONResponse:
-        return JSONResponse(state.expire_tokens())
+        return JSONResponse(state.access.expire_tokens())
 
     async def clock(request: Request) -> JSONResponse:
         if request.method == "GET":
-            return JSONResponse(state.clock())
+            return JSONResponse(state.clock_reply())
         return JSONResponse(state.set_clock(await _json_body(request)))
 
     async def faults(request: Request) -> JSONResponse:
         if request.method == "GET":
-            return JSONResponse(state.fault_list())
+            return JSONResponse(state.faults.listing())
         if request.method == "DELETE":
-            return JSONResponse(state.clear_faults())
-        return JSONResponse(state.add_fault(await _json_body(request)))
+            return JSONResponse(state.faults.clear())
+        return JSONResponse(state.faults.add(await _json_body(request)))
 
     async def sent(request: Request) -> JSONResponse:
         with_rows = request.query_params.get("recipients", "true").lower() not in ("0", "false", "no")
-        return JSONResponse(state.sent(with_recipients=with_rows))
+        return JSONResponse(state.reports.sent(with_recipients=with_rows))
 
     async def lists(request: Request) -> JSONResponse:
         with_rows = request.query_params.get("rows", "true").lower() not in ("0", "false", "no")
-        return JSONResponse(state.list_reply(_int_param(request, "id", None), rows=with_rows))
+        return JSONResponse(state.imports.lists_reply(_int_param(request, "id", None), rows=with_rows))
 
     async def stats(request: Request) -> JSONResponse:
-        return JSONResponse(state.stats())
+        return JSONResponse(state.log.stats())
 
     async def requests_(request: Request) -> JSONResponse:
-        return JSONResponse(state.requests())
+        return JSONResponse(state.log.requests())
 
     return [
         Route(TOKEN_PATH, token, methods=["POST"]),
@@ -285,7 +271,7 @@ class SimulatorApp:
             await self.routes(scope, receive, send)
             return
 
-        fault = self.state.take_fault(method, path)
+        fault = self.state.faults.take(method, path)
         status: int | None = None
         recorded = False
 
@@ -295,7 +281,7 @@ class SimulatorApp:
             nonlocal recorded
             if not recorded:
                 recorded = True
-                self.state.record_request(method, path, scope.get("query_string", b"").decode("latin-1"),
+                self.state.log.record(method, path, scope.get("query_string", b"").decode("latin-1"),
                                           None if dropped and fault and fault.kind == "drop" else status,
                                           scope.get(ACCOUNT_KEY), fault, dropped)
 
@@ -348,13 +334,13 @@ class SimulatorApp:
     async def _guarded(self, scope: dict, receive: Callable, send: Callable) -> None:
         """Whitelist (403), then -- except on the token route -- Bearer auth (401) and the rate
         limit (429), then the route."""
-        err = self.state.whitelist_error()
+        err = self.state.access.whitelist_error()
         if err is None and scope["path"] != TOKEN_PATH:
             headers = dict(scope.get("headers") or [])
             auth = headers.get(b"authorization", b"").decode("latin-1") or None
             try:
-                account = self.state.authenticate(auth)
-                self.state.check_rate(account)
+                account = self.state.access.authenticate(auth)
+                self.state.access.check_rate(account)
                 scope[ACCOUNT_KEY] = account
             except SimError as exc:
                 err = exc

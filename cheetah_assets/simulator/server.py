@@ -12,9 +12,10 @@ from typing import Any
 import requests
 import uvicorn
 
+from ..timeutil import parse_iso
 from .admin import SimulatorAdmin
 from .app import build_app
-from .state import SimState, parse_iso
+from .state import SimState
 
 
 def _base_protocol() -> type[asyncio.Protocol]:
@@ -165,7 +166,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8765, help="port (default: 8765; 0 = any free port)")
     parser.add_argument("--seed", default="demo", help="seed of the demo account and metric curves (default: demo)")
-    parser.add_argument("--now", default=None, help="start the simulated clock at this ISO time (default: now)")
+    parser.add_argument("--now", default=None, type=parse_iso,
+                        help="start the simulated clock at this ISO time (default: now)")
     parser.add_argument("--rate-limit", type=int, default=None,
                         help="requests/s of the demo account (default: 20; 0 = unlimited)")
     parser.add_argument("--live-clock", action="store_true",
@@ -174,8 +176,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="serve ids and counts as strings, with extra fields and another key order, as a "
                              "second implementation of the contract may (default: numbers, as documented)")
     args = parser.parse_args(argv)
-    now = parse_iso(args.now, "--now") if args.now else None
-    server = SimulatorServer(args.seed, host=args.host, port=args.port, now=now, rate_limit=args.rate_limit,
+    server = SimulatorServer(args.seed, host=args.host, port=args.port, now=args.now, rate_limit=args.rate_limit,
                              live_clock=args.live_clock, string_ids=args.string_ids)
     variant = ", string ids" if args.string_ids else ""
     print(f"Cheetah Messaging simulator on http://{args.host}:{args.port} (seed {args.seed!r}{variant}); "

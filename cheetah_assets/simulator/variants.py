@@ -24,7 +24,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from ..cheetah.contract import METRIC_NAMES
-from .state import SimError
+from .errors import SimError
 
 #: Keys whose values are ids, wherever they appear in a reply.
 ID_KEYS = frozenset({

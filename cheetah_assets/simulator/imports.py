@@ -1,0 +1,145 @@
+"""Recipient lists and their import queue: ``POST Import`` and ``GET Import?id=`` of the
+contract, and the admin read-back ``GET /_sim/lists``."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import Field, field_validator
+
+from .accounts import Account, Directory
+from .bodies import Body, read
+from .errors import SimError
+from .importfile import ParsedFile, parse_import_file
+
+FIRST_LIST_ID = 9001
+FIRST_IMPORT_ID = 1
+
+
+@dataclass
+class RecipientList:
+    list_id: int
+    cust_id: int
+    name: str
+    prop_map_id: int
+    rows: dict[str, dict[str, str]] = field(default_factory=dict)  # identifier -> other fields
+
+    def recipients(self) -> list[dict[str, Any]]:
+        """The rows as the API shows them: ``{"identifier", "fields"}`` each, in list order."""
+        return [{"identifier": k, "fields": dict(v)} for k, v in self.rows.items()]
+
+
+@dataclass
+class ImportJob:
+    import_id: int
+    cust_id: int
+    list_id: int
+    prop_map_id: int
+    file_name: str
+    status: str = "QUEUED"
+    parsed: ParsedFile | None = None
+    failure: str | None = None
+
+    def reply(self) -> dict[str, Any]:
+        done = self.status == "COMPLETED"
+        out: dict[str, Any] = {
+            "importId": self.import_id,
+            "status": self.status,
+            "listId": self.list_id,
+            "rowsRead": self.parsed.rows_read if done and self.parsed else 0,
+            "rowsAccepted": self.parsed.rows_accepted if done and self.parsed else 0,
+            "rejected": list(self.parsed.rejected) if done and self.parsed else [],
+        }
+        if self.status == "FAILED":
+            out["reason"] = self.failure
+        return out
+
+
+class ImportBody(Body):
+    """``POST Import``."""
+
+    file_name: str = Field(alias="fileName")
+    file_data: str = Field(alias="fileData")
+    prop_map_id: int = Field(alias="propMapId")
+    list_name: str = Field(alias="listName")
+
+    @field_validator("list_name")
+    @classmethod
+    def _named(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("'listName' must not be empty.")
+        return value.strip()
+
+
+class Imports:
+    """The recipient lists and import jobs of the simulated world."""
+
+    def __init__(self, lock: threading.RLock, directory: Directory):
+        self._lock = lock
+        self._directory = directory
+        self.lists: dict[int, RecipientList] = {}
+        self.jobs: dict[int, ImportJob] = {}
+        self._list_ids = itertools.count(FIRST_LIST_ID)
+        self._import_ids = itertools.count(FIRST_IMPORT_ID)
+
+    def create(self, account: Account, body: Any) -> dict[str, Any]:
+        """``POST Import``: validate, read the file (outside the lock), queue the job."""
+        request = read(ImportBody, body, "Import")
+        with self._lock:
+            data_map = self._directory.data_maps.get(request.prop_map_id)
+            if data_map is None:
+                raise SimError(404, f"Unknown Data Map {request.prop_map_id}.")
+        parsed = parse_import_file(request.file_data, data_map)  # slow part, no lock
+        with self._lock:
+            name, prop_map_id = request.list_name, request.prop_map_id
+            found = next((x for x in self.lists.values() if x.cust_id == account.cust_id and x.name == name), None)
+            if found is not None and found.prop_map_id != prop_map_id:
+                raise SimError(400, f"List '{name}' belongs to Data Map {found.prop_map_id}, not {prop_map_id}.")
+            if found is None:
+                found = RecipientList(next(self._list_ids), account.cust_id, name, prop_map_id)
+                self.lists[found.list_id] = found
+            job = ImportJob(next(self._import_ids), account.cust_id, found.list_id, prop_map_id, request.file_name)
+            if isinstance(parsed, str):
+                job.failure = parsed
+            else:
+                job.parsed = parsed
+            self.jobs[job.import_id] = job
+            return {"importId": job.import_id}
+
+    def status(self, account: Account, import_id: int) -> dict[str, Any]:
+        """``GET Import?id=``: each poll moves the job one step QUEUED→PROCESSING→COMPLETED/FAILED;
+        the rows reach the list when it completes."""
+        with self._lock:
+            job = self.jobs.get(import_id)
+            if job is None or job.cust_id != account.cust_id:
+                raise SimError(404, f"Unknown import {import_id}.")
+            if job.status == "QUEUED":
+                job.status = "PROCESSING"
+            elif job.status == "PROCESSING":
+                if job.parsed is None:
+                    job.status = "FAILED"
+                else:
+                    rows = self.lists[job.list_id].rows
+                    for k, v in job.parsed.rows.items():
+                        rows.pop(k, None)
+                        rows[k] = v
+                    job.status = "COMPLETED"
+            return job.reply()
+
+    def lists_reply(self, list_id: int | None = None, rows: bool = True) -> dict[str, Any]:
+        """``GET /_sim/lists[?id=]``: the recipient lists and their current rows."""
+        with self._lock:
+            if list_id is not None and list_id not in self.lists:
+                raise SimError(404, f"Unknown list {list_id}.")
+            chosen = [self.lists[list_id]] if list_id is not None else list(self.lists.values())
+            out = []
+            for x in chosen:
+                item: dict[str, Any] = {"listId": x.list_id, "listName": x.name, "custId": x.cust_id,
+                                        "propMapId": x.prop_map_id, "rowCount": len(x.rows)}
+                if rows:
+                    item["rows"] = x.recipients()
+                out.append(item)
+            return {"lists": out}
