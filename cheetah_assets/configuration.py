@@ -27,7 +27,8 @@ from typing import Mapping
 import dagster as dg
 
 from .cheetah.errors import ConfigurationError
-from .cheetah.resource import ENV_VARS, CheetahMessagingResource
+from .cheetah.resource import CheetahMessagingResource
+from .cheetah.settings import ENV_VARS, demo_account
 from .customers.resource import CustomerDatabaseResource
 
 #: The one switch that selects the demo: ``1`` (or true/yes/on) for the demo, unset or ``0`` otherwise.
@@ -37,15 +38,9 @@ DEMO_DIR_VARIABLE = "CHEETAH_DEMO_DIR"
 CUSTOMER_DB_VARIABLE = "CUSTOMER_DB_URL"
 DEFAULT_SIM_PORT = 8765
 
-#: The simulator's demo account (``simulator/``'s seed "demo"). Not secrets: they open nothing real.
-DEMO_ACCOUNT: dict[str, str] = {
-    "cust_id": "1234",
-    "folder_id": "4242",
-    "prop_map_id": "77",
-    "consumer_key": "demo-consumer-key",
-    "consumer_secret": "demo-consumer-secret",
-    "client_id": "demo-client-id",
-}
+#: The simulator's demo account (``simulator/``'s seed "demo"), from the settings' own demo values.
+#: Not secrets: they open nothing real.
+DEMO_ACCOUNT: dict[str, str] = demo_account()
 
 #: The demo's send-path set-up check imports this address (the simulator mails nobody anyway).
 DEMO_TEST_ADDRESS = "setup-check@demo.example"

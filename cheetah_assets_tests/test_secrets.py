@@ -8,7 +8,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from cheetah_assets.cheetah.client import INVALID_CREDENTIALS_MESSAGE
+from cheetah_assets.cheetah.error_mapping import INVALID_CREDENTIALS_MESSAGE
 from cheetah_assets.cheetah.contract import IMPORT_PATH, TOKEN_PATH
 from cheetah_assets.customers import seed
 from cheetah_assets.customers.resource import CustomerDatabaseResource

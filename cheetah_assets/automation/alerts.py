@@ -33,7 +33,7 @@ import dagster as dg
 import requests
 from pydantic import Field
 
-from ..cheetah.client import is_loopback_host
+from ..cheetah.settings import is_loopback_host
 
 #: resource field -> environment variable
 ALERT_ENV_VARS = {

@@ -1,129 +1,84 @@
-"""The Dagster resource giving assets a :class:`~.client.CheetahClient`."""
+"""The Dagster resource giving assets a :class:`~.client.CheetahClient`.
+
+Its fields are derived from :class:`~.settings.CheetahSettings`: one field per setting, with the
+setting's description, default and environment variable. The account's ids and credentials are
+strings here (Dagster resolves ``EnvVar`` to strings); the settings parse and validate them when a
+client is made.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
+from typing import Any
 
 import dagster as dg
-from pydantic import Field
+from pydantic import Field, SecretStr, create_model
 
-from .client import CheetahClient, CheetahSettings
+from .client import CheetahClient
+from .settings import ENV_VARS, CheetahSettings, account_settings
 
-#: resource field -> environment variable read by :meth:`CheetahMessagingResource.from_env`
-ENV_VARS = {
-    "endpoint": "CHEETAH_ENDPOINT",
-    "cust_id": "CHEETAH_CUST_ID",
-    "folder_id": "CHEETAH_FOLDER_ID",
-    "prop_map_id": "CHEETAH_PROP_MAP_ID",
-    "consumer_key": "CHEETAH_CONSUMER_KEY",
-    "consumer_secret": "CHEETAH_CONSUMER_SECRET",
-    "client_id": "CHEETAH_CLIENT_ID",
-}
+__all__ = ["CheetahMessagingResource", "ENV_VARS", "TEST_ADDRESS_VAR"]
+
 #: The optional address the send-path set-up check imports (see ``sending/setup.py``).
 TEST_ADDRESS_VAR = "CHEETAH_TEST_ADDRESS"
 
 
-class CheetahMessagingResource(dg.ConfigurableResource):
+def _resource_field(name: str, info, env: str | None) -> tuple[type, Any]:
+    """The resource's field for setting ``name``: a string for account settings (they may come
+    from environment variables), the setting's own type and default for the tuning ones."""
+    secret = info.annotation is SecretStr
+    description = _one_line(info.description)
+    if env is None:
+        return info.annotation, Field(default=info.default, description=description)
+    where = f"Secret: set it with EnvVar {env}." if secret else f"Environment: {env}."
+    return str, Field(description=f"{description} {where}", repr=not secret)
+
+
+def _one_line(text: str | None) -> str:
+    return " ".join((text or "").split())
+
+
+_SettingsFields = create_model(
+    "_SettingsFields",
+    __base__=dg.ConfigurableResource,
+    **{name: _resource_field(name, info, setting.env) for name, info, setting in account_settings()},
+)
+
+
+class CheetahMessagingResource(_SettingsFields):
     """Access to one Cheetah Messaging account (one consumer key) through its REST API.
 
-    Configure every field from the environment with :meth:`from_env` (``dg.EnvVar``): Dagster
-    then resolves the values when a run starts and shows only the variable names in the UI and in
-    run config. Never pass the consumer key or secret as literal strings. Values are validated
-    when a client is made (:meth:`get_client`): a missing or malformed setting raises
+    Configure every account field from the environment with :meth:`from_env` (``dg.EnvVar``):
+    Dagster then resolves the values when a run starts and shows only the variable names in the
+    UI and in run config. Never pass the consumer key or secret as literal strings. Values are
+    validated when a client is made (:meth:`get_client`): a missing or malformed setting raises
     ``ConfigurationError`` naming it, and the endpoint must be ``https://`` (plain ``http://``
-    only to a loopback address, for the simulator). The IDs are strings so that they can come
-    from environment variables; they must hold whole numbers.
+    only to a loopback address, for the simulator). The fields are those of
+    :class:`~.settings.CheetahSettings` (endpoint, ids, credentials, timeouts, retries, token
+    renewal, import polling), plus ``require_https`` and ``test_address``.
 
     Use ``with cheetah.get_client(context.log) as client: ...`` in an asset.
     """
 
-    endpoint: str = Field(
-        description=(
-            "API endpoint URL of the account's region (set-up step 6), e.g. https://api.example.com, "
-            "without /services2. Environment: CHEETAH_ENDPOINT."
-        )
-    )
-    cust_id: str = Field(description="Cust_ID: the account's customer id (a whole number). Environment: CHEETAH_CUST_ID.")
-    folder_id: str = Field(
-        description=(
-            "Folder ID of the folder (e.g. 'Optimove') holding the email templates, where campaigns "
-            "are created. Environment: CHEETAH_FOLDER_ID."
-        )
-    )
-    prop_map_id: str = Field(
-        description=(
-            "PROP_MAP_ID: id of the Data Map whose field names head the recipient import files. "
-            "Environment: CHEETAH_PROP_MAP_ID."
-        )
-    )
-    consumer_key: str = Field(
-        repr=False,
-        description="Consumer Key of the API user (OAuth username). Secret: set it with EnvVar CHEETAH_CONSUMER_KEY.",
-    )
-    consumer_secret: str = Field(
-        repr=False,
-        description="Consumer Secret of the API user (OAuth password). Secret: set it with EnvVar CHEETAH_CONSUMER_SECRET.",
-    )
-    client_id: str = Field(
-        repr=False,
-        description="Client Identifier of the API client (OAuth client_id). Environment: CHEETAH_CLIENT_ID.",
-    )
-    timeout_seconds: float = Field(
-        default=30.0, description="Seconds to wait for each API reply before it counts as lost."
-    )
-    max_retries: int = Field(
-        default=5,
-        description=(
-            "Retries of a call after a 429, a 5xx or a lost connection (the last two only for calls safe to "
-            "repeat; creating a campaign is not)."
-        ),
-    )
-    backoff_factor: float = Field(
-        default=0.5, description="Exponential backoff between retries: factor x 2^(retry-1) seconds, plus jitter."
-    )
-    import_poll_interval_seconds: float = Field(
-        default=2.0, description="Seconds between polls of a queued recipient import."
-    )
-    import_timeout_seconds: float = Field(
-        default=1800.0, description="Seconds to wait for a recipient import to complete before failing."
-    )
     require_https: bool = Field(
-        default=False,
-        description=(
-            "Refuse a plain http:// endpoint even on loopback. A deployment (from_env) sets it: plain HTTP is "
-            "only ever for the simulator, which the demo reaches with its own demo credentials."
-        ),
+        default=False, description=_one_line(CheetahSettings.model_fields["require_https"].description)
     )
     test_address: str = Field(
         default="",
         description=(
             "An address of your own for the send-path set-up check: it is imported into a one-row list "
             "and a campaign is created on it and deleted, never launched, so it is never mailed. "
-            "Environment: CHEETAH_TEST_ADDRESS (optional; without it that check is skipped, with a warning)."
+            f"Environment: {TEST_ADDRESS_VAR} (optional; without it that check is skipped, with a warning)."
         ),
     )
 
     def settings(self) -> CheetahSettings:
         """The validated settings (``ConfigurationError`` naming any bad one)."""
-        return CheetahSettings.from_raw(
-            endpoint=self.endpoint,
-            cust_id=self.cust_id,
-            folder_id=self.folder_id,
-            prop_map_id=self.prop_map_id,
-            consumer_key=self.consumer_key,
-            consumer_secret=self.consumer_secret,
-            client_id=self.client_id,
-            timeout_seconds=self.timeout_seconds,
-            max_retries=self.max_retries,
-            backoff_factor=self.backoff_factor,
-            import_poll_interval_seconds=self.import_poll_interval_seconds,
-            import_timeout_seconds=self.import_timeout_seconds,
-            require_https=self.require_https,
-        )
+        return CheetahSettings(**{name: getattr(self, name) for name in CheetahSettings.model_fields})
 
     def get_client(self, logger: logging.Logger | None = None) -> CheetahClient:
-        """A new client (close it, or use it as a context manager)."""
+        """A new, plain client (close it, or use it as a context manager)."""
         return CheetahClient(self.settings(), logger=logger)
 
     @classmethod
