@@ -5,21 +5,11 @@ A deployment configures everything through environment variables, read with Dags
 ``CHEETAH_DEMO=1``. Both modes, and what happens when a deployment is half-configured, are
 described in :mod:`cheetah_assets.configuration`.
 
-=========================  ==================================================================
-variable                   meaning
-=========================  ==================================================================
-CHEETAH_ENDPOINT           API endpoint URL (https:// only)
-CHEETAH_CUST_ID            Cust_ID assigned to the account
-CHEETAH_FOLDER_ID          Folder ID of the "Optimove" folder
-CHEETAH_PROP_MAP_ID        PROP_MAP_ID (the Data Map)
-CHEETAH_CONSUMER_KEY       Consumer Key
-CHEETAH_CONSUMER_SECRET    Consumer Secret
-CHEETAH_CLIENT_ID          Client Identifier
-CUSTOMER_DB_URL            SQLAlchemy URL of the customer database
-CHEETAH_TEST_ADDRESS       optional: the address the send-path set-up check imports (never mailed)
-CHEETAH_DEMO               1 selects the demo (simulator on loopback, demo database); unset otherwise
-CHEETAH_ALERT_*            optional alert channels: see ``automation/alerts.py``
-=========================  ==================================================================
+The variables, one home: the Cheetah account's come from the settings model
+(``cheetah/settings.py``: ``ENV_VARS``); ``CUSTOMER_DB_URL`` and ``CHEETAH_DEMO`` from
+:mod:`cheetah_assets.configuration`; ``CHEETAH_TEST_ADDRESS`` from ``cheetah/resource.py``;
+``CHEETAH_ALERT_*`` from ``automation/alerts.py``. The README's table lists a deployment's, and
+``test_settings.py`` checks it against the model.
 """
 
 from __future__ import annotations

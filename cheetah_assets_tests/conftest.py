@@ -12,13 +12,13 @@ import datetime as dt
 import pytest
 
 from cheetah_assets.cheetah.resource import CheetahMessagingResource
+from cheetah_assets.cheetah.settings import demo_account
 from cheetah_assets.clock import ClockResource
 from cheetah_assets.customers.resource import CustomerDatabaseResource
-from cheetah_assets.configuration import DEMO_ACCOUNT
 from cheetah_assets.simulator.server import SimulatorServer
 
-#: The simulator's demo account, as the resources take it.
-DEMO_CREDENTIALS = dict(DEMO_ACCOUNT)
+#: The simulator's demo account, as the resources take it (the settings' own demo values).
+DEMO_CREDENTIALS = demo_account()
 
 
 @pytest.fixture(scope="session")
