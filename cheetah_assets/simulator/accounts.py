@@ -9,12 +9,12 @@ import hmac
 import itertools
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from ..cheetah.contract import DEFAULT_TOKEN_LIFETIME_S, MAX_PAGE_SIZE
-from .bodies import Body, TextId, read
+from .bodies import Body, TextId, bounded, read
 from .clock import SimClock, iso
 from .errors import SimError
 
@@ -128,25 +128,13 @@ class AccountBody(Body):
     folder: FolderBody = Field(default_factory=lambda: FolderBody.model_validate(DEMO_FOLDER))
     templates: list[TemplateBody] = Field(
         default_factory=lambda: [TemplateBody.model_validate(t) for t in DEMO_TEMPLATES])
-    token_ttl: int = Field(DEMO_ACCOUNT["tokenTtl"], alias="tokenTtl")
-    rate_limit: int = Field(DEMO_ACCOUNT["rateLimit"], alias="rateLimit")
+    token_ttl: Annotated[int, bounded("'tokenTtl' must be at least 1 second.", 1)] = Field(
+        DEMO_ACCOUNT["tokenTtl"], alias="tokenTtl")
+    rate_limit: Annotated[int, bounded("'rateLimit' must be >= 0 (0 = unlimited).", 0)] = Field(
+        DEMO_ACCOUNT["rateLimit"], alias="rateLimit")
     consumer_secret: str = Field(DEMO_ACCOUNT["consumerSecret"], alias="consumerSecret")
     client_id: str = Field(DEMO_ACCOUNT["clientId"], alias="clientId")
     cust_id: int = Field(DEMO_ACCOUNT["custId"], alias="custId")
-
-    @field_validator("token_ttl")
-    @classmethod
-    def _at_least_a_second(cls, value: int) -> int:
-        if value < 1:
-            raise ValueError("'tokenTtl' must be at least 1 second.")
-        return value
-
-    @field_validator("rate_limit")
-    @classmethod
-    def _not_negative(cls, value: int) -> int:
-        if value < 0:
-            raise ValueError("'rateLimit' must be >= 0 (0 = unlimited).")
-        return value
 
     @model_validator(mode="after")
     def _prop_map_is_the_data_map(self) -> "AccountBody":

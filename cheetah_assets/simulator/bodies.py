@@ -17,7 +17,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, ClassVar, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
 from ..timeutil import parse_iso
@@ -81,6 +81,8 @@ def refusal(errors: list[Any], what: str) -> str:
     name = label(loc)
     if kind == "missing":
         return f"'{name}' is required."
+    if kind == "empty":
+        return f"'{name}' must not be empty."
     if kind == "not_an_iso_time":
         return f"'{name}' is not an ISO time: {value!r}."
     expected = first["ctx"]["expected"] if kind == "wrong_type" else EXPECTED.get(kind)
@@ -108,6 +110,25 @@ def _instant(value: Any) -> Any:
         raise PydanticCustomError("not_an_iso_time", "is not an ISO time") from None
 
 
+def _stripped_not_empty(value: str) -> str:
+    if not value.strip():
+        raise PydanticCustomError("empty", "must not be empty")
+    return value.strip()
+
+
+def bounded(message: str, minimum: float, maximum: float | None = None) -> AfterValidator:
+    """A check that a number is at least ``minimum`` (and at most ``maximum``); ``message`` is
+    the reply's whole message otherwise (it names the key)."""
+    def check(value: Any) -> Any:
+        if value is not None and (value < minimum or (maximum is not None and value > maximum)):
+            raise ValueError(message)
+        return value
+
+    return AfterValidator(check)
+
+
+#: A name: surrounding spaces removed, not empty.
+Name = Annotated[str, AfterValidator(_stripped_not_empty)]
 #: An id that may come as a string or an integer (a template's ``objId``); always text.
 TextId = Annotated[str, BeforeValidator(_text_id)]
 #: An ISO time (``Z``, an offset, or none: UTC), read as an aware UTC datetime.

@@ -22,7 +22,7 @@ from ..cheetah.contract import (
     NAME_EXISTS_MESSAGE,
 )
 from .accounts import Account, Directory
-from .bodies import Body, read
+from .bodies import Body, Name, read
 from .clock import UTC, SimClock, iso
 from .errors import SimError
 from .imports import Imports
@@ -72,7 +72,7 @@ class CampaignBody(Body):
     """``POST EmailCampaign``. ``start`` is the schedule's start time in UTC (a time without an
     offset is read in the schedule's ``timeZone``)."""
 
-    name: str = Field(alias="CampName")
+    name: Name = Field(alias="CampName")
     cust_id: int = Field(alias="CustId")
     type_id: str = Field("REGULAR", alias="TypeId")
     template_obj_id: str = Field(alias="TemplateObjId")
@@ -81,13 +81,6 @@ class CampaignBody(Body):
     camp_param: CampParamBody = Field(alias="CampParam")
     obj: CampaignObjBody = Field(alias="Obj")
     _start: dt.datetime = PrivateAttr()
-
-    @field_validator("name")
-    @classmethod
-    def _named(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("'CampName' must not be empty.")
-        return value.strip()
 
     @model_validator(mode="after")
     def _start_in_utc(self) -> "CampaignBody":
@@ -126,8 +119,9 @@ class Campaigns:
     """The campaigns of the simulated world."""
 
     def __init__(self, lock: threading.RLock, clock: SimClock, directory: Directory, imports: Imports):
-        self._lock = lock
-        self._clock = clock
+        #: The world's lock and clock (shared with :mod:`.reports`).
+        self.lock = lock
+        self.clock = clock
         self._directory = directory
         self._imports = imports
         self.by_id: dict[int, Campaign] = {}
@@ -139,7 +133,7 @@ class Campaigns:
         request = read(CampaignBody, body, "EmailCampaign")
         name, folder_id, list_id, prop_map_id = (request.name, request.obj.parent_obj_id, request.list_id,
                                                  request.prop_map_id)
-        with self._lock:
+        with self.lock:
             if request.cust_id != account.cust_id:
                 raise SimError(400, "Unknown CustId")
             self._directory.folder(folder_id)
@@ -155,7 +149,7 @@ class Campaigns:
             if prop_map_id != found.prop_map_id:
                 raise SimError(400, f"PropMapId {prop_map_id} is not the Data Map of list {list_id} "
                                     f"({found.prop_map_id}).")
-            now = self._clock.now()
+            now = self.clock.now()
             if request.start < now:
                 raise SimError(422, f"The start time {iso(request.start)} is before the current time {iso(now)}.")
             campaign = Campaign(
@@ -180,7 +174,7 @@ class Campaigns:
 
     def find(self, account: Account, camp_id: int) -> Campaign:
         """The account's campaign of this id; 404 if none."""
-        with self._lock:
+        with self.lock:
             found = self.by_id.get(camp_id)
             if found is None or found.cust_id != account.cust_id:
                 raise SimError(404, f"Unknown campaign {camp_id}.")
@@ -188,13 +182,13 @@ class Campaigns:
 
     def get(self, account: Account, camp_id: int) -> dict[str, Any]:
         """``GET EmailCampaign?id=``."""
-        with self._lock:
+        with self.lock:
             return self.reply(self.find(account, camp_id))
 
     def by_name(self, account: Account, name: str, folder_id: int | None = None) -> dict[str, Any]:
         """``GET EmailCampaign?name=[&folderId=]``: the campaign of that name in any status (the
         newest, should several folders hold one); 404 if none."""
-        with self._lock:
+        with self.lock:
             found = [c for c in self.by_id.values()
                      if c.cust_id == account.cust_id and c.name == name
                      and (folder_id is None or c.folder_id == folder_id)]
@@ -206,7 +200,7 @@ class Campaigns:
         """``PUT EmailCampaign?id= {"CampAction": LAUNCH|APPROVE|PAUSE|RESUME}``. ``apply=False``
         (the ``unapplied`` fault): the reply shows the action done, but the campaign is unchanged."""
         action = read(CampaignActionBody, body, "EmailCampaign").action
-        with self._lock:
+        with self.lock:
             c = self.find(account, camp_id)
             if not apply:
                 c = dataclasses.replace(c, camp_param=dict(c.camp_param), obj=dict(c.obj))
@@ -222,7 +216,7 @@ class Campaigns:
                 if c.status != "LAUNCHED":
                     raise SimError(400, "Campaign has been approved already.")
                 c.status = "APPROVED"
-                c.eligible_at = self._clock.now()
+                c.eligible_at = self.clock.now()
             elif action == ACTION_PAUSE:
                 if c.status not in ("LAUNCHED", "APPROVED"):
                     raise SimError(400, f"Only a launched or approved campaign can be paused; this one is {c.status}.")
@@ -233,7 +227,7 @@ class Campaigns:
                 if not c.paused:
                     raise SimError(400, "Campaign is not paused.")
                 c.paused = False
-                c.eligible_at = self._clock.now()
+                c.eligible_at = self.clock.now()
             else:
                 raise SimError(400, f"'CampAction' must be LAUNCH, APPROVE, PAUSE or RESUME, not {action!r}.")
             if apply:
@@ -242,7 +236,7 @@ class Campaigns:
 
     def delete(self, account: Account, camp_id: int) -> dict[str, Any]:
         """``DELETE EmailCampaign?id=``: CANCELLED (repeatable); 409 once sent."""
-        with self._lock:
+        with self.lock:
             c = self.find(account, camp_id)
             if c.status == "SENT":
                 raise SimError(409, "Campaign has been sent already; it cannot be cancelled.")
@@ -257,8 +251,8 @@ class Campaigns:
         start time and the moment the campaign became eligible (approved or resumed); the
         recipients are the rows of the campaign's list at this moment.
         """
-        with self._lock:
-            now = self._clock.now()
+        with self.lock:
+            now = self.clock.now()
             due = sorted(
                 (c for c in self.by_id.values()
                  if c.status == "APPROVED" and not c.paused and c.start_time <= now),
@@ -273,5 +267,5 @@ class Campaigns:
 
     def last_send(self) -> dt.datetime | None:
         """When the latest send happened, if any."""
-        with self._lock:
+        with self.lock:
             return max((c.sent_at for c in self.by_id.values() if c.sent_at), default=None)

@@ -8,11 +8,11 @@ lifetimes and the rate limit use the wall clock (``time.monotonic``) instead.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Callable
+from typing import Annotated, Any, Callable
 
 from pydantic import Field, model_validator
 
-from .bodies import Body, IsoInstant
+from .bodies import Body, IsoInstant, bounded
 
 UTC = dt.timezone.utc
 
@@ -50,7 +50,9 @@ class ClockBody(Body):
     """``POST /_sim/clock``: ``{"now": ISO}`` or ``{"advanceSeconds": N}``."""
 
     now: IsoInstant | None = None
-    advance_seconds: float | None = Field(None, alias="advanceSeconds")
+    advance_seconds: Annotated[
+        float | None, bounded("'advanceSeconds' must be >= 0: the simulated clock only moves forward.", 0)
+    ] = Field(None, alias="advanceSeconds")
 
     @model_validator(mode="before")
     @classmethod
@@ -60,9 +62,7 @@ class ClockBody(Body):
         return data
 
     @model_validator(mode="after")
-    def _forward_and_given(self) -> "ClockBody":
-        if self.advance_seconds is not None and self.advance_seconds < 0:
-            raise ValueError("'advanceSeconds' must be >= 0: the simulated clock only moves forward.")
+    def _one_given(self) -> "ClockBody":
         if self.now is None and self.advance_seconds is None:
             raise ValueError("'now' or 'advanceSeconds' is required.")
         return self

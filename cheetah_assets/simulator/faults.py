@@ -7,11 +7,11 @@ from __future__ import annotations
 import itertools
 import threading
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from .bodies import Body, read
+from .bodies import Body, bounded, read
 
 #: Fault kinds of ``POST /_sim/faults``. ``unapplied``: a normal-looking 200 reply (for a
 #: campaign action, the campaign as if the action had been applied) but nothing is applied.
@@ -75,11 +75,12 @@ class FaultBody(Body):
     null_is_a_value: ClassVar[frozenset[str]] = frozenset({"times"})
 
     kind: str
-    status: int | None = None  # default: 200 for the kinds that reply OK, else 503
-    retry_after: int | None = Field(None, alias="retryAfter")
-    delay: float = 0.0
-    times: int | None = 1
-    after: int = 0
+    #: Default: 200 for the kinds that reply OK, else 503.
+    status: Annotated[int | None, bounded("'status' must be an HTTP status code (100-599).", 100, 599)] = None
+    retry_after: Annotated[int | None, bounded("'retryAfter' must be >= 0.", 0)] = Field(None, alias="retryAfter")
+    delay: Annotated[float, bounded("'delay' must be >= 0.", 0)] = 0.0
+    times: Annotated[int | None, bounded("'times' must be >= 1 (or null: until cleared).", 1)] = 1
+    after: Annotated[int, bounded("'after' must be >= 0.", 0)] = 0
     body: str | None = None
     method: str = "*"
     path: str = "*"
@@ -89,28 +90,6 @@ class FaultBody(Body):
     def _known_kind(cls, value: str) -> str:
         if value not in FAULT_KINDS:
             raise ValueError(f"'kind' must be one of {', '.join(FAULT_KINDS)}; got {value!r}.")
-        return value
-
-    @field_validator("status")
-    @classmethod
-    def _http_status(cls, value: int) -> int:
-        if not 100 <= value <= 599:
-            raise ValueError("'status' must be an HTTP status code (100-599).")
-        return value
-
-    @field_validator("retry_after", "delay", "after")
-    @classmethod
-    def _not_negative(cls, value: float, info: ValidationInfo) -> float:
-        if value < 0:
-            key = cls.model_fields[info.field_name].alias or info.field_name
-            raise ValueError(f"'{key}' must be >= 0.")
-        return value
-
-    @field_validator("times")
-    @classmethod
-    def _at_least_once(cls, value: int | None) -> int | None:
-        if value is not None and value < 1:
-            raise ValueError("'times' must be >= 1 (or null: until cleared).")
         return value
 
     @field_validator("method")

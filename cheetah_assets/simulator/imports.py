@@ -8,10 +8,10 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from .accounts import Account, Directory
-from .bodies import Body, read
+from .bodies import Body, Name, read
 from .errors import SimError
 from .importfile import ParsedFile, parse_import_file
 
@@ -64,14 +64,7 @@ class ImportBody(Body):
     file_name: str = Field(alias="fileName")
     file_data: str = Field(alias="fileData")
     prop_map_id: int = Field(alias="propMapId")
-    list_name: str = Field(alias="listName")
-
-    @field_validator("list_name")
-    @classmethod
-    def _named(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("'listName' must not be empty.")
-        return value.strip()
+    list_name: Name = Field(alias="listName")
 
 
 class Imports:

@@ -4,12 +4,11 @@ of :mod:`.metrics` at the simulated now) and the admin read-back ``GET /_sim/sen
 from __future__ import annotations
 
 import collections
-import threading
 from typing import Any
 
 from .accounts import Account
 from .campaigns import Campaigns
-from .clock import SimClock, iso
+from .clock import iso
 from .errors import SimError
 from .metrics import metrics_at
 
@@ -17,26 +16,24 @@ from .metrics import metrics_at
 class Reports:
     """Metrics and sends of the campaigns of the simulated world; ``seed`` seeds the curves."""
 
-    def __init__(self, lock: threading.RLock, clock: SimClock, campaigns: Campaigns, seed: str):
-        self._lock = lock
-        self._clock = clock
+    def __init__(self, campaigns: Campaigns, seed: str):
         self._campaigns = campaigns
         self.seed = seed
 
     def report(self, account: Account, camp_id: int) -> dict[str, Any]:
         """``GET Reports/EmailCampaign?id=``: the metric curves at the simulated now."""
-        with self._lock:
+        with self._campaigns.lock:
             c = self._campaigns.find(account, camp_id)
             if c.sent_at is None:
                 raise SimError(409, "Campaign has not been sent yet.")
-            now = self._clock.now()
+            now = self._campaigns.clock.now()
             counts = metrics_at(self.seed, c.camp_id, len(c.recipients), now - c.sent_at)
             return {"campId": c.camp_id, "asOf": iso(now), **counts}
 
     def sent(self, with_recipients: bool = True) -> dict[str, Any]:
         """``GET /_sim/sent``: every campaign that went out, and how many duplicate sends there
         are (campaigns sharing template, list and start time with another sent campaign)."""
-        with self._lock:
+        with self._campaigns.lock:
             out = []
             groups: collections.Counter = collections.Counter()
             for c in sorted(self._campaigns.by_id.values(), key=lambda c: c.camp_id):

@@ -95,7 +95,7 @@ class SimState:
             self.access = AccessControl(self.lock, self.directory, self._monotonic)
             self.imports = Imports(self.lock, self.directory)
             self.campaigns = Campaigns(self.lock, self.clock, self.directory, self.imports)
-            self.reports = Reports(self.lock, self.clock, self.campaigns, self.seed)
+            self.reports = Reports(self.campaigns, self.seed)
             self.faults = Faults(self.lock)
             self.log = RequestLog(self.lock, self.clock, self.faults)
             demo = dict(DEMO_ACCOUNT)

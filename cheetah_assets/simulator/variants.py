@@ -86,7 +86,7 @@ def _handed_out(body: Mapping[str, Any], key: str) -> int:
     return read_id(v, key)
 
 
-def _configured(body: Mapping[str, Any], key: str, where: str = "") -> Any:
+def _configured(body: Mapping[str, Any], key: str) -> Any:
     """An id the caller is configured with: a number, or the same number as a string."""
     v = body.get(key)
     if isinstance(v, str) and v.isdigit():
@@ -105,7 +105,7 @@ def read_campaign_request(body: Any) -> Any:
         if key in out:
             out[key] = _configured(out, key)
     if isinstance(out.get("Obj"), Mapping) and "parent_obj_id" in out["Obj"]:
-        out["Obj"] = {**out["Obj"], "parent_obj_id": _configured(out["Obj"], "parent_obj_id", "Obj")}
+        out["Obj"] = {**out["Obj"], "parent_obj_id": _configured(out["Obj"], "parent_obj_id")}
     return out
 
 
