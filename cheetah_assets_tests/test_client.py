@@ -276,14 +276,6 @@ def test_expired_token_is_renewed_once_transparently(sim):
     assert count(sim, "GET", contract.DATA_MAP_PATH, 200) == 1
 
 
-def test_a_second_401_is_unauthorized(sim):
-    sim.admin.add_fault(method="GET", path=FOLDER_PATH, kind="status", status=401, times=2)
-    with client(sim) as c, pytest.raises(Unauthorized) as err:
-        c.get_folder()
-    assert str(err.value) == "GET Folder was refused with 401 Unauthorized even with a newly issued token."
-    assert count(sim, "POST", TOKEN_PATH) == 2 and count(sim, "GET", FOLDER_PATH) == 2
-
-
 def test_short_lived_token_is_renewed_ahead_of_expiry(sim):
     sim.admin.add_account(
         consumerKey="short-key", consumerSecret="short-secret", clientId="short-client", tokenTtl=2
@@ -479,12 +471,21 @@ def test_5xx_on_get_is_retried(sim):
     assert count(sim, "GET", contract.DATA_MAP_PATH, 200) == 1
 
 
-def test_5xx_that_persists_names_the_call_and_retries(sim):
-    sim.admin.add_fault(method="GET", path=FOLDER_PATH, kind="status", status=503, times=100)
-    with client(sim) as c, pytest.raises(ServerError) as err:
+@pytest.mark.parametrize(
+    "status, times, error, message, tokens, gets",
+    [
+        # a second 401: the token is renewed once, the call repeated once
+        (401, 2, Unauthorized, "GET Folder was refused with 401 Unauthorized even with a newly issued token.", 2, 2),
+        # a 5xx that persists names the call and the retries
+        (503, 100, ServerError, "GET Folder failed after 3 retries: 503 Service Unavailable.", 1, 4),
+    ],
+)
+def test_a_status_that_persists_names_the_call(sim, status, times, error, message, tokens, gets):
+    sim.admin.add_fault(method="GET", path=FOLDER_PATH, kind="status", status=status, times=times)
+    with client(sim) as c, pytest.raises(error) as err:
         c.get_folder()
-    assert str(err.value) == "GET Folder failed after 3 retries: 503 Service Unavailable."
-    assert count(sim, "GET", FOLDER_PATH) == 4
+    assert str(err.value) == message
+    assert count(sim, "POST", TOKEN_PATH) == tokens and count(sim, "GET", FOLDER_PATH) == gets
 
 
 def test_5xx_on_campaign_create_is_not_retried(sim):

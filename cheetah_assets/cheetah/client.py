@@ -12,7 +12,7 @@ import base64
 import datetime as dt
 import logging
 import time
-from typing import Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 from . import contract
 from .contract import (
@@ -284,30 +284,28 @@ class CheetahClient:
 
     def delete_campaign(self, camp_id: ObjId) -> None:
         """Cancel the campaign (status CANCELLED); CampaignAlreadySent once it went out."""
-        self.transport.call(
-            "DELETE",
-            CAMPAIGN_PATH,
-            params=contract.id_query(camp_id),
-            errors={
-                404: self._unknown_campaign(camp_id),
-                409: lambda m: errors.CampaignAlreadySent(
-                    f"Campaign {camp_id} has already been sent and can no longer be cancelled."
-                ),
-            },
-            expect_json=False,
+        self._campaign_call(
+            "DELETE", CAMPAIGN_PATH, camp_id, expect_json=False,
+            conflict=lambda m: errors.CampaignAlreadySent(
+                f"Campaign {camp_id} has already been sent and can no longer be cancelled."
+            ),
+        )
+
+    def _campaign_call(
+        self, method: str, path: str, camp_id: ObjId, *, conflict: ErrorFactory, **options: Any
+    ) -> Any:
+        """A call on one campaign by id: a 404 is an unknown campaign, a 409 is ``conflict``."""
+        return self.transport.call(
+            method, path, params=contract.id_query(camp_id),
+            errors={404: self._unknown_campaign(camp_id), 409: conflict}, **options,
         )
 
     # --- metrics ---------------------------------------------------------------------------------
     def get_metrics(self, camp_id: ObjId) -> CampaignMetrics:
-        body = self.transport.call(
-            "GET",
-            REPORT_PATH,
-            params=contract.id_query(camp_id),
-            errors={
-                404: self._unknown_campaign(camp_id),
-                409: lambda m: errors.MetricsNotReady(
-                    f"Campaign {camp_id} has no metrics yet: it has not been sent."
-                ),
-            },
+        body = self._campaign_call(
+            "GET", REPORT_PATH, camp_id,
+            conflict=lambda m: errors.MetricsNotReady(
+                f"Campaign {camp_id} has no metrics yet: it has not been sent."
+            ),
         )
         return contract.parse_metrics(body)
