@@ -57,7 +57,9 @@ class CheetahSettings(BaseModel):
     Construct it with keyword arguments, as strings (environment, Dagster config) or typed
     values; :meth:`from_raw` is the same and says so. Empty or blank values count as unset; every
     missing required setting is named in one message; an unknown one is a ``TypeError``. The
-    repr shows the endpoint and the ids, never the credentials.
+    repr shows the endpoint and the ids, never the credentials. Each field's description is the
+    docstring under it (``use_attribute_docstrings``). The ids (Cust_ID, Folder ID, PROP_MAP_ID)
+    are positive whole numbers, as the set-up guide hands them out.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True, use_attribute_docstrings=True)
