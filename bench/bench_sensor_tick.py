@@ -38,12 +38,13 @@ import dagster as dg  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
 from dagster._core.storage.tags import RUN_KEY_TAG  # noqa: E402
 
+from cheetah_assets.automation.jobs import METRIC_JOBS  # noqa: E402
 from cheetah_assets.automation.metric_sensors import METRIC_SENSORS, request_metric_snapshots_sensor  # noqa: E402
 from cheetah_assets.cheetah.resource import CheetahMessagingResource  # noqa: E402
 from cheetah_assets.clock import ClockResource  # noqa: E402
 from cheetah_assets.customers.resource import CustomerDatabaseResource  # noqa: E402
 from cheetah_assets.customers.schema import send_ledger  # noqa: E402
-from cheetah_assets.metrics.assets import METRIC_ASSETS, METRIC_CHECKS, METRIC_JOBS, campaigns_partitions  # noqa: E402
+from cheetah_assets.metrics.assets import METRIC_ASSETS, METRIC_CHECKS, campaigns_partitions  # noqa: E402
 from cheetah_assets.metrics.due import snapshots_due  # noqa: E402
 from cheetah_assets.metrics.snapshots import prepare_database, run_key  # noqa: E402
 from cheetah_assets.timeutil import utc  # noqa: E402

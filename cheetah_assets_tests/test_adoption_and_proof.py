@@ -23,8 +23,8 @@ from cheetah_assets.cheetah.client import CheetahClient
 from cheetah_assets.customers import seed
 from cheetah_assets.customers.resource import CustomerDatabaseResource
 from cheetah_assets.customers.schema import OutdatedTableError, send_ledger
-from cheetah_assets.sending import ledger as L
-from cheetah_assets.sending import plan as P
+from cheetah_assets.sending import ledger as sending_ledger
+from cheetah_assets.sending import plan as sending_plan
 from cheetah_assets.sending.assets import SEND_ASSETS
 from cheetah_assets.sending.cancel import cancel_campaign
 from cheetah_assets.sending.protocol import Sender, SendError
@@ -66,7 +66,7 @@ def _rows(engine) -> dict[str, dict]:
 
 
 def _key(cid: str, template: str, day: dt.date) -> str:
-    return L.send_key(cid, template, day)
+    return sending_ledger.send_key(cid, template, day)
 
 
 def _until_done(resources, day, instance, attempts=4):
@@ -116,7 +116,7 @@ def _sent_to(sim) -> set[str]:
 def test_a_foreign_campaign_with_our_name_is_left_untouched(sim, db_url, engine, day, ids_variant):
     """Regression: it used to be adopted, launched and approved (a stranger got its template at
     23:00, our recipients were never imported, the ledger said APPROVED)."""
-    name = L.cheetah_name("A", "1001", day)
+    name = sending_ledger.cheetah_name("A", "1001", day)
     foreign = _foreign_campaign(sim, name, start=dt.datetime.combine(day, dt.time(23, 0), tzinfo=UTC))
     with dg.instance_for_test() as instance:
         for _ in range(2):  # a re-execution cannot fix it, and does not touch the campaign either
@@ -127,10 +127,10 @@ def test_a_foreign_campaign_with_our_name_is_left_untouched(sim, db_url, engine,
             assert "rename or delete it in Cheetah Messaging" in text, text
     rows = _rows(engine)
     ours = rows[_key("A", "1001", day)]
-    assert ours["state"] in (L.IMPORTING,), ours
+    assert ours["state"] in (sending_ledger.IMPORTING,), ours
     assert ours["camp_id"] is None and "we did not create" in (ours["error"] or "")
     # The other sends of the run went on.
-    assert rows[_key("A", "1003", day)]["state"] == rows[_key("B", "1002", day)]["state"] == L.APPROVED
+    assert rows[_key("A", "1003", day)]["state"] == rows[_key("B", "1002", day)]["state"] == sending_ledger.APPROVED
     assert _campaign(sim, foreign).status == "DRAFT"  # never launched, approved or deleted
     sim.admin.advance(dt.timedelta(days=1))
     assert "stranger@example.com" not in _sent_to(sim)
@@ -141,7 +141,7 @@ def test_a_foreign_campaign_with_our_name_is_left_untouched(sim, db_url, engine,
 
 def test_cancelling_our_send_never_deletes_a_foreign_campaign_with_our_name(sim, db_url, engine, day):
     """Regression: cancelling a send with no recorded campaign id deleted whatever had its name."""
-    name = L.cheetah_name("A", "1001", day)
+    name = sending_ledger.cheetah_name("A", "1001", day)
     foreign = _foreign_campaign(sim, name, start=dt.datetime.combine(day, dt.time(23, 0), tzinfo=UTC))
     with dg.instance_for_test() as instance:
         assert not run_cycle(make_resources(sim, db_url), day, instance).success
@@ -151,12 +151,12 @@ def test_cancelling_our_send_never_deletes_a_foreign_campaign_with_our_name(sim,
     assert outcomes[_key("A", "1001", day)].action == "nothing in Cheetah"
     assert outcomes[_key("A", "1003", day)].action == "deleted"  # ours, found by its recorded id
     assert _campaign(sim, foreign).status == "DRAFT"
-    assert _rows(engine)[_key("A", "1001", day)]["state"] == L.CANCELLED
+    assert _rows(engine)[_key("A", "1001", day)]["state"] == sending_ledger.CANCELLED
 
 
 def test_a_foreign_campaign_that_takes_our_name_during_the_import_is_not_adopted(sim, db_url, engine, day, monkeypatch):
     """Regression: at create, "the name is taken" made us adopt whatever had the name."""
-    name = L.cheetah_name("B", "1002", day)
+    name = sending_ledger.cheetah_name("B", "1002", day)
     original = CheetahClient.wait_for_import
     made: list = []
     calls = {"n": 0}
@@ -174,9 +174,9 @@ def test_a_foreign_campaign_that_takes_our_name_during_the_import_is_not_adopted
     assert not result.success
     rows = _rows(engine)
     ours = rows[_key("B", "1002", day)]
-    assert ours["state"] == L.IMPORTED and ours["camp_id"] is None, ours
+    assert ours["state"] == sending_ledger.IMPORTED and ours["camp_id"] is None, ours
     assert "we did not create" in ours["error"], ours
-    assert rows[_key("A", "1001", day)]["state"] == rows[_key("A", "1003", day)]["state"] == L.APPROVED
+    assert rows[_key("A", "1001", day)]["state"] == rows[_key("A", "1003", day)]["state"] == sending_ledger.APPROVED
     assert _campaign(sim, made[0]).status == "DRAFT"
     # Cancelling our send on our side looks the name up, and leaves the foreign campaign alone.
     now = sim.admin.now()
@@ -204,7 +204,7 @@ def test_never_launched_while_the_accepted_count_is_unknown(sim, db_url, engine,
     with dg.instance_for_test() as instance:
         dg.materialize(SEND_ASSETS[:3], partition_key=day.isoformat(), resources=make_resources(sim, db_url),
                        instance=instance)
-    plan = [r for r in P.load_plan(engine, day) if r.status == P.READY]
+    plan = [r for r in sending_plan.load_plan(engine, day) if r.status == sending_plan.READY]
     row = plan[0]
     now = sim.admin.now()
     with cheetah_resource(sim).get_client() as client:
@@ -228,7 +228,7 @@ def test_never_launched_while_the_accepted_count_is_unknown(sim, db_url, engine,
         with pytest.raises(SendError, match="accepted"):
             sender.send(row.send_key)
     got = sender.ledger.get(row.send_key)
-    assert got is not None and got.state == L.CREATED and "accepted" in (got.error or "")
+    assert got is not None and got.state == sending_ledger.CREATED and "accepted" in (got.error or "")
     assert _campaign(sim, got.camp_id).status == "DRAFT"
 
 
@@ -243,7 +243,7 @@ def test_launch_acknowledged_but_not_applied_is_never_recorded(sim, db_url, engi
         result = run_cycle(make_resources(sim, db_url), day, instance)
         assert not result.success
         rows = ledger_rows(engine)
-        assert {r["state"] for r in rows} == {L.CREATED}, [(r["send_key"], r["state"]) for r in rows]
+        assert {r["state"] for r in rows} == {sending_ledger.CREATED}, [(r["send_key"], r["state"]) for r in rows]
         assert all("LAUNCH" in (r["error"] or "") and "DRAFT" in r["error"] for r in rows), [r["error"] for r in rows]
         assert {_campaign(sim, json.loads(r["camp_id"])).status for r in rows} == {"DRAFT"}
         sim.admin.clear_faults()
@@ -260,10 +260,10 @@ def test_approve_acknowledged_but_not_applied_is_never_recorded(sim, db_url, eng
         assert not result.success
         rows = _rows(engine)
         first = rows[_key("A", "1001", day)]
-        assert first["state"] == L.LAUNCHED, first
+        assert first["state"] == sending_ledger.LAUNCHED, first
         assert "APPROVE" in first["error"] and "LAUNCHED" in first["error"], first["error"]
         assert _campaign(sim, json.loads(first["camp_id"])).status == "LAUNCHED"
-        assert not any(r["state"] == L.APPROVED for r in rows.values())
+        assert not any(r["state"] == sending_ledger.APPROVED for r in rows.values())
         sim.admin.clear_faults()
         _until_done(make_resources(sim, db_url), day, instance)
     _assert_exactly_once(sim, engine)
@@ -278,9 +278,9 @@ def test_a_slow_import_keeps_its_claim(sim, db_url, engine, day, monkeypatch):
     with dg.instance_for_test() as instance:
         dg.materialize(SEND_ASSETS[:3], partition_key=day.isoformat(), resources=make_resources(sim, db_url),
                        instance=instance)
-    row = next(r for r in P.load_plan(engine, day) if r.status == P.READY)
+    row = next(r for r in sending_plan.load_plan(engine, day) if r.status == sending_plan.READY)
     clock = [sim.admin.now()]
-    ledger = L.Ledger(engine, lambda: clock[0])
+    ledger = sending_ledger.Ledger(engine, lambda: clock[0])
     ledger.ensure(campaign_id=row.campaign_id, template_id=row.template_id, send_date=day, list_key=row.list_key,
                   send_at=row.send_at)
     second_run: list = []
@@ -295,9 +295,9 @@ def test_a_slow_import_keeps_its_claim(sim, db_url, engine, day, monkeypatch):
     with cheetah_resource(sim).get_client() as client:
         sender = Sender(client=client, engine=engine, owner="run-1", now=lambda: clock[0], step_backoff_seconds=0.01)
         outcome = sender.send(row.send_key)
-    assert len(second_run) >= 2 and clock[0] - sim.admin.now() > L.DEFAULT_LEASE
+    assert len(second_run) >= 2 and clock[0] - sim.admin.now() > sending_ledger.DEFAULT_LEASE
     assert second_run == [None] * len(second_run)  # the claim was renewed while the import ran
-    assert outcome.state == L.APPROVED
+    assert outcome.state == sending_ledger.APPROVED
     assert _status_by_name(sim, outcome.cheetah_name) == "APPROVED"
 
 
@@ -310,7 +310,7 @@ def test_a_claim_lost_mid_send_ends_that_send_cleanly(sim, db_url, engine, day, 
     def taken_over(self, import_id, **kwargs):
         if not stolen:
             with engine.begin() as conn:  # another run takes the send over meanwhile
-                key = conn.execute(sa.select(send_ledger.c.send_key).where(send_ledger.c.state == L.IMPORTING)).scalar()
+                key = conn.execute(sa.select(send_ledger.c.send_key).where(send_ledger.c.state == sending_ledger.IMPORTING)).scalar()
                 conn.execute(send_ledger.update().where(send_ledger.c.send_key == key).values(
                     claimed_by="other-run", claim_expires_at=dt.datetime(2999, 1, 1, tzinfo=UTC)))
             stolen.append(key)
@@ -325,8 +325,8 @@ def test_a_claim_lost_mid_send_ends_that_send_cleanly(sim, db_url, engine, day, 
     assert "LostClaim" not in failure
     rows = _rows(engine)
     assert stolen == [_key("A", "1001", day)]
-    assert rows[stolen[0]]["state"] == L.IMPORTING and rows[stolen[0]]["claimed_by"] == "other-run"
-    assert rows[_key("A", "1003", day)]["state"] == rows[_key("B", "1002", day)]["state"] == L.APPROVED
+    assert rows[stolen[0]]["state"] == sending_ledger.IMPORTING and rows[stolen[0]]["claimed_by"] == "other-run"
+    assert rows[_key("A", "1003", day)]["state"] == rows[_key("B", "1002", day)]["state"] == sending_ledger.APPROVED
     assert _status_by_name(sim, rows[stolen[0]]["cheetah_name"]) is None  # no campaign, no duplicate
 
 
@@ -350,7 +350,7 @@ def test_a_send_recorded_against_another_account_is_not_counted_as_done(sim, db_
         assert run_cycle(make_resources(sim, db_url, **SECOND_ACCOUNT), day, instance).success
     rows = _rows(engine)
     for key, r in rows.items():
-        assert r["state"] == L.APPROVED and r["cust_id"] == "5678", r
+        assert r["state"] == sending_ledger.APPROVED and r["cust_id"] == "5678", r
         assert r["camp_id"] != first[key]["camp_id"]  # never the old account's campaign id
         assert "1234" in (r["history"] or ""), r["history"]  # the old account's facts are kept
         assert _status_by_name(sim, r["cheetah_name"], **SECOND_ACCOUNT) == "APPROVED"
@@ -367,7 +367,7 @@ def test_a_failure_that_is_not_retried_keeps_its_text_in_the_ledger(sim, db_url,
         result = run_cycle(make_resources(sim, db_url), day, instance)
         assert not result.success
         failed = _rows(engine)[_key("A", "1001", day)]
-        assert failed["state"] == L.IMPORTED and "refused" in (failed["error"] or ""), failed
+        assert failed["state"] == sending_ledger.IMPORTED and "refused" in (failed["error"] or ""), failed
         assert "Re-executing alone will not help: fix what Cheetah names" in failed["error"]
         _until_done(make_resources(sim, db_url), day, instance)
     _assert_exactly_once(sim, engine)
@@ -378,7 +378,7 @@ def test_a_lost_reply_recovered_by_a_look_up_logs_one_info_line(sim, db_url, eng
     with dg.instance_for_test() as instance:
         dg.materialize(SEND_ASSETS[:3], partition_key=day.isoformat(), resources=make_resources(sim, db_url),
                        instance=instance)
-    row = next(r for r in P.load_plan(engine, day) if r.status == P.READY)
+    row = next(r for r in sending_plan.load_plan(engine, day) if r.status == sending_plan.READY)
     now = sim.admin.now()
     logger = logging.getLogger("test.recovery")
     with cheetah_resource(sim, max_retries=0).get_client() as client, caplog.at_level(logging.INFO, "test.recovery"):
@@ -386,7 +386,7 @@ def test_a_lost_reply_recovered_by_a_look_up_logs_one_info_line(sim, db_url, eng
                         step_backoff_seconds=0.01)
         sender.ledger.ensure(campaign_id=row.campaign_id, template_id=row.template_id, send_date=day,
                              list_key=row.list_key, send_at=row.send_at)
-        assert sender.send(row.send_key).state == L.APPROVED
+        assert sender.send(row.send_key).state == sending_ledger.APPROVED
     lines = [r.getMessage() for r in caplog.records if r.name == "test.recovery" and "recovered" in r.getMessage()]
     assert len(lines) == 1, lines
 

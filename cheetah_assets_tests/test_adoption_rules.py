@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cheetah_assets.cheetah.contract import Campaign, format_start_time
-from cheetah_assets.sending import ledger as L
+from cheetah_assets.sending import ledger as sending_ledger
 from cheetah_assets.sending.adoption import foreign, ownership_problem
 
 UTC = dt.timezone.utc
@@ -24,17 +24,17 @@ times = st.datetimes(dt.datetime(2026, 1, 1), dt.datetime(2030, 1, 1)).map(
 )
 
 
-def _row(list_id, accepted: int | None, send_at: dt.datetime) -> L.LedgerRow:
+def _row(list_id, accepted: int | None, send_at: dt.datetime) -> sending_ledger.LedgerRow:
     day = send_at.date()
-    return L.LedgerRow(
-        send_key=L.send_key("A", "1001", day), campaign_id="A", template_id="1001", send_date=day,
-        list_key=f"A/{day}", cheetah_name=L.cheetah_name("A", "1001", day), state=L.IMPORTED, send_at=send_at,
+    return sending_ledger.LedgerRow(
+        send_key=sending_ledger.send_key("A", "1001", day), campaign_id="A", template_id="1001", send_date=day,
+        list_key=f"A/{day}", cheetah_name=sending_ledger.cheetah_name("A", "1001", day), state=sending_ledger.IMPORTED, send_at=send_at,
         rows_in_list=accepted, list_id=list_id, rows_accepted=accepted, rows_rejected=0, camp_id=None,
         claimed_by="run", claim_expires_at=None, error=None,
     )
 
 
-def _ours(row: L.LedgerRow, camp_id, *, echo: bool, as_text: bool) -> Campaign:
+def _ours(row: sending_ledger.LedgerRow, camp_id, *, echo: bool, as_text: bool) -> Campaign:
     """The campaign exactly as the send made it; ``echo``: the reply carries template, list and
     folder; ``as_text``: every id as a string."""
     spell = str if as_text else (lambda v: v)

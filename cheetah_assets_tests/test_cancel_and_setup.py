@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from cheetah_assets.automation.send_sensors import cancellation_sensor
 from cheetah_assets.customers import queries, seed
 from cheetah_assets.customers.resource import CustomerDatabaseResource
-from cheetah_assets.sending.cancel_job import cancel_campaign_job
+from cheetah_assets.automation.cancel_job import cancel_campaign_job
 from cheetah_assets.sending.ledger import cheetah_name
 
 from .conftest import cheetah_resource, make_resources

@@ -14,7 +14,7 @@ from cheetah_assets.cheetah.client import CheetahClient
 from cheetah_assets.clock import ClockResource
 from cheetah_assets.customers import seed
 from cheetah_assets.customers.resource import CustomerDatabaseResource
-from cheetah_assets.sending import ledger as L
+from cheetah_assets.sending import ledger as sending_ledger
 
 from .conftest import make_resources, production_env
 from .helpers import audit_sends, failure_texts, ledger_rows, run_cycle, run_days_at_once
@@ -136,14 +136,14 @@ def test_two_runs_of_the_same_day_at_once(sim, db_url, engine, day):
 
 def test_a_dead_runs_claim_is_taken_over_after_its_lease(sim, db_url, engine, day):
     now = sim.admin.now()
-    ledger = L.Ledger(engine, lambda: now)
+    ledger = sending_ledger.Ledger(engine, lambda: now)
     row = ledger.ensure(
         campaign_id="B", template_id="1002", send_date=day, list_key=f"B/{day.isoformat()}",
         send_at=dt.datetime.combine(day, dt.time(10, 30), tzinfo=dt.timezone.utc),
     )
     assert ledger.claim(row.send_key, "ghost-run") is not None
     assert ledger.claim(row.send_key, "other-run") is None  # a live claim holds
-    later = now + L.DEFAULT_LEASE + dt.timedelta(seconds=1)
+    later = now + sending_ledger.DEFAULT_LEASE + dt.timedelta(seconds=1)
     resources = make_resources(sim, db_url, now=later)
     assert isinstance(resources["clock"], ClockResource)
     with dg.instance_for_test() as instance:

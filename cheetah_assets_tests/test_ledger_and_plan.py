@@ -9,9 +9,9 @@ import pytest
 
 from cheetah_assets.customers.resource import CustomerDatabaseResource
 from cheetah_assets.customers.schema import create_integration_tables
-from cheetah_assets.sending import ledger as L
+from cheetah_assets.sending import ledger as sending_ledger
 from cheetah_assets.sending.plan import PlanProblem, resolve_send_at
-from cheetah_assets.sending.protocol import _csv, _files
+from cheetah_assets.sending.importing import csv_bytes, import_files
 
 NOW = dt.datetime(2026, 11, 23, 6, 0, tzinfo=dt.timezone.utc)
 DAY = NOW.date()
@@ -22,7 +22,7 @@ def ledger(tmp_path):
     engine = CustomerDatabaseResource(url=f"sqlite:///{tmp_path / 'l.db'}").get_engine(create=True)
     create_integration_tables(engine)
     clock = {"now": NOW}
-    led = L.Ledger(engine, lambda: clock["now"])
+    led = sending_ledger.Ledger(engine, lambda: clock["now"])
     led.clock = clock
     return led
 
@@ -34,12 +34,12 @@ def _row(ledger, cid="C1"):
 def test_ensure_is_idempotent_and_names_are_deterministic(ledger):
     a = _row(ledger)
     b = _row(ledger)
-    assert a == b and a.state == L.PENDING
-    assert a.cheetah_name == "OPT-C1-1001-20261123" == L.cheetah_name("C1", "1001", DAY)
+    assert a == b and a.state == sending_ledger.PENDING
+    assert a.cheetah_name == "OPT-C1-1001-20261123" == sending_ledger.cheetah_name("C1", "1001", DAY)
     # Ids that sanitising changes keep a readable prefix and get a hash of the raw ids, so
     # "a b/c" no longer takes the name of the (different) campaign "a_b_c" (issue 8 item 5).
-    assert L.cheetah_name("a b/c", "1", DAY).startswith("OPT-a_b_c-1-20261123-")
-    assert L.cheetah_name("a b/c", "1", DAY) != L.cheetah_name("a_b_c", "1", DAY) == "OPT-a_b_c-1-20261123"
+    assert sending_ledger.cheetah_name("a b/c", "1", DAY).startswith("OPT-a_b_c-1-20261123-")
+    assert sending_ledger.cheetah_name("a b/c", "1", DAY) != sending_ledger.cheetah_name("a_b_c", "1", DAY) == "OPT-a_b_c-1-20261123"
 
 
 def test_claim_is_exclusive_until_released_expired_or_dead(ledger):
@@ -51,7 +51,7 @@ def test_claim_is_exclusive_until_released_expired_or_dead(ledger):
     assert ledger.claim(row.send_key, "run-2", owner_alive=lambda o: o != "run-1") is not None
     assert ledger.get(row.send_key).claimed_by == "run-2"
     # An expired lease is taken over even when the owner cannot be judged.
-    ledger.clock["now"] = NOW + L.DEFAULT_LEASE + dt.timedelta(seconds=1)
+    ledger.clock["now"] = NOW + sending_ledger.DEFAULT_LEASE + dt.timedelta(seconds=1)
     assert ledger.claim(row.send_key, "run-3") is not None
     ledger.release(row.send_key, "run-3")
     assert ledger.get(row.send_key).claimed_by is None
@@ -60,10 +60,10 @@ def test_claim_is_exclusive_until_released_expired_or_dead(ledger):
 def test_advance_requires_the_claim(ledger):
     row = _row(ledger)
     ledger.claim(row.send_key, "run-1")
-    assert ledger.advance(row.send_key, "run-1", L.IMPORTING, rows_in_list=5).state == L.IMPORTING
-    with pytest.raises(L.LostClaim):
-        ledger.advance(row.send_key, "run-2", L.IMPORTED)
-    assert ledger.get(row.send_key).state == L.IMPORTING
+    assert ledger.advance(row.send_key, "run-1", sending_ledger.IMPORTING, rows_in_list=5).state == sending_ledger.IMPORTING
+    with pytest.raises(sending_ledger.LostClaim):
+        ledger.advance(row.send_key, "run-2", sending_ledger.IMPORTED)
+    assert ledger.get(row.send_key).state == sending_ledger.IMPORTING
 
 
 def test_only_one_of_many_racing_claimants_wins(ledger):
@@ -124,10 +124,10 @@ def test_bad_send_times_name_the_problem(at, tz, message):
 def test_files_respect_row_and_byte_limits_and_keep_every_row():
     rows = [(f"user{i}@example.com", {"FNAME": "x" * (i % 7)}) for i in range(1000)]
     header = ["EMAIL_ADDR", "FNAME"]
-    batches = list(_files(iter(rows), header, max_rows=300, max_bytes=10**9))
+    batches = list(import_files(iter(rows), header, max_rows=300, max_bytes=10**9))
     assert [len(b) for b in batches] == [300, 300, 300, 100]
-    batches = list(_files(iter(rows), header, max_rows=10**6, max_bytes=4000))
+    batches = list(import_files(iter(rows), header, max_rows=10**6, max_bytes=4000))
     assert sum(len(b) for b in batches) == 1000
-    assert all(len(_csv(header, b)) <= 4000 for b in batches)
+    assert all(len(csv_bytes(header, b)) <= 4000 for b in batches)
     assert [r[0] for b in batches for r in b] == [r[0] for r in rows]
-    assert _csv(header, [("a@b.c", ["O'Neil, \"Jr\""])]).decode() == 'EMAIL_ADDR,FNAME\r\na@b.c,"O\'Neil, ""Jr"""\r\n'
+    assert csv_bytes(header, [("a@b.c", ["O'Neil, \"Jr\""])]).decode() == 'EMAIL_ADDR,FNAME\r\na@b.c,"O\'Neil, ""Jr"""\r\n'

@@ -27,14 +27,13 @@ from cheetah_assets.clock import ClockResource
 from cheetah_assets.customers import seed
 from cheetah_assets.customers.resource import CustomerDatabaseResource
 from cheetah_assets.customers.schema import send_ledger
+from cheetah_assets.automation.jobs import METRIC_JOBS, metric_snapshot_job
 from cheetah_assets.metrics.assets import (
     METRIC_ASSETS,
     METRIC_CHECKS,
-    METRIC_JOBS,
     campaign_analysis,
     campaign_metric_snapshots,
     campaigns_partitions,
-    metric_snapshot_job,
 )
 from cheetah_assets.metrics.due import snapshots_due
 from cheetah_assets.metrics.snapshots import prepare_database

@@ -18,9 +18,9 @@ from cheetah_assets.automation.send_sensors import cancellation_sensor
 from cheetah_assets.customers import seed
 from cheetah_assets.customers.resource import CustomerDatabaseResource
 from cheetah_assets.customers.schema import campaign_plan, campaign_schedule, create_demo_tables, create_integration_tables, send_ledger
-from cheetah_assets.sending import ledger as L
-from cheetah_assets.sending import plan as P
-from cheetah_assets.sending import statuses as S
+from cheetah_assets.sending import ledger as sending_ledger
+from cheetah_assets.sending import plan as sending_plan
+from cheetah_assets.sending import statuses as send_statuses
 from cheetah_assets.sending.cancel import pending_cancellations
 from cheetah_assets.sending.protocol import Sender
 
@@ -43,7 +43,7 @@ dates = st.dates(min_value=dt.date(2000, 1, 1), max_value=dt.date(2999, 12, 31))
 @given(a=st.tuples(ids, ids), b=st.tuples(ids, ids), day=dates)
 def test_names_of_distinct_sends_differ(a, b, day):
     if a != b:
-        assert L.cheetah_name(*a, day) != L.cheetah_name(*b, day)
+        assert sending_ledger.cheetah_name(*a, day) != sending_ledger.cheetah_name(*b, day)
 
 
 @settings(max_examples=200)
@@ -51,33 +51,33 @@ def test_names_of_distinct_sends_differ(a, b, day):
 def test_names_differ_across_the_readable_and_hashed_forms(a, b):
     # Pairs from both worlds (safe ids keep the readable name, the others get a hash).
     if a != b:
-        assert L.cheetah_name(*a, DAY) != L.cheetah_name(*b, DAY)
+        assert sending_ledger.cheetah_name(*a, DAY) != sending_ledger.cheetah_name(*b, DAY)
 
 
 @settings(max_examples=200)
 @given(cid=ids, tid=ids, day=dates)
 def test_names_only_use_allowed_characters_and_fit_the_ledger(cid, tid, day):
-    name = L.cheetah_name(cid, tid, day)
+    name = sending_ledger.cheetah_name(cid, tid, day)
     assert _ALLOWED.match(name), name
-    assert len(name) <= L.MAX_NAME_LENGTH < 200
+    assert len(name) <= sending_ledger.MAX_NAME_LENGTH < 200
     assert name.startswith("OPT-")
-    assert name == L.cheetah_name(cid, tid, day)  # deterministic
+    assert name == sending_ledger.cheetah_name(cid, tid, day)  # deterministic
 
 
 @settings(max_examples=200)
 @given(cid=safe_campaign_ids, tid=safe_template_ids, day=dates)
 def test_names_of_already_safe_ids_are_unchanged(cid, tid, day):
-    assert L.cheetah_name(cid, tid, day) == f"OPT-{cid}-{tid}-{day:%Y%m%d}"
+    assert sending_ledger.cheetah_name(cid, tid, day) == f"OPT-{cid}-{tid}-{day:%Y%m%d}"
 
 
 def test_names_that_sanitising_would_merge_get_a_hash():
-    a, b = L.cheetah_name("SPRING&SALE", "1001", DAY), L.cheetah_name("SPRING#SALE", "1001", DAY)
+    a, b = sending_ledger.cheetah_name("SPRING&SALE", "1001", DAY), sending_ledger.cheetah_name("SPRING#SALE", "1001", DAY)
     assert a != b
     assert a.startswith("OPT-SPRING_SALE-1001-20261123-") and b.startswith("OPT-SPRING_SALE-1001-20261123-")
     # A dash inside the template id is ambiguous too: ("A-B", "C") and ("A", "B-C").
-    assert L.cheetah_name("A-B", "C", DAY) != L.cheetah_name("A", "B-C", DAY)
+    assert sending_ledger.cheetah_name("A-B", "C", DAY) != sending_ledger.cheetah_name("A", "B-C", DAY)
     # Long ids are hash-truncated.
-    assert len(L.cheetah_name("x" * 300, "1001", DAY)) <= L.MAX_NAME_LENGTH
+    assert len(sending_ledger.cheetah_name("x" * 300, "1001", DAY)) <= sending_ledger.MAX_NAME_LENGTH
 
 
 # --- item 5: one bad campaign never stops the others ------------------------------------------------
@@ -134,13 +134,13 @@ def test_colliding_ids_are_both_sent_and_do_not_stop_the_others(sim, db_url, eng
 def test_a_name_taken_by_another_send_makes_only_that_campaign_invalid(sim, db_url, engine, day):
     """A ledger row written under the old naming ("a b" -> a_b) holds the name the safe id "a_b"
     now gets: that campaign is INVALID with the reason, and the others are sent."""
-    old_name = L.cheetah_name("a_b", "1002", day)
+    old_name = sending_ledger.cheetah_name("a_b", "1002", day)
     now = sim.admin.now()
     with engine.begin() as conn:
         conn.execute(
             send_ledger.insert().values(
-                send_key=L.send_key("a b", "1002", day), campaign_id="a b", template_id="1002", send_date=day,
-                list_key=f"a b/{day}", cheetah_name=old_name, state=L.MISSED, created_at=now, updated_at=now,
+                send_key=sending_ledger.send_key("a b", "1002", day), campaign_id="a b", template_id="1002", send_date=day,
+                list_key=f"a b/{day}", cheetah_name=old_name, state=sending_ledger.MISSED, created_at=now, updated_at=now,
             )
         )
     _campaign(engine, day, "a_b")
@@ -149,14 +149,14 @@ def test_a_name_taken_by_another_send_makes_only_that_campaign_invalid(sim, db_u
         result = run_cycle(make_resources(sim, db_url), day, instance)
     assert result.success, failure_messages(result)
     plan = _plan(engine, day)
-    assert plan["a_b"]["status"] == P.INVALID
+    assert plan["a_b"]["status"] == sending_plan.INVALID
     assert old_name in plan["a_b"]["reason"] and "a b/1002" in plan["a_b"]["reason"]
-    assert plan["Z_AFTER"]["status"] == P.READY
-    assert {r["campaign_id"]: r["state"] for r in ledger_rows(engine)} == {"a b": L.MISSED, "Z_AFTER": L.APPROVED}
+    assert plan["Z_AFTER"]["status"] == sending_plan.READY
+    assert {r["campaign_id"]: r["state"] for r in ledger_rows(engine)} == {"a b": sending_ledger.MISSED, "Z_AFTER": sending_ledger.APPROVED}
 
 
 def test_an_unexpected_error_while_planning_makes_only_that_campaign_invalid(sim, db_url, engine, day, monkeypatch):
-    real = P.resolve_send_at
+    real = sending_plan.resolve_send_at
 
     def flaky(send_date, send_time, time_zone):
         if send_time == "12:34":
@@ -173,8 +173,8 @@ def test_an_unexpected_error_while_planning_makes_only_that_campaign_invalid(sim
         result = run_cycle(make_resources(sim, db_url), day, instance)
     assert result.success, failure_messages(result)
     plan = _plan(engine, day)
-    assert plan["ODD"]["status"] == P.INVALID and "ZeroDivisionError: division by zero" in plan["ODD"]["reason"]
-    assert {r["campaign_id"]: r["state"] for r in ledger_rows(engine)} == {"Z_AFTER": L.APPROVED}
+    assert plan["ODD"]["status"] == sending_plan.INVALID and "ZeroDivisionError: division by zero" in plan["ODD"]["reason"]
+    assert {r["campaign_id"]: r["state"] for r in ledger_rows(engine)} == {"Z_AFTER": sending_ledger.APPROVED}
 
 
 def test_an_unexpected_error_while_sending_stops_only_that_send(sim, db_url, engine, day, monkeypatch):
@@ -193,7 +193,7 @@ def test_an_unexpected_error_while_sending_stops_only_that_send(sim, db_url, eng
     assert not result.success
     (message,) = failure_messages(result)
     assert "A_FIRST/1002" in message and "KeyError" in message and "boom" in message
-    assert {r["campaign_id"]: r["state"] for r in ledger_rows(engine)} == {"A_FIRST": L.PENDING, "Z_AFTER": L.APPROVED}
+    assert {r["campaign_id"]: r["state"] for r in ledger_rows(engine)} == {"A_FIRST": sending_ledger.PENDING, "Z_AFTER": sending_ledger.APPROVED}
 
 
 # --- item 6: the status vocabulary ----------------------------------------------------------------
@@ -206,30 +206,30 @@ def _any_case(word: str):
 
 @settings(max_examples=200)
 @given(
-    data=st.sampled_from(sorted(S.SPELLINGS.items())).flatmap(
+    data=st.sampled_from(sorted(send_statuses.SPELLINGS.items())).flatmap(
         lambda kv: st.tuples(st.just(kv[1]), _WHITESPACE, _any_case(kv[0]), _WHITESPACE)
     )
 )
 def test_known_spellings_map_whatever_the_case_and_surrounding_whitespace(data):
     expected, before, word, after = data
-    assert S.parse_status(before + word + after) == expected
+    assert send_statuses.parse_status(before + word + after) == expected
 
 
 @settings(max_examples=200)
 @given(raw=st.one_of(st.text(max_size=20), st.none(), st.sampled_from(["PAUSED", "ACTIVE", "CANCEL", "SCHEDULE", "SCHEDULED_", "CANCELLED!", "SCHED ULED", ""])))
 def test_any_other_status_is_rejected_with_the_reason(raw):
-    if raw is not None and raw.strip().upper() in S.SPELLINGS and raw.strip().isascii():
+    if raw is not None and raw.strip().upper() in send_statuses.SPELLINGS and raw.strip().isascii():
         return  # a known spelling: covered above
-    with pytest.raises(S.StatusProblem) as err:
-        S.parse_status(raw)
+    with pytest.raises(send_statuses.StatusProblem) as err:
+        send_statuses.parse_status(raw)
     assert "is not one of SCHEDULED, CANCELLED" in str(err.value)
     assert "nothing was sent" in str(err.value)
 
 
 def test_spellings_are_the_documented_set():
-    assert S.SPELLINGS == {"SCHEDULED": S.SCHEDULED, "CANCELLED": S.CANCELLED, "CANCELED": S.CANCELLED}
-    assert S.parse_status(" canceled\t") == S.CANCELLED
-    assert S.is_cancelled("Cancelled") and not S.is_cancelled("PAUSED") and not S.is_cancelled(None)
+    assert send_statuses.SPELLINGS == {"SCHEDULED": send_statuses.SCHEDULED, "CANCELLED": send_statuses.CANCELLED, "CANCELED": send_statuses.CANCELLED}
+    assert send_statuses.parse_status(" canceled\t") == send_statuses.CANCELLED
+    assert send_statuses.is_cancelled("Cancelled") and not send_statuses.is_cancelled("PAUSED") and not send_statuses.is_cancelled(None)
 
 
 def test_canceled_paused_and_lower_case_cancelled_are_not_sent(sim, db_url, engine, day):
@@ -242,13 +242,13 @@ def test_canceled_paused_and_lower_case_cancelled_are_not_sent(sim, db_url, engi
     assert result.success, failure_messages(result)
     plan = _plan(engine, day)
     assert {cid: r["status"] for cid, r in plan.items()} == {
-        "US": P.CANCELLED, "PAUSE": P.INVALID, "LOWER": P.CANCELLED, "EMPTY": P.INVALID, "TYPO": P.INVALID, "OK": P.READY,
+        "US": sending_plan.CANCELLED, "PAUSE": sending_plan.INVALID, "LOWER": sending_plan.CANCELLED, "EMPTY": sending_plan.INVALID, "TYPO": sending_plan.INVALID, "OK": sending_plan.READY,
     }
     assert plan["PAUSE"]["reason"] == "status 'PAUSED' is not one of SCHEDULED, CANCELLED; nothing was sent"
     assert plan["EMPTY"]["reason"] == "status '' is not one of SCHEDULED, CANCELLED; nothing was sent"
     assert {r["campaign_id"] for r in ledger_rows(engine)} == {"OK"}
     sim.admin.advance(dt.timedelta(days=1))
-    assert [c["name"] for c in sim.admin.sent()["campaigns"]] == [L.cheetah_name("OK", "1002", day)]
+    assert [c["name"] for c in sim.admin.sent()["campaigns"]] == [sending_ledger.cheetah_name("OK", "1002", day)]
 
 
 def test_a_status_turned_unknown_mid_preparation_stops_the_send(sim, db_url, engine, day):
@@ -258,16 +258,16 @@ def test_a_status_turned_unknown_mid_preparation_stops_the_send(sim, db_url, eng
     with engine.begin() as conn:
         conn.execute(
             send_ledger.insert().values(
-                send_key=L.send_key("MID", "1002", day), campaign_id="MID", template_id="1002", send_date=day,
-                list_key=f"MID/{day}", cheetah_name=L.cheetah_name("MID", "1002", day), state=L.IMPORTED,
+                send_key=sending_ledger.send_key("MID", "1002", day), campaign_id="MID", template_id="1002", send_date=day,
+                list_key=f"MID/{day}", cheetah_name=sending_ledger.cheetah_name("MID", "1002", day), state=sending_ledger.IMPORTED,
                 send_at=now + dt.timedelta(hours=6), created_at=now, updated_at=now,
             )
         )
         conn.execute(campaign_schedule.update().values(status="PAUSED"))
     with dg.instance_for_test() as instance:
         assert run_cycle(make_resources(sim, db_url), day, instance).success
-    assert _plan(engine, day)["MID"]["status"] == P.INVALID
-    assert [r["state"] for r in ledger_rows(engine)] == [L.IMPORTED]
+    assert _plan(engine, day)["MID"]["status"] == sending_plan.INVALID
+    assert [r["state"] for r in ledger_rows(engine)] == [sending_ledger.IMPORTED]
 
 
 @pytest.mark.parametrize("spelling", ["cancelled", "Canceled", " CANCELED\u00a0"])
@@ -304,15 +304,15 @@ def test_pending_cancellations_ignores_scheduled_and_unknown_statuses(any_db):
     engine = any_db
     create_integration_tables(engine)
     now = dt.datetime(2026, 11, 23, 6, tzinfo=dt.timezone.utc)
-    led = L.Ledger(engine, lambda: now)
+    led = sending_ledger.Ledger(engine, lambda: now)
     for cid, status in [("S", "SCHEDULED"), ("P", "PAUSED"), ("C", "canceled"), ("D", "Cancelled "), ("N", "\u00a0CANCELED\t"),
                         ("X", "cancel"), ("Y", "NOT CANCELLED")]:
         seed.add_campaign(engine, campaign_id=cid, send_date=DAY, template_ids="1", status=status)
-        led.ensure(campaign_id=cid, template_id="1", send_date=DAY, list_key=f"{cid}/{DAY}", send_at=now, state=L.APPROVED)
+        led.ensure(campaign_id=cid, template_id="1", send_date=DAY, list_key=f"{cid}/{DAY}", send_at=now, state=sending_ledger.APPROVED)
     assert pending_cancellations(engine) == {
-        "C": [(L.send_key("C", "1", DAY), L.APPROVED)],
-        "D": [(L.send_key("D", "1", DAY), L.APPROVED)],
-        "N": [(L.send_key("N", "1", DAY), L.APPROVED)],
+        "C": [(sending_ledger.send_key("C", "1", DAY), sending_ledger.APPROVED)],
+        "D": [(sending_ledger.send_key("D", "1", DAY), sending_ledger.APPROVED)],
+        "N": [(sending_ledger.send_key("N", "1", DAY), sending_ledger.APPROVED)],
     }
 
 
@@ -323,6 +323,6 @@ def test_the_sender_sees_every_spelling_of_cancelled(tmp_path, spelling, cancell
     create_integration_tables(engine)
     now = dt.datetime(2026, 11, 23, 6, tzinfo=dt.timezone.utc)
     seed.add_campaign(engine, campaign_id="X", send_date=DAY, template_ids="1", status=spelling)
-    row = L.Ledger(engine, lambda: now).ensure(campaign_id="X", template_id="1", send_date=DAY, list_key=f"X/{DAY}", send_at=now)
+    row = sending_ledger.Ledger(engine, lambda: now).ensure(campaign_id="X", template_id="1", send_date=DAY, list_key=f"X/{DAY}", send_at=now)
     # The check reads only the schedule: a stand-in for the Sender keeps the test about it alone.
     assert Sender._cancelled_on_our_side(SimpleNamespace(engine=engine), row) is cancelled  # type: ignore[arg-type]

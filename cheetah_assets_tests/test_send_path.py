@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from cheetah_assets.customers import seed
 from cheetah_assets.customers.resource import CustomerDatabaseResource
 from cheetah_assets.customers.schema import campaign_plan, recipient_list
-from cheetah_assets.sending import ledger as L
+from cheetah_assets.sending import ledger as sending_ledger
 
 from .conftest import make_resources
 from .helpers import audit_sends, ledger_rows, run_cycle
@@ -157,10 +157,10 @@ def test_ledger_states_are_monotonic_and_named(sim, db_url, engine, day, monkeyp
     _campaign(engine, day, "N", templates="1002")
     # Record every state the ledger is given: the row's creation, then each advance (from, to).
     transitions: list[tuple[str, str | None, str]] = []
-    ensure, advance = L.Ledger.ensure, L.Ledger.advance
+    ensure, advance = sending_ledger.Ledger.ensure, sending_ledger.Ledger.advance
 
     def recording_ensure(self, **kwargs):
-        before = self.get(L.send_key(kwargs["campaign_id"], kwargs["template_id"], kwargs["send_date"]))
+        before = self.get(sending_ledger.send_key(kwargs["campaign_id"], kwargs["template_id"], kwargs["send_date"]))
         row = ensure(self, **kwargs)
         if before is None:
             transitions.append((row.send_key, None, row.state))
@@ -172,22 +172,22 @@ def test_ledger_states_are_monotonic_and_named(sim, db_url, engine, day, monkeyp
         transitions.append((key, before.state, row.state))
         return row
 
-    monkeypatch.setattr(L.Ledger, "ensure", recording_ensure)
-    monkeypatch.setattr(L.Ledger, "advance", recording_advance)
+    monkeypatch.setattr(sending_ledger.Ledger, "ensure", recording_ensure)
+    monkeypatch.setattr(sending_ledger.Ledger, "advance", recording_advance)
     with dg.instance_for_test() as instance:
         assert run_cycle(make_resources(sim, db_url), day, instance).success
     (row,) = ledger_rows(engine)
-    happy = [L.PENDING, L.IMPORTING, L.IMPORTED, L.CREATED, L.LAUNCHED, L.APPROVED]
-    assert row["state"] == L.APPROVED
+    happy = [sending_ledger.PENDING, sending_ledger.IMPORTING, sending_ledger.IMPORTED, sending_ledger.CREATED, sending_ledger.LAUNCHED, sending_ledger.APPROVED]
+    assert row["state"] == sending_ledger.APPROVED
     assert {key for key, _, _ in transitions} == {row["send_key"]}
     # Monotonic: each step starts where the previous one ended and moves strictly forward.
     for (_, _, prev_to), (_, frm, to) in zip(transitions, transitions[1:]):
         assert frm == prev_to and happy.index(to) > happy.index(frm), transitions
     # And exactly the happy path, one step at a time.
-    assert transitions == [(row["send_key"], None, L.PENDING)] + [
+    assert transitions == [(row["send_key"], None, sending_ledger.PENDING)] + [
         (row["send_key"], a, b) for a, b in zip(happy, happy[1:])
     ]
-    assert row["cheetah_name"] == L.cheetah_name("N", "1002", day)
+    assert row["cheetah_name"] == sending_ledger.cheetah_name("N", "1002", day)
     assert row["claimed_by"] is None  # released after the send
 
 

@@ -16,8 +16,9 @@ import sqlalchemy as sa
 from ..clock import ClockResource
 from ..customers.resource import CustomerDatabaseResource
 from ..customers.schema import send_ledger
-from ..metrics import snapshots as S
+from ..metrics import snapshots
 from ..metrics.assets import campaign_metric_snapshots, campaigns_partitions, snapshot_partition_key
+from ..timeutil import parse_iso, utc
 from .alerts import Alert, AlertsResource
 from .metric_sensors import read_cursor
 
@@ -72,12 +73,12 @@ def missed_send_alert_sensor(
     t = send_ledger.c
     query = sa.select(t.send_key, t.cheetah_name, t.send_at, t.error, t.updated_at).where(t.state == "MISSED")
     if since:
-        query = query.where(t.updated_at > S.utc(dt.datetime.fromisoformat(since)))
+        query = query.where(t.updated_at > parse_iso(since))
     with engine.connect() as conn:
         rows = conn.execute(query.order_by(t.updated_at)).all()
     if not rows:
         return dg.SkipReason("no send newly MISSED")
-    cursor = json.dumps({"t": S.utc(rows[-1].updated_at).isoformat()})
+    cursor = json.dumps({"t": utc(rows[-1].updated_at).isoformat()})
     if not alerts.enabled:
         context.update_cursor(cursor)
         return dg.SkipReason(f"{len(rows)} sends newly MISSED, but no alert channel is configured")
@@ -97,7 +98,7 @@ def overdue_snapshots(engine, registered: set[str], materialized: set[str], now:
     """``(partition key, due time)`` of every registered campaign's day that is past due plus
     :data:`SNAPSHOT_GRACE` and has no materialization."""
     t = send_ledger.c
-    oldest = now - dt.timedelta(days=len(S.DAYS)) - SNAPSHOT_GRACE - S.DAY
+    oldest = now - dt.timedelta(days=len(snapshots.DAYS)) - SNAPSHOT_GRACE - snapshots.DAY
     with engine.connect() as conn:
         rows = conn.execute(
             sa.select(t.cheetah_name, t.send_at).where(t.state == "APPROVED", t.send_at >= oldest, t.send_at <= now)
@@ -106,8 +107,8 @@ def overdue_snapshots(engine, registered: set[str], materialized: set[str], now:
     for name, send_at in rows:
         if name not in registered:
             continue
-        for day in S.DAYS:
-            due = S.utc(send_at) + day * S.DAY
+        for day in snapshots.DAYS:
+            due = utc(send_at) + day * snapshots.DAY
             key = snapshot_partition_key(name, day)
             if due + SNAPSHOT_GRACE <= now and str(key) not in materialized:
                 out.append((str(key), due))
@@ -129,7 +130,7 @@ def overdue_snapshot_alert_sensor(
     alerts: AlertsResource,
 ):
     engine = customer_db.get_engine()
-    S.prepare_database(engine)
+    snapshots.prepare_database(engine)
     now = clock.now()
     instance = context.instance
     registered = set(instance.get_dynamic_partitions(campaigns_partitions.name))

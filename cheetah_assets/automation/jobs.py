@@ -1,11 +1,14 @@
-"""Jobs over the send path's assets (the metric path's jobs live with its sensors)."""
+"""Every job of the code location: the send path's (by its asset group), the metric path's and the
+cancellation job (an op: ``cancel_job.py``)."""
 
 from __future__ import annotations
 
 import dagster as dg
 
-from ..sending.assets import campaign_sends, cheetah_template_catalog, recipient_lists, scheduled_campaigns
-from ..sending.cancel_job import cancel_campaign_job
+from ..metrics.assets import campaign_analysis, campaign_metric_snapshots
+from ..sending.assets import GROUP as SEND_GROUP
+from ..sending.assets import cheetah_template_catalog
+from .cancel_job import cancel_campaign_job
 
 template_catalog_job = dg.define_asset_job(
     "template_catalog_job",
@@ -15,7 +18,7 @@ template_catalog_job = dg.define_asset_job(
 
 daily_campaign_cycle_job = dg.define_asset_job(
     "daily_campaign_cycle",
-    selection=dg.AssetSelection.assets(cheetah_template_catalog, scheduled_campaigns, recipient_lists, campaign_sends),
+    selection=dg.AssetSelection.groups(SEND_GROUP),
     description=(
         "The day's cycle: template catalog and set-up checks, the day's campaigns validated, recipient "
         "lists frozen, and every ready campaign handed to Cheetah Messaging exactly once. Safe to "
@@ -25,4 +28,20 @@ daily_campaign_cycle_job = dg.define_asset_job(
     tags={"team": "marketing-ops", "dagster/max_retries": "0"},
 )
 
-__all__ = ["template_catalog_job", "daily_campaign_cycle_job", "cancel_campaign_job"]
+metric_snapshot_job = dg.define_asset_job(
+    "metric_snapshot_job",
+    selection=dg.AssetSelection.assets(campaign_metric_snapshots),  # partitioned by snapshot_partitions
+    description="Fetch one day's metric snapshot of one sent campaign (requested by request_metric_snapshots_sensor).",
+    tags={"team": "marketing-ops"},
+)
+
+campaign_analysis_job = dg.define_asset_job(
+    "campaign_analysis_job",
+    selection=dg.AssetSelection.assets(campaign_analysis),  # with its two checks
+    description="Roll the metric snapshots up into the campaign analysis and check them.",
+    tags={"team": "marketing-ops"},
+)
+
+SEND_JOBS = [daily_campaign_cycle_job, template_catalog_job, cancel_campaign_job]
+METRIC_JOBS = [metric_snapshot_job, campaign_analysis_job]
+ALL_JOBS = [*SEND_JOBS, *METRIC_JOBS]

@@ -26,17 +26,18 @@ import dagster as dg
 
 from ..clock import ClockResource
 from ..customers.resource import CustomerDatabaseResource
-from ..metrics import snapshots as S
+from ..metrics import snapshots
 from ..metrics.assets import (
     campaign_analysis,
-    campaign_analysis_job,
     campaign_metric_snapshots,
     campaigns_partitions,
     latest_storage_id,
-    metric_snapshot_job,
     snapshot_partition_key,
 )
 from ..metrics.due import campaigns_sent_since, snapshots_due
+from ..sending.runs import LIVE_RUN_STATUSES
+from ..timeutil import parse_iso
+from .jobs import campaign_analysis_job, metric_snapshot_job
 
 PARTITIONS = campaigns_partitions.name
 PAGE = 10_000  # partitions per page when listing the new ones
@@ -57,7 +58,7 @@ def _time(raw: object) -> dt.datetime | None:
     if not isinstance(raw, str):
         return None
     try:
-        return S.utc(dt.datetime.fromisoformat(raw))
+        return parse_iso(raw)
     except ValueError:
         return None
 
@@ -80,7 +81,7 @@ def register_sent_campaigns_sensor(
     context: dg.SensorEvaluationContext, customer_db: CustomerDatabaseResource, clock: ClockResource
 ):
     engine = customer_db.get_engine()
-    S.prepare_database(engine)
+    snapshots.prepare_database(engine)
     now = clock.now()
     since = _time(read_cursor(context.cursor).get("t"))
     cursor = json.dumps({"t": _later(since, now).isoformat()})
@@ -108,7 +109,7 @@ def request_metric_snapshots_sensor(
     context: dg.SensorEvaluationContext, customer_db: CustomerDatabaseResource, clock: ClockResource
 ):
     engine = customer_db.get_engine()
-    S.prepare_database(engine)
+    snapshots.prepare_database(engine)
     now = clock.now()
     state = read_cursor(context.cursor)
     last_tick = _time(state.get("t"))
@@ -170,14 +171,6 @@ def request_metric_snapshots_sensor(
 
 
 # ------------------------------------------------------------------------------------------------
-_IN_FLIGHT = [
-    dg.DagsterRunStatus.QUEUED,
-    dg.DagsterRunStatus.NOT_STARTED,
-    dg.DagsterRunStatus.STARTING,
-    dg.DagsterRunStatus.STARTED,
-]
-
-
 def analysis_covers(instance: dg.DagsterInstance) -> int | None:
     """The newest snapshot event the latest analysis had read (its own event id for an old one)."""
     records = instance.fetch_materializations(campaign_analysis.key, limit=1).records
@@ -205,7 +198,7 @@ def campaign_analysis_sensor(context: dg.SensorEvaluationContext):
     if covered is not None and covered >= latest:
         return dg.SkipReason(f"the analysis is up to date (snapshot event {latest})")
     running = context.instance.get_runs(
-        filters=dg.RunsFilter(job_name=campaign_analysis_job.name, statuses=_IN_FLIGHT), limit=1
+        filters=dg.RunsFilter(job_name=campaign_analysis_job.name, statuses=list(LIVE_RUN_STATUSES)), limit=1
     )
     if running:
         return dg.SkipReason(f"an analysis run ({running[0].run_id}) is still in flight; next tick")

@@ -7,7 +7,7 @@ import dagster as dg
 
 from ..customers.resource import CustomerDatabaseResource
 from ..sending.cancel import pending_cancellations
-from ..sending.cancel_job import cancel_campaign_job
+from .cancel_job import cancel_campaign_job
 
 
 @dg.sensor(

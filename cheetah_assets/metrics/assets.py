@@ -307,20 +307,5 @@ def restatements_flagged(customer_db: CustomerDatabaseResource) -> dg.AssetCheck
 
 
 # ------------------------------------------------------------------------------------------------
-metric_snapshot_job = dg.define_asset_job(
-    "metric_snapshot_job",
-    selection=dg.AssetSelection.assets(campaign_metric_snapshots),  # partitioned by snapshot_partitions
-    description="Fetch one day's metric snapshot of one sent campaign (requested by request_metric_snapshots_sensor).",
-    tags={"team": "marketing-ops"},
-)
-
-campaign_analysis_job = dg.define_asset_job(
-    "campaign_analysis_job",
-    selection=dg.AssetSelection.assets(campaign_analysis),  # with its two checks
-    description="Roll the metric snapshots up into the campaign analysis and check them.",
-    tags={"team": "marketing-ops"},
-)
-
 METRIC_ASSETS = [campaign_metric_snapshots, campaign_analysis]
 METRIC_CHECKS = [metrics_are_possible, restatements_flagged]
-METRIC_JOBS = [metric_snapshot_job, campaign_analysis_job]

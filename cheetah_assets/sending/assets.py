@@ -14,18 +14,27 @@ import datetime as dt
 import warnings
 
 import dagster as dg
-import pandas as pd
 
 from ..cheetah.errors import CheetahError
 from ..cheetah.resource import CheetahMessagingResource
 from ..clock import ClockResource
 from ..customers import queries
 from ..customers.resource import CustomerDatabaseResource
-from . import ledger as L
-from . import plan as P
-from .cancel import CancelError, cancel_row
+from ..tables import table
+from . import ledger, plan
+from .cancel import cancel_leftover
 from .catalog import load_catalog, refresh_catalog
+from .metadata_columns import (
+    FINDING_COLUMNS,
+    INVALID_COLUMNS,
+    LIST_COLUMNS,
+    PLAN_COLUMNS,
+    PROBLEM_COLUMNS,
+    SEND_COLUMNS,
+    TEMPLATE_COLUMNS,
+)
 from .protocol import Sender, SendError
+from .runs import owner_alive
 from .setup import check_account, check_customer_database, failures
 
 # Partitioned asset checks are "preview" in Dagster 1.13; they are what a per-day set-up check is.
@@ -35,56 +44,15 @@ daily_partitions = dg.DailyPartitionsDefinition(start_date="2026-01-01", end_off
 
 GROUP = "send"
 OWNERS = ["team:marketing-ops"]
-LIVE_RUN_STATUSES = {
-    dg.DagsterRunStatus.QUEUED,
-    dg.DagsterRunStatus.NOT_STARTED,
-    dg.DagsterRunStatus.STARTING,
-    dg.DagsterRunStatus.STARTED,
-    dg.DagsterRunStatus.CANCELING,
-}
 
 
 def _day(context) -> dt.date:
     return dt.date.fromisoformat(context.partition_key)
 
 
-def _md(records: list[dict], limit: int = 50) -> dg.MetadataValue:
-    if not records:
-        return dg.MetadataValue.md("_none_")
-    frame = pd.DataFrame.from_records(records[:limit])
-    text = frame.to_markdown(index=False) if _has_tabulate() else _plain_md(frame)
-    if len(records) > limit:
-        text += f"\n\n… and {len(records) - limit} more"
-    return dg.MetadataValue.md(text)
-
-
-def _has_tabulate() -> bool:
-    try:
-        import tabulate  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def _plain_md(frame: pd.DataFrame) -> str:
-    cols = list(frame.columns)
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for row in frame.itertuples(index=False):
-        lines.append("| " + " | ".join("" if v is None or v != v else str(v).replace("|", "/") for v in row) + " |")
-    return "\n".join(lines)
-
-
 def _fail(exc: Exception) -> dg.Failure:
     """A step failure that reads as one sentence in the UI (no secrets: messages never hold them)."""
     return dg.Failure(description=str(exc), allow_retries=False)
-
-
-def _owner_alive(instance: dg.DagsterInstance):
-    def alive(owner: str) -> bool:
-        run = instance.get_run_by_id(owner)
-        return True if run is None else run.status in LIVE_RUN_STATUSES  # unknown owner: the lease decides
-
-    return alive
 
 
 # ------------------------------------------------------------------------------------------------
@@ -115,7 +83,7 @@ def cheetah_template_catalog(
         metadata={
             "dagster/row_count": result.templates,
             "folder": result.folder_name,
-            "templates": _md(result.preview),
+            "templates": table(TEMPLATE_COLUMNS, result.preview),
             "dagster/column_schema": dg.TableSchema(
                 columns=[
                     dg.TableColumn("catalog_date", "date"),
@@ -152,7 +120,7 @@ def account_setup(
         passed=not bad,
         severity=dg.AssetCheckSeverity.ERROR,
         description=bad[0].message if bad else "The account and the customer database are set up.",
-        metadata={"findings": _md([{"check": f.check, "ok": f.ok, "message": f.message} for f in findings])},
+        metadata={"findings": table(FINDING_COLUMNS, [{"check": f.check, "ok": f.ok, "message": f.message} for f in findings])},
     )
 
 
@@ -176,7 +144,9 @@ def template_fields_mapped(
         passed=not bad,
         severity=dg.AssetCheckSeverity.WARN,
         description=f"{len(bad)} template field problems" if bad else f"all {len(catalog)} templates' fields are mapped",
-        metadata={"problems": _md([{"template": f.check.removeprefix("template_"), "problem": f.message} for f in bad])},
+        metadata={
+            "problems": table(PROBLEM_COLUMNS, [{"template": f.check.removeprefix("template_"), "problem": f.message} for f in bad])
+        },
     )
 
 
@@ -216,37 +186,38 @@ def scheduled_campaigns(
     try:
         with cheetah.get_client(logger=context.log) as client:
             data_map = client.get_data_map()
-            account = L.account_of(client.settings)
+            account = ledger.account_of(client.settings)
     except CheetahError as exc:
         raise _fail(exc) from None
     try:
         columns = set(queries.reflect_customers(engine).columns.keys())
     except queries.CustomerSchemaError as exc:  # e.g. no customers table: one sentence, no traceback
         raise _fail(exc) from None
-    rows = P.plan_day(
+    rows = plan.plan_day(
         engine, day, catalog=catalog, data_map=data_map, customer_columns=columns, now=clock.now(),
         send_late=config.send_late, account=account,
     )
-    counts = {s: sum(r.status == s for r in rows) for s in (P.READY, P.SENT, P.MISSED, P.INVALID, P.CANCELLED)}
+    counts = {s: sum(r.status == s for r in rows) for s in (plan.READY, plan.SENT, plan.MISSED, plan.INVALID, plan.CANCELLED)}
     for r in rows:
-        if r.status in (P.INVALID, P.MISSED):
+        if r.status in (plan.INVALID, plan.MISSED):
             context.log.warning("campaign %s template %s is %s: %s", r.campaign_id, r.template_id, r.status, r.reason)
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": len(rows),
             **{f"{k.lower()}": v for k, v in counts.items()},
-            "plan": _md(
+            "plan": table(
+                PLAN_COLUMNS,
                 [
                     {
                         "campaign": r.campaign_id,
                         "name": r.campaign_name,
                         "template": r.template_id,
-                        "send at (UTC)": r.send_at.strftime("%Y-%m-%d %H:%M") if r.send_at else "",
+                        "send at": r.send_at,
                         "status": r.status,
                         "reason": r.reason or "",
                     }
                     for r in rows
-                ]
+                ],
             ),
         }
     )
@@ -258,13 +229,18 @@ def scheduled_campaigns(
     description="Every campaign scheduled for the day is valid (an INVALID one is listed with its reason).",
 )
 def campaigns_valid(context: dg.AssetCheckExecutionContext, customer_db: CustomerDatabaseResource) -> dg.AssetCheckResult:
-    rows = P.load_plan(customer_db.get_engine(), dt.date.fromisoformat(context.partition_key))
-    bad = [r for r in rows if r.status == P.INVALID]
+    rows = plan.load_plan(customer_db.get_engine(), dt.date.fromisoformat(context.partition_key))
+    bad = [r for r in rows if r.status == plan.INVALID]
     return dg.AssetCheckResult(
         passed=not bad,
         severity=dg.AssetCheckSeverity.WARN,
         description=bad[0].reason if bad else f"{len(rows)} campaign sends planned",
-        metadata={"invalid": _md([{"campaign": r.campaign_id, "template": r.template_id, "reason": r.reason} for r in bad])},
+        metadata={
+            "invalid": table(
+                INVALID_COLUMNS,
+                [{"campaign": r.campaign_id, "name": r.campaign_name, "template": r.template_id, "reason": r.reason} for r in bad],
+            )
+        },
     )
 
 
@@ -303,9 +279,9 @@ def recipient_lists(
     if ident.map_to not in columns:
         raise dg.Failure(f"The customers table has no column {ident.map_to!r} for the identifier field {ident.name}.")
     fields = {f.name: f.map_to for f in data_map.fields if not f.is_identifier and f.map_to in columns}
-    campaigns: dict[str, list[P.PlanRow]] = {}
-    for r in P.load_plan(engine, day):
-        if r.status == P.READY:
+    campaigns: dict[str, list[plan.PlanRow]] = {}
+    for r in plan.load_plan(engine, day):
+        if r.status == plan.READY:
             campaigns.setdefault(r.campaign_id, []).append(r)
     records, total = [], 0
     for n, (campaign_id, rows) in enumerate(sorted(campaigns.items()), start=1):
@@ -325,6 +301,7 @@ def recipient_lists(
         records.append(
             {
                 "campaign": campaign_id,
+                "name": rows[0].campaign_name,
                 "recipients": result.row_count,
                 "per template": ", ".join(f"{t}: {c}" for t, c in result.per_template.items()),
                 "in target group": result.in_target_group,
@@ -338,7 +315,7 @@ def recipient_lists(
         metadata={
             "dagster/row_count": total,
             "campaigns": len(records),
-            "lists": _md(records),
+            "lists": table(LIST_COLUMNS, records),
             "dagster/column_schema": dg.TableSchema(
                 columns=[
                     dg.TableColumn("list_key", "string", description="campaign_id/send_date"),
@@ -374,17 +351,17 @@ def campaign_sends(
 ) -> dg.MaterializeResult:
     day = _day(context)
     engine = customer_db.get_engine()
-    plan = P.load_plan(engine, day)
+    day_plan = plan.load_plan(engine, day)
     outcomes, problems = [], []
     with cheetah.get_client(logger=context.log) as client:
         sender = Sender(
             client=client, engine=engine, owner=context.run.run_id, now=clock.now,
-            owner_alive=_owner_alive(context.instance), logger=context.log,
+            owner_alive=owner_alive(context.instance), logger=context.log,
             on_step=lambda key, step: context.log.debug("%s: %s", key, step),
             chunk_size=customer_db.chunk_size,
             step_backoff_seconds=max(0.01, 2 * cheetah.backoff_factor),
         )
-        todo = [r for r in plan if r.status == P.READY]
+        todo = [r for r in day_plan if r.status == plan.READY]
         for n, r in enumerate(todo, start=1):
             context.log.info("send %d of %d: %s (template %s)", n, len(todo), r.campaign_id, r.template_id)
             try:
@@ -392,7 +369,8 @@ def campaign_sends(
                     campaign_id=r.campaign_id, template_id=r.template_id, send_date=day, list_key=r.list_key,
                     send_at=r.send_at,
                 )
-                outcomes.append({"campaign": r.campaign_id, "template": r.template_id, **sender.send(r.send_key).as_record()})
+                outcome = sender.send(r.send_key).as_record()
+                outcomes.append({"campaign": r.campaign_id, "name": r.campaign_name, "template": r.template_id, **outcome})
             except (SendError, CheetahError) as exc:
                 problems.append(f"{r.send_key}: {exc}")
                 context.log.error("%s: %s", r.send_key, exc)
@@ -400,21 +378,26 @@ def campaign_sends(
                 problems.append(f"{r.send_key}: unexpected {type(exc).__name__}: {exc}")
                 context.log.exception("%s: unexpected error; the other sends go on", r.send_key)
         for row in sender.ledger.for_day(day):
-            if row.state in L.TOUCHED_CHEETAH and any(p.send_key == row.send_key and p.status == P.CANCELLED for p in plan):
-                problems.extend(_cancel_leftover(sender, row, context))
+            cancelled = any(p.send_key == row.send_key and p.status == plan.CANCELLED for p in day_plan)
+            if row.state in ledger.TOUCHED_CHEETAH and cancelled:
+                problem = cancel_leftover(sender, row)
+                if problem is None:
+                    context.log.info("%s: cancelled on our side, deleted in Cheetah Messaging", row.send_key)
+                else:
+                    problems.append(problem)
     by_state: dict[str, int] = {}
     for o in outcomes:
         by_state[o["state"]] = by_state.get(o["state"], 0) + 1
     metadata = {
         "dagster/row_count": len(outcomes),
-        "approved": by_state.get(L.APPROVED, 0),
-        "missed": by_state.get(L.MISSED, 0),
-        "empty": by_state.get(L.EMPTY, 0),
-        "cancelled": by_state.get(L.CANCELLED, 0),
+        "approved": by_state.get(ledger.APPROVED, 0),
+        "missed": by_state.get(ledger.MISSED, 0),
+        "empty": by_state.get(ledger.EMPTY, 0),
+        "cancelled": by_state.get(ledger.CANCELLED, 0),
         "failed": len(problems),
         "recipients_accepted": sum(o["accepted"] or 0 for o in outcomes),
         "recipients_rejected": sum(o["rejected"] or 0 for o in outcomes),
-        "sends": _md(outcomes),
+        "sends": table(SEND_COLUMNS, outcomes),
     }
     if problems:
         raise dg.Failure(
@@ -424,20 +407,6 @@ def campaign_sends(
             allow_retries=True,
         )
     return dg.MaterializeResult(metadata=metadata)
-
-
-def _cancel_leftover(sender: Sender, row: L.LedgerRow, context) -> list[str]:
-    claimed = sender.ledger.claim(row.send_key, sender.owner, owner_alive=sender.owner_alive)
-    if claimed is None:
-        return [f"{row.send_key}: cancelled, but another run holds it; the cancellation sensor will retry"]
-    try:
-        cancel_row(sender, claimed)
-        context.log.info("%s: cancelled on our side, deleted in Cheetah Messaging", row.send_key)
-        return []
-    except (CancelError, CheetahError) as exc:
-        return [f"{row.send_key}: {exc}"]
-    finally:
-        sender.ledger.release(row.send_key, sender.owner)
 
 
 SEND_ASSETS = [cheetah_template_catalog, scheduled_campaigns, recipient_lists, campaign_sends]

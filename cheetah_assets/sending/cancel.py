@@ -18,14 +18,17 @@ import sqlalchemy as sa
 
 from ..cheetah.client import CheetahClient
 from ..cheetah.contract import ObjId
+from ..cheetah.errors import CheetahError
 from ..customers.schema import campaign_schedule, send_ledger
-from . import ledger as L
-from . import statuses as S
+from . import ledger, statuses
 from .deletion import cancel_row
 from .errors import CancelError
 from .protocol import Sender
 
-__all__ = ["CancelError", "CancelOutcome", "cancel_campaign", "cancel_row", "mark_cancelled", "pending_cancellations"]
+__all__ = [
+    "CancelError", "CancelOutcome", "cancel_campaign", "cancel_claimed", "cancel_leftover", "cancel_row", "mark_cancelled",
+    "pending_cancellations",
+]
 
 
 @dataclass(frozen=True)
@@ -68,23 +71,39 @@ def cancel_campaign(
         raise CancelError(f"There is no campaign {campaign_id!r} in the schedule or the send ledger.")
     outcomes: list[CancelOutcome] = []
     for row in rows:
-        if row.state == L.CANCELLED:
+        if row.state == ledger.CANCELLED:
             outcomes.append(CancelOutcome(row.send_key, row.cheetah_name, "already cancelled", row.camp_id))
-            continue
-        if row.state in (L.MISSED, L.EMPTY) and row.camp_id is None:
+        elif row.state in (ledger.MISSED, ledger.EMPTY) and row.camp_id is None:
             outcomes.append(CancelOutcome(row.send_key, row.cheetah_name, "never prepared", None))
-            continue
-        claimed = sender._claim(row)
-        try:
-            if claimed.state == L.CANCELLED:
-                outcomes.append(CancelOutcome(row.send_key, row.cheetah_name, "already cancelled", claimed.camp_id))
-                continue
-            done = cancel_row(sender, claimed)
-            action = "deleted" if done.camp_id is not None else "nothing in Cheetah"
-            outcomes.append(CancelOutcome(row.send_key, row.cheetah_name, action, done.camp_id))
-        finally:
-            sender.ledger.release(row.send_key, owner)
+        else:
+            outcomes.append(cancel_claimed(sender, sender.claim(row)))
     return outcomes
+
+
+def cancel_claimed(sender: Sender, row: ledger.LedgerRow) -> CancelOutcome:
+    """Cancel a send whose claim ``sender`` holds (delete its campaign of ours in Cheetah, mark it
+    CANCELLED), then let the claim go."""
+    try:
+        if row.state == ledger.CANCELLED:
+            return CancelOutcome(row.send_key, row.cheetah_name, "already cancelled", row.camp_id)
+        done = cancel_row(sender, row)
+        action = "deleted" if done.camp_id is not None else "nothing in Cheetah"
+        return CancelOutcome(row.send_key, row.cheetah_name, action, done.camp_id)
+    finally:
+        sender.ledger.release(row.send_key, sender.owner)
+
+
+def cancel_leftover(sender: Sender, row: ledger.LedgerRow) -> str | None:
+    """Cancel a send of the day whose campaign was cancelled on our side; a problem as one sentence
+    (None if it was cancelled). A send another run holds is left to the cancellation sensor."""
+    claimed = sender.ledger.claim(row.send_key, sender.owner, owner_alive=sender.owner_alive)
+    if claimed is None:
+        return f"{row.send_key}: cancelled, but another run holds it; the cancellation sensor will retry"
+    try:
+        cancel_claimed(sender, claimed)
+    except (CancelError, CheetahError) as exc:
+        return f"{row.send_key}: {exc}"
+    return None
 
 
 def pending_cancellations(engine: sa.Engine) -> dict[str, list[tuple[str, str]]]:
@@ -102,11 +121,11 @@ def pending_cancellations(engine: sa.Engine) -> dict[str, list[tuple[str, str]]]
             .join(campaign_schedule, campaign_schedule.c.campaign_id == send_ledger.c.campaign_id)
             .where(
                 campaign_schedule.c.status.ilike("%cancel%"),  # every spelling, whatever its case
-                send_ledger.c.state.in_(sorted(L.TOUCHED_CHEETAH)),
+                send_ledger.c.state.in_(sorted(ledger.TOUCHED_CHEETAH)),
             )
             .order_by(send_ledger.c.campaign_id, send_ledger.c.send_key)
         )
         for r in rows:
-            if S.is_cancelled(r.status):
+            if statuses.is_cancelled(r.status):
                 out.setdefault(r.campaign_id, []).append((r.send_key, r.state))
     return out

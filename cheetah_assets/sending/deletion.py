@@ -12,7 +12,7 @@ from typing import Protocol
 from ..cheetah.client import CheetahClient
 from ..cheetah.contract import Campaign, same_id
 from ..cheetah.errors import CampaignAlreadySent, UnknownCampaign
-from . import ledger as L
+from . import ledger
 from .adoption import ownership_problem
 from .errors import CancelError
 
@@ -21,14 +21,14 @@ class Deleter(Protocol):
     """What :func:`cancel_row` needs of the sender (``protocol.Sender`` is one)."""
 
     client: CheetahClient
-    ledger: L.Ledger
+    ledger: ledger.Ledger
     owner: str
-    account: L.Account
+    account: ledger.Account
 
-    def _call(self, row: L.LedgerRow, step: str) -> None: ...
+    def before_cheetah_call(self, row: ledger.LedgerRow, step: str) -> None: ...
 
 
-def _our_campaign(sender: Deleter, row: L.LedgerRow) -> tuple[Campaign | None, str]:
+def _our_campaign(sender: Deleter, row: ledger.LedgerRow) -> tuple[Campaign | None, str]:
     """The send's campaign in Cheetah (None if there is none of ours), and a note on what was found."""
     client = sender.client
     if row.camp_id is not None:
@@ -39,7 +39,7 @@ def _our_campaign(sender: Deleter, row: L.LedgerRow) -> tuple[Campaign | None, s
         if same_id(campaign.camp_id, row.camp_id) and campaign.name == row.cheetah_name:
             return campaign, ""
         return None, f" Reading campaign {row.camp_id} returned campaign {campaign.camp_id} ({campaign.name!r}); it was left untouched."
-    if row.state in (L.PENDING, L.IMPORTING, L.MISSED, L.EMPTY):
+    if row.state in (ledger.PENDING, ledger.IMPORTING, ledger.MISSED, ledger.EMPTY):
         return None, ""  # we create a campaign only after IMPORTED: nothing of ours can exist
     found = client.find_campaign(row.cheetah_name)
     if found is None:
@@ -54,10 +54,10 @@ def _our_campaign(sender: Deleter, row: L.LedgerRow) -> tuple[Campaign | None, s
     return found, ""
 
 
-def cancel_row(sender: Deleter, row: L.LedgerRow) -> L.LedgerRow:
+def cancel_row(sender: Deleter, row: ledger.LedgerRow) -> ledger.LedgerRow:
     """Delete the Cheetah campaign of a claimed ledger row (if it has one of ours) and mark the
     row CANCELLED."""
-    if L.other_account(row, sender.account):
+    if ledger.other_account(row, sender.account):
         raise CancelError(
             f"Send {row.send_key} went to another account ({row.account.describe() if row.account else '?'}), "
             f"not this one ({sender.account.describe()}); delete campaign {row.cheetah_name} there."
@@ -68,7 +68,7 @@ def cancel_row(sender: Deleter, row: L.LedgerRow) -> L.LedgerRow:
             f"Campaign {row.cheetah_name} (Cheetah id {campaign.camp_id}) was already sent; it cannot be cancelled."
         )
     if campaign is not None and campaign.status != "CANCELLED":
-        sender._call(row, "delete")
+        sender.before_cheetah_call(row, "delete")
         try:
             sender.client.delete_campaign(campaign.camp_id)
         except CampaignAlreadySent:
@@ -81,7 +81,7 @@ def cancel_row(sender: Deleter, row: L.LedgerRow) -> L.LedgerRow:
     return sender.ledger.advance(
         row.send_key,
         sender.owner,
-        L.CANCELLED,
+        ledger.CANCELLED,
         camp_id=campaign.camp_id if campaign is not None else row.camp_id,
         error="Cancelled on the Optimove side" + (" and deleted in Cheetah Messaging." if campaign else ".") + note,
     )

@@ -22,22 +22,16 @@ from .errors import SendError
 from .ledger import LedgerRow
 
 
-@dataclass(frozen=True)
-class ListFields:
-    identifier_name: str
-    names: tuple[str, ...]
-
-
-def list_fields(engine: sa.Engine, list_key: str, identifier_name: str) -> ListFields:
-    """The CSV header of a frozen list: the Data Map identifier field, then the list's fields."""
+def list_fields(engine: sa.Engine, list_key: str) -> tuple[str, ...]:
+    """The fields of a frozen list (its CSV header follows the Data Map identifier field)."""
     with engine.connect() as conn:
         raw = conn.execute(sa.select(recipient_list.c.fields).where(recipient_list.c.list_key == list_key)).scalar()
     if raw is None:
         raise SendError(f"No frozen recipient list {list_key}: materialize recipient_lists for that day first.")
-    return ListFields(identifier_name=identifier_name, names=tuple(json.loads(raw)))
+    return tuple(json.loads(raw))
 
 
-def files(rows: Iterable[tuple[str, dict]], header, max_rows: int, max_bytes: int) -> Iterator[list]:
+def import_files(rows: Iterable[tuple[str, dict]], header, max_rows: int, max_bytes: int) -> Iterator[list]:
     """Group streamed recipients into files within the import limits (rows and bytes)."""
     batch: list = []
     size = len(",".join(header)) + 2
@@ -80,13 +74,12 @@ class ListImporter:
 
     def run(self, row: LedgerRow) -> tuple[ObjId, int, list[tuple[str, str]]]:
         """Import the row's frozen recipients: (list id, rows accepted, [(identifier, reason)])."""
-        fields = list_fields(self.engine, row.list_key, self.identifier_name)
-        header = [fields.identifier_name, *fields.names]
+        header = [self.identifier_name, *list_fields(self.engine, row.list_key)]
         list_id: ObjId | None = None
         accepted = 0
         rejected: list[tuple[str, str]] = []
         done = 0
-        for batch in files(self._recipients(row), header, self.max_rows_per_file, self.max_bytes_per_file):
+        for batch in import_files(self._recipients(row), header, self.max_rows_per_file, self.max_bytes_per_file):
             lid, acc, rej = self._import_file(row, header, batch)
             if list_id is not None and not contract.same_id(lid, list_id):
                 raise ImportFailed(

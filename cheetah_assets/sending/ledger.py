@@ -353,17 +353,6 @@ class Ledger:
                     [{"send_key": key, "identifier": ident, "reason": reason} for ident, reason in rejections],
                 )
 
-    def rejections(self, key: str) -> list[tuple[str, str]]:
-        with self.engine.connect() as conn:
-            return [
-                (r.identifier, r.reason)
-                for r in conn.execute(
-                    sa.select(import_rejection.c.identifier, import_rejection.c.reason)
-                    .where(import_rejection.c.send_key == key)
-                    .order_by(import_rejection.c.identifier)
-                )
-            ]
-
 
 def _lost(key: str) -> LostClaim:
     return LostClaim(

@@ -19,8 +19,7 @@ import sqlalchemy as sa
 from ..cheetah.contract import DataMap
 from ..customers import queries
 from ..customers.schema import campaign_plan
-from . import ledger as L
-from . import statuses as S
+from . import ledger, statuses
 from .catalog import CatalogEntry
 
 READY, SENT, MISSED, INVALID, CANCELLED = "READY", "SENT", "MISSED", "INVALID", "CANCELLED"
@@ -48,7 +47,7 @@ class PlanRow:
 
     @property
     def send_key(self) -> str:
-        return L.send_key(self.campaign_id, self.template_id, self.send_date)
+        return ledger.send_key(self.campaign_id, self.template_id, self.send_date)
 
     @property
     def list_key(self) -> str:
@@ -85,7 +84,7 @@ def plan_day(
     customer_columns: set[str],
     now: dt.datetime,
     send_late: bool = False,
-    account: L.Account | None = None,
+    account: ledger.Account | None = None,
 ) -> list[PlanRow]:
     """Validate the day's schedule and store the plan (replacing the day's previous plan).
 
@@ -93,8 +92,8 @@ def plan_day(
     unexpected error) makes that campaign INVALID with the reason, and the rest is planned.
     """
     # A send recorded against another account (``account``: the client's) is not done here.
-    recorded = L.Ledger(engine, lambda: now).for_day(send_date)
-    sent = {r.send_key: r for r in recorded if not L.other_account(r, account)}
+    recorded = ledger.Ledger(engine, lambda: now).for_day(send_date)
+    sent = {r.send_key: r for r in recorded if not ledger.other_account(r, account)}
     names = {r.cheetah_name: r.send_key for r in sent.values()}
     rows: list[PlanRow] = []
     for c in queries.load_schedule(engine, send_date):
@@ -149,7 +148,7 @@ def _plan_campaign(
     c: queries.ScheduledCampaign,
     send_date: dt.date,
     *,
-    sent: dict[str, L.LedgerRow],
+    sent: dict[str, ledger.LedgerRow],
     names: dict[str, str],
     catalog: dict[str, CatalogEntry],
     data_map: DataMap,
@@ -159,25 +158,25 @@ def _plan_campaign(
 ) -> list[PlanRow]:
     templates = list(c.template_ids)
     try:
-        meaning: str | None = S.parse_status(c.status)
+        meaning: str | None = statuses.parse_status(c.status)
         status_problem: str | None = None
-    except S.StatusProblem as exc:
+    except statuses.StatusProblem as exc:
         meaning, status_problem = None, str(exc)
     send_at, problem = _campaign_problem(c, catalog, data_map, customer_columns)
     rows = []
     for i, t in enumerate(templates or [""]):
-        key = L.send_key(c.campaign_id, t, send_date)
+        key = ledger.send_key(c.campaign_id, t, send_date)
         done = sent.get(key)
         status, reason, at = READY, None, send_at
-        if meaning == S.CANCELLED:
+        if meaning == statuses.CANCELLED:
             status, reason = CANCELLED, "cancelled on the Optimove side"
-        elif done is not None and done.state in (L.APPROVED, L.MISSED, L.EMPTY, L.CANCELLED):
-            status = {L.APPROVED: SENT, L.MISSED: MISSED, L.EMPTY: SENT, L.CANCELLED: CANCELLED}[done.state]
+        elif done is not None and done.state in (ledger.APPROVED, ledger.MISSED, ledger.EMPTY, ledger.CANCELLED):
+            status = {ledger.APPROVED: SENT, ledger.MISSED: MISSED, ledger.EMPTY: SENT, ledger.CANCELLED: CANCELLED}[done.state]
             reason, at = done.error, done.send_at
         elif status_problem:
             # Also mid-preparation: a campaign whose status is not understood goes no further.
             status, reason = INVALID, status_problem
-        elif done is not None and done.state != L.PENDING:
+        elif done is not None and done.state != ledger.PENDING:
             at = done.send_at  # preparation under way: keep the time it was prepared with
         elif problem:
             status, reason = INVALID, problem
@@ -206,7 +205,7 @@ def _name_clash(names: dict[str, str], campaign_id: str, template_id: str, send_
     Names are injective (:func:`.ledger.cheetah_name`); a clash can only come from a ledger row
     written under an older naming rule. The name is claimed for this send when it is free.
     """
-    key, name = L.send_key(campaign_id, template_id, send_date), L.cheetah_name(campaign_id, template_id, send_date)
+    key, name = ledger.send_key(campaign_id, template_id, send_date), ledger.cheetah_name(campaign_id, template_id, send_date)
     holder = names.setdefault(name, key)
     if holder == key:
         return None

@@ -36,7 +36,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import sqlalchemy as sa
@@ -48,28 +48,22 @@ from ..cheetah.errors import (
     AlreadyLaunched,
     BadRequest,
     CheetahError,
+    TRANSIENT,
     NameAlreadyExists,
-    RateLimited,
-    ServerError,
     StartTimeInPast,
-    TransportError,
 )
 from ..customers import queries
 from ..customers.schema import campaign_schedule
-from . import ledger as L
-from . import statuses as S
+from . import ledger, statuses
 from .adoption import check_ours, foreign
 from .deletion import cancel_row
 from .errors import ClaimedElsewhere, ListSizeMismatch, LostClaim, NotConfirmed, SendError, stopped
 from .importing import ListImporter
-from .importing import csv_bytes as _csv
-from .importing import files as _files
 
-__all__ = ["Sender", "SendError", "SendOutcome", "ClaimedElsewhere", "_csv", "_files"]
+__all__ = ["Sender", "SendError", "SendOutcome", "ClaimedElsewhere"]
 
-#: Errors after which repeating the step (which re-reads Cheetah first) may succeed.
-TRANSIENT = (TransportError, ServerError, RateLimited)
-#: What the protocol repeats within a run: transient errors, and requests not yet read back.
+#: What the protocol repeats within a run: transient errors (repeating the step re-reads Cheetah
+#: first), and requests not yet read back.
 RETRIED = (*TRANSIENT, NotConfirmed)
 LAUNCHED_OR_LATER = frozenset({"LAUNCHED", "APPROVED", "SENT"})
 APPROVED_OR_LATER = frozenset({"APPROVED", "SENT"})
@@ -88,7 +82,6 @@ class SendOutcome:
     rows_rejected: int | None = None
     send_at: dt.datetime | None = None
     note: str = ""
-    steps: list[str] = field(default_factory=list)
 
     def as_record(self) -> dict:
         return {
@@ -103,7 +96,7 @@ class SendOutcome:
         }
 
 
-def _outcome(row: L.LedgerRow, note: str = "", steps: list[str] | None = None) -> SendOutcome:
+def _outcome(row: ledger.LedgerRow, note: str = "") -> SendOutcome:
     return SendOutcome(
         send_key=row.send_key,
         cheetah_name=row.cheetah_name,
@@ -114,7 +107,6 @@ def _outcome(row: L.LedgerRow, note: str = "", steps: list[str] | None = None) -
         rows_rejected=row.rows_rejected,
         send_at=row.send_at,
         note=note or (row.error or ""),
-        steps=steps or [],
     )
 
 
@@ -141,8 +133,8 @@ class Sender:
     claim_poll_seconds: float = 0.5
 
     def __post_init__(self):
-        self.ledger = L.Ledger(self.engine, self.now)
-        self.account = L.account_of(self.client.settings)
+        self.ledger = ledger.Ledger(self.engine, self.now)
+        self.account = ledger.account_of(self.client.settings)
         self._identifier: str | None = None
         self._renewed_at: dt.datetime | None = None
 
@@ -155,14 +147,14 @@ class Sender:
         row = self.ledger.get(key)
         if row is None:
             raise KeyError(key)
-        if L.done_for_account(row, self.account):
+        if ledger.done_for_account(row, self.account):
             return _outcome(row, "already done")
-        row = self._claim(row)
-        if L.done_for_account(row, self.account) and row.claimed_by != self.owner:
+        row = self.claim(row)
+        if ledger.done_for_account(row, self.account) and row.claimed_by != self.owner:
             return _outcome(row, "already done")  # another run finished it while we waited
         steps: list[str] = []
         try:
-            if L.other_account(row, self.account):
+            if ledger.other_account(row, self.account):
                 self.logger.warning(
                     "%s was sent to another account (%s); starting it afresh for %s",
                     key, row.account.describe() if row.account else "?", self.account.describe(),
@@ -171,7 +163,7 @@ class Sender:
                 steps.append("re-based")
             while not row.terminal:
                 row = self._with_retries(row, steps)
-            return _outcome(row, steps=steps)
+            return _outcome(row)
         except SendError as exc:
             if not isinstance(exc, (LostClaim, ClaimedElsewhere)):
                 self.ledger.note_error(key, self.owner, str(exc))
@@ -184,7 +176,9 @@ class Sender:
         finally:
             self.ledger.release(key, self.owner)
 
-    def _claim(self, row: L.LedgerRow) -> L.LedgerRow:
+    def claim(self, row: ledger.LedgerRow) -> ledger.LedgerRow:
+        """Claim the row for this owner, waiting up to ``claim_wait_seconds`` for another live run
+        to let it go; the row as it is if that run finished it meanwhile, else ClaimedElsewhere."""
         deadline = time.monotonic() + self.claim_wait_seconds
         while True:
             claimed = self.ledger.claim(row.send_key, self.owner, owner_alive=self.owner_alive)
@@ -192,7 +186,7 @@ class Sender:
                 self._renewed_at = self.now()
                 return claimed
             current = self.ledger.get(row.send_key)
-            if current is not None and L.done_for_account(current, self.account):
+            if current is not None and ledger.done_for_account(current, self.account):
                 return current  # the other run finished it while we waited
             if time.monotonic() >= deadline:
                 raise ClaimedElsewhere(
@@ -201,14 +195,14 @@ class Sender:
                 )
             time.sleep(self.claim_poll_seconds)
 
-    def _renew(self, row: L.LedgerRow) -> None:
+    def _renew(self, row: ledger.LedgerRow) -> None:
         """Keep the claim while a step works (at most once per ``RENEW_EVERY`` of the run's clock)."""
         now = self.now()
-        if self._renewed_at is None or now - self._renewed_at >= L.RENEW_EVERY:
+        if self._renewed_at is None or now - self._renewed_at >= ledger.RENEW_EVERY:
             self.ledger.renew(row.send_key, self.owner)
             self._renewed_at = now
 
-    def _with_retries(self, row: L.LedgerRow, steps: list[str]) -> L.LedgerRow:
+    def _with_retries(self, row: ledger.LedgerRow, steps: list[str]) -> ledger.LedgerRow:
         for attempt in range(1, self.step_attempts + 1):
             try:
                 return self._step(row, steps)
@@ -229,37 +223,38 @@ class Sender:
                 row = self.ledger.get(row.send_key) or row
         raise AssertionError("unreachable")
 
-    def _call(self, row: L.LedgerRow, step: str) -> None:
+    def before_cheetah_call(self, row: ledger.LedgerRow, step: str) -> None:
+        """Run before every Cheetah call of a send: renew the claim, then report the step."""
         self._renew(row)
         if self.on_step is not None:
             self.on_step(row.send_key, step)
 
     # ------------------------------------------------------------------------------------------
-    def _step(self, row: L.LedgerRow, steps: list[str]) -> L.LedgerRow:
+    def _step(self, row: ledger.LedgerRow, steps: list[str]) -> ledger.LedgerRow:
         key = row.send_key
         if self._cancelled_on_our_side(row):
             # Cancelled on our side meanwhile: delete what of ours exists in Cheetah instead of sending.
             return cancel_row(self, row)
-        if row.state == L.PENDING:
+        if row.state == ledger.PENDING:
             count = queries.count_recipients(self.engine, row.list_key, row.template_id)
             if count == 0:
                 steps.append("empty")
                 return self.ledger.advance(
-                    key, self.owner, L.EMPTY, rows_in_list=0,
+                    key, self.owner, ledger.EMPTY, rows_in_list=0,
                     error="The frozen recipient list has no recipients for this template; nothing was sent.",
                 )
             if row.send_at is not None and row.send_at <= self.now():
                 return self.ledger.advance(
-                    key, self.owner, L.MISSED,
+                    key, self.owner, ledger.MISSED,
                     error=f"The send time {row.send_at:%Y-%m-%d %H:%M} UTC passed before the campaign was prepared.",
                 )
             steps.append("importing")
             return self.ledger.advance(
-                key, self.owner, L.IMPORTING, rows_in_list=count, error=None,
+                key, self.owner, ledger.IMPORTING, rows_in_list=count, error=None,
                 endpoint=self.account.endpoint, cust_id=self.account.cust_id,
             )
 
-        if row.state == L.IMPORTING:
+        if row.state == ledger.IMPORTING:
             existing = self._find(row)
             if existing is not None:
                 # We create a campaign only after IMPORTED is recorded: one now is not ours.
@@ -270,28 +265,28 @@ class Sender:
             self.ledger.record_rejections(key, rejected)
             if accepted == 0:
                 return self.ledger.advance(
-                    key, self.owner, L.EMPTY, list_id=list_id, rows_accepted=0, rows_rejected=len(rejected),
+                    key, self.owner, ledger.EMPTY, list_id=list_id, rows_accepted=0, rows_rejected=len(rejected),
                     error=f"Cheetah rejected all {len(rejected)} recipients (see cheetah_import_rejection); "
                     "no campaign was created.",
                 )
             steps.append("imported")
             return self.ledger.advance(
-                key, self.owner, L.IMPORTED, list_id=list_id, rows_accepted=accepted, rows_rejected=len(rejected)
+                key, self.owner, ledger.IMPORTED, list_id=list_id, rows_accepted=accepted, rows_rejected=len(rejected)
             )
 
-        if row.state == L.IMPORTED:
+        if row.state == ledger.IMPORTED:
             try:
                 camp_id = self._create(row)
             except StartTimeInPast:
                 return self.ledger.advance(
-                    key, self.owner, L.MISSED,
+                    key, self.owner, ledger.MISSED,
                     error=f"Cheetah refused the start time {row.send_at:%Y-%m-%d %H:%M} UTC as past; nothing was sent.",
                 )
             steps.append("created")
-            return self.ledger.advance(key, self.owner, L.CREATED, camp_id=camp_id, error=None)
+            return self.ledger.advance(key, self.owner, ledger.CREATED, camp_id=camp_id, error=None)
 
-        if row.state == L.CREATED:
-            self._call(row, "launch")
+        if row.state == ledger.CREATED:
+            self.before_cheetah_call(row, "launch")
             campaign = self._read(row)
             if campaign.status == "DRAFT":
                 self._check_list_size(row, campaign.recipient_count)
@@ -301,12 +296,12 @@ class Sender:
                     self.logger.info("%s: recovered: LAUNCH had been applied already", row.cheetah_name)
                 campaign = self._confirm(row, "LAUNCH", LAUNCHED_OR_LATER)
             if campaign.status == "CANCELLED":
-                return self.ledger.advance(key, self.owner, L.CANCELLED, error="Deleted in Cheetah Messaging.")
+                return self.ledger.advance(key, self.owner, ledger.CANCELLED, error="Deleted in Cheetah Messaging.")
             steps.append("launched")
-            return self.ledger.advance(key, self.owner, L.LAUNCHED, error=None)
+            return self.ledger.advance(key, self.owner, ledger.LAUNCHED, error=None)
 
-        if row.state == L.LAUNCHED:
-            self._call(row, "approve")
+        if row.state == ledger.LAUNCHED:
+            self.before_cheetah_call(row, "approve")
             campaign = self._read(row)
             if campaign.status == "DRAFT":
                 if "relaunch" in steps:
@@ -316,7 +311,7 @@ class Sender:
                     )
                 steps.append("relaunch")  # the ledger said more than Cheetah shows: launch it again
                 return self.ledger.advance(
-                    key, self.owner, L.CREATED,
+                    key, self.owner, ledger.CREATED,
                     error="The ledger said LAUNCHED, but Cheetah shows the campaign DRAFT; launching it again.",
                 )
             if campaign.status == "LAUNCHED":
@@ -327,29 +322,29 @@ class Sender:
                         raise
                 campaign = self._confirm(row, "APPROVE", APPROVED_OR_LATER)
             if campaign.status == "CANCELLED":
-                return self.ledger.advance(key, self.owner, L.CANCELLED, error="Deleted in Cheetah Messaging.")
+                return self.ledger.advance(key, self.owner, ledger.CANCELLED, error="Deleted in Cheetah Messaging.")
             steps.append("approved")
-            return self.ledger.advance(key, self.owner, L.APPROVED, error=None)
+            return self.ledger.advance(key, self.owner, ledger.APPROVED, error=None)
 
         raise SendError(f"Send {key} is in state {row.state}, which the protocol does not know.")
 
     # --- steps ----------------------------------------------------------------------------------
-    def _cancelled_on_our_side(self, row: L.LedgerRow) -> bool:
+    def _cancelled_on_our_side(self, row: ledger.LedgerRow) -> bool:
         with self.engine.connect() as conn:
             status = conn.execute(
                 sa.select(campaign_schedule.c.status).where(campaign_schedule.c.campaign_id == row.campaign_id)
             ).scalar()
-        return S.is_cancelled(status)
+        return statuses.is_cancelled(status)
 
-    def _find(self, row: L.LedgerRow) -> Campaign | None:
-        self._call(row, "find")
+    def _find(self, row: ledger.LedgerRow) -> Campaign | None:
+        self.before_cheetah_call(row, "find")
         return self.client.find_campaign(row.cheetah_name)
 
-    def _ours(self, row: L.LedgerRow, campaign: Campaign) -> Campaign:
+    def _ours(self, row: ledger.LedgerRow, campaign: Campaign) -> Campaign:
         s = self.client.settings
         return check_ours(campaign, row, cust_id=s.cust_id, folder_id=s.folder_id)
 
-    def _read(self, row: L.LedgerRow) -> Campaign:
+    def _read(self, row: ledger.LedgerRow) -> Campaign:
         """The send's campaign, read by id; a reply naming another campaign stops the send."""
         campaign = self.client.get_campaign(row.camp_id)
         if not contract.same_id(campaign.camp_id, row.camp_id) or campaign.name != row.cheetah_name:
@@ -360,7 +355,7 @@ class Sender:
             )
         return campaign
 
-    def _confirm(self, row: L.LedgerRow, action: str, wanted: frozenset[str]) -> Campaign:
+    def _confirm(self, row: ledger.LedgerRow, action: str, wanted: frozenset[str]) -> Campaign:
         """Read the campaign back until it shows ``action`` applied (or it was deleted)."""
         for attempt in range(self.confirm_reads):
             if attempt:
@@ -374,11 +369,11 @@ class Sender:
             "Re-execute the run to resume it."
         )
 
-    def _create(self, row: L.LedgerRow) -> ObjId:
+    def _create(self, row: ledger.LedgerRow) -> ObjId:
         existing = self._find(row)
         if existing is not None:  # a previous attempt created it, and stopped before recording it
             return self._recovered(row, self._ours(row, existing), "an earlier attempt had created it")
-        self._call(row, "create")
+        self.before_cheetah_call(row, "create")
         try:
             camp_id = self.client.create_campaign(
                 name=row.cheetah_name, template_obj_id=row.template_id, list_id=row.list_id, start_time=row.send_at
@@ -399,7 +394,7 @@ class Sender:
             raise
         return self._created(row, camp_id)
 
-    def _created(self, row: L.LedgerRow, camp_id: ObjId) -> ObjId:
+    def _created(self, row: ledger.LedgerRow, camp_id: ObjId) -> ObjId:
         """``camp_id`` if reading it back shows the campaign we just created; otherwise ours found
         by name, or an error. A reply naming another campaign is never adopted."""
         campaign = self.client.get_campaign(camp_id)
@@ -414,14 +409,14 @@ class Sender:
             "Re-execute the run to look the campaign up again."
         )
 
-    def _recovered(self, row: L.LedgerRow, campaign: Campaign, why: str) -> ObjId:
+    def _recovered(self, row: ledger.LedgerRow, campaign: Campaign, why: str) -> ObjId:
         self.logger.info(
             "%s: recovered: %s; found campaign %s by name, checked that it is ours, and took it over",
             row.cheetah_name, why, campaign.camp_id,
         )
         return campaign.camp_id
 
-    def _check_list_size(self, row: L.LedgerRow, recipient_count: int) -> None:
+    def _check_list_size(self, row: ledger.LedgerRow, recipient_count: int) -> None:
         if row.rows_accepted is None:
             raise ListSizeMismatch(
                 f"Campaign {row.cheetah_name} was not launched: the number of recipients Cheetah accepted into "
@@ -435,12 +430,12 @@ class Sender:
                 f"{row.list_id} in Cheetah Messaging (something else changed it)."
             )
 
-    def _import(self, row: L.LedgerRow) -> tuple[ObjId, int, list[tuple[str, str]]]:
+    def _import(self, row: ledger.LedgerRow) -> tuple[ObjId, int, list[tuple[str, str]]]:
         if self._identifier is None:
             self._identifier = self.client.get_data_map().identifier.name
         return ListImporter(
             client=self.client, engine=self.engine, logger=self.logger, identifier_name=self._identifier,
-            before_call=lambda step: self._call(row, step), on_poll=lambda: self._renew(row),
+            before_call=lambda step: self.before_cheetah_call(row, step), on_poll=lambda: self._renew(row),
             chunk_size=self.chunk_size, max_rows_per_file=self.max_rows_per_file,
             max_bytes_per_file=self.max_bytes_per_file,
         ).run(row)

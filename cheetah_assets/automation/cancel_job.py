@@ -7,8 +7,10 @@ from ..cheetah.errors import CheetahError
 from ..cheetah.resource import CheetahMessagingResource
 from ..clock import ClockResource
 from ..customers.resource import CustomerDatabaseResource
-from .assets import _md, _owner_alive
-from .cancel import CancelError, cancel_campaign
+from ..sending.cancel import CancelError, cancel_campaign
+from ..sending.metadata_columns import CANCEL_COLUMNS
+from ..sending.runs import owner_alive
+from ..tables import table
 
 
 class CancelConfig(dg.Config):
@@ -35,7 +37,7 @@ def cancel_campaign_op(
         with cheetah.get_client(logger=context.log) as client:
             outcomes = cancel_campaign(
                 client, customer_db.get_engine(), config.campaign_id, owner=context.run.run_id, now=clock.now,
-                owner_alive=_owner_alive(context.instance),
+                owner_alive=owner_alive(context.instance),
             )
     except (CancelError, CheetahError) as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from None
@@ -44,7 +46,11 @@ def cancel_campaign_op(
     deleted = sum(o.action == "deleted" for o in outcomes)
     return dg.Output(
         deleted,
-        metadata={"campaign_id": config.campaign_id, "deleted": deleted, "sends": _md([o.__dict__ for o in outcomes])},
+        metadata={
+            "campaign_id": config.campaign_id,
+            "deleted": deleted,
+            "sends": table(CANCEL_COLUMNS, [o.__dict__ for o in outcomes]),
+        },
     )
 
 

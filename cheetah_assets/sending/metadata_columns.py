@@ -1,0 +1,56 @@
+"""The columns of the tables the send path's assets and the cancellation job show in the Dagster UI
+(``tables.table``: name, kind, description)."""
+
+from __future__ import annotations
+
+TEMPLATE_COLUMNS = [
+    ("objId", "string", "Cheetah template objId"),
+    ("name", "string", "Template name"),
+    ("fields", "string", "Data Map fields it personalises with"),
+]
+FINDING_COLUMNS = [("check", "string", "Set-up check"), ("ok", "bool", "Passed"), ("message", "string", "What it found")]
+PROBLEM_COLUMNS = [("template", "string", "Cheetah template objId"), ("problem", "string", "What is not mapped")]
+PLAN_COLUMNS = [
+    ("campaign", "string", "Optimove campaign id"),
+    ("name", "string", "Campaign name"),
+    ("template", "string", "Cheetah template objId"),
+    ("send at", "datetime", "Execution time (UTC)"),
+    ("status", "string", "READY, SENT, MISSED, INVALID or CANCELLED"),
+    ("reason", "string", "Why it is not READY"),
+]
+INVALID_COLUMNS = [
+    ("campaign", "string", "Optimove campaign id"),
+    ("name", "string", "Campaign name"),
+    ("template", "string", "Cheetah template objId"),
+    ("reason", "string", "Why it is invalid"),
+]
+LIST_COLUMNS = [
+    ("campaign", "string", "Optimove campaign id"),
+    ("name", "string", "Campaign name"),
+    ("recipients", "int", "Rows in the frozen list"),
+    ("per template", "string", "Rows per template"),
+    ("in target group", "int", "Customers in the target group"),
+    ("no identifier", "int", "Left out: no identifier"),
+    ("suppressed", "int", "Left out: suppressed"),
+    ("duplicates", "int", "Rows collapsed into one per identifier"),
+    ("frozen", "string", "new, or kept (send started)"),
+]
+SEND_COLUMNS = [
+    ("campaign", "string", "Optimove campaign id"),
+    ("name", "string", "Campaign name"),
+    ("template", "string", "Cheetah template objId"),
+    ("cheetah_name", "string", "The campaign's name in Cheetah Messaging"),
+    ("state", "string", "Send ledger state"),
+    ("camp_id", "string", "Cheetah campaign id"),
+    ("recipients", "int", "Rows in the frozen list"),
+    ("accepted", "int", "Rows accepted at import"),
+    ("rejected", "int", "Rows rejected at import"),
+    ("send_at", "string", "Execution time (ISO, UTC)"),
+    ("note", "string", "What happened"),
+]
+CANCEL_COLUMNS = [
+    ("send_key", "string", "The send (campaign/template/day)"),
+    ("cheetah_name", "string", "The campaign's name in Cheetah Messaging"),
+    ("action", "string", "deleted, nothing in Cheetah, already cancelled or never prepared"),
+    ("camp_id", "string", "Cheetah campaign id"),
+]
