@@ -163,7 +163,7 @@ def test_an_unexpected_error_while_planning_makes_only_that_campaign_invalid(sim
             raise ZeroDivisionError("division by zero")
         return real(send_date, send_time, time_zone)
 
-    monkeypatch.setattr(P, "resolve_send_at", flaky)
+    monkeypatch.setattr(sending_plan, "resolve_send_at", flaky)
     seed.add_campaign(
         engine, campaign_id="ODD", name="odd", send_date=day, send_time="12:34", time_zone="UTC",
         template_ids="1002", target_group="all_customers",
