@@ -76,7 +76,7 @@ def _naive(url: str) -> int:
 
 def _freeze(url: str, tag: str) -> int:
     from cheetah_assets.customers.queries import freeze_recipient_list
-    from cheetah_assets.customers.resource import engine_for
+    from cheetah_assets.customers.engines import engine_for
 
     result = freeze_recipient_list(
         engine_for(url),
@@ -143,7 +143,7 @@ def main(argv=None) -> int:
         child(args.child, args.url, args.measure, args.tag)
         return 0
 
-    from cheetah_assets.customers.resource import dispose_engine, engine_for
+    from cheetah_assets.customers.engines import dispose_engine, engine_for
     from cheetah_assets.customers.seed import seed_demo
 
     tmp = None

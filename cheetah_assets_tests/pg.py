@@ -20,7 +20,7 @@ DEFAULT_PG_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
 
 
 def _pg_url() -> str:
-    from cheetah_assets.customers.resource import with_shipped_driver
+    from cheetah_assets.customers.engines import with_shipped_driver
 
     url = with_shipped_driver(sa.make_url(os.environ.get("CHEETAH_TEST_PG_URL") or DEFAULT_PG_URL))
     return url.render_as_string(hide_password=False)
@@ -48,7 +48,7 @@ def postgres_url_or_skip() -> str:
 def fresh_postgres_database(prefix: str = "cheetah_test") -> Iterator[str]:
     """Create a uniquely named database on the test server, yield its URL, drop it afterwards.
 
-    Engines cached by ``cheetah_assets.customers.resource`` for that URL are disposed first.
+    Engines cached by ``cheetah_assets.customers.engines`` for that URL are disposed first.
     """
     server_url = postgres_url_or_skip()
     name = f"{prefix}_{uuid.uuid4().hex[:12]}"
@@ -61,7 +61,7 @@ def fresh_postgres_database(prefix: str = "cheetah_test") -> Iterator[str]:
         yield url
     finally:
         try:
-            from cheetah_assets.customers.resource import dispose_engine
+            from cheetah_assets.customers.engines import dispose_engine
 
             dispose_engine(url)
         finally:

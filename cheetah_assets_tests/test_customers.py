@@ -18,6 +18,7 @@ import pytest
 import sqlalchemy as sa
 
 from cheetah_assets.customers import demo_data, freeze, queries, schema, seed
+from cheetah_assets.customers.engines import dispose_engine, engine_for
 from cheetah_assets.customers.queries import (
     CustomerSchemaError,
     count_recipients,
@@ -32,10 +33,11 @@ from cheetah_assets.customers.queries import (
     set_campaign_status,
     template_for,
 )
-from cheetah_assets.customers.resource import CustomerDatabaseResource, dispose_engine, engine_for
-from cheetah_assets.customers.schema import recipient, recipient_list, send_ledger
+from cheetah_assets.customers.resource import CustomerDatabaseResource
+from cheetah_assets.customers.schema import recipient, recipient_list
 from cheetah_assets.customers.seed import SeedError, add_campaign, add_customers, add_suppression, seed_demo
 
+from .ledger_rows import insert_ledger_row
 from .pg import fresh_postgres_database
 
 NOW = dt.datetime(2025, 11, 23, 14, 7, 30, tzinfo=dt.timezone.utc)
@@ -98,21 +100,7 @@ def _recipients(engine, key) -> dict[str, tuple[str, dict]]:
 
 
 def _add_ledger(engine, key, campaign_id, template_id, state):
-    now = dt.datetime.now(dt.timezone.utc)
-    with engine.begin() as conn:
-        conn.execute(
-            send_ledger.insert().values(
-                send_key=f"{campaign_id}/{template_id}/{DAY.isoformat()}",
-                campaign_id=campaign_id,
-                template_id=template_id,
-                send_date=DAY,
-                list_key=key,
-                cheetah_name=f"OPT-{campaign_id}-{template_id}-{DAY:%Y%m%d}",
-                state=state,
-                created_at=now,
-                updated_at=now,
-            )
-        )
+    insert_ledger_row(engine, campaign_id=campaign_id, template_id=template_id, send_date=DAY, state=state, list_key=key)
 
 
 def _scalar(engine, stmt):
@@ -706,7 +694,7 @@ def test_resource_in_a_dagster_asset(tmp_path):
 def test_a_missing_sqlite_file_is_never_created(tmp_path):
     import dagster as dg
 
-    from cheetah_assets.customers.resource import CustomerDatabaseMissing
+    from cheetah_assets.customers.engines import CustomerDatabaseMissing
 
     path = tmp_path / "no" / "such" / "dir" / "customers.db"
     url = f"sqlite:///{path}"

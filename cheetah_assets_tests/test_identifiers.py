@@ -17,9 +17,10 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from cheetah_assets.customers import identifiers, schema, seed
+from cheetah_assets.customers.engines import dispose_engine, engine_for
 from cheetah_assets.customers.identifiers import normalise_identifier
 from cheetah_assets.customers.queries import freeze_recipient_list, template_for
-from cheetah_assets.customers.resource import CustomerDatabaseResource, dispose_engine, engine_for
+from cheetah_assets.customers.resource import CustomerDatabaseResource
 from cheetah_assets.customers.schema import recipient, recipient_list, suppression, target_group_members
 
 from .conftest import make_resources

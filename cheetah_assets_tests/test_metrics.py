@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from cheetah_assets.cheetah.contract import id_from_db
 from cheetah_assets.customers.resource import CustomerDatabaseResource
 from cheetah_assets.customers.schema import campaign_analysis as analysis_table
-from cheetah_assets.customers.schema import metric_snapshot, send_ledger
+from cheetah_assets.customers.schema import metric_snapshot
 from cheetah_assets.metrics import analysis, snapshots
 from cheetah_assets.metrics.assets import (
     METRIC_CHECKS,
@@ -31,6 +31,7 @@ from cheetah_assets.timeutil import utc
 
 from .conftest import cheetah_resource, make_resources
 from .helpers import cli_env, dagster_cli, wait_for_runs
+from .ledger_rows import insert_ledger_row
 
 SEED = "demo"
 DAY = dt.timedelta(days=1)
@@ -61,25 +62,19 @@ def insert_send(
     updated_at: dt.datetime | None = None,
     template_id: str = "1004",
 ) -> None:
-    """A ledger row as the send path leaves it (every NOT NULL column filled)."""
+    """A ledger row of a send named ``name`` as the send path leaves it."""
     stamp = updated_at or (send_at - dt.timedelta(hours=2) if send_at else dt.datetime.now(dt.timezone.utc))
-    send_date = (send_at or stamp).date()
-    with engine.begin() as conn:
-        conn.execute(
-            send_ledger.insert().values(
-                send_key=f"{name}/{template_id}/{send_date}",
-                campaign_id=name,
-                template_id=template_id,
-                send_date=send_date,
-                list_key=f"{name}/{send_date}",
-                cheetah_name=name,
-                state=state,
-                send_at=send_at,
-                camp_id=camp_id,
-                created_at=stamp,
-                updated_at=stamp,
-            )
-        )
+    insert_ledger_row(
+        engine,
+        campaign_id=name,
+        template_id=template_id,
+        send_date=(send_at or stamp).date(),
+        state=state,
+        cheetah_name=name,
+        send_at=send_at,
+        camp_id=camp_id,
+        stamp=stamp,
+    )
 
 
 def make_list(client, name: str, recipients: int) -> int:

@@ -21,14 +21,14 @@ from cheetah_assets.customers import seed
 from cheetah_assets.customers.resource import CustomerDatabaseResource
 from cheetah_assets.customers.schema import campaign_analysis as analysis_table
 from cheetah_assets.customers.schema import metric_snapshot, send_ledger
-from cheetah_assets.metrics import analysis as A
-from cheetah_assets.metrics import snapshots as S
+from cheetah_assets.metrics.analysis import build_analysis, curves_markdown
 from cheetah_assets.metrics.assets import (
     campaign_analysis,
     campaign_metric_snapshots,
     campaigns_partitions,
     snapshot_partition_key,
 )
+from cheetah_assets.metrics.snapshots import SnapshotError, prepare_database, previous_snapshot, take_snapshot
 
 from .conftest import make_resources
 from .helpers import audit_sends, ledger_rows, run_cycle
@@ -54,7 +54,7 @@ class FakeReports:
 @pytest.fixture
 def engine(tmp_path):
     engine = CustomerDatabaseResource(url=f"sqlite:///{tmp_path / 'ids.db'}").get_engine(create=True)
-    S.prepare_database(engine)
+    prepare_database(engine)
     return engine
 
 
@@ -72,30 +72,30 @@ def test_the_metric_path_keeps_a_campaign_id_as_received(engine, camp_id):
     send_at = dt.datetime(2026, 3, 2, 10, tzinfo=dt.timezone.utc)
     _insert_sent(engine, "SPRING", camp_id, send_at)
     reports = FakeReports(camp_id)
-    outcome = S.take_snapshot(reports, engine, "SPRING", 1, send_at + DAY)
+    outcome = take_snapshot(reports, engine, "SPRING", 1, send_at + DAY)
     assert reports.asked == [camp_id] and type(reports.asked[0]) is type(camp_id)  # passed back as received
     with engine.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(metric_snapshot)).scalar_one() == 1
-        snap = S.previous_snapshot(conn, "SPRING", 2)  # the stored day-1 snapshot, read back
+        snap = previous_snapshot(conn, "SPRING", 2)  # the stored day-1 snapshot, read back
     assert snap.camp_id == camp_id and type(snap.camp_id) is type(camp_id)
     assert outcome.snapshot.counts["Sent"] == 10
-    result = A.build_analysis(engine, send_at + 2 * DAY)
+    result = build_analysis(engine, send_at + 2 * DAY)
     (c,) = result.campaigns
     assert c.camp_id == camp_id and type(c.camp_id) is type(camp_id)
     with engine.connect() as conn:
         stored = conn.execute(sa.select(analysis_table.c.camp_id)).scalar_one()
     assert id_from_db(stored) == camp_id
-    assert f"Cheetah campaign {camp_id}" in A.curves_markdown(result)
+    assert f"Cheetah campaign {camp_id}" in curves_markdown(result)
 
 
 def test_a_report_naming_another_campaign_is_refused_with_string_ids(engine):
     send_at = dt.datetime(2026, 3, 2, 10, tzinfo=dt.timezone.utc)
     _insert_sent(engine, "SPRING", OPAQUE, send_at)
-    with pytest.raises(S.SnapshotError, match="with campaign C-5002's"):
-        S.take_snapshot(FakeReports("C-5002"), engine, "SPRING", 1, send_at + DAY)
+    with pytest.raises(SnapshotError, match="with campaign C-5002's"):
+        take_snapshot(FakeReports("C-5002"), engine, "SPRING", 1, send_at + DAY)
     # the same id spelled as a number and as a string is the same campaign
     _insert_sent(engine, "AUTUMN", 5001, send_at)
-    S.take_snapshot(FakeReports("5001"), engine, "AUTUMN", 1, send_at + DAY)
+    take_snapshot(FakeReports("5001"), engine, "AUTUMN", 1, send_at + DAY)
 
 
 def test_the_whole_day_send_and_metrics_works_against_the_string_id_variant(sim, db_url):

@@ -1,12 +1,12 @@
 """The customer database as a Dagster resource.
 
 Engines are made in one place, :mod:`.engines` (one per process and URL, SQLite in WAL mode with
-the ``cheetah_norm`` function on every connection); the names below stay importable from here.
+the ``cheetah_norm`` function on every connection); import its names from there.
 A URL naming a SQLite file that does not exist fails the step with one sentence naming the path;
 only an explicit ``create=True`` (the demo and the seed command) creates it.
 
 A URL can carry a password: only :meth:`CustomerDatabaseResource.safe_url` (or
-:func:`safe_url`) is ever fit for logs and metadata.
+:func:`.engines.safe_url`) is ever fit for logs and metadata.
 """
 
 from __future__ import annotations
@@ -17,31 +17,8 @@ from pydantic import Field
 from sqlalchemy.engine import Engine
 
 from . import schema
-from .engines import (
-    SQLITE_BUSY_TIMEOUT_MS,
-    CustomerDatabaseError,
-    CustomerDatabaseMissing,
-    default_url,
-    dispose_engine,
-    engine_for,
-    safe_url,
-    sqlite_file,
-    with_shipped_driver,
-)
+from .engines import CustomerDatabaseError, engine_for, safe_url, with_shipped_driver
 from .identifiers import IdentifierNormalisationError, ensure_sql_function
-
-__all__ = [
-    "SQLITE_BUSY_TIMEOUT_MS",
-    "CustomerDatabaseError",
-    "CustomerDatabaseMissing",
-    "CustomerDatabaseResource",
-    "default_url",
-    "dispose_engine",
-    "engine_for",
-    "safe_url",
-    "sqlite_file",
-    "with_shipped_driver",
-]
 
 
 class CustomerDatabaseResource(dg.ConfigurableResource):

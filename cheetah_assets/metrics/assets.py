@@ -17,6 +17,8 @@ and the results live in the customer database (tables ``cheetah_metric_snapshot`
 """
 
 
+from typing import Sequence
+
 import dagster as dg
 from pydantic import Field
 
@@ -25,11 +27,12 @@ from ..cheetah.errors import TRANSIENT, CheetahError, MetricsNotReady
 from ..cheetah.resource import CheetahMessagingResource
 from ..clock import ClockResource
 from ..customers.resource import CustomerDatabaseResource
-from ..tables import table
+from ..tables import Column, table
 from .analysis import (
     OPTIMOVE_METRICS,
     RATES,
     AnalysisResult,
+    Impossible,
     Restatement,
     build_analysis,
     curves_markdown,
@@ -60,6 +63,13 @@ def latest_storage_id(instance: dg.DagsterInstance, asset_key: dg.AssetKey) -> i
     """Storage id of the asset's newest materialization (any partition), or None."""
     records = instance.fetch_materializations(asset_key, limit=1).records
     return records[0].storage_id if records else None
+
+
+def _prepared_engine(customer_db: CustomerDatabaseResource):
+    """The customer database's engine, its metric tables and ledger indexes created if missing."""
+    engine = customer_db.get_engine()
+    prepare_database(engine)
+    return engine
 
 
 def _optimove_label(cheetah_name: str) -> str:
@@ -105,8 +115,7 @@ def campaign_metric_snapshots(
 ) -> dg.MaterializeResult:
     keys = context.partition_key.keys_by_dimension
     name, day = keys["campaign"], day_number(keys["day"])
-    engine = customer_db.get_engine()
-    prepare_database(engine)
+    engine = _prepared_engine(customer_db)
     try:
         with cheetah.get_client(logger=context.log) as client:
             outcome = take_snapshot(client, engine, name, day, clock.now(), allow_early=config.allow_early)
@@ -176,9 +185,11 @@ ANALYSIS_SCHEMA = dg.TableSchema(
     ]
 )
 
+_CAMPAIGN = ("campaign", "string", "Cheetah campaign name")
+_DAY = ("day", "int", "snapshot day")
 #: The campaigns table of each analysis (newest send first): latest counts and rates.
 CAMPAIGN_COLUMNS = [
-    ("campaign", "string", "Cheetah campaign name"),
+    _CAMPAIGN,
     ("send_date", "string", "Optimove send date"),
     ("days_reported", "int", "snapshot days stored (of 7)"),
     ("latest_day", "int", "the latest snapshot day"),
@@ -188,19 +199,15 @@ CAMPAIGN_COLUMNS = [
 ]
 #: Restated counts (a snapshot's, and those the check lists).
 RESTATEMENT_COLUMNS = [
-    ("campaign", "string", "Cheetah campaign name"),
-    ("day", "int", "snapshot day"),
+    _CAMPAIGN,
+    _DAY,
     ("metric", "string", "Optimove name (Cheetah name)"),
     ("previous_day", "int", "the previous reported day"),
     ("was", "int", "the count on the previous reported day"),
     ("now", "int", "the count on this day"),
 ]
 #: The impossible snapshots the check lists.
-IMPOSSIBLE_COLUMNS = [
-    ("campaign", "string", "Cheetah campaign name"),
-    ("day", "int", "snapshot day"),
-    ("problem", "string", "what cannot be true"),
-]
+IMPOSSIBLE_COLUMNS = [_CAMPAIGN, _DAY, ("problem", "string", "what cannot be true")]
 
 
 def _campaigns_table(result: AnalysisResult, limit: int = 200) -> dg.MetadataValue:
@@ -236,8 +243,7 @@ def _campaigns_table(result: AnalysisResult, limit: int = 200) -> dg.MetadataVal
 def campaign_analysis(
     context: dg.AssetExecutionContext, customer_db: CustomerDatabaseResource, clock: ClockResource
 ) -> dg.MaterializeResult:
-    engine = customer_db.get_engine()
-    prepare_database(engine)
+    engine = _prepared_engine(customer_db)
     # Read before the tables: every snapshot whose event is at or below this id is in what we read,
     # so the analysis sensor knows exactly which snapshots this analysis covers.
     covers = latest_storage_id(context.instance, campaign_metric_snapshots.key)
@@ -258,6 +264,27 @@ def campaign_analysis(
 
 
 # ------------------------------------------------------------------------------------------------
+def _scan_result(
+    found: Sequence[Restatement | Impossible],
+    severity: dg.AssetCheckSeverity,
+    description: str,
+    *,
+    count_key: str,
+    table_key: str,
+    columns: Sequence[Column],
+) -> dg.AssetCheckResult:
+    """A data-quality scan's check result: passed when it found nothing; the findings as a table."""
+    return dg.AssetCheckResult(
+        passed=not found,
+        severity=severity,
+        description=description,
+        metadata={
+            count_key: dg.MetadataValue.int(len(found)),
+            table_key: table(columns, (f.record() for f in found), limit=100),
+        },
+    )
+
+
 @dg.asset_check(
     asset=campaign_analysis,
     description=(
@@ -267,19 +294,14 @@ def campaign_analysis(
     ),
 )
 def metrics_are_possible(customer_db: CustomerDatabaseResource) -> dg.AssetCheckResult:
-    engine = customer_db.get_engine()
-    prepare_database(engine)
-    bad = find_impossible(engine)
-    return dg.AssetCheckResult(
-        passed=not bad,
-        severity=dg.AssetCheckSeverity.ERROR,
-        description=(
-            f"{len(bad)} snapshots have impossible counts, first: {bad[0].cheetah_name} day {bad[0].day}: "
-            f"{'; '.join(bad[0].problems)}"
-            if bad
-            else "every snapshot's counts are possible"
-        ),
-        metadata={"impossible_snapshots": dg.MetadataValue.int(len(bad)), "problems": table(IMPOSSIBLE_COLUMNS, (b.record() for b in bad), limit=100)},
+    bad = find_impossible(_prepared_engine(customer_db))
+    if bad:
+        first = bad[0]
+        summary = f"{len(bad)} snapshots have impossible counts, first: {first.cheetah_name} day {first.day}: {'; '.join(first.problems)}"
+    else:
+        summary = "every snapshot's counts are possible"
+    return _scan_result(
+        bad, dg.AssetCheckSeverity.ERROR, summary, count_key="impossible_snapshots", table_key="problems", columns=IMPOSSIBLE_COLUMNS
     )
 
 
@@ -291,18 +313,11 @@ def metrics_are_possible(customer_db: CustomerDatabaseResource) -> dg.AssetCheck
     ),
 )
 def restatements_flagged(customer_db: CustomerDatabaseResource) -> dg.AssetCheckResult:
-    engine = customer_db.get_engine()
-    prepare_database(engine)
-    found = find_restatements(engine)
-    return dg.AssetCheckResult(
-        passed=not found,
-        severity=dg.AssetCheckSeverity.WARN,
-        description=(
-            f"{len(found)} restated counts in {len({r.cheetah_name for r in found})} campaigns"
-            if found
-            else "no count was restated downwards"
-        ),
-        metadata={"restated_counts": dg.MetadataValue.int(len(found)), "restatements": table(RESTATEMENT_COLUMNS, (r.record() for r in found), limit=100)},
+    found = find_restatements(_prepared_engine(customer_db))
+    campaigns = len({r.cheetah_name for r in found})
+    summary = f"{len(found)} restated counts in {campaigns} campaigns" if found else "no count was restated downwards"
+    return _scan_result(
+        found, dg.AssetCheckSeverity.WARN, summary, count_key="restated_counts", table_key="restatements", columns=RESTATEMENT_COLUMNS
     )
 
 
