@@ -11,9 +11,28 @@ import dagster as dg
 import sqlalchemy as sa
 
 from cheetah_assets.cheetah.contract import id_from_db, same_id
+from cheetah_assets.customers import seed
 from cheetah_assets.customers.identifiers import normalise_identifier
+from cheetah_assets.customers.resource import CustomerDatabaseResource
 from cheetah_assets.customers.schema import import_rejection, recipient, send_ledger, suppression
 from cheetah_assets.sending.assets import SEND_ASSETS, SEND_CHECKS
+
+
+def demo_database(url: str, sim, day: dt.date, *, customers: int, campaigns=(), alter: str | None = None) -> sa.Engine:
+    """A customer database at ``url``: ``customers`` demo customers, the customers table changed
+    by the SQL ``alter`` if given, then the day's ``campaigns`` to all customers, each
+    (campaign id, name, template ids, send time UTC)."""
+    engine = CustomerDatabaseResource(url=url).get_engine(create=True)
+    seed.seed_demo(engine, customers=customers, days=0, today=day, now=sim.admin.now())
+    if alter is not None:
+        with engine.begin() as conn:
+            conn.execute(sa.text(alter))
+    for campaign_id, name, template_ids, send_time in campaigns:
+        seed.add_campaign(
+            engine, campaign_id=campaign_id, name=name, send_date=day, send_time=send_time, time_zone="UTC",
+            template_ids=template_ids, target_group="all_customers",
+        )
+    return engine
 
 
 def run_cycle(resources: dict, day: dt.date, instance, *, send_late: bool = False, raise_on_error: bool = False):
@@ -30,6 +49,26 @@ def run_cycle(resources: dict, day: dt.date, instance, *, send_late: bool = Fals
         run_config=config,
         raise_on_error=raise_on_error,
     )
+
+
+def until_done(resources, day, instance, attempts=6):
+    """Run the cycle the way an operator would: again after each failure, until it succeeds."""
+    results = []
+    for _ in range(attempts):
+        result = run_cycle(resources, day, instance)
+        results.append(result)
+        if result.success:
+            return results
+    raise AssertionError(f"the day did not complete in {attempts} runs")
+
+
+def assert_exactly_once(sim, engine, sends=3):
+    rows = ledger_rows(engine)
+    assert [r["state"] for r in rows] == ["APPROVED"] * sends, [(r["send_key"], r["state"], r["error"]) for r in rows]
+    sim.admin.advance(dt.timedelta(days=1))
+    audit = audit_sends(engine, sim.admin.sent())
+    assert audit.ok, audit
+    assert audit.campaigns_checked == sends
 
 
 def ledger_rows(engine) -> list[dict]:

@@ -20,7 +20,6 @@ import pytest
 import sqlalchemy as sa
 
 from cheetah_assets.cheetah.client import CheetahClient
-from cheetah_assets.customers import seed
 from cheetah_assets.customers.resource import CustomerDatabaseResource
 from cheetah_assets.customers.schema import OutdatedTableError, send_ledger
 from cheetah_assets.sending import ledger as sending_ledger
@@ -30,7 +29,7 @@ from cheetah_assets.sending.cancel import cancel_campaign
 from cheetah_assets.sending.protocol import Sender, SendError
 
 from .conftest import cheetah_resource, make_resources
-from .helpers import audit_sends, failure_texts, ledger_rows, run_cycle
+from .helpers import assert_exactly_once, audit_sends, demo_database, failure_texts, ledger_rows, run_cycle, until_done
 
 API = "/services2/api"
 UTC = dt.timezone.utc
@@ -43,14 +42,8 @@ def day(sim) -> dt.date:
 
 @pytest.fixture
 def engine(db_url, sim, day):
-    engine = CustomerDatabaseResource(url=db_url).get_engine(create=True)
-    seed.seed_demo(engine, customers=60, days=0, today=day, now=sim.admin.now())
-    for cid, templates, at in (("A", "1001,1003", "09:00"), ("B", "1002", "10:30")):
-        seed.add_campaign(
-            engine, campaign_id=cid, name=f"Campaign {cid}", send_date=day, send_time=at, time_zone="UTC",
-            template_ids=templates, target_group="all_customers",
-        )
-    return engine
+    campaigns = [("A", "Campaign A", "1001,1003", "09:00"), ("B", "Campaign B", "1002", "10:30")]
+    return demo_database(db_url, sim, day, customers=60, campaigns=campaigns)
 
 
 @pytest.fixture(params=[False, True], ids=["numeric-ids", "string-ids"])
@@ -67,22 +60,6 @@ def _rows(engine) -> dict[str, dict]:
 
 def _key(cid: str, template: str, day: dt.date) -> str:
     return sending_ledger.send_key(cid, template, day)
-
-
-def _until_done(resources, day, instance, attempts=4):
-    for _ in range(attempts):
-        if run_cycle(resources, day, instance).success:
-            return
-    raise AssertionError(f"the day did not complete in {attempts} runs")
-
-
-def _assert_exactly_once(sim, engine, sends=3):
-    rows = ledger_rows(engine)
-    assert [r["state"] for r in rows] == ["APPROVED"] * sends, [(r["send_key"], r["state"], r["error"]) for r in rows]
-    sim.admin.advance(dt.timedelta(days=1))
-    audit = audit_sends(engine, sim.admin.sent())
-    assert audit.ok, audit
-    assert audit.campaigns_checked == sends
 
 
 def _foreign_campaign(sim, name: str, *, start: dt.datetime, template: str = "1004",
@@ -193,10 +170,10 @@ def test_a_create_reply_naming_another_campaign_is_not_adopted(sim, db_url, engi
     sim.admin.add_fault(method="POST", path=f"{API}/EmailCampaign", kind="malformed", status=200,
                         body=json.dumps({"campId": other}), times=1)
     with dg.instance_for_test() as instance:
-        _until_done(make_resources(sim, db_url), day, instance)
+        until_done(make_resources(sim, db_url), day, instance, attempts=4)
     assert all(str(r["camp_id"]) != str(other) for r in ledger_rows(engine))
     assert _campaign(sim, other).status == "DRAFT"
-    _assert_exactly_once(sim, engine)
+    assert_exactly_once(sim, engine)
 
 
 def test_never_launched_while_the_accepted_count_is_unknown(sim, db_url, engine, day):
@@ -247,8 +224,8 @@ def test_launch_acknowledged_but_not_applied_is_never_recorded(sim, db_url, engi
         assert all("LAUNCH" in (r["error"] or "") and "DRAFT" in r["error"] for r in rows), [r["error"] for r in rows]
         assert {_campaign(sim, json.loads(r["camp_id"])).status for r in rows} == {"DRAFT"}
         sim.admin.clear_faults()
-        _until_done(make_resources(sim, db_url), day, instance)  # a re-execution resumes them
-    _assert_exactly_once(sim, engine)
+        until_done(make_resources(sim, db_url), day, instance, attempts=4)  # a re-execution resumes them
+    assert_exactly_once(sim, engine)
 
 
 def test_approve_acknowledged_but_not_applied_is_never_recorded(sim, db_url, engine, day):
@@ -265,8 +242,8 @@ def test_approve_acknowledged_but_not_applied_is_never_recorded(sim, db_url, eng
         assert _campaign(sim, json.loads(first["camp_id"])).status == "LAUNCHED"
         assert not any(r["state"] == sending_ledger.APPROVED for r in rows.values())
         sim.admin.clear_faults()
-        _until_done(make_resources(sim, db_url), day, instance)
-    _assert_exactly_once(sim, engine)
+        until_done(make_resources(sim, db_url), day, instance, attempts=4)
+    assert_exactly_once(sim, engine)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -369,8 +346,8 @@ def test_a_failure_that_is_not_retried_keeps_its_text_in_the_ledger(sim, db_url,
         failed = _rows(engine)[_key("A", "1001", day)]
         assert failed["state"] == sending_ledger.IMPORTED and "refused" in (failed["error"] or ""), failed
         assert "Re-executing alone will not help: fix what Cheetah names" in failed["error"]
-        _until_done(make_resources(sim, db_url), day, instance)
-    _assert_exactly_once(sim, engine)
+        until_done(make_resources(sim, db_url), day, instance, attempts=4)
+    assert_exactly_once(sim, engine)
 
 
 def test_a_lost_reply_recovered_by_a_look_up_logs_one_info_line(sim, db_url, engine, day, caplog):

@@ -6,16 +6,14 @@ import datetime as dt
 
 import dagster as dg
 import pytest
-import sqlalchemy as sa
 
-from cheetah_assets.automation.send_sensors import cancellation_sensor
-from cheetah_assets.customers import queries, seed
-from cheetah_assets.customers.resource import CustomerDatabaseResource
 from cheetah_assets.automation.cancel_job import cancel_campaign_job
+from cheetah_assets.automation.send_sensors import cancellation_sensor
+from cheetah_assets.customers import queries
 from cheetah_assets.sending.ledger import cheetah_name
 
 from .conftest import cheetah_resource, make_resources
-from .helpers import failure_messages, ledger_rows, run_cycle
+from .helpers import demo_database, failure_messages, ledger_rows, run_cycle
 
 
 @pytest.fixture
@@ -25,13 +23,7 @@ def day(sim) -> dt.date:
 
 @pytest.fixture
 def engine(db_url, sim, day):
-    engine = CustomerDatabaseResource(url=db_url).get_engine(create=True)
-    seed.seed_demo(engine, customers=60, days=0, today=day, now=sim.admin.now())
-    seed.add_campaign(
-        engine, campaign_id="X", name="Campaign X", send_date=day, send_time="11:00", time_zone="UTC",
-        template_ids="1002", target_group="all_customers",
-    )
-    return engine
+    return demo_database(db_url, sim, day, customers=60, campaigns=[("X", "Campaign X", "1002", "11:00")])
 
 
 def _cancel(resources, instance, campaign_id="X"):
@@ -163,13 +155,9 @@ def test_unknown_prop_map_id_blocks_the_day(sim, db_url, engine, day):
 
 def test_missing_identifier_column_blocks_the_day(sim, tmp_path, day):
     url = f"sqlite:///{tmp_path / 'noid.db'}"
-    engine = CustomerDatabaseResource(url=url).get_engine(create=True)
-    seed.seed_demo(engine, customers=10, days=0, today=day, now=sim.admin.now())
-    with engine.begin() as conn:
-        conn.execute(sa.text("ALTER TABLE customers RENAME COLUMN email TO mail"))
-    seed.add_campaign(
-        engine, campaign_id="Y", name="Y", send_date=day, send_time="11:00", time_zone="UTC",
-        template_ids="1002", target_group="all_customers",
+    engine = demo_database(
+        url, sim, day, customers=10, campaigns=[("Y", "Y", "1002", "11:00")],
+        alter="ALTER TABLE customers RENAME COLUMN email TO mail",
     )
     with dg.instance_for_test() as instance:
         result = run_cycle(make_resources(sim, url), day, instance)
@@ -181,15 +169,10 @@ def test_missing_identifier_column_blocks_the_day(sim, tmp_path, day):
 
 def test_template_field_missing_in_the_database_stops_only_its_campaign(sim, tmp_path, day):
     url = f"sqlite:///{tmp_path / 'nocity.db'}"
-    engine = CustomerDatabaseResource(url=url).get_engine(create=True)
-    seed.seed_demo(engine, customers=30, days=0, today=day, now=sim.admin.now())
-    with engine.begin() as conn:
-        conn.execute(sa.text("ALTER TABLE customers DROP COLUMN city"))
-    for cid, template in (("LOCAL", "1006"), ("NEWS", "1002")):
-        seed.add_campaign(
-            engine, campaign_id=cid, name=cid, send_date=day, send_time="11:00", time_zone="UTC",
-            template_ids=template, target_group="all_customers",
-        )
+    engine = demo_database(
+        url, sim, day, customers=30, campaigns=[("LOCAL", "LOCAL", "1006", "11:00"), ("NEWS", "NEWS", "1002", "11:00")],
+        alter="ALTER TABLE customers DROP COLUMN city",
+    )
     with dg.instance_for_test() as instance:
         result = run_cycle(make_resources(sim, url), day, instance)
     assert result.success

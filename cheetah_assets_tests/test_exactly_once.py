@@ -12,12 +12,10 @@ import pytest
 
 from cheetah_assets.cheetah.client import CheetahClient
 from cheetah_assets.clock import ClockResource
-from cheetah_assets.customers import seed
-from cheetah_assets.customers.resource import CustomerDatabaseResource
 from cheetah_assets.sending import ledger as sending_ledger
 
 from .conftest import make_resources, production_env
-from .helpers import audit_sends, failure_texts, ledger_rows, run_cycle, run_days_at_once
+from .helpers import assert_exactly_once, demo_database, failure_texts, run_days_at_once, until_done
 
 API = "/services2/api"
 TOKEN = "/services2/authorization/oAuth2/Token"
@@ -31,34 +29,8 @@ def day(sim) -> dt.date:
 
 @pytest.fixture
 def engine(db_url, sim, day):
-    engine = CustomerDatabaseResource(url=db_url).get_engine(create=True)
-    seed.seed_demo(engine, customers=150, days=0, today=day, now=sim.admin.now())
-    for cid, templates, at in (("A", "1001,1003", "09:00"), ("B", "1002", "10:30")):
-        seed.add_campaign(
-            engine, campaign_id=cid, name=f"Campaign {cid}", send_date=day, send_time=at, time_zone="UTC",
-            template_ids=templates, target_group="all_customers",
-        )
-    return engine
-
-
-def _until_done(resources, day, instance, attempts=6):
-    """Run the cycle the way an operator would: again after each failure, until it succeeds."""
-    results = []
-    for _ in range(attempts):
-        result = run_cycle(resources, day, instance)
-        results.append(result)
-        if result.success:
-            return results
-    raise AssertionError(f"the day did not complete in {attempts} runs")
-
-
-def _assert_exactly_once(sim, engine, sends=3):
-    rows = ledger_rows(engine)
-    assert [r["state"] for r in rows] == ["APPROVED"] * sends, [(r["send_key"], r["state"], r["error"]) for r in rows]
-    sim.admin.advance(dt.timedelta(days=1))
-    audit = audit_sends(engine, sim.admin.sent())
-    assert audit.ok, audit
-    assert audit.campaigns_checked == sends
+    campaigns = [("A", "Campaign A", "1001,1003", "09:00"), ("B", "Campaign B", "1002", "10:30")]
+    return demo_database(db_url, sim, day, customers=150, campaigns=campaigns)
 
 
 # Every call the send path makes, with "apply the request, then drop the reply" on it.
@@ -81,9 +53,9 @@ LOST_REPLIES = [
 def test_lost_reply_at_every_call(sim, db_url, engine, day, method, path, after):
     sim.admin.add_fault(method=method, path=path, kind="apply_then_drop", after=after, times=1)
     with dg.instance_for_test() as instance:
-        _until_done(make_resources(sim, db_url), day, instance)
+        until_done(make_resources(sim, db_url), day, instance)
     assert sum(f["fired"] for f in sim.admin.faults()) == 1
-    _assert_exactly_once(sim, engine)
+    assert_exactly_once(sim, engine)
 
 
 @pytest.mark.parametrize("method, path", [("POST", f"{API}/EmailCampaign"), ("PUT", f"{API}/EmailCampaign"), ("POST", f"{API}/Import")])
@@ -92,9 +64,9 @@ def test_many_lost_replies_in_a_row(sim, db_url, engine, day, method, path):
     within the run or in the next one."""
     sim.admin.add_fault(method=method, path=path, kind="apply_then_drop", times=12)
     with dg.instance_for_test() as instance:
-        _until_done(make_resources(sim, db_url), day, instance, attempts=8)
+        until_done(make_resources(sim, db_url), day, instance, attempts=8)
     assert sum(f["fired"] for f in sim.admin.faults()) >= 3
-    _assert_exactly_once(sim, engine)
+    assert_exactly_once(sim, engine)
 
 
 class Crash(Exception):
@@ -119,19 +91,19 @@ def test_crash_right_after_a_call_then_reexecute(sim, db_url, engine, day, monke
 
     monkeypatch.setattr(CheetahClient, method, crashing)
     with dg.instance_for_test() as instance:
-        results = _until_done(make_resources(sim, db_url), day, instance)
+        results = until_done(make_resources(sim, db_url), day, instance)
     assert not results[0].success
     # The first run died of the crash, in the send step, and of nothing else.
     (failure,) = failure_texts(results[0])
     assert failure.startswith("campaign_sends: ") and f"crash after {method} #{nth}" in failure, failure
     assert len(results) == 2  # and the next run finished the day
-    _assert_exactly_once(sim, engine)
+    assert_exactly_once(sim, engine)
 
 
 def test_two_runs_of_the_same_day_at_once(sim, db_url, engine, day):
     # Two processes, as two run workers: Dagster's in-process execution is not for threads.
     assert run_days_at_once(sim, db_url, sim.admin.now(), day, runs=2) == [True, True]
-    _assert_exactly_once(sim, engine)
+    assert_exactly_once(sim, engine)
 
 
 def test_a_dead_runs_claim_is_taken_over_after_its_lease(sim, db_url, engine, day):
@@ -147,8 +119,8 @@ def test_a_dead_runs_claim_is_taken_over_after_its_lease(sim, db_url, engine, da
     resources = make_resources(sim, db_url, now=later)
     assert isinstance(resources["clock"], ClockResource)
     with dg.instance_for_test() as instance:
-        _until_done(resources, day, instance)
-    _assert_exactly_once(sim, engine)
+        until_done(resources, day, instance)
+    assert_exactly_once(sim, engine)
 
 
 def cycle_job_from_env():
@@ -213,4 +185,4 @@ def test_reexecute_from_failure_in_run_worker_processes(sim, db_url, engine, day
             assert second.success, [e.message for e in second.all_events if e.is_failure]
             executed = {e.step_key for e in second.all_events if e.is_step_success}
         assert executed == {"campaign_sends"}  # only the failed step ran again
-    _assert_exactly_once(sim, engine)
+    assert_exactly_once(sim, engine)

@@ -46,6 +46,11 @@ GROUP = "send"
 OWNERS = ["team:marketing-ops"]
 
 
+def send_asset(**spec):
+    """``dg.asset`` for the send path: partitioned by day, in the send group, owned by marketing ops."""
+    return dg.asset(partitions_def=daily_partitions, group_name=GROUP, owners=OWNERS, **spec)
+
+
 def _day(context) -> dt.date:
     return dt.date.fromisoformat(context.partition_key)
 
@@ -56,10 +61,7 @@ def _fail(exc: Exception) -> dg.Failure:
 
 
 # ------------------------------------------------------------------------------------------------
-@dg.asset(
-    partitions_def=daily_partitions,
-    group_name=GROUP,
-    owners=OWNERS,
+@send_asset(
     kinds={"cheetah", "sql"},
     description=(
         "The email templates saved in the account's Optimove folder in Cheetah Messaging, fetched "
@@ -157,10 +159,7 @@ class ScheduleConfig(dg.Config):
     as missed. Meant for a deliberate backfill, never for the daily schedule."""
 
 
-@dg.asset(
-    partitions_def=daily_partitions,
-    group_name=GROUP,
-    owners=OWNERS,
+@send_asset(
     kinds={"sql"},
     deps=[cheetah_template_catalog],
     description=(
@@ -245,10 +244,7 @@ def campaigns_valid(context: dg.AssetCheckExecutionContext, customer_db: Custome
 
 
 # ------------------------------------------------------------------------------------------------
-@dg.asset(
-    partitions_def=daily_partitions,
-    group_name=GROUP,
-    owners=OWNERS,
+@send_asset(
     kinds={"sql"},
     deps=[scheduled_campaigns],
     description=(
@@ -329,10 +325,7 @@ def recipient_lists(
 
 
 # ------------------------------------------------------------------------------------------------
-@dg.asset(
-    partitions_def=daily_partitions,
-    group_name=GROUP,
-    owners=OWNERS,
+@send_asset(
     kinds={"cheetah", "sql"},
     deps=[recipient_lists],
     description=(

@@ -3,31 +3,33 @@
 
 from __future__ import annotations
 
+CAMPAIGN = ("campaign", "string", "Optimove campaign id")
+NAME = ("name", "string", "Campaign name")
+TEMPLATE = ("template", "string", "Cheetah template objId")
+CHEETAH_NAME = ("cheetah_name", "string", "The campaign's name in Cheetah Messaging")
+CAMP_ID = ("camp_id", "string", "Cheetah campaign id")
+RECIPIENTS = ("recipients", "int", "Rows in the frozen list")
+
 TEMPLATE_COLUMNS = [
     ("objId", "string", "Cheetah template objId"),
     ("name", "string", "Template name"),
     ("fields", "string", "Data Map fields it personalises with"),
 ]
 FINDING_COLUMNS = [("check", "string", "Set-up check"), ("ok", "bool", "Passed"), ("message", "string", "What it found")]
-PROBLEM_COLUMNS = [("template", "string", "Cheetah template objId"), ("problem", "string", "What is not mapped")]
+PROBLEM_COLUMNS = [TEMPLATE, ("problem", "string", "What is not mapped")]
 PLAN_COLUMNS = [
-    ("campaign", "string", "Optimove campaign id"),
-    ("name", "string", "Campaign name"),
-    ("template", "string", "Cheetah template objId"),
+    CAMPAIGN,
+    NAME,
+    TEMPLATE,
     ("send at", "datetime", "Execution time (UTC)"),
     ("status", "string", "READY, SENT, MISSED, INVALID or CANCELLED"),
     ("reason", "string", "Why it is not READY"),
 ]
-INVALID_COLUMNS = [
-    ("campaign", "string", "Optimove campaign id"),
-    ("name", "string", "Campaign name"),
-    ("template", "string", "Cheetah template objId"),
-    ("reason", "string", "Why it is invalid"),
-]
+INVALID_COLUMNS = [CAMPAIGN, NAME, TEMPLATE, ("reason", "string", "Why it is invalid")]
 LIST_COLUMNS = [
-    ("campaign", "string", "Optimove campaign id"),
-    ("name", "string", "Campaign name"),
-    ("recipients", "int", "Rows in the frozen list"),
+    CAMPAIGN,
+    NAME,
+    RECIPIENTS,
     ("per template", "string", "Rows per template"),
     ("in target group", "int", "Customers in the target group"),
     ("no identifier", "int", "Left out: no identifier"),
@@ -36,13 +38,13 @@ LIST_COLUMNS = [
     ("frozen", "string", "new, or kept (send started)"),
 ]
 SEND_COLUMNS = [
-    ("campaign", "string", "Optimove campaign id"),
-    ("name", "string", "Campaign name"),
-    ("template", "string", "Cheetah template objId"),
-    ("cheetah_name", "string", "The campaign's name in Cheetah Messaging"),
+    CAMPAIGN,
+    NAME,
+    TEMPLATE,
+    CHEETAH_NAME,
     ("state", "string", "Send ledger state"),
-    ("camp_id", "string", "Cheetah campaign id"),
-    ("recipients", "int", "Rows in the frozen list"),
+    CAMP_ID,
+    RECIPIENTS,
     ("accepted", "int", "Rows accepted at import"),
     ("rejected", "int", "Rows rejected at import"),
     ("send_at", "string", "Execution time (ISO, UTC)"),
@@ -50,7 +52,7 @@ SEND_COLUMNS = [
 ]
 CANCEL_COLUMNS = [
     ("send_key", "string", "The send (campaign/template/day)"),
-    ("cheetah_name", "string", "The campaign's name in Cheetah Messaging"),
+    CHEETAH_NAME,
     ("action", "string", "deleted, nothing in Cheetah, already cancelled or never prepared"),
-    ("camp_id", "string", "Cheetah campaign id"),
+    CAMP_ID,
 ]
