@@ -21,6 +21,18 @@ from cheetah_assets.simulator.server import SimulatorServer
 DEMO_CREDENTIALS = demo_account()
 
 
+@pytest.fixture(autouse=True)
+def no_stale_defs_state_storage():
+    """Each test starts with no current defs-state storage. Dagster keeps one in a context
+    variable; one left behind by an earlier test's (closed) instance makes the next in-process
+    ``materialize`` fail with "Attempted to resolve undefined DagsterInstance weakref", depending
+    on which tests ran before on the same worker."""
+    from dagster._core.storage.defs_state.base import set_defs_state_storage
+
+    with set_defs_state_storage(None):
+        yield
+
+
 @pytest.fixture(scope="session")
 def sim_server():
     with SimulatorServer(seed="demo") as server:
