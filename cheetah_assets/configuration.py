@@ -112,31 +112,23 @@ def not_configured_message(problems: list[str]) -> str:
     )
 
 
+def _refuse_to_start(self, *args, **kwargs):
+    """Every entry point of a stand-in resource: the message names what is missing."""
+    raise ConfigurationError(self.not_configured)
+
+
 class UnconfiguredCheetah(CheetahMessagingResource):
     """Stands in for the Cheetah resource of a half-configured deployment: it refuses to start."""
 
     not_configured: str
-
-    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        raise ConfigurationError(self.not_configured)
-
-    def settings(self):
-        raise ConfigurationError(self.not_configured)
+    setup_for_execution = settings = get_client = _refuse_to_start
 
 
 class UnconfiguredCustomerDatabase(CustomerDatabaseResource):
     """Stands in for the customer database of a half-configured deployment: it refuses to start."""
 
     not_configured: str
-
-    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        raise ConfigurationError(self.not_configured)
-
-    def get_engine(self):
-        raise ConfigurationError(self.not_configured)
-
-    def ensure_tables(self) -> None:
-        raise ConfigurationError(self.not_configured)
+    setup_for_execution = get_engine = ensure_tables = _refuse_to_start
 
 
 def deployment_resources(env: Mapping[str, str] | None = None) -> dict:

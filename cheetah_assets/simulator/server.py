@@ -84,6 +84,9 @@ class SimulatorServer:
             log_level="warning",
             access_log=False,
             timeout_graceful_shutdown=2,
+            # Longer than any pause between a test's admin calls: uvicorn's default (5 s) closed idle
+            # keep-alive connections just as the admin client reused one ("connection reset by peer").
+            timeout_keep_alive=300,
             ssl_certfile=tls[0] if tls else None,
             ssl_keyfile=tls[1] if tls else None,
         ))
