@@ -21,6 +21,16 @@ from cheetah_assets.simulator.server import SimulatorServer
 DEMO_CREDENTIALS = demo_account()
 
 
+def pytest_terminal_summary(terminalreporter):
+    """Print the summary lines tests recorded (``record_property("summary", …)``), such as the fault
+    suite's: under pytest-xdist a worker's own output never reaches the terminal."""
+    for status in ("passed", "failed"):
+        for report in terminalreporter.getreports(status):
+            for name, value in getattr(report, "user_properties", []):
+                if name == "summary":
+                    terminalreporter.write_line(str(value))
+
+
 @pytest.fixture(autouse=True)
 def no_stale_defs_state_storage():
     """Each test starts with no current defs-state storage. Dagster keeps one in a context

@@ -228,7 +228,7 @@ def _one(number, rng, sim, day, template_db, directory, state, totals, failures)
     db.unlink(missing_ok=True)
 
 
-def test_randomized_fault_injection(tmp_path, capsys):
+def test_randomized_fault_injection(tmp_path, capsys, record_property):
     workers = max(1, min(WORKERS, SCENARIOS))
     with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
         futures = [pool.submit(run_scenarios, w, workers, SCENARIOS, SEED, str(tmp_path)) for w in range(workers)]
@@ -242,6 +242,7 @@ def test_randomized_fault_injection(tmp_path, capsys):
     )
     with capsys.disabled():
         print("\n" + line)
+    record_property("summary", line)  # printed at the end of the run, xdist workers included (conftest)
     assert totals["scenarios"] == SCENARIOS
     assert not failures, "\n".join(failures[:10])
     assert totals["duplicates"] == 0 and totals["lost"] == 0 and totals["wrongly"] == 0
