@@ -33,6 +33,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ..cheetah import contract
 from ..customers.schema import import_rejection, send_ledger
+from ..timeutil import utc
 from .errors import LostClaim
 
 __all__ = ["LostClaim"]  # re-exported: callers catch ``L.LostClaim``
@@ -156,20 +157,13 @@ def done_for_account(row: LedgerRow, account: Account | None) -> bool:
     return row.terminal and not other_account(row, account)
 
 
-def _utc(value: dt.datetime | None) -> dt.datetime | None:
-    """SQLite hands back naive datetimes; everything in the ledger is UTC."""
-    if value is None:
-        return None
-    return value.replace(tzinfo=dt.timezone.utc) if value.tzinfo is None else value.astimezone(dt.timezone.utc)
-
-
 _ID_COLUMNS = ("list_id", "camp_id")
 
 
 def _row(mapping) -> LedgerRow:
     fields = {k: mapping[k] for k in LedgerRow.__dataclass_fields__}
-    fields["send_at"] = _utc(fields["send_at"])
-    fields["claim_expires_at"] = _utc(fields["claim_expires_at"])
+    fields["send_at"] = utc(fields["send_at"])
+    fields["claim_expires_at"] = utc(fields["claim_expires_at"])
     for name in _ID_COLUMNS:
         if fields[name] is not None:
             fields[name] = contract.id_from_db(fields[name])

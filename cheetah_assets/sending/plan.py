@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from ..cheetah.contract import DataMap
 from ..customers import queries
 from ..customers.schema import campaign_plan
+from ..timeutil import utc
 from . import ledger, statuses
 from .catalog import CatalogEntry
 
@@ -245,7 +246,6 @@ def load_plan(engine: sa.Engine, send_date: dt.date) -> list[PlanRow]:
         rows = []
         for r in result:
             d = {k: r[k] for k in PlanRow.__dataclass_fields__}
-            if d["send_at"] is not None and d["send_at"].tzinfo is None:
-                d["send_at"] = d["send_at"].replace(tzinfo=dt.timezone.utc)
+            d["send_at"] = utc(d["send_at"])  # SQLite hands back naive datetimes: they are UTC
             rows.append(PlanRow(**d))
     return rows
