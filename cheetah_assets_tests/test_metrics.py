@@ -7,8 +7,10 @@ simulator reports for a campaign at any moment after its send.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 from dataclasses import dataclass
+from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -19,6 +21,7 @@ from cheetah_assets.customers.resource import CustomerDatabaseResource
 from cheetah_assets.customers.schema import campaign_analysis as analysis_table
 from cheetah_assets.customers.schema import metric_snapshot
 from cheetah_assets.metrics import analysis, snapshots
+from cheetah_assets.metrics import keys
 from cheetah_assets.metrics.assets import (
     METRIC_CHECKS,
     campaign_analysis,
@@ -26,6 +29,7 @@ from cheetah_assets.metrics.assets import (
     campaigns_partitions,
     snapshot_partition_key,
 )
+from cheetah_assets.metrics.views import campaign_status
 from cheetah_assets.simulator.metrics import curve_params, metrics_at
 from cheetah_assets.timeutil import utc
 
@@ -172,14 +176,15 @@ def test_snapshot_days_keys_and_run_keys():
     assert snapshots.run_key("OPT-C1-1004-20261123", 3) == "OPT-C1-1004-20261123|day_3"
 
 
-def test_rates_bars_and_sparklines():
+def test_rates_and_their_text():
     assert analysis.rate(5, 0) is None and analysis.rate(1, 4) == 0.25
     assert analysis.pct(None) == "–" and analysis.pct(0.12345) == "12.3%" and analysis.pct(1.0) == "100.0%"
-    assert analysis.bar(0, 10) == "" and analysis.bar(10, 10, width=8) == "█" * 8
-    assert analysis.bar(5, 10, width=8) == "█" * 4
-    assert analysis.bar(1, 16, width=2) == "▏"  # one eighth of a cell
-    assert analysis.sparkline([0, 5, 10]) == "▁▅█"
-    assert analysis.sparkline([3, 3]) == "██" and analysis.sparkline([0, 0]) == "▁▁"
+
+
+def test_the_asset_names_are_those_the_checks_and_views_use():
+    assert campaign_metric_snapshots.key == keys.SNAPSHOTS and campaign_analysis.key == keys.ANALYSIS
+    assert campaign_status.key == keys.STATUS and campaigns_partitions.name == keys.CAMPAIGN_PARTITIONS
+    assert str(snapshot_partition_key("OPT-C1-1004-20261123", 3)) == snapshots.run_key("OPT-C1-1004-20261123", 3)
 
 
 def test_restatements_compare_with_the_previous_reported_day(engine):
@@ -263,24 +268,45 @@ def test_refetching_a_partition_replaces_only_its_row(sim, db_url, engine, send_
         assert sorted(r.partition_key for r in records) == [f"{c.name}|day_1", f"{c.name}|day_1", f"{c.name}|day_2"]
 
 
-def test_a_day_that_has_not_come_is_refused_unless_allowed(sim, db_url, engine, send_at):
+def test_a_day_that_has_not_come_is_not_due_and_an_early_one_is_provisional(sim, db_url, engine, send_at):
     c = send_campaign(sim, engine, "OPT-EARLY-1004-D", 50, send_at)
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(campaigns_partitions.name, [c.name])
         set_clock(sim, send_at + DAY + dt.timedelta(hours=23))  # one hour before day 2
-        result = snapshot(sim, db_url, instance, c.name, 2, raise_on_error=False)
-        assert not result.success
-        message = failure_message(result)
+        # Not due: the run succeeds, nothing is materialized or stored, an observation says when.
+        result = snapshot(sim, db_url, instance, c.name, 2)
+        assert result.success and result.get_asset_materialization_events() == []
+        assert not [e for e in result.all_events if e.is_step_failure]
+        (obs,) = instance.fetch_observations(campaign_metric_snapshots.key, limit=5).records
+        observation = obs.event_log_entry.asset_observation
+        assert observation.partition == f"{c.name}|day_2"
+        assert observation.metadata["not_due_until"].value == (send_at + 2 * DAY).timestamp()
+        message = observation.metadata["explanation"].value
         assert f"Day 2 of campaign {c.name} comes at {send_at + 2 * DAY:%Y-%m-%d %H:%M} UTC" in message
         assert "allow_early" in message
         assert snapshot_rows(engine) == {}
+        assert instance.get_materialized_partitions(campaign_metric_snapshots.key) == set()
 
         meta = mat_metadata(snapshot(sim, db_url, instance, c.name, 2, allow_early=True))
-        assert meta["taken_early"] is True
+        assert meta["taken_early"] is True and meta["provisional"] is True
         assert set(snapshot_rows(engine)) == {(c.name, 2)}
 
         # Day 1 has come: no config needed.
         assert mat_metadata(snapshot(sim, db_url, instance, c.name, 1))["taken_early"] is False
+        # The analysis says the early day is provisional, in its status and its columns.
+        meta = mat_metadata(materialize_analysis(sim, db_url, instance))
+        (row,) = [r.data for r in meta["campaigns"].records]
+        assert row["status"] == "provisional (day 2 taken early)" and row["provisional"] is True
+        curve = {r.data["day"]: r.data for r in meta["curves"].records}
+        assert (curve[1]["provisional"], curve[2]["provisional"]) == (False, True)
+        assert meta["campaigns_provisional"] == 1
+
+        # Day 2 fetched again once it has come: no longer provisional.
+        set_clock(sim, send_at + 2 * DAY + dt.timedelta(minutes=5))
+        snapshot(sim, db_url, instance, c.name, 2)
+        meta = mat_metadata(materialize_analysis(sim, db_url, instance))
+        (row,) = [r.data for r in meta["campaigns"].records]
+        assert row["status"] == "in progress (day 2 of 7)" and row["provisional"] is False
 
 
 def test_unknown_or_unsent_campaign_fails_with_a_clear_message(sim, db_url, engine, send_at):
@@ -384,9 +410,21 @@ def test_analysis_equals_the_simulators_ground_truth(sim, db_url, engine, send_a
         for r in summary:
             assert r["open_rate"] == analysis.pct(rows[r["campaign"]]["open_rate"])
             assert r["Delivered"] == rows[r["campaign"]]["delivered"]
-        curves = meta["curves"]
-        assert f"#### `{a.name}`" in curves and f"#### `{b.name}`" in curves
-        assert curves.count("| day 1 |") == 2 and curves.count("| day 3 |") == 1
+        assert [r["status"] for r in summary] == ["in progress (day 2 of 7)", "in progress (day 3 of 7)"]
+        # The curves as a typed table: one row per campaign and day, counts and formatted rates.
+        curve = {(r.data["campaign"], r.data["day"]): r.data for r in meta["curves"].records}
+        assert set(curve) == {(a.name, 1), (a.name, 2), (a.name, 3), (b.name, 1), (b.name, 2)}
+        truth = a.truth(as_of[(a.name, 2)])
+        assert curve[(a.name, 2)]["Unique Opens"] == truth["MessageOpens"]
+        assert curve[(a.name, 2)]["open_rate"] == analysis.pct(truth["MessageOpens"] / truth["Received"])
+        # Overall rates as floats (Dagster's plots), the chart embedded and saved.
+        total = {k: sum(rows[n][c] for n in rows) for k, c in (("d", "delivered"), ("o", "unique_opens"))}
+        assert meta["overall_open_rate"] == pytest.approx(total["o"] / total["d"])
+        assert meta["curves_chart"].startswith("![Seven-day curves](data:image/png;base64,")
+        png = base64.b64decode(meta["curves_chart"].split("base64,", 1)[1].rstrip(")"))
+        path = Path(meta["curves_chart_file"])
+        assert path.parent == Path(instance.storage_directory()) / "cheetah_charts"
+        assert path.read_bytes() == png and png.startswith(b"\x89PNG") and len(png) == meta["curves_chart_bytes"] < 200_000
         checks = checks_of(result)
         assert checks["metrics_are_possible"].passed
 
@@ -443,8 +481,9 @@ def test_a_restatement_is_recorded_flagged_and_kept(sim, db_url, engine, send_at
         assert not flagged.passed and flagged.severity == dg.AssetCheckSeverity.WARN
         assert flagged.metadata["restated_counts"].value >= 1
         assert restated in [row.data for row in flagged.metadata["restatements"].value.records]
-        curve = mat_metadata(result)["curves"]
-        assert f"{c.truth(after)[r.metric]:,} ↓" in curve  # the restated day is marked in the chart
+        curve = {row.data["day"]: row.data for row in mat_metadata(result)["curves"].records}
+        assert analysis.METRIC_NAMES[r.metric] in curve[r.day]["restated"]  # the restated day is marked
+        assert curve[r.day - 1]["restated"] == ""
 
 
 def test_impossible_counts_fail_the_error_check(sim, db_url, engine):

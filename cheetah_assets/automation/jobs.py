@@ -6,6 +6,7 @@ from __future__ import annotations
 import dagster as dg
 
 from ..metrics.assets import campaign_analysis, campaign_metric_snapshots
+from ..metrics.views import campaign_status
 from ..sending.assets import GROUP as SEND_GROUP
 from ..sending.assets import cheetah_template_catalog
 from .cancel_job import cancel_campaign_job
@@ -37,8 +38,8 @@ metric_snapshot_job = dg.define_asset_job(
 
 campaign_analysis_job = dg.define_asset_job(
     "campaign_analysis_job",
-    selection=dg.AssetSelection.assets(campaign_analysis),  # with its two checks
-    description="Roll the metric snapshots up into the campaign analysis and check them.",
+    selection=dg.AssetSelection.assets(campaign_analysis, campaign_status),  # with the analysis's checks
+    description="Roll the metric snapshots up into the campaign analysis, check them, and refresh campaign_status.",
     tags={"team": "marketing-ops"},
 )
 

@@ -4,8 +4,9 @@
    has gone out (ledger state APPROVED, send time passed).
 2. ``request_metric_snapshots_sensor`` requests partition (campaign, day_k) when day k after the
    send comes, once; after an outage it catches up every day that fell due meanwhile.
-3. ``campaign_analysis_sensor`` requests ``campaign_analysis`` when a snapshot is newer than what
-   the last analysis covered.
+3. ``campaign_analysis_sensor`` requests ``campaign_analysis`` (with its checks and
+   ``campaign_status``) when a snapshot is newer than what the last analysis covered, or when the
+   overdue snapshots changed (so the ``snapshots_on_time`` check says so without a new snapshot).
 
 All three start RUNNING (``DefaultSensorStatus.RUNNING``): they only read the customer database
 and the Dagster instance, and the runs they start only *read* Cheetah Messaging (reports), so
@@ -20,6 +21,7 @@ new since the last tick (paged by storage id); due times are pure arithmetic.
 
 
 import datetime as dt
+import hashlib
 import json
 
 import dagster as dg
@@ -27,6 +29,7 @@ import dagster as dg
 from ..clock import ClockResource
 from ..customers.resource import CustomerDatabaseResource
 from ..metrics import snapshots
+from ..metrics.checks import overdue_now, prepared_engine
 from ..metrics.assets import (
     campaign_analysis,
     campaign_metric_snapshots,
@@ -181,28 +184,48 @@ def analysis_covers(instance: dg.DagsterInstance) -> int | None:
     return int(value.value) if value is not None else records[0].storage_id
 
 
+def _fingerprint(keys: list[str]) -> str:
+    return hashlib.sha256("\n".join(sorted(keys)).encode()).hexdigest()[:16]
+
+
 @dg.sensor(
     job=campaign_analysis_job,
     minimum_interval_seconds=300,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description=(
-        "Requests campaign_analysis when a metric snapshot is newer than what the latest analysis read "
-        "(one run per state: run key 'analysis-<newest snapshot event id>')."
+        "Requests campaign_analysis (with its checks and campaign_status) when a metric snapshot is newer "
+        "than what the latest analysis read (run key 'analysis-<newest snapshot event id>'), or when the "
+        "set of overdue snapshots changed, so that the snapshots_on_time check fails (or passes again) "
+        "without waiting for a snapshot (run key 'analysis-<id>-overdue-<fingerprint>')."
     ),
 )
-def campaign_analysis_sensor(context: dg.SensorEvaluationContext):
-    latest = latest_storage_id(context.instance, campaign_metric_snapshots.key)
-    if latest is None:
-        return dg.SkipReason("no metric snapshot yet")
-    covered = analysis_covers(context.instance)
-    if covered is not None and covered >= latest:
-        return dg.SkipReason(f"the analysis is up to date (snapshot event {latest})")
-    running = context.instance.get_runs(
+def campaign_analysis_sensor(
+    context: dg.SensorEvaluationContext, customer_db: CustomerDatabaseResource, clock: ClockResource
+):
+    instance = context.instance
+    latest = latest_storage_id(instance, campaign_metric_snapshots.key)
+    overdue = [d.run_key for d in overdue_now(instance, prepared_engine(customer_db), clock.now())]
+    fingerprint = _fingerprint(overdue)
+    checked = read_cursor(context.cursor).get("overdue", _fingerprint([]))
+    covered = analysis_covers(instance)
+    newer = latest is not None and (covered is None or covered < latest)
+    if not newer and checked == fingerprint:
+        if latest is None:
+            return dg.SkipReason("no metric snapshot yet")
+        return dg.SkipReason(f"the analysis is up to date (snapshot event {latest}, {len(overdue)} snapshots overdue)")
+    running = instance.get_runs(
         filters=dg.RunsFilter(job_name=campaign_analysis_job.name, statuses=list(LIVE_RUN_STATUSES)), limit=1
     )
     if running:
         return dg.SkipReason(f"an analysis run ({running[0].run_id}) is still in flight; next tick")
-    return dg.RunRequest(run_key=f"analysis-{latest}", tags={"cheetah/snapshot_event": str(latest)})
+    run_key = f"analysis-{latest if latest is not None else 0}"
+    if checked != fingerprint:
+        run_key += f"-overdue-{fingerprint}"
+        context.log.info("the overdue snapshots changed (%d now overdue): re-running the analysis and its checks", len(overdue))
+    return dg.SensorResult(
+        run_requests=[dg.RunRequest(run_key=run_key, tags={"cheetah/snapshot_event": str(latest or 0)})],
+        cursor=json.dumps({"overdue": fingerprint}),
+    )
 
 
 METRIC_SENSORS = [register_sent_campaigns_sensor, request_metric_snapshots_sensor, campaign_analysis_sensor]

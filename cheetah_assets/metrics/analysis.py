@@ -9,7 +9,9 @@ For each Cheetah campaign with at least one snapshot: its latest metrics under t
 * unsubscribe rate = Unique Unsubscribes / Delivered
 
 (``None`` when the denominator is 0), how many days reported, whether Cheetah restated a count
-downwards (a day's count lower than the previous reported day's), and the day-by-day curve.
+downwards (a day's count lower than the previous reported day's), and the day-by-day curve. A
+snapshot fetched before its day had come (``allow_early``) is *provisional*: it holds the counts
+so far, and the campaign's status says so until the day is fetched again on time.
 Written to ``cheetah_campaign_analysis``; the two data-quality scans the asset checks run
 (:func:`find_impossible`, :func:`find_restatements`) are single SQL queries over the snapshots.
 """
@@ -19,7 +21,6 @@ from __future__ import annotations
 import datetime as dt
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
 
 import pandas as pd
 import sqlalchemy as sa
@@ -29,7 +30,7 @@ from ..cheetah.contract import METRIC_NAMES, ObjId, id_from_db, id_to_db
 from ..customers.recipients import Bind, connect, lock_for_replace
 from ..customers.schema import campaign_analysis, metric_snapshot, send_ledger
 from ..timeutil import utc
-from .snapshots import COLUMNS
+from .snapshots import COLUMNS, DAY, DAYS
 
 #: Optimove metric names, in report order.
 OPTIMOVE_METRICS: list[str] = [METRIC_NAMES[k] for k in COLUMNS]
@@ -154,6 +155,11 @@ class CurvePoint:
     as_of: dt.datetime
     counts: dict[str, int]  # Optimove names
     restated: tuple[str, ...] = ()  # Optimove names lower than on the previous reported day
+    #: Taken before its day had come (``allow_early``): the counts so far, not the day's.
+    provisional: bool = False
+
+    def rates(self) -> dict[str, float | None]:
+        return {name: rate(self.counts[num], self.counts[den]) for name, (num, den) in RATES.items()}
 
 
 @dataclass(frozen=True)
@@ -183,9 +189,24 @@ class CampaignAnalysis:
     def restated(self) -> bool:
         return any(p.restated for p in self.curve)
 
+    @property
+    def provisional_days(self) -> list[int]:
+        return [p.day for p in self.curve if p.provisional]
+
+    @property
+    def status(self) -> str:
+        """Where the campaign's week stands, in words: ``in progress (day 3 of 7)``, ``final (day 7)``,
+        or ``provisional (day 6, 7 taken early)`` when a snapshot was taken before its day."""
+        early = self.provisional_days
+        if early:
+            return f"provisional (day {', '.join(map(str, early))} taken early)"
+        if self.latest_day == len(DAYS):
+            missing = len(DAYS) - self.days_reported
+            return f"final (day {self.latest_day})" + (f", {missing} earlier days not taken" if missing else "")
+        return f"in progress (day {self.latest_day} of {len(DAYS)})"
+
     def rates(self) -> dict[str, float | None]:
-        c = self.latest.counts
-        return {name: rate(c[num], c[den]) for name, (num, den) in RATES.items()}
+        return self.latest.rates()
 
     def row(self) -> dict:
         """The row of ``cheetah_campaign_analysis``."""
@@ -217,6 +238,11 @@ class AnalysisResult:
     def by_name(self) -> dict[str, CampaignAnalysis]:
         return {c.cheetah_name: c for c in self.campaigns}
 
+    def overall_rates(self) -> dict[str, float | None]:
+        """The rates of all campaigns together (their latest counts summed): what Dagster plots."""
+        total = {m: sum(c.latest.counts[m] for c in self.campaigns) for m in OPTIMOVE_METRICS}
+        return {name: rate(total[num], total[den]) for name, (num, den) in RATES.items()}
+
     def newest_first(self) -> list[CampaignAnalysis]:
         far_past = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
         return sorted(self.campaigns, key=lambda c: (c.send_at or far_past, c.cheetah_name), reverse=True)
@@ -247,12 +273,14 @@ def compute_analysis(conn: Connection, now: dt.datetime) -> AnalysisResult:
     campaigns = []
     for name, rows in grouped.items():
         last = rows[-1]
+        send_at = utc(last["send_at"])
         curve = tuple(
             CurvePoint(
                 day=r["day"],
                 as_of=utc(r["as_of"]),
                 counts={METRIC_NAMES[k]: r[c] for k, c in COLUMNS.items()},
                 restated=tuple(lowered.get((name, r["day"]), ())),
+                provisional=send_at is not None and utc(r["fetched_at"]) < send_at + r["day"] * DAY,
             )
             for r in rows
         )
@@ -263,7 +291,7 @@ def compute_analysis(conn: Connection, now: dt.datetime) -> AnalysisResult:
                 campaign_id=last["campaign_id"],
                 template_id=last["template_id"],
                 send_date=last["send_date"],
-                send_at=utc(last["send_at"]),
+                send_at=send_at,
                 curve=curve,
                 updated_at=now,
             )
@@ -303,86 +331,6 @@ def load_analysis(engine: Engine) -> pd.DataFrame:
     return pd.DataFrame([dict(r) for r in rows], columns=[c.name for c in campaign_analysis.columns])
 
 
-# ------------------------------------------------------------------------------------------------
-# the curves as Markdown (bars and sparklines: Dagster renders Markdown, no scripts)
-# ------------------------------------------------------------------------------------------------
-_EIGHTHS = " ▏▎▍▌▋▊▉█"
-_SPARKS = "▁▂▃▄▅▆▇█"
-
-
 def pct(value: float | None) -> str:
+    """A 0-1 ratio as the tables show it: ``"12.3%"`` (``"–"`` for none)."""
     return "–" if value is None else f"{100 * value:.1f}%"
-
-
-def bar(value: int, top: int, width: int = 20) -> str:
-    """A horizontal bar of ``value`` on a scale where ``top`` fills ``width`` cells (eighth blocks)."""
-    if top <= 0 or value <= 0:
-        return ""
-    eighths = round(8 * width * min(value, top) / top)
-    return "█" * (eighths // 8) + (_EIGHTHS[eighths % 8] if eighths % 8 else "")
-
-
-def sparkline(values: Sequence[int]) -> str:
-    """One character per value, scaled between the smallest and largest."""
-    if not values:
-        return ""
-    lo, hi = min(values), max(values)
-    if hi == lo:
-        return _SPARKS[-1 if hi else 0] * len(values)
-    return "".join(_SPARKS[round((v - lo) * (len(_SPARKS) - 1) / (hi - lo))] for v in values)
-
-
-def _cell(value: object) -> str:
-    return str(value).replace("|", "/").replace("\n", " ")
-
-
-def md_table(header: Sequence[str], rows: Iterable[Sequence[object]], align: str | None = None) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align or ["---"] * len(header)) + "|"]
-    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def curve_markdown(c: CampaignAnalysis, width: int = 20) -> str:
-    """One campaign's day-by-day curve: counts, bars and sparklines (↓ marks a restatement)."""
-    top = {m: max(p.counts[m] for p in c.curve) for m in OPTIMOVE_METRICS}
-    rows = []
-    for p in c.curve:
-        def num(m: str) -> str:
-            return f"{p.counts[m]:,}" + (" ↓" if m in p.restated else "")
-
-        rows.append(
-            [
-                f"day {p.day}",
-                p.as_of.strftime("%Y-%m-%d %H:%M"),
-                num("Delivered"),
-                num("Unique Opens"),
-                "`" + bar(p.counts["Unique Opens"], top["Unique Opens"], width).ljust(width) + "`",
-                pct(rate(p.counts["Unique Opens"], p.counts["Delivered"])),
-                num("Unique Clicks"),
-                "`" + bar(p.counts["Unique Clicks"], top["Unique Clicks"], width).ljust(width) + "`",
-                pct(rate(p.counts["Unique Clicks"], p.counts["Delivered"])),
-                num("Unique Unsubscribes"),
-            ]
-        )
-    sent = f"sent {c.send_at:%Y-%m-%d %H:%M} UTC" if c.send_at else "send time unknown"
-    spark = " · ".join(
-        f"{m} `{sparkline([p.counts[m] for p in c.curve])}`" for m in ("Unique Opens", "Unique Clicks", "Unique Unsubscribes")
-    )
-    head = f"#### `{c.cheetah_name}`\n\n{sent}, Cheetah campaign {c.camp_id}, {c.latest.counts['Sent']:,} sent. {spark}\n\n"
-    table = md_table(
-        ["Day", "As of (UTC)", "Delivered", "Unique Opens", "", "Open rate", "Unique Clicks", "", "Click rate", "Unique Unsubscribes"],
-        rows,
-        ["---", "---", "---:", "---:", "---", "---:", "---:", "---", "---:", "---:"],
-    )
-    return head + table
-
-
-def curves_markdown(result: AnalysisResult, limit: int = 25) -> str:
-    """The curve of each campaign (newest ``limit``), one section per campaign."""
-    if not result.campaigns:
-        return "_No campaign has a metric snapshot yet._"
-    campaigns = result.newest_first()
-    parts = [curve_markdown(c) for c in campaigns[:limit]]
-    if len(campaigns) > limit:
-        parts.append(f"… and {len(campaigns) - limit} older campaigns.")
-    return "\n\n".join(parts)

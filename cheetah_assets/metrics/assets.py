@@ -8,8 +8,19 @@
   campaign's report fetched once day k after the send has come; ``request_metric_snapshots_sensor``
   requests each one when it falls due. A backfill of one campaign's seven days, or of one day
   across campaigns, is a selection of partitions in the UI.
+  A partition requested before its day has come (a backfill run early) is *not due*: the run
+  succeeds without a materialization, logs when the day comes and records an observation
+  saying so; the partition stays missing, never red. ``allow_early: true`` (run config) takes it
+  anyway; such a snapshot is *provisional* in the analysis until its day is fetched on time.
 * ``campaign_analysis`` rolls every campaign's snapshots up (``campaign_analysis_sensor``
-  requests it when a snapshot is newer than the last analysis).
+  requests it when a snapshot is newer than the last analysis, or the overdue snapshots
+  changed); its checks are in :mod:`.checks`, its chart is drawn by :mod:`.chart`.
+* ``campaign_status`` shows each planned campaign in one row, plan -> list -> send -> metrics
+  (:mod:`.status`); it runs with the analysis.
+
+Partition keys are the Cheetah campaign names (``OPT-<campaign>-<template>-<yyyymmdd>``): unique,
+stable and the name the campaign has in Cheetah Messaging, so they are kept even though the UI
+may shorten long ones; the tables show the Optimove campaign name next to them.
 
 The assets are thin: the work is in :mod:`.snapshots` and :mod:`.analysis` (plain functions),
 and the results live in the customer database (tables ``cheetah_metric_snapshot`` and
@@ -17,7 +28,8 @@ and the results live in the customer database (tables ``cheetah_metric_snapshot`
 """
 
 
-from typing import Sequence
+import base64
+from pathlib import Path
 
 import dagster as dg
 from pydantic import Field
@@ -27,29 +39,22 @@ from ..cheetah.errors import TRANSIENT, CheetahError, MetricsNotReady
 from ..cheetah.resource import CheetahMessagingResource
 from ..clock import ClockResource
 from ..customers.resource import CustomerDatabaseResource
-from ..tables import Column, table
-from .analysis import (
-    OPTIMOVE_METRICS,
-    RATES,
-    AnalysisResult,
-    Impossible,
-    Restatement,
-    build_analysis,
-    curves_markdown,
-    find_impossible,
-    find_restatements,
-    rate,
-)
-from .snapshots import SNAPSHOT_DAYS, SnapshotError, day_key, day_number, prepare_database, take_snapshot
+from ..tables import table
+from .analysis import RATES, AnalysisResult, Restatement, build_analysis, rate
+from .chart import CHART_FILE, curves_png, save_png
+from .checks import METRIC_CHECKS, prepared_engine
+from .columns import CAMPAIGN_COLUMNS, CURVE_COLUMNS, RESTATEMENT_COLUMNS
+from .keys import CAMPAIGN_PARTITIONS, GROUP, OWNERS, SENDS
+from .snapshots import SNAPSHOT_DAYS, SnapshotError, SnapshotTooEarly, day_key, day_number, take_snapshot
+from .status import campaign_names
+from .views import campaign_status
 
-GROUP = "metrics"
-OWNERS = ["team:marketing-ops"]
 #: Concurrency pool of the steps that call the Cheetah report API. Unlimited unless the instance
 #: sets a limit (``dagster instance concurrency set cheetah_reports 4``): worth doing when a
 #: catch-up or a backfill launches hundreds of snapshot runs against a 20 requests/s account.
 REPORTS_POOL = "cheetah_reports"
 
-campaigns_partitions = dg.DynamicPartitionsDefinition(name="cheetah_campaigns")
+campaigns_partitions = dg.DynamicPartitionsDefinition(name=CAMPAIGN_PARTITIONS)
 snapshot_partitions = dg.MultiPartitionsDefinition(
     {"campaign": campaigns_partitions, "day": dg.StaticPartitionsDefinition(SNAPSHOT_DAYS)}
 )
@@ -65,13 +70,6 @@ def latest_storage_id(instance: dg.DagsterInstance, asset_key: dg.AssetKey) -> i
     return records[0].storage_id if records else None
 
 
-def _prepared_engine(customer_db: CustomerDatabaseResource):
-    """The customer database's engine, its metric tables and ledger indexes created if missing."""
-    engine = customer_db.get_engine()
-    prepare_database(engine)
-    return engine
-
-
 def _optimove_label(cheetah_name: str) -> str:
     return f"{METRIC_NAMES[cheetah_name]} ({cheetah_name})"
 
@@ -81,9 +79,24 @@ class SnapshotConfig(dg.Config):
     allow_early: bool = Field(
         default=False,
         description=(
-            "Take the snapshot even though its day has not come yet (now < send time + k days). "
-            "It then reports the counts so far under day k: meant for a deliberate check, never for the sensors."
+            "Take the snapshot even though its day has not come yet (now < send time + k days). It then "
+            "stores the counts so far under day k, marked provisional in campaign_analysis until day k is "
+            "fetched again once it has come: meant for a deliberate look, never for the sensors."
         ),
+    )
+
+
+def _not_due(context: dg.AssetExecutionContext, exc: SnapshotTooEarly):
+    """A partition asked for before its day: an explanation, no materialization, no failure."""
+    context.log.info("Not due yet, nothing taken: %s", exc)
+    yield dg.AssetObservation(
+        asset_key=context.asset_key,
+        partition=context.partition_key,
+        description=str(exc),
+        metadata={
+            "not_due_until": dg.MetadataValue.timestamp(exc.due_at),
+            "explanation": dg.MetadataValue.text(str(exc)),
+        },
     )
 
 
@@ -93,8 +106,10 @@ class SnapshotConfig(dg.Config):
     owners=OWNERS,
     kinds={"cheetah", "sql"},
     # Lineage from the send path: every snapshot is of a campaign that campaign_sends handed over.
-    deps=[dg.AssetDep("campaign_sends", partition_mapping=dg.AllPartitionMapping())],
+    deps=[dg.AssetDep(SENDS, partition_mapping=dg.AllPartitionMapping())],
     pool=REPORTS_POOL,
+    # Not due yet (a partition run before its day) ends the step without a materialization.
+    output_required=False,
     retry_policy=dg.RetryPolicy(
         max_retries=3, delay=30, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
     ),
@@ -102,8 +117,9 @@ class SnapshotConfig(dg.Config):
         "A sent campaign's metrics in Cheetah Messaging (Sent, Received, MessageOpens, MessageClicks, "
         "Unsubs; Optimove's Sent, Delivered, Unique Opens, Unique Clicks, Unique Unsubscribes), "
         "snapshotted on each of the seven days after the send: partition (campaign, day_k) is fetched "
-        "once k days have passed. Re-fetching a partition replaces that day's row only, so the days "
-        "keep what each said and a downward restatement stays visible (table cheetah_metric_snapshot)."
+        "once k days have passed (run before then, it is left missing with an explanation; run config "
+        "allow_early: true takes a provisional one). Re-fetching a partition replaces that day's row only, "
+        "so the days keep what each said and a downward restatement stays visible (table cheetah_metric_snapshot)."
     ),
 )
 def campaign_metric_snapshots(
@@ -112,13 +128,16 @@ def campaign_metric_snapshots(
     cheetah: CheetahMessagingResource,
     customer_db: CustomerDatabaseResource,
     clock: ClockResource,
-) -> dg.MaterializeResult:
+):
     keys = context.partition_key.keys_by_dimension
     name, day = keys["campaign"], day_number(keys["day"])
-    engine = _prepared_engine(customer_db)
+    engine = prepared_engine(customer_db)
     try:
         with cheetah.get_client(logger=context.log) as client:
             outcome = take_snapshot(client, engine, name, day, clock.now(), allow_early=config.allow_early)
+    except SnapshotTooEarly as exc:
+        yield from _not_due(context, exc)
+        return
     except SnapshotError as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from None
     except MetricsNotReady as exc:
@@ -138,6 +157,9 @@ def campaign_metric_snapshots(
         context.log.warning(
             "%s day %d restates %s below day %d's", name, day, ", ".join(outcome.restated), prev.day if prev else 0
         )
+    if outcome.early:
+        context.log.warning("%s day %d taken early (allow_early): provisional until day %d has come", name, day, day)
+    optimove = snap.optimove()
     metadata: dict = {
         **{_optimove_label(k): dg.MetadataValue.int(v) for k, v in snap.counts.items()},
         "day": dg.MetadataValue.int(day),
@@ -148,8 +170,9 @@ def campaign_metric_snapshots(
         "restated": dg.MetadataValue.bool(bool(outcome.restated)),
         "replaced_earlier_snapshot": dg.MetadataValue.bool(outcome.replaced),
         "taken_early": dg.MetadataValue.bool(outcome.early),
-        "open_rate": dg.MetadataValue.float(rate(snap.counts["MessageOpens"], snap.counts["Received"]) or 0.0),
-        "click_rate": dg.MetadataValue.float(rate(snap.counts["MessageClicks"], snap.counts["Received"]) or 0.0),
+        "provisional": dg.MetadataValue.bool(outcome.early),
+        # Floats, so Dagster's plots tab draws them per partition.
+        **{k: dg.MetadataValue.float(rate(optimove[num], optimove[den]) or 0.0) for k, (num, den) in RATES.items()},
     }
     if prev is not None:
         metadata["compared_with_day"] = dg.MetadataValue.int(prev.day)
@@ -158,7 +181,7 @@ def campaign_metric_snapshots(
             RESTATEMENT_COLUMNS,
             (Restatement(name, day, prev.day, k, prev.counts[k], snap.counts[k]).record() for k in outcome.restated),
         )
-    return dg.MaterializeResult(metadata=metadata)
+    yield dg.MaterializeResult(metadata=metadata)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -185,48 +208,70 @@ ANALYSIS_SCHEMA = dg.TableSchema(
     ]
 )
 
-_CAMPAIGN = ("campaign", "string", "Cheetah campaign name")
-_DAY = ("day", "int", "snapshot day")
-#: The campaigns table of each analysis (newest send first): latest counts and rates.
-CAMPAIGN_COLUMNS = [
-    _CAMPAIGN,
-    ("send_date", "string", "Optimove send date"),
-    ("days_reported", "int", "snapshot days stored (of 7)"),
-    ("latest_day", "int", "the latest snapshot day"),
-    *((m, "int", f"{m}, as of the latest day") for m in OPTIMOVE_METRICS),
-    *((k, "percent", f"{num} / {den}") for k, (num, den) in RATES.items()),
-    ("restated", "bool", "a count was lower on a day than on the previous reported day"),
-]
-#: Restated counts (a snapshot's, and those the check lists).
-RESTATEMENT_COLUMNS = [
-    _CAMPAIGN,
-    _DAY,
-    ("metric", "string", "Optimove name (Cheetah name)"),
-    ("previous_day", "int", "the previous reported day"),
-    ("was", "int", "the count on the previous reported day"),
-    ("now", "int", "the count on this day"),
-]
-#: The impossible snapshots the check lists.
-IMPOSSIBLE_COLUMNS = [_CAMPAIGN, _DAY, ("problem", "string", "what cannot be true")]
 
-
-def _campaigns_table(result: AnalysisResult, limit: int = 200) -> dg.MetadataValue:
+def _campaigns_table(result: AnalysisResult, names: dict[str, str], limit: int = 200) -> dg.MetadataValue:
     return table(
         CAMPAIGN_COLUMNS,
         (
             {
                 "campaign": c.cheetah_name,
+                "name": names.get(c.cheetah_name, ""),
                 "send_date": c.send_date,
+                "status": c.status,
                 "days_reported": c.days_reported,
                 "latest_day": c.latest_day,
                 **c.latest.counts,
                 **c.rates(),
                 "restated": c.restated,
+                "provisional": bool(c.provisional_days),
             }
             for c in result.newest_first()
         ),
         limit=limit,
     )
+
+
+def _curve_table(result: AnalysisResult, campaigns: int = 25) -> dg.MetadataValue:
+    return table(
+        CURVE_COLUMNS,
+        (
+            {
+                "campaign": c.cheetah_name,
+                "day": p.day,
+                "as_of": p.as_of,
+                **p.counts,
+                **p.rates(),
+                "restated": ", ".join(p.restated),
+                "provisional": p.provisional,
+            }
+            for c in result.newest_first()[:campaigns]
+            for p in c.curve
+        ),
+        limit=campaigns * len(SNAPSHOT_DAYS),
+    )
+
+
+class AnalysisConfig(dg.Config):
+    chart_dir: str | None = Field(
+        default=None,
+        description=(
+            f"Folder the curves chart is saved in (as {CHART_FILE}, replaced by each analysis). Default: "
+            "cheetah_charts under the Dagster instance's storage folder ($DAGSTER_HOME/storage)."
+        ),
+    )
+
+
+def chart_metadata(context: dg.AssetExecutionContext, config: AnalysisConfig, result: AnalysisResult, names: dict[str, str]) -> dict:
+    """The chart embedded (a data: URI in Markdown) and saved to a file, with its path."""
+    png = curves_png(result, names)
+    folder = config.chart_dir or str(Path(context.instance.storage_directory()) / "cheetah_charts")
+    path = save_png(png, folder)
+    image = base64.b64encode(png).decode("ascii")
+    return {
+        "curves_chart": dg.MetadataValue.md(f"![Seven-day curves](data:image/png;base64,{image})"),
+        "curves_chart_file": dg.MetadataValue.path(str(path)),
+        "curves_chart_bytes": dg.MetadataValue.int(len(png)),
+    }
 
 
 @dg.asset(
@@ -237,25 +282,36 @@ def _campaigns_table(result: AnalysisResult, limit: int = 200) -> dg.MetadataVal
     description=(
         "The campaign analysis: per sent campaign, its latest metrics under the Optimove names, "
         "delivery, open, click and unsubscribe rates, how many days reported, whether Cheetah restated "
-        "a count, and the day-by-day curve (table cheetah_campaign_analysis, replaced in one transaction)."
+        "a count, whether a day was taken early (provisional), and the seven-day curves as a table and a "
+        "chart (table cheetah_campaign_analysis, replaced in one transaction)."
     ),
 )
 def campaign_analysis(
-    context: dg.AssetExecutionContext, customer_db: CustomerDatabaseResource, clock: ClockResource
+    context: dg.AssetExecutionContext, config: AnalysisConfig, customer_db: CustomerDatabaseResource, clock: ClockResource
 ) -> dg.MaterializeResult:
-    engine = _prepared_engine(customer_db)
+    engine = prepared_engine(customer_db)
     # Read before the tables: every snapshot whose event is at or below this id is in what we read,
     # so the analysis sensor knows exactly which snapshots this analysis covers.
     covers = latest_storage_id(context.instance, campaign_metric_snapshots.key)
     result = build_analysis(engine, clock.now())
+    names = campaign_names(engine, [c.cheetah_name for c in result.campaigns])
     restated = sum(c.restated for c in result.campaigns)
-    context.log.info("analysed %d campaigns (%d with a restatement)", result.row_count, restated)
+    provisional = sum(bool(c.provisional_days) for c in result.campaigns)
+    context.log.info(
+        "analysed %d campaigns (%d with a restatement, %d provisional)", result.row_count, restated, provisional
+    )
+    overall = result.overall_rates()
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": dg.MetadataValue.int(result.row_count),
             "dagster/column_schema": ANALYSIS_SCHEMA,
-            "campaigns": _campaigns_table(result),
-            "curves": dg.MetadataValue.md(curves_markdown(result)),
+            "campaigns": _campaigns_table(result, names),
+            "curves": _curve_table(result),
+            **chart_metadata(context, config, result, names),
+            # Floats and ints, so Dagster's plots tab draws them across analyses.
+            **{f"overall_{k}": dg.MetadataValue.float(v if v is not None else 0.0) for k, v in overall.items()},
+            "campaigns_final": dg.MetadataValue.int(sum(c.status.startswith("final") for c in result.campaigns)),
+            "campaigns_provisional": dg.MetadataValue.int(provisional),
             "campaigns_restated": dg.MetadataValue.int(restated),
             "restatements": dg.MetadataValue.int(len(result.restatements)),
             "snapshots_covered_up_to_event": dg.MetadataValue.int(covers if covers is not None else -1),
@@ -264,63 +320,5 @@ def campaign_analysis(
 
 
 # ------------------------------------------------------------------------------------------------
-def _scan_result(
-    found: Sequence[Restatement | Impossible],
-    severity: dg.AssetCheckSeverity,
-    description: str,
-    *,
-    count_key: str,
-    table_key: str,
-    columns: Sequence[Column],
-) -> dg.AssetCheckResult:
-    """A data-quality scan's check result: passed when it found nothing; the findings as a table."""
-    return dg.AssetCheckResult(
-        passed=not found,
-        severity=severity,
-        description=description,
-        metadata={
-            count_key: dg.MetadataValue.int(len(found)),
-            table_key: table(columns, (f.record() for f in found), limit=100),
-        },
-    )
-
-
-@dg.asset_check(
-    asset=campaign_analysis,
-    description=(
-        "Every snapshot's counts are possible: none negative, and Received, Unique Opens, Unique Clicks "
-        "and Unique Unsubscribes (counts of distinct recipients) never above Sent. Fails listing each "
-        "campaign and day that breaks it."
-    ),
-)
-def metrics_are_possible(customer_db: CustomerDatabaseResource) -> dg.AssetCheckResult:
-    bad = find_impossible(_prepared_engine(customer_db))
-    if bad:
-        first = bad[0]
-        summary = f"{len(bad)} snapshots have impossible counts, first: {first.cheetah_name} day {first.day}: {'; '.join(first.problems)}"
-    else:
-        summary = "every snapshot's counts are possible"
-    return _scan_result(
-        bad, dg.AssetCheckSeverity.ERROR, summary, count_key="impossible_snapshots", table_key="problems", columns=IMPOSSIBLE_COLUMNS
-    )
-
-
-@dg.asset_check(
-    asset=campaign_analysis,
-    description=(
-        "Lists every campaign, day and metric whose count is lower than on the previous reported day. "
-        "Cheetah restates counts downwards for up to a week, so this warns rather than fails the data."
-    ),
-)
-def restatements_flagged(customer_db: CustomerDatabaseResource) -> dg.AssetCheckResult:
-    found = find_restatements(_prepared_engine(customer_db))
-    campaigns = len({r.cheetah_name for r in found})
-    summary = f"{len(found)} restated counts in {campaigns} campaigns" if found else "no count was restated downwards"
-    return _scan_result(
-        found, dg.AssetCheckSeverity.WARN, summary, count_key="restated_counts", table_key="restatements", columns=RESTATEMENT_COLUMNS
-    )
-
-
-# ------------------------------------------------------------------------------------------------
-METRIC_ASSETS = [campaign_metric_snapshots, campaign_analysis]
-METRIC_CHECKS = [metrics_are_possible, restatements_flagged]
+METRIC_ASSETS = [campaign_metric_snapshots, campaign_analysis, campaign_status]
+__all__ = ["METRIC_ASSETS", "METRIC_CHECKS"]

@@ -62,7 +62,11 @@ class CampaignNotSent(SnapshotError):
 
 
 class SnapshotTooEarly(SnapshotError):
-    pass
+    """The day has not come yet: not a failure, the snapshot is simply not due (``due_at``)."""
+
+    def __init__(self, message: str, due_at: dt.datetime):
+        super().__init__(message)
+        self.due_at = due_at
 
 
 # ------------------------------------------------------------------------------------------------
@@ -290,7 +294,9 @@ def check_due(campaign: SentCampaign, day: int, now: dt.datetime, *, allow_early
         raise SnapshotTooEarly(
             f"Day {day} of campaign {campaign.cheetah_name} comes at {due:%Y-%m-%d %H:%M} UTC "
             f"({hours:.1f} h from now, {now:%Y-%m-%d %H:%M} UTC): a day-{day} snapshot taken now would "
-            "not say what the campaign did by that day. Run it then, or set allow_early: true to take it anyway."
+            "not say what the campaign did by that day. It is requested then; set allow_early: true to take "
+            "a provisional one now.",
+            due,
         )
     return due
 
