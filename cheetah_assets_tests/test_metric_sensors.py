@@ -37,6 +37,7 @@ from cheetah_assets.metrics.assets import (
 )
 from cheetah_assets.metrics.due import snapshots_due
 from cheetah_assets.metrics.snapshots import prepare_database
+from cheetah_assets.metrics.views import campaign_status
 from cheetah_assets.simulator.metrics import metrics_at
 from cheetah_assets.timeutil import parse_iso, utc
 
@@ -394,7 +395,10 @@ def send_then_measure_a_week(sim, db_url, engine, instance) -> None:  # noqa: F8
             assert result.success
         analysis = ticker.tick(campaign_analysis_sensor, now)
         for _ in analysis.run_requests or []:
-            assert dg.materialize([campaign_analysis, *METRIC_CHECKS], resources=make_resources(sim, db_url), instance=instance).success
+            last = dg.materialize(  # what campaign_analysis_job selects
+                [campaign_analysis, campaign_status, *METRIC_CHECKS], resources=make_resources(sim, db_url), instance=instance
+            )
+            assert last.success
             analyses += 1
         now += step
     assert "up to date" in ticker.tick(campaign_analysis_sensor, now).skip_message
@@ -419,3 +423,17 @@ def send_then_measure_a_week(sim, db_url, engine, instance) -> None:  # noqa: F8
     )
     assert result["open_rate"] == pytest.approx(truth["MessageOpens"] / truth["Received"])
     assert result["delivery_rate"] == pytest.approx(truth["Received"] / truth["Sent"])
+    # The last analysis's tables: the campaign by its Optimove name, final; its status row.
+    metadata = {
+        e.materialization.asset_key.to_user_string(): {k: v.value for k, v in e.materialization.metadata.items()}
+        for e in last.get_asset_materialization_events()
+    }
+    (campaign,) = [r.data for r in metadata["campaign_analysis"]["campaigns"].records]
+    assert (campaign["name"], campaign["status"], campaign["provisional"]) == ("Metrics end to end", "final (day 7)", False)
+    (status,) = [r.data for r in metadata["campaign_status"]["campaigns"].records]
+    assert {k: status[k] for k in ("campaign", "name", "template", "send", "metrics", "days taken", "recipients", "delivered")} == {
+        "campaign": "MET1", "name": "Metrics end to end", "template": "1004", "send": "APPROVED",
+        "metrics": "final (7 of 7 days)", "days taken": 7, "recipients": recipients, "delivered": truth["Received"],
+    }
+    assert status["open_rate"] == f"{truth['MessageOpens'] / truth['Received']:.1%}" and status["cheetah_name"] == name
+    assert metadata["campaign_status"]["dagster/row_count"] == 1 and metadata["campaign_status"]["overdue"] == 0

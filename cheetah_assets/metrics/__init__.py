@@ -3,9 +3,13 @@
 Import each name from the module that defines it (this package re-exports nothing):
 
 * :mod:`.snapshots` — taking a snapshot and storing it (plain functions; no Dagster);
-* :mod:`.due` — what the metric sensors ask: which sends to register, which days are due;
-* :mod:`.analysis` — the roll-up per campaign, the data-quality scans and the curves as
-  Markdown (plain functions);
-* :mod:`.assets` — the Dagster assets and asset checks (``METRIC_ASSETS``, ``METRIC_CHECKS``);
-  the sensors are in ``automation/metric_sensors.py``.
+* :mod:`.due` — what the metric sensors ask: which sends to register, which days are due, which
+  are overdue;
+* :mod:`.analysis` — the roll-up per campaign (provisional days included) and the data-quality
+  scans (plain functions); :mod:`.chart` — the seven-day curves as a PNG; :mod:`.status` — each
+  planned campaign's status row (plain functions);
+* :mod:`.assets` — the snapshot and analysis assets (``METRIC_ASSETS``, ``METRIC_CHECKS``);
+  :mod:`.checks` — the asset checks; :mod:`.views` — ``campaign_status``; :mod:`.columns`,
+  :mod:`.keys` — table columns and the names the others share. The sensors are in
+  ``automation/metric_sensors.py``.
 """
