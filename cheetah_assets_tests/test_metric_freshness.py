@@ -19,6 +19,7 @@ from cheetah_assets.metrics.checks import overdue_now
 from cheetah_assets.metrics.due import SNAPSHOT_GRACE, overdue_days
 from cheetah_assets.metrics.snapshots import run_key
 from cheetah_assets.metrics.status import metrics_stage
+from cheetah_assets.metrics.views import campaign_status
 from cheetah_assets.tables import table
 
 from .test_metrics import (
@@ -140,3 +141,22 @@ def test_an_overdue_snapshot_fails_the_check_and_the_analysis_is_rerun(sim, db_u
         for day in (2, 3):
             snapshot(sim, db_url, instance, c.name, day)
         assert checks_of(materialize_analysis(sim, db_url, instance))["snapshots_on_time"].passed
+
+
+def test_a_newer_send_refreshes_the_status_view(db_url, engine):  # noqa: F811
+    """The day's cycle materializes campaign_sends: the analysis sensor re-runs the analysis job
+    (campaign_status with it) once, and is quiet once the view is newer than the sends."""
+    now = T0 + 10 * DAY
+    resources = {"customer_db": CustomerDatabaseResource(url=db_url), "clock": ClockResource(fixed_now=now.isoformat())}
+    with dg.instance_for_test() as instance:
+        def tick(cursor=None):
+            return campaign_analysis_sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources))
+
+        assert tick().skip_message == "no metric snapshot yet"
+        instance.report_runless_asset_event(dg.AssetMaterialization("campaign_sends", partition=f"{now:%Y-%m-%d}"))
+        sends = instance.fetch_materializations(dg.AssetKey("campaign_sends"), limit=1).records[0].storage_id
+        (request,) = tick().run_requests
+        assert request.run_key == f"analysis-0-sends-{sends}"
+        result = dg.materialize([campaign_status], resources=resources, instance=instance)
+        assert result.success and result.get_asset_materialization_events()[0].materialization.metadata["dagster/row_count"].value == 0
+        assert tick().skip_message == "no metric snapshot yet"

@@ -405,7 +405,9 @@ def send_then_measure_a_week(sim, db_url, engine, instance) -> None:  # noqa: F8
 
     keys = ticker.run_keys()
     assert sorted(k for k in keys if not k.startswith("analysis-")) == sorted(week_keys(name))
-    assert len([k for k in keys if k.startswith("analysis-")]) == analyses == 7  # one analysis after each new snapshot, none for an unchanged state
+    # One analysis for the day's sends (the status view), one after each new snapshot, none for an unchanged state.
+    assert len([k for k in keys if k.startswith("analysis-")]) == analyses == 8
+    assert len([k for k in keys if "-sends-" in k]) == 1
     (sent,) = [c for c in sim.admin.sent()["campaigns"] if c["name"] == name]
     recipients, sent_at = len(sent["recipients"]), parse_iso(sent["sentAt"])
     assert sent["sendCount"] == 1 and sent_at == send_at and recipients > 200

@@ -6,7 +6,8 @@
    send comes, once; after an outage it catches up every day that fell due meanwhile.
 3. ``campaign_analysis_sensor`` requests ``campaign_analysis`` (with its checks and
    ``campaign_status``) when a snapshot is newer than what the last analysis covered, or when the
-   overdue snapshots changed (so the ``snapshots_on_time`` check says so without a new snapshot).
+   overdue snapshots changed (so the ``snapshots_on_time`` check says so without a new snapshot),
+   or when the send path materialized after the status view (so the view shows the day's sends).
 
 All three start RUNNING (``DefaultSensorStatus.RUNNING``): they only read the customer database
 and the Dagster instance, and the runs they start only *read* Cheetah Messaging (reports), so
@@ -38,6 +39,7 @@ from ..metrics.assets import (
     snapshot_partition_key,
 )
 from ..metrics.due import campaigns_sent_since, snapshots_due
+from ..metrics.keys import SENDS, STATUS
 from ..sending.runs import LIVE_RUN_STATUSES
 from ..timeutil import parse_iso
 from .jobs import campaign_analysis_job, metric_snapshot_job
@@ -196,7 +198,8 @@ def _fingerprint(keys: list[str]) -> str:
         "Requests campaign_analysis (with its checks and campaign_status) when a metric snapshot is newer "
         "than what the latest analysis read (run key 'analysis-<newest snapshot event id>'), or when the "
         "set of overdue snapshots changed, so that the snapshots_on_time check fails (or passes again) "
-        "without waiting for a snapshot (run key 'analysis-<id>-overdue-<fingerprint>')."
+        "without waiting for a snapshot (run key 'analysis-<id>-overdue-<fingerprint>'), or when "
+        "campaign_sends is newer than campaign_status (run key '…-sends-<event id>')."
     ),
 )
 def campaign_analysis_sensor(
@@ -209,7 +212,10 @@ def campaign_analysis_sensor(
     checked = read_cursor(context.cursor).get("overdue", _fingerprint([]))
     covered = analysis_covers(instance)
     newer = latest is not None and (covered is None or covered < latest)
-    if not newer and checked == fingerprint:
+    # The status view also shows the send path: a newer campaign_sends than the view re-runs it.
+    sends, shown = latest_storage_id(instance, SENDS), latest_storage_id(instance, STATUS)
+    sends_newer = sends is not None and (shown is None or shown < sends)
+    if not newer and not sends_newer and checked == fingerprint:
         if latest is None:
             return dg.SkipReason("no metric snapshot yet")
         return dg.SkipReason(f"the analysis is up to date (snapshot event {latest}, {len(overdue)} snapshots overdue)")
@@ -222,6 +228,8 @@ def campaign_analysis_sensor(
     if checked != fingerprint:
         run_key += f"-overdue-{fingerprint}"
         context.log.info("the overdue snapshots changed (%d now overdue): re-running the analysis and its checks", len(overdue))
+    if sends_newer:
+        run_key += f"-sends-{sends}"
     return dg.SensorResult(
         run_requests=[dg.RunRequest(run_key=run_key, tags={"cheetah/snapshot_event": str(latest or 0)})],
         cursor=json.dumps({"overdue": fingerprint}),
