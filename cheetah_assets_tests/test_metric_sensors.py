@@ -439,3 +439,5 @@ def send_then_measure_a_week(sim, db_url, engine, instance) -> None:  # noqa: F8
     }
     assert status["open_rate"] == f"{truth['MessageOpens'] / truth['Received']:.1%}" and status["cheetah_name"] == name
     assert metadata["campaign_status"]["dagster/row_count"] == 1 and metadata["campaign_status"]["overdue"] == 0
+    latest_snapshot = instance.fetch_materializations(campaign_metric_snapshots.key, limit=1).records[0]
+    assert latest_snapshot.asset_materialization.metadata["campaign_name"].value == "Metrics end to end"

@@ -161,6 +161,7 @@ def campaign_metric_snapshots(
         context.log.warning("%s day %d taken early (allow_early): provisional until day %d has come", name, day, day)
     optimove = snap.optimove()
     metadata: dict = {
+        "campaign_name": dg.MetadataValue.text(campaign_names(engine, [name]).get(name, "")),
         **{_optimove_label(k): dg.MetadataValue.int(v) for k, v in snap.counts.items()},
         "day": dg.MetadataValue.int(day),
         "camp_id": dg.MetadataValue.int(snap.camp_id) if isinstance(snap.camp_id, int) else dg.MetadataValue.text(snap.camp_id),
@@ -265,13 +266,19 @@ def chart_metadata(context: dg.AssetExecutionContext, config: AnalysisConfig, re
     """The chart embedded (a data: URI in Markdown) and saved to a file, with its path."""
     png = curves_png(result, names)
     folder = config.chart_dir or str(Path(context.instance.storage_directory()) / "cheetah_charts")
-    path = save_png(png, folder)
     image = base64.b64encode(png).decode("ascii")
-    return {
+    metadata = {
         "curves_chart": dg.MetadataValue.md(f"![Seven-day curves](data:image/png;base64,{image})"),
-        "curves_chart_file": dg.MetadataValue.path(str(path)),
         "curves_chart_bytes": dg.MetadataValue.int(len(png)),
     }
+    try:
+        metadata["curves_chart_file"] = dg.MetadataValue.path(str(save_png(png, folder)))
+    except OSError as exc:
+        # The chart is a view of the analysis, which is stored already: say so, do not fail it.
+        problem = f"The curves chart could not be saved in {folder} ({exc.strerror or exc}); set chart_dir to a writable folder."
+        context.log.warning(problem)
+        metadata["curves_chart_file_error"] = dg.MetadataValue.text(problem)
+    return metadata
 
 
 @dg.asset(
