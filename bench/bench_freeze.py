@@ -1,20 +1,27 @@
-"""Benchmark: freezing a recipient list in SQL (streamed) vs. loading the customers into pandas.
+"""Benchmark: freezing a recipient list in the database vs. a raw scan, today's streaming freeze
+and a naive pandas read, on SQLite and on PostgreSQL.
 
-    python bench/bench_freeze.py                    # 1,000,000 customers
-    python bench/bench_freeze.py --customers 200000 --no-tracemalloc
+    python bench/bench_freeze.py                        # 1,000,000 customers, SQLite and PostgreSQL
+    python bench/bench_freeze.py --customers 200000 --backends sqlite --no-tracemalloc
 
-Seeds N demo customers into a temporary SQLite file, then measures, each in its own fresh
-process (so one approach's memory cannot hide in the other's high-water mark):
+Seeds N demo customers into a temporary SQLite file and into a PostgreSQL database of its own
+(``cheetah_bench_freeze`` on the server of CHEETAH_TEST_PG_URL, default
+postgresql://postgres@127.0.0.1:5432/test; dropped afterwards unless --keep), then measures, each
+in its own fresh process (so one approach's memory cannot hide in another's high-water mark):
 
-(a) the naive baseline: ``pandas.read_sql`` of the whole customers table (plus the group's
-    members and the suppression list), then filtering, suppression and de-duplication in pandas,
-    and the template split. It does NOT write the list anywhere, which flatters it.
-(b) :func:`cheetah_assets.customers.queries.freeze_recipient_list`: selection, suppression and
-    de-duplication in SQL, streamed in chunks and written to ``cheetah_recipient``.
+(raw)    the raw limit: one SQL scan of the same rows (the identifier and the Data Map fields of
+         the target group's members), fetched to Python and thrown away;
+(naive)  ``pandas.read_sql`` of the whole customers table (plus the group's members and the
+         suppression list), then filtering, suppression and de-duplication in pandas, and the
+         template split. It does NOT write the list anywhere, which flatters it;
+(stream) today's freeze: ``freeze_recipient_list(..., in_database=False)``, selection in SQL, the
+         rows streamed through Python in chunks (template split, attrs JSON) and inserted back;
+(freeze) ``freeze_recipient_list``: one INSERT ... SELECT, no row through Python.
 
 For each: wall time and peak RSS (growth over the process's RSS after imports), then, in a
 second run, the peak Python allocation under tracemalloc (slower; skip with --no-tracemalloc).
-Both must select the same number of recipients.
+The stream and the freeze must write the same list (identifiers, templates, attrs compared in
+SQL); all must select the same number of recipients.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -37,6 +45,8 @@ if ROOT not in sys.path:
 FIELDS = {"FNAME": "first_name", "LNAME": "last_name", "FAV_DEPT": "fav_dept", "CITY": "city"}
 TEMPLATES = ["1001", "1003"]
 GROUP = "all_customers"
+APPROACHES = ("raw", "naive", "stream", "freeze")
+PG_DATABASE = "cheetah_bench_freeze"
 SEND_DATE = dt.date(2025, 11, 24)
 
 
@@ -74,7 +84,25 @@ def _naive(url: str) -> int:
     return len(df)
 
 
-def _freeze(url: str, tag: str) -> int:
+def _raw(url: str) -> int:
+    import sqlalchemy as sa
+
+    from cheetah_assets.customers import schema
+    from cheetah_assets.customers.engines import engine_for
+
+    c, m = schema.customers, schema.target_group_members
+    stmt = sa.select(c.c.email, *[c.c[col] for col in FIELDS.values()]).join(
+        m, sa.and_(m.c.customer_pk == c.c.customer_pk, m.c.target_group == GROUP)
+    )
+    rows = 0
+    with engine_for(url).connect() as conn:
+        result = conn.execution_options(stream_results=True, yield_per=10_000).execute(stmt)
+        for part in result.partitions(10_000):
+            rows += len(part)
+    return rows
+
+
+def _freeze(url: str, tag: str, in_database: bool = True) -> int:
     from cheetah_assets.customers.queries import freeze_recipient_list
     from cheetah_assets.customers.engines import engine_for
 
@@ -86,6 +114,7 @@ def _freeze(url: str, tag: str) -> int:
         identifier_column="email",
         fields=FIELDS,
         template_ids=TEMPLATES,
+        in_database=in_database,
     )
     return result.row_count
 
@@ -104,7 +133,12 @@ def child(approach: str, url: str, measure: str, tag: str) -> None:
         tracemalloc.start()
         traced_before = tracemalloc.get_traced_memory()[0]
     started = time.perf_counter()
-    rows = _naive(url) if approach == "naive" else _freeze(url, tag)
+    if approach == "naive":
+        rows = _naive(url)
+    elif approach == "raw":
+        rows = _raw(url)
+    else:
+        rows = _freeze(url, f"{approach}-{tag}", in_database=approach == "freeze")
     seconds = time.perf_counter() - started
     out = {"rows": rows, "seconds": seconds}
     if measure == "tracemalloc":
@@ -130,11 +164,12 @@ def main(argv=None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--customers", type=int, default=1_000_000)
+    parser.add_argument("--backends", default="sqlite,postgresql", help="comma-separated: sqlite, postgresql")
     parser.add_argument("--no-tracemalloc", action="store_true", help="skip the (slow) tracemalloc runs")
     parser.add_argument(
         "--keep", metavar="DIR", help="seed into DIR/bench.db and keep it (reused if present)"
     )
-    parser.add_argument("--child", choices=("naive", "freeze"), help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=APPROACHES, help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--measure", default="rss", help=argparse.SUPPRESS)
     parser.add_argument("--tag", default="x", help=argparse.SUPPRESS)
@@ -143,54 +178,145 @@ def main(argv=None) -> int:
         child(args.child, args.url, args.measure, args.tag)
         return 0
 
+    results = {}
+    for backend in args.backends.split(","):
+        with _database(backend, args) as url:
+            results[backend] = _measure(backend, url, args)
+    print()
+    failed = False
+    for backend, r in results.items():
+        if r is None:
+            failed = True
+            continue
+        raw, stream, freeze = r["raw"]["seconds"], r["stream"]["seconds"], r["freeze"]["seconds"]
+        print(f"SUMMARY {backend}: {r['freeze']['rows']:,} recipients; freeze {freeze:.2f}s = "
+              f"{freeze / raw:.2f}x the raw scan ({raw:.2f}s; goal <= 2x), "
+              f"{stream / freeze:.1f}x faster than the streamed freeze ({stream:.2f}s; goal >= 10x), "
+              f"{r['naive']['seconds'] / freeze:.1f}x faster than the naive read ({r['naive']['seconds']:.2f}s)")
+    return 1 if failed else 0
+
+
+@contextmanager
+def _database(backend: str, args):
+    """A seeded database of ``backend`` (reused when --keep holds one), and its URL."""
     from cheetah_assets.customers.engines import dispose_engine, engine_for
+
+    if backend == "sqlite":
+        tmp = None
+        if args.keep:
+            os.makedirs(args.keep, exist_ok=True)
+            path = os.path.join(args.keep, "bench.db")
+        else:
+            tmp = tempfile.TemporaryDirectory(prefix="bench_freeze_")
+            path = os.path.join(tmp.name, "bench.db")
+        url = f"sqlite:///{path}"
+        try:
+            if not os.path.exists(path):
+                _seed(engine_for(url, create=True), args.customers, path)
+                dispose_engine(url)
+            print(f"database file: {os.path.getsize(path) / 2**20:.0f} MiB", flush=True)
+            yield url
+        finally:
+            if tmp is not None:
+                tmp.cleanup()
+        return
+
+    import sqlalchemy as sa
+    from sqlalchemy.pool import NullPool
+
+    from cheetah_assets.customers.engines import with_shipped_driver
+
+    server = with_shipped_driver(sa.make_url(os.environ.get("CHEETAH_TEST_PG_URL") or "postgresql://postgres@127.0.0.1:5432/test"))
+    admin = sa.create_engine(server, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    url = server.set(database=PG_DATABASE).render_as_string(hide_password=False)
+    with admin.connect() as conn:
+        exists = conn.exec_driver_sql(f"SELECT 1 FROM pg_database WHERE datname = '{PG_DATABASE}'").scalar()
+        if exists and not args.keep:
+            conn.exec_driver_sql(f"DROP DATABASE {PG_DATABASE}")
+            exists = None
+        if not exists:
+            conn.exec_driver_sql(f"CREATE DATABASE {PG_DATABASE} ENCODING 'UTF8' TEMPLATE template0")
+    try:
+        if not exists:
+            _seed(engine_for(url), args.customers, f"PostgreSQL database {PG_DATABASE}")
+            dispose_engine(url)
+            with sa.create_engine(url, poolclass=NullPool, isolation_level="AUTOCOMMIT").connect() as conn:
+                conn.exec_driver_sql("VACUUM ANALYZE")
+        yield url
+    finally:
+        dispose_engine(url)
+        if not args.keep:
+            with admin.connect() as conn:
+                conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {PG_DATABASE} WITH (FORCE)")
+        admin.dispose()
+
+
+def _seed(engine, customers: int, where: str) -> None:
     from cheetah_assets.customers.seed import seed_demo
 
-    tmp = None
-    if args.keep:
-        os.makedirs(args.keep, exist_ok=True)
-        path = os.path.join(args.keep, "bench.db")
-    else:
-        tmp = tempfile.TemporaryDirectory(prefix="bench_freeze_")
-        path = os.path.join(tmp.name, "bench.db")
-    url = f"sqlite:///{path}"
-    try:
-        if not os.path.exists(path):
-            print(f"seeding {args.customers:,} customers into {path} ...", flush=True)
-            summary = seed_demo(engine_for(url, create=True), customers=args.customers, days=1)
-            print(f"  seeded in {summary.seconds:.1f}s "
-                  f"({summary.customers / summary.seconds:,.0f} customers/s)", flush=True)
-            dispose_engine(url)
-        print(f"database file: {os.path.getsize(path) / 2**20:.0f} MiB", flush=True)
+    print(f"seeding {customers:,} customers into {where} ...", flush=True)
+    summary = seed_demo(engine, customers=customers, days=1)
+    print(f"  seeded in {summary.seconds:.1f}s ({summary.customers / summary.seconds:,.0f} customers/s)", flush=True)
 
-        results = {}
-        for approach in ("naive", "freeze"):
-            r = _run_child(approach, url, "rss", "rss")
-            if not args.no_tracemalloc:
-                r.update({k: v for k, v in _run_child(approach, url, "tracemalloc", "tm").items()
-                          if k == "traced_peak_mib"})
-            results[approach] = r
-            line = (f"{approach:>7}: {r['rows']:,} recipients in {r['seconds']:.2f}s, "
-                    f"peak RSS {r['rss_peak_mib']:.0f} MiB (+{r['rss_growth_mib']:.0f} MiB over imports)")
-            if "traced_peak_mib" in r:
-                line += f", peak Python allocation (tracemalloc) {r['traced_peak_mib']:.1f} MiB"
-            print(line, flush=True)
 
-        naive, freeze = results["naive"], results["freeze"]
-        if naive["rows"] != freeze["rows"]:
-            print(f"MISMATCH: naive selected {naive['rows']:,}, freeze {freeze['rows']:,}")
-            return 1
-        print(f"time ratio (naive / freeze):            {naive['seconds'] / freeze['seconds']:.2f}x")
-        print(f"peak RSS growth ratio (naive / freeze): "
-              f"{naive['rss_growth_mib'] / max(freeze['rss_growth_mib'], 0.1):.1f}x")
-        if "traced_peak_mib" in naive and "traced_peak_mib" in freeze:
-            print(f"peak Python allocation ratio:           "
-                  f"{naive['traced_peak_mib'] / freeze['traced_peak_mib']:.1f}x")
-        print("(the naive run only selects; the freeze also writes the list to cheetah_recipient)")
-        return 0
-    finally:
-        if tmp is not None:
-            tmp.cleanup()
+def _same_list(url: str) -> str | None:
+    """None if the streamed and the in-database freeze wrote the same list, else what differs."""
+    import sqlalchemy as sa
+
+    from cheetah_assets.customers.engines import dispose_engine, engine_for
+    from cheetah_assets.customers.queries import list_key
+
+    a, b = (list_key(f"BENCH-{approach}-rss", SEND_DATE) for approach in ("stream", "freeze"))
+    engine = engine_for(url)
+    same_attrs = "json(s.attrs) = json(f.attrs)" if engine.dialect.name == "sqlite" else (
+        "CAST(s.attrs AS jsonb) = CAST(f.attrs AS jsonb)"
+    )
+    with engine.connect() as conn:
+        n = {k: conn.execute(sa.text("SELECT count(*) FROM cheetah_recipient WHERE list_key = :k"), {"k": k}).scalar()
+             for k in (a, b)}
+        same = conn.execute(sa.text(
+            "SELECT count(*) FROM cheetah_recipient s JOIN cheetah_recipient f ON f.identifier = s.identifier "
+            f"WHERE s.list_key = :a AND f.list_key = :b AND s.template_id = f.template_id AND {same_attrs}"
+        ), {"a": a, "b": b}).scalar()
+    dispose_engine(url)
+    if not (n[a] == n[b] == same):
+        return f"stream wrote {n[a]:,} rows, freeze {n[b]:,}, identical {same:,}"
+    return None
+
+
+def _measure(backend: str, url: str, args) -> dict | None:
+    print(f"--- {backend}", flush=True)
+    results = {}
+    for approach in APPROACHES:
+        r = _run_child(approach, url, "rss", "rss")
+        if not args.no_tracemalloc:
+            r.update({k: v for k, v in _run_child(approach, url, "tracemalloc", "tm").items()
+                      if k == "traced_peak_mib"})
+        results[approach] = r
+        line = (f"{approach:>7}: {r['rows']:,} rows in {r['seconds']:.2f}s, "
+                f"peak RSS {r['rss_peak_mib']:.0f} MiB (+{r['rss_growth_mib']:.0f} MiB over imports)")
+        if "traced_peak_mib" in r:
+            line += f", peak Python allocation (tracemalloc) {r['traced_peak_mib']:.1f} MiB"
+        print(line, flush=True)
+
+    picked = {a: results[a]["rows"] for a in ("naive", "stream", "freeze")}
+    if len(set(picked.values())) != 1:
+        print(f"MISMATCH: recipients selected {picked}")
+        return None
+    differs = _same_list(url)
+    if differs:
+        print(f"MISMATCH between the streamed and the in-database list: {differs}")
+        return None
+    freeze, raw = results["freeze"], results["raw"]
+    print("same list written by the stream and the freeze (identifiers, templates, attrs)")
+    print(f"time ratio freeze / raw scan:      {freeze['seconds'] / raw['seconds']:.2f}x")
+    print(f"time ratio stream / freeze:        {results['stream']['seconds'] / freeze['seconds']:.1f}x")
+    print(f"time ratio naive / freeze:         {results['naive']['seconds'] / freeze['seconds']:.1f}x")
+    print(f"peak RSS growth ratio naive / freeze: "
+          f"{results['naive']['rss_growth_mib'] / max(freeze['rss_growth_mib'], 0.1):.1f}x")
+    print(f"(raw: {raw['rows']:,} member rows scanned; the naive run only selects; the stream and the "
+          "freeze also write the list to cheetah_recipient)")
+    return results
 
 
 if __name__ == "__main__":

@@ -20,7 +20,8 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from ..timeutil import utc
-from .identifiers import ensure_sql_function, norm, register_sqlite_function
+from .freeze_sql import field_texts, insert_statement, selection
+from .identifiers import ensure_sql_function, register_sqlite_function
 from .recipients import (
     PG_LOCK_NAMESPACE,
     UNLOCKED_STATES,
@@ -32,10 +33,11 @@ from .recipients import (
     list_key,
     reflect_customers,
     stored_result,
+    template_counts,
     template_for,
     unique_in_order,
 )
-from .schema import recipient, recipient_list, send_ledger, suppression, target_group_members
+from .schema import recipient, recipient_list, send_ledger
 
 
 def _attrs_encoder(field_names: Sequence[str]) -> Callable[[Sequence[str | None]], str]:
@@ -56,6 +58,9 @@ def _attrs_encoder(field_names: Sequence[str]) -> Callable[[Sequence[str | None]
 
 _SERIALIZATION_FAILURES = ("40001", "40P01")  # serialization_failure, deadlock_detected
 _FREEZE_ATTEMPTS = 3
+
+#: PostgreSQL ``work_mem`` for the freeze's transaction (per sort, on the database server).
+PG_FREEZE_WORK_MEM = "128MB"
 
 
 @contextmanager
@@ -102,71 +107,6 @@ def list_transaction(engine: Engine, key: str) -> Iterator[Connection]:
                 yield conn
 
 
-def _selection(
-    customers: sa.Table,
-    *,
-    target_group: str,
-    identifier_column: str,
-    field_columns: Sequence[str],
-):
-    """The two statements of a freeze: the counts, and the streamed rows to keep."""
-    ident_col = customers.c[identifier_column]
-    ident = ident_col if isinstance(ident_col.type, sa.String) else sa.cast(ident_col, sa.String)
-    normalised = norm(ident)
-
-    s_norm = norm(suppression.c.identifier)
-    supp = (
-        sa.select(s_norm.label("norm"))
-        .where(suppression.c.identifier.is_not(None), s_norm != "")
-        .distinct()
-        .subquery("supp")
-    )
-    joined = customers.join(
-        target_group_members,
-        sa.and_(
-            target_group_members.c.customer_pk == customers.c.customer_pk,
-            target_group_members.c.target_group == target_group,
-        ),
-    ).outerjoin(supp, supp.c.norm == normalised)
-
-    is_missing = sa.or_(ident_col.is_(None), normalised == "")
-    flags = (
-        sa.select(
-            normalised.label("norm"),
-            sa.case((is_missing, 1), else_=0).label("missing"),
-            sa.case((supp.c.norm.is_not(None), 1), else_=0).label("suppressed"),
-        )
-        .select_from(joined)
-        .subquery("flags")
-    )
-    eligible = sa.and_(flags.c.missing == 0, flags.c.suppressed == 0)
-    counts = sa.select(
-        sa.func.count().label("in_target_group"),
-        sa.func.coalesce(sa.func.sum(flags.c.missing), 0).label("missing"),
-        sa.func.coalesce(
-            sa.func.sum(sa.case((sa.and_(flags.c.missing == 0, flags.c.suppressed == 1), 1), else_=0)), 0
-        ).label("suppressed"),
-        sa.func.count(sa.distinct(sa.case((eligible, flags.c.norm)))).label("distinct_kept"),
-    )
-
-    ranked = (
-        sa.select(
-            normalised.label("ident"),
-            *[customers.c[col].label(f"f{i}") for i, col in enumerate(field_columns)],
-            sa.func.row_number()
-            .over(partition_by=normalised, order_by=customers.c.customer_pk)
-            .label("rn"),
-        )
-        .select_from(joined)
-        .where(sa.not_(is_missing), supp.c.norm.is_(None))
-        .subquery("ranked")
-    )
-    keep = sa.select(
-        ranked.c.ident, *[ranked.c[f"f{i}"] for i in range(len(field_columns))]
-    ).where(ranked.c.rn == 1)
-    return counts, keep
-
-
 _RECIPIENT_COLUMNS = ("list_key", "identifier", "template_id", "attrs")
 
 
@@ -196,6 +136,38 @@ def _recipient_writer(conn: Connection) -> Callable[[list[tuple]], None]:
     return write
 
 
+def _stream_rows(
+    conn: Connection,
+    key: str,
+    keep_stmt,
+    templates: tuple[str, ...],
+    field_names: list[str],
+    chunk_size: int,
+    progress: Callable[[int], None] | None,
+) -> tuple[dict[str, int], int]:
+    """The streamed freeze: the kept rows through Python in chunks (template split, attrs JSON)."""
+    per_template = dict.fromkeys(templates, 0)
+    encode_attrs = _attrs_encoder(field_names)
+    write_batch = _recipient_writer(conn)
+    written = 0
+    result = conn.execute(keep_stmt.execution_options(stream_results=True, yield_per=chunk_size))
+    try:
+        for part in result.partitions(chunk_size):
+            batch = []
+            for row in part:
+                ident = row[0]
+                template_id = template_for(ident, templates)
+                per_template[template_id] += 1
+                batch.append((key, ident, template_id, encode_attrs([as_text(v) for v in row[1:]])))
+            write_batch(batch)
+            written += len(batch)
+            if progress is not None:
+                progress(written)
+    finally:
+        result.close()
+    return per_template, written
+
+
 def _is_serialization_failure(exc: DBAPIError) -> bool:
     return getattr(exc.orig, "pgcode", None) in _SERIALIZATION_FAILURES
 
@@ -213,6 +185,7 @@ def freeze_recipient_list(
     progress: Callable[[int], None] | None = None,
     customers_table: str = "customers",
     now: dt.datetime | None = None,
+    in_database: bool = True,
 ) -> FreezeResult:
     """Materialize the recipient list of (campaign, day), or return it untouched if it is frozen.
 
@@ -231,6 +204,12 @@ def freeze_recipient_list(
     list is rebuilt in one transaction (old rows deleted, new ones inserted, the list row
     replaced), so readers see the old complete list or the new one, never a mix; concurrent
     freezes of the same list run one after the other.
+
+    The list is written by one ``INSERT … SELECT`` (:mod:`.freeze_sql`): no row passes through
+    Python. Only when a Data Map column's type cannot be rendered as text by the database exactly
+    as Python renders it (dates, reals, booleans, padded CHAR, ...), or with ``in_database=False``,
+    are the rows streamed through Python in chunks of ``chunk_size``. ``progress`` is called with
+    the number of rows written so far: after each chunk when streaming, once at the end otherwise.
     """
     templates = unique_in_order(str(t) for t in template_ids)
     if not templates:
@@ -258,12 +237,15 @@ def freeze_recipient_list(
             table=customers_table,
             missing=missing,
         )
-    counts_stmt, keep_stmt = _selection(
+    texts = field_texts(customers, field_columns, engine.dialect) if in_database else None
+    counts_stmt, kept = selection(
         customers,
         target_group=target_group,
         identifier_column=identifier_column,
-        field_columns=field_columns,
+        field_exprs=texts if texts is not None else [customers.c[c] for c in field_columns],
+        dialect=engine.dialect.name,
     )
+    insert_stmt = None if texts is None else insert_statement(key, kept, templates, field_names, engine.dialect.name)
     frozen_at = utc(now) if now is not None else dt.datetime.now(dt.timezone.utc)
 
     for attempt in range(1, _FREEZE_ATTEMPTS + 1):
@@ -279,7 +261,8 @@ def freeze_recipient_list(
                     field_names=field_names,
                     templates=templates,
                     counts_stmt=counts_stmt,
-                    keep_stmt=keep_stmt,
+                    insert_stmt=insert_stmt,
+                    keep_stmt=sa.select(kept),
                     chunk_size=chunk_size,
                     progress=progress,
                     frozen_at=frozen_at,
@@ -302,6 +285,7 @@ def _freeze_locked(
     field_names: list[str],
     templates: tuple[str, ...],
     counts_stmt,
+    insert_stmt,
     keep_stmt,
     chunk_size: int,
     progress: Callable[[int], None] | None,
@@ -320,32 +304,21 @@ def _freeze_locked(
     if existing is not None and any(s not in UNLOCKED_STATES for s in states):
         return stored_result(conn, existing, templates, reused=True)
 
-    in_target_group, n_missing, n_suppressed, n_kept = (int(v) for v in conn.execute(counts_stmt).one())
+    in_target_group, n_missing, n_suppressed = (int(v) for v in conn.execute(counts_stmt).one())
 
     conn.execute(sa.delete(recipient).where(recipient.c.list_key == key))
-    per_template = dict.fromkeys(templates, 0)
-    encode_attrs = _attrs_encoder(field_names)
-    write_batch = _recipient_writer(conn)
-    written = 0
-    result = conn.execute(keep_stmt.execution_options(stream_results=True, yield_per=chunk_size))
-    try:
-        for part in result.partitions(chunk_size):
-            batch = []
-            for row in part:
-                ident = row[0]
-                template_id = template_for(ident, templates)
-                per_template[template_id] += 1
-                batch.append((key, ident, template_id, encode_attrs([as_text(v) for v in row[1:]])))
-            write_batch(batch)
-            written += len(batch)
-            if progress is not None:
-                progress(written)
-    finally:
-        result.close()
-    if written != n_kept:  # cannot happen within one snapshot; never commit a list that disagrees
-        raise RuntimeError(
-            f"recipient list {key}: counted {n_kept} recipients but selected {written}; not saved"
-        )
+    if insert_stmt is not None:
+        if conn.dialect.name == "postgresql":  # the de-duplication's sort, in memory, not on disk
+            conn.exec_driver_sql(f"SET LOCAL work_mem = '{PG_FREEZE_WORK_MEM}'")
+        conn.execute(insert_stmt)
+        per_template = template_counts(conn, key, templates)
+        written = sum(per_template.values())
+    else:
+        per_template, written = _stream_rows(conn, key, keep_stmt, templates, field_names, chunk_size, progress)
+    if progress is not None and (insert_stmt is not None or written == 0):
+        progress(written)  # once at the end when no chunk reported
+    if set(per_template) != set(templates):  # cannot happen; never commit a list that disagrees
+        raise RuntimeError(f"recipient list {key}: rows written for unknown templates; not saved")
 
     values = dict(
         list_key=key,
@@ -357,7 +330,7 @@ def _freeze_locked(
         in_target_group=in_target_group,
         excluded_missing_identifier=n_missing,
         excluded_suppressed=n_suppressed,
-        collapsed_duplicates=in_target_group - n_missing - n_suppressed - n_kept,
+        collapsed_duplicates=in_target_group - n_missing - n_suppressed - written,
         frozen_at=frozen_at,
     )
     conn.execute(sa.delete(recipient_list).where(recipient_list.c.list_key == key))

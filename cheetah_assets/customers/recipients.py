@@ -13,7 +13,6 @@ public names.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -26,12 +25,14 @@ from sqlalchemy.exc import NoSuchTableError
 
 from ..timeutil import utc
 from .engines import CustomerDatabaseError, safe_url
-from .identifiers import normalise_identifier
+from .identifiers import template_index
 from .schema import recipient, recipient_list, send_ledger
 
 #: Ledger states that leave a recipient list open to re-derivation. Any other state of any send
-#: of the list (IMPORTING, IMPORTED, CREATED, ..., FAILED, CANCELLED) freezes it for good.
-UNLOCKED_STATES = ("PENDING", "MISSED")
+#: of the list (IMPORTING, IMPORTED, CREATED, ..., FAILED) freezes it for good. A CANCELLED send
+#: is never sent again (its campaign was deleted in Cheetah), so it does not keep the list of
+#: the campaign's other sends from being re-frozen after a change (sending/changes.py).
+UNLOCKED_STATES = ("PENDING", "MISSED", "CANCELLED")
 
 #: First key of the two-key PostgreSQL advisory lock taken while a list is (re)built, so the
 #: lock cannot collide with single-key advisory locks taken elsewhere ("CHET").
@@ -86,8 +87,7 @@ def unique_in_order(values: Iterable[str]) -> tuple[str, ...]:
 
 def template_for(identifier: str, template_ids: Sequence[str]) -> str:
     """The template a recipient gets: a stable hash of its normalised identifier."""
-    digest = hashlib.sha256(normalise_identifier(identifier).encode("utf-8")).hexdigest()
-    return template_ids[int(digest[:12], 16) % len(template_ids)]
+    return template_ids[template_index(identifier, len(template_ids))]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -153,7 +153,9 @@ def is_list_locked(engine: Bind, key: str) -> bool:
         return bool(conn.execute(sa.select(_locked_clause(key))).scalar())
 
 
-def _per_template(conn: Connection, key: str, template_ids: Sequence[str]) -> dict[str, int]:
+def template_counts(conn: Connection, key: str, template_ids: Sequence[str]) -> dict[str, int]:
+    """How many recipients of the list go to each template (every id of ``template_ids``, then
+    any other the stored list uses)."""
     counts = dict(
         conn.execute(
             sa.select(recipient.c.template_id, sa.func.count())
@@ -170,7 +172,7 @@ def stored_result(conn: Connection, row, template_ids: Sequence[str], *, reused:
     return FreezeResult(
         list_key=row["list_key"],
         row_count=row["row_count"],
-        per_template=_per_template(conn, row["list_key"], template_ids),
+        per_template=template_counts(conn, row["list_key"], template_ids),
         in_target_group=row["in_target_group"],
         excluded_missing_identifier=row["excluded_missing_identifier"],
         excluded_suppressed=row["excluded_suppressed"],

@@ -1,0 +1,241 @@
+"""The freeze as one INSERT … SELECT (issue 12, item 1), on SQLite and PostgreSQL.
+
+The database does the normalisation (SQLite: builtins for ASCII text), the de-duplication, the
+suppression, the template split (SHA-256 of the normalised identifier) and the attrs JSON. These
+properties prove it equal to the Python reference (``normalise_identifier``, ``template_index``,
+``as_text``) and to the streamed freeze (``in_database=False``), which Python drives row by row.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+import sqlalchemy as sa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from cheetah_assets.customers import identifiers, schema, seed
+from cheetah_assets.customers.engines import dispose_engine, engine_for
+from cheetah_assets.customers.identifiers import normalise_identifier, template_index
+from cheetah_assets.customers.queries import freeze_recipient_list, list_key, template_for
+from cheetah_assets.customers.recipients import as_text
+from cheetah_assets.customers.resource import CustomerDatabaseResource
+from cheetah_assets.customers.schema import recipient, recipient_list, suppression, target_group_members
+
+from .pg import fresh_postgres_database
+
+DAY = dt.date(2025, 11, 24)
+FIELDS = {"FNAME": "first_name", "CITY": "city"}
+ASCII_NOISE = [" ", "\t", "\n", "\r", "\x0b", "\x0c", "\x1c", "\x1f", "\x7f", "A", "Z", "a", "@", ".", "-", "_", "0", "~"]
+UNICODE_NOISE = ["\u00a0", "\u200b", "\ufeff", "ß", "İ", "Ａ", "＠", "É", "e\u0301", "ﬁ", "\u3000", "Σ"]
+
+#: Text without surrogates (no driver can send them) and without NUL (PostgreSQL text cannot hold it).
+TEXT = st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\x00"))
+MOSTLY_ASCII = st.lists(st.sampled_from(ASCII_NOISE + UNICODE_NOISE) | st.characters(max_codepoint=0x7F, exclude_characters="\x00"), max_size=24).map("".join)
+IDENTS = TEXT | MOSTLY_ASCII
+
+
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def engine(request, tmp_path_factory):
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('freeze_sql') / 'customers.db'}"
+        eng = engine_for(url, create=True)
+        schema.create_demo_tables(eng)
+        CustomerDatabaseResource(url=url).ensure_tables()
+        yield eng
+        dispose_engine(url)
+    else:
+        with fresh_postgres_database() as url:
+            eng = engine_for(url)
+            schema.create_demo_tables(eng)
+            CustomerDatabaseResource(url=url).ensure_tables()
+            identifiers.ensure_sql_function(eng)
+            yield eng
+
+
+def _sql_values(engine, expr_of, values):
+    stmt = sa.select(expr_of(sa.bindparam("v", type_=sa.Text)))
+    with engine.connect() as conn:
+        return [conn.execute(stmt, {"v": v}).scalar_one() for v in values]
+
+
+# ------------------------------------------------------------------------------------------------
+# the SQL expressions against the Python reference
+# ------------------------------------------------------------------------------------------------
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(IDENTS, min_size=1, max_size=15))
+def test_database_normalisation_equals_python(engine, values):
+    dialect = engine.dialect.name
+    assert _sql_values(engine, lambda e: identifiers.norm_sql(e, dialect), values) == [
+        normalise_identifier(v) for v in values
+    ]
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(IDENTS, min_size=1, max_size=10), st.integers(1, 7))
+def test_database_template_split_equals_python(engine, values, count):
+    """The split from the normalised identifier (what the freeze stores) is template_for's."""
+    dialect = engine.dialect.name
+    normalised = [normalise_identifier(v) for v in values]
+    got = _sql_values(engine, lambda e: identifiers.template_index_sql(e, count, dialect), normalised)
+    assert got == [template_index(v, count) for v in values]
+    templates = [f"T{i}" for i in range(count)]
+    assert [templates[i] for i in got] == [template_for(v, templates) for v in values]
+
+
+def test_template_split_is_balanced():
+    counts = [0, 0, 0]
+    for i in range(30_000):
+        counts[template_index(f"customer{i}@example.com", 3)] += 1
+    assert all(abs(c - 10_000) < 400 for c in counts), counts
+
+
+def test_sqlite_values_that_are_not_ascii_text_take_the_python_path(tmp_path):
+    """Integers, reals, blobs and text holding NUL in a SQLite TEXT column: exactly the UDF's result."""
+    url = f"sqlite:///{tmp_path / 'odd.db'}"
+    eng = engine_for(url, create=True)
+    try:
+        with eng.begin() as conn:
+            conn.exec_driver_sql("CREATE TABLE odd (v TEXT)")
+            conn.exec_driver_sql(
+                "INSERT INTO odd VALUES (12345), (1.5), (X'41424320'), (' Ab' || char(0) || 'C '), (NULL), ('ÄB ')"
+            )
+            odd = sa.Table("odd", sa.MetaData(), autoload_with=conn)
+            fast = conn.execute(sa.select(identifiers.norm_sql(odd.c.v, "sqlite"))).scalars().all()
+            udf = conn.execute(sa.select(identifiers.norm(odd.c.v))).scalars().all()
+        assert fast == udf
+        assert fast[0] == "12345" and fast[-1] == "äb" and fast[4] is None
+    finally:
+        dispose_engine(url)
+
+
+# ------------------------------------------------------------------------------------------------
+# the whole freeze: in the database == streamed through Python
+# ------------------------------------------------------------------------------------------------
+def _empty(engine) -> None:
+    with engine.begin() as conn:
+        for table in (recipient, recipient_list, target_group_members, suppression, schema.customers):
+            conn.execute(sa.delete(table))
+
+
+def _stored(engine, key):
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(recipient.c.identifier, recipient.c.template_id, recipient.c.attrs).where(recipient.c.list_key == key)
+        ).all()
+    return {i: (t, json.loads(a)) for i, t, a in rows}
+
+
+def _freeze(engine, campaign, in_database, templates, progress=None, fields=FIELDS, table="customers", chunk_size=3):
+    return freeze_recipient_list(
+        engine,
+        campaign_id=campaign,
+        send_date=DAY,
+        target_group="all_customers",
+        identifier_column="email",
+        fields=fields,
+        template_ids=templates,
+        in_database=in_database,
+        progress=progress,
+        customers_table=table,
+        chunk_size=chunk_size,
+    )
+
+
+CUSTOMER = st.fixed_dictionaries(
+    {"email": st.none() | IDENTS | st.sampled_from(["a@x.com", " A@X.com", "a@x.com\t", "ＡＢ@x.com", "ab@x.com", "b@x.com"]),
+     "first_name": st.none() | TEXT,
+     "city": st.none() | st.sampled_from(["Paris", "Zürich", 'say "hi"\\', "\u2028\n\t", ""])}
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    st.lists(CUSTOMER, max_size=25),
+    st.lists(st.sampled_from(["A@x.com", "b@X.COM ", "\u200bab@x.com", "zz@x.com"]) | IDENTS, max_size=4, unique=True),
+    st.integers(1, 4),
+)
+def test_freeze_in_the_database_equals_the_streamed_freeze(engine, customers, suppressed, n_templates):
+    _empty(engine)
+    seed.add_customers(engine, customers)
+    with engine.begin() as conn:
+        if suppressed:
+            conn.execute(suppression.insert(), [{"identifier": s, "reason": "unsubscribed"} for s in suppressed])
+    templates = [f"{1001 + 2 * i}" for i in range(n_templates)]
+    calls: list[int] = []
+    streamed = _freeze(engine, "STREAM", False, templates)
+    in_db = _freeze(engine, "SQL", True, templates, progress=calls.append)
+    assert _stored(engine, list_key("SQL", DAY)) == _stored(engine, list_key("STREAM", DAY))
+    fields = ("row_count", "per_template", "in_target_group", "excluded_missing_identifier",
+              "excluded_suppressed", "collapsed_duplicates", "reused")
+    assert {f: getattr(in_db, f) for f in fields} == {f: getattr(streamed, f) for f in fields}
+    assert calls == [in_db.row_count]  # progress once, at the end
+    # the reference, spelled out: lowest customer_pk wins per normalised identifier
+    blocked = {normalise_identifier(s) for s in suppressed} - {""}
+    want = {}
+    for c in customers:
+        n = None if c["email"] is None else normalise_identifier(c["email"])
+        if n and n not in blocked and n not in want:
+            want[n] = (template_for(n, templates), {"FNAME": c["first_name"], "CITY": c["city"]})
+    assert _stored(engine, list_key("SQL", DAY)) == want
+
+
+def _people(engine) -> sa.Table:
+    """A customer table with an integer, a date and a real column next to the text ones."""
+    md = sa.MetaData()
+    people = sa.Table(
+        "people", md,
+        sa.Column("customer_pk", sa.Integer, primary_key=True),
+        sa.Column("email", sa.String(320)),
+        sa.Column("first_name", sa.Text),
+        sa.Column("age", sa.Integer),
+        sa.Column("born", sa.Date),
+        sa.Column("score", sa.Float),
+    )
+    md.drop_all(engine)
+    md.create_all(engine)
+    return people
+
+
+def test_integer_fields_in_the_database_and_dates_streamed_give_the_same_text(engine):
+    _empty(engine)
+    people = _people(engine)
+    rows = [
+        {"customer_pk": 1, "email": "Ann@x.com", "first_name": "Ann", "age": 41, "born": dt.date(1984, 2, 29), "score": 1.5},
+        {"customer_pk": 2, "email": "bob@x.com ", "first_name": None, "age": None, "born": None, "score": None},
+        {"customer_pk": 3, "email": "ann@x.com", "first_name": "dup", "age": -7, "born": dt.date(2000, 1, 1), "score": 2.0},
+    ]
+    with engine.begin() as conn:
+        conn.execute(people.insert(), rows)
+        conn.execute(target_group_members.insert(), [{"target_group": "all_customers", "customer_pk": r["customer_pk"]} for r in rows])
+    text_fields = {"NAME": "first_name", "AGE": "age"}
+    in_db = _freeze(engine, "P-SQL", True, ["1"], fields=text_fields, table="people")
+    streamed = _freeze(engine, "P-STREAM", False, ["1"], fields=text_fields, table="people")
+    assert _stored(engine, list_key("P-SQL", DAY)) == _stored(engine, list_key("P-STREAM", DAY)) == {
+        "ann@x.com": ("1", {"NAME": "Ann", "AGE": "41"}),
+        "bob@x.com": ("1", {"NAME": None, "AGE": None}),
+    }
+    assert (in_db.row_count, in_db.collapsed_duplicates) == (streamed.row_count, streamed.collapsed_duplicates) == (2, 1)
+
+    # a date (and a real) column is rendered by Python: streamed, chunk by chunk, as before
+    calls: list[int] = []
+    _freeze(engine, "P-DATE", True, ["1"], progress=calls.append,
+            fields={"BORN": "born", "SCORE": "score"}, table="people", chunk_size=1)
+    assert _stored(engine, list_key("P-DATE", DAY)) == {
+        "ann@x.com": ("1", {"BORN": as_text(dt.date(1984, 2, 29)), "SCORE": as_text(1.5)}),
+        "bob@x.com": ("1", {"BORN": None, "SCORE": None}),
+    }
+    assert calls == [1, 2]
+    with engine.begin() as conn:
+        conn.execute(sa.delete(target_group_members))
+    people.drop(engine)
+
+
+def test_an_empty_list_reports_progress_once(engine):
+    _empty(engine)
+    for in_database in (True, False):
+        calls: list[int] = []
+        result = _freeze(engine, f"EMPTY-{in_database}", in_database, ["1001", "1003"], progress=calls.append)
+        assert (result.row_count, result.per_template, calls) == (0, {"1001": 0, "1003": 0}, [0])
