@@ -41,3 +41,24 @@ def test_the_chart_goes_to_chart_dir_and_an_unwritable_one_is_reported(db_url, e
         assert "curves_chart_file" not in meta and meta["curves_chart"].startswith("![Seven-day curves](data:image/png")
         assert meta["curves_chart_file_error"].startswith(f"The curves chart could not be saved in {blocked}")
         assert "set chart_dir to a writable folder" in meta["curves_chart_file_error"]
+
+
+def test_a_full_chart_stays_small():
+    """Eight campaigns of seven days each (the most the chart draws), one restated, one provisional."""
+    from cheetah_assets.metrics.analysis import AnalysisResult, CampaignAnalysis, CurvePoint
+    from cheetah_assets.metrics.chart import CHART_CAMPAIGNS, curves_png
+
+    campaigns = []
+    for i in range(CHART_CAMPAIGNS + 2):
+        curve = []
+        for day in range(1, 8):
+            delivered = 970 * (i + 1)
+            opens = int(delivered * 0.3 * (1 - 0.5**day))
+            counts = {"Sent": 1000 * (i + 1), "Delivered": delivered, "Unique Opens": opens,
+                      "Unique Clicks": opens // 5, "Unique Unsubscribes": day * (i + 1)}
+            curve.append(CurvePoint(day, NOW, counts, restated=("Unique Opens",) if (i, day) == (1, 3) else (),
+                                    provisional=(i, day) == (2, 7)))
+        send_at = NOW - dt.timedelta(days=8 + i)
+        campaigns.append(CampaignAnalysis(f"OPT-C{i}-1004-{send_at:%Y%m%d}", 5000 + i, f"C{i}", "1004", send_at.date(), send_at, tuple(curve), NOW))
+    png = curves_png(AnalysisResult(campaigns, NOW), {c.cheetah_name: f"Campaign number {i}" for i, c in enumerate(campaigns)})
+    assert png.startswith(b"\x89PNG") and len(png) < 200_000
