@@ -18,7 +18,7 @@ from cheetah_assets.metrics.assets import campaigns_partitions
 from cheetah_assets.metrics.checks import overdue_now
 from cheetah_assets.metrics.due import SNAPSHOT_GRACE, overdue_days
 from cheetah_assets.metrics.snapshots import run_key
-from cheetah_assets.metrics.status import metrics_stage
+from cheetah_assets.metrics.status import metrics_stage, stage
 from cheetah_assets.metrics.views import campaign_status
 from cheetah_assets.tables import table
 
@@ -96,6 +96,19 @@ def test_the_status_view_says_where_the_metric_week_stands():
     week = {k: at(k, 1) for k in range(1, 8)}
     assert metrics_stage("A", sent, week, at(8)) == "final (7 of 7 days)"
     assert metrics_stage("A", sent, {1: at(1)}, at(40)) == "day 1 of 7 taken"  # too old to be overdue
+
+
+def test_a_row_s_stage_follows_plan_list_send_metrics():
+    assert stage("READY", None, None, "–") == "planned"
+    assert stage("READY", 120, None, "–") == "list frozen"
+    assert stage("INVALID", None, None, "–") == "invalid" and stage("CANCELLED", None, None, "–") == "cancelled"
+    assert stage("READY", 120, "IMPORTING", "–") == "sending" and stage("READY", 120, "LAUNCHED", "–") == "sending"
+    assert stage("MISSED", 120, "MISSED", "–") == "missed" and stage("READY", 0, "EMPTY", "–") == "empty"
+    assert stage("READY", 120, "APPROVED", "goes out 11-23 09:00 UTC") == "approved"
+    assert stage("SENT", 120, "APPROVED", "day 3 of 7 taken") == "measuring"
+    assert stage("SENT", 120, "APPROVED", "overdue: day 2") == "overdue"
+    assert stage("SENT", 120, "APPROVED", "provisional (day 7 taken early)") == "provisional"
+    assert stage("SENT", 120, "APPROVED", "final (7 of 7 days)") == "final"
 
 
 # ------------------------------------------------------------------------------------------------

@@ -433,8 +433,8 @@ def send_then_measure_a_week(sim, db_url, engine, instance) -> None:  # noqa: F8
     (campaign,) = [r.data for r in metadata["campaign_analysis"]["campaigns"].records]
     assert (campaign["name"], campaign["status"], campaign["provisional"]) == ("Metrics end to end", "final (day 7)", False)
     (status,) = [r.data for r in metadata["campaign_status"]["campaigns"].records]
-    assert {k: status[k] for k in ("campaign", "name", "template", "send", "metrics", "days taken", "recipients", "delivered")} == {
-        "campaign": "MET1", "name": "Metrics end to end", "template": "1004", "send": "APPROVED",
+    assert {k: status[k] for k in ("campaign", "name", "template", "send", "stage", "metrics", "days taken", "recipients", "delivered")} == {
+        "campaign": "MET1", "name": "Metrics end to end", "template": "1004", "send": "APPROVED", "stage": "final",
         "metrics": "final (7 of 7 days)", "days taken": 7, "recipients": recipients, "delivered": truth["Received"],
     }
     assert status["open_rate"] == f"{truth['MessageOpens'] / truth['Received']:.1%}" and status["cheetah_name"] == name

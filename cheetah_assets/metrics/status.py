@@ -67,6 +67,26 @@ def metrics_stage(name: str, send_at: dt.datetime | None, taken: dict[int, dt.da
     return f"day {max(taken) if taken else 0} of {len(DAYS)} taken"
 
 
+#: The words a metric week starts with (:func:`metrics_stage`) -> the campaign's stage.
+_METRIC_STAGES = {"goes": "approved", "day": "measuring", "overdue:": "overdue", "provisional": "provisional", "final": "final"}
+#: Ledger states after which nothing more is sent.
+_ENDED = ("MISSED", "EMPTY", "CANCELLED")
+
+
+def stage(plan: str, recipients: int | None, send: str | None, metrics: str) -> str:
+    """Where one planned send is, in one word or two: planned, invalid, cancelled, missed, list
+    frozen, sending, empty, approved (not out yet), measuring, overdue, provisional or final."""
+    if send == APPROVED:
+        return _METRIC_STAGES.get(metrics.split(" ")[0], "sent")
+    if send in _ENDED:
+        return send.lower()
+    if send:
+        return "sending"
+    if plan in ("INVALID", "CANCELLED", "MISSED"):
+        return plan.lower()
+    return "list frozen" if recipients is not None else "planned"
+
+
 def status_rows(engine: Engine, now: dt.datetime, days: int = STATUS_DAYS) -> list[dict]:
     """One dict per planned send since ``now - days``, newest day first (see the module doc)."""
     now = utc(now)
@@ -98,17 +118,20 @@ def status_rows(engine: Engine, now: dt.datetime, days: int = STATUS_DAYS) -> li
         taken = snaps.get(send["cheetah_name"], {}) if send else {}
         latest = taken[max(taken)] if taken else None
         approved = send is not None and send["state"] == APPROVED
+        recipients = lists.get((p["campaign_id"], p["send_date"]))
+        metrics = metrics_stage(send["cheetah_name"], send["send_at"], {k: r["fetched_at"] for k, r in taken.items()}, now) if approved else "–"
         rows.append(
             {
+                "stage": stage(p["status"], recipients, send["state"] if send else None, metrics),
                 "send_date": p["send_date"],
                 "campaign": p["campaign_id"],
                 "name": p["campaign_name"],
                 "template": p["template_id"],
                 "send at": utc(p["send_at"]) if p["send_at"] else None,
                 "plan": p["status"],
-                "recipients": lists.get((p["campaign_id"], p["send_date"])),
+                "recipients": recipients,
                 "send": send["state"] if send else "–",
-                "metrics": metrics_stage(send["cheetah_name"], send["send_at"], {k: r["fetched_at"] for k, r in taken.items()}, now) if approved else "–",
+                "metrics": metrics,
                 "days taken": len(taken) if approved else None,
                 "delivered": latest["received"] if latest else None,
                 "open_rate": rate(latest["message_opens"], latest["received"]) if latest else None,

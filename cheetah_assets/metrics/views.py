@@ -4,6 +4,8 @@ analysis (``campaign_analysis_job``), so it is refreshed whenever a snapshot arr
 becomes overdue, or the day's cycle sends (``campaign_analysis_sensor``)."""
 
 
+from collections import Counter
+
 import dagster as dg
 from pydantic import Field
 
@@ -16,6 +18,7 @@ from .status import STATUS_DAYS, status_rows
 
 STATUS_COLUMNS = [
     ("send_date", "string", "Optimove send date"),
+    ("stage", "string", "planned, invalid, cancelled, missed, list frozen, sending, empty, approved, measuring, overdue, provisional or final"),
     ("campaign", "string", "Optimove campaign id"),
     ("name", "string", "Optimove campaign name"),
     ("template", "string", "Cheetah template objId"),
@@ -52,15 +55,12 @@ def campaign_status(
     config: StatusConfig, customer_db: CustomerDatabaseResource, clock: ClockResource
 ) -> dg.MaterializeResult:
     rows = status_rows(prepared_engine(customer_db), clock.now(), days=config.days)
-    stages = {}
-    for r in rows:
-        key = r["metrics"].split(" ")[0] if r["send"] == "APPROVED" else r["send"] if r["send"] != "–" else r["plan"]
-        stages[key] = stages.get(key, 0) + 1
+    stages = Counter(r["stage"] for r in rows)
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": dg.MetadataValue.int(len(rows)),
             "campaigns": table(STATUS_COLUMNS, rows, limit=500),
-            "by_stage": dg.MetadataValue.json(stages),
-            "overdue": dg.MetadataValue.int(sum(r["metrics"].startswith("overdue") for r in rows)),
+            "by_stage": dg.MetadataValue.json(dict(sorted(stages.items()))),
+            "overdue": dg.MetadataValue.int(stages["overdue"]),
         }
     )
