@@ -176,6 +176,11 @@ send_ledger = Table(
     # What happened to the row beyond its current state (e.g. the other account it went to
     # before it was re-based), one line per event; ``error`` says only why it stopped last.
     Column("history", Text),
+    # How many times the send was re-created after a change to its schedule (the Cheetah name
+    # then ends in "-r{revision}"), and what was handed over to Cheetah (send time, templates,
+    # target group: sending/fingerprint.py), recorded when the send leaves PENDING.
+    Column("revision", Integer, nullable=False, server_default="0", default=0),
+    Column("fingerprint", Text),
     Column("claimed_by", String(100)),
     Column("claim_expires_at", DateTime(timezone=True)),
     Column("error", Text),
@@ -256,6 +261,22 @@ class OutdatedTableError(ValueError):
 _LEDGER_UPGRADES = ("list_id", "camp_id", "endpoint", "cust_id", "history")
 
 
+#: Columns added later that an older ledger table gets in place (nullable or with a default, so
+#: existing rows stay valid: revision 0, no fingerprint recorded).
+_LEDGER_ADDED = {"revision": "INTEGER NOT NULL DEFAULT 0", "fingerprint": "TEXT"}
+
+
+def upgrade_send_ledger(engine) -> list[str]:
+    """Add the columns of :data:`_LEDGER_ADDED` an existing ledger table lacks; the names added."""
+    present = {c["name"] for c in inspect(engine).get_columns(send_ledger.name)}
+    added = [n for n in _LEDGER_ADDED if n not in present]
+    if added:
+        with engine.begin() as conn:
+            for name in added:
+                conn.exec_driver_sql(f"ALTER TABLE {send_ledger.name} ADD COLUMN {name} {_LEDGER_ADDED[name]}")
+    return added
+
+
 def check_send_ledger(engine) -> None:
     """Fail with :class:`OutdatedTableError` naming the fix if the ledger table is an older one."""
     columns = {c["name"]: c["type"] for c in inspect(engine).get_columns(send_ledger.name)}
@@ -278,6 +299,7 @@ def create_integration_tables(engine) -> None:
     and refuse a send ledger made by an older version (:class:`OutdatedTableError`)."""
     metadata.create_all(engine, tables=list(INTEGRATION_TABLES))
     check_send_ledger(engine)
+    upgrade_send_ledger(engine)
 
 
 def create_demo_tables(engine) -> None:

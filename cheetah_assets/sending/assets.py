@@ -23,6 +23,7 @@ from ..customers.resource import CustomerDatabaseResource
 from ..tables import table
 from . import ledger, plan
 from .cancel import cancel_leftover
+from .changes import reconcile_changes, refreezer
 from .catalog import load_catalog, refresh_catalog
 from .metadata_columns import (
     FINDING_COLUMNS,
@@ -354,7 +355,12 @@ def campaign_sends(
             chunk_size=customer_db.chunk_size,
             step_backoff_seconds=max(0.01, 2 * cheetah.backoff_factor),
         )
-        todo = [r for r in day_plan if r.status == plan.READY]
+        # Handed-over sends whose schedule changed: deleted and re-created, or refused (changes.py).
+        reconciled = reconcile_changes(sender, day, refreeze=refreezer(sender, customer_db.chunk_size))
+        problems.extend(reconciled.problems)
+        for note in reconciled.notes:
+            context.log.warning(note)
+        todo = [r for r in day_plan if r.status == plan.READY or r.send_key in reconciled.recreated]
         for n, r in enumerate(todo, start=1):
             context.log.info("send %d of %d: %s (template %s)", n, len(todo), r.campaign_id, r.template_id)
             try:
@@ -388,6 +394,7 @@ def campaign_sends(
         "empty": by_state.get(ledger.EMPTY, 0),
         "cancelled": by_state.get(ledger.CANCELLED, 0),
         "failed": len(problems),
+        "changed_after_handover": "\n".join(reconciled.notes + reconciled.problems) or "none",
         "recipients_accepted": sum(o["accepted"] or 0 for o in outcomes),
         "recipients_rejected": sum(o["rejected"] or 0 for o in outcomes),
         "sends": table(SEND_COLUMNS, outcomes),

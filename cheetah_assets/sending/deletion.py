@@ -7,14 +7,19 @@ our name), or, when a lost reply left no id, found by name and checked like an a
 
 from __future__ import annotations
 
+import time
 from typing import Protocol
 
 from ..cheetah.client import CheetahClient
 from ..cheetah.contract import Campaign, same_id
-from ..cheetah.errors import CampaignAlreadySent, UnknownCampaign
+from ..cheetah.errors import TRANSIENT, CampaignAlreadySent, UnknownCampaign
 from . import ledger
 from .adoption import ownership_problem
-from .errors import CancelError
+from .errors import CancelError, NotConfirmed
+
+
+class AlreadySent(CancelError):
+    """The send's campaign went out already: it can no longer be deleted."""
 
 
 class Deleter(Protocol):
@@ -84,4 +89,49 @@ def cancel_row(sender: Deleter, row: ledger.LedgerRow) -> ledger.LedgerRow:
         ledger.CANCELLED,
         camp_id=campaign.camp_id if campaign is not None else row.camp_id,
         error="Cancelled on the Optimove side" + (" and deleted in Cheetah Messaging." if campaign else ".") + note,
+    )
+
+
+def delete_ours(sender: Deleter, row: ledger.LedgerRow, *, attempts: int = 3, backoff_seconds: float = 1.0) -> Campaign | None:
+    """Delete the send's campaign of ours in Cheetah and read it back until it shows CANCELLED
+    (or unknown); the campaign as found (None if there was none of ours).
+
+    :class:`AlreadySent` if it went out; :class:`NotConfirmed` if after ``attempts`` the deletion
+    still cannot be read back (then nothing may be created in its place); a campaign with our
+    name that we did not create is never deleted (:class:`CancelError`). Repeating is harmless:
+    a campaign already CANCELLED is not deleted again."""
+    campaign, note = _our_campaign(sender, row)
+    if note:
+        raise CancelError(f"Send {row.send_key} was not deleted:{note}")
+    if campaign is None:
+        return None
+    status = campaign.status
+    for attempt in range(attempts):
+        if status == "SENT":
+            raise AlreadySent(f"Campaign {row.cheetah_name} (Cheetah id {campaign.camp_id}) was already sent.")
+        if status == "CANCELLED":
+            return campaign
+        if attempt:
+            time.sleep(backoff_seconds * 2 ** (attempt - 1))
+        sender.before_cheetah_call(row, "delete")
+        try:
+            sender.client.delete_campaign(campaign.camp_id)
+        except CampaignAlreadySent:
+            status = "SENT"
+            continue
+        except (UnknownCampaign, *TRANSIENT):
+            pass  # the read-back below decides
+        try:
+            status = sender.client.get_campaign(campaign.camp_id).status
+        except UnknownCampaign:
+            return campaign
+        except TRANSIENT:
+            status = "?"
+    if status == "SENT":
+        raise AlreadySent(f"Campaign {row.cheetah_name} (Cheetah id {campaign.camp_id}) was already sent.")
+    if status == "CANCELLED":
+        return campaign
+    raise NotConfirmed(
+        f"Campaign {row.cheetah_name} (Cheetah id {campaign.camp_id}) could not be confirmed deleted in "
+        f"{attempts} attempts (it reads back as {status}); nothing was created in its place. Re-execute the run."
     )

@@ -71,7 +71,7 @@ def send_key(campaign_id: str, template_id: str, send_date: dt.date) -> str:
     return f"{campaign_id}/{template_id}/{send_date.isoformat()}"
 
 
-def cheetah_name(campaign_id: str, template_id: str, send_date: dt.date) -> str:
+def cheetah_name(campaign_id: str, template_id: str, send_date: dt.date, revision: int = 0) -> str:
     """The campaign's name in Cheetah Messaging: deterministic, readable, unique per send.
 
     It doubles as the import list name and as the dynamic partition key of the metric path,
@@ -83,20 +83,28 @@ def cheetah_name(campaign_id: str, template_id: str, send_date: dt.date) -> str:
     (sanitising would change it, or it is too long) gets ``OPT-{sanitised, truncated}-{YYYYMMDD}-``
     followed by 16 hex digits of the SHA-256 of the raw ids; its last segment is 16 characters
     long where a readable name's is 8, so the two forms never meet.
+
+    A send re-created after a change (``revision`` N > 0, see ``changes.py``) gets ``-r{N}``
+    appended: the deleted campaign's name may stay taken in the folder. No name of revision 0
+    ends in a segment starting with ``r`` (its last segment is 8 digits or 16 hex digits), so
+    names stay distinct across revisions too.
     """
+    if revision < 0:
+        raise ValueError(f"revision must be 0 or more, not {revision}")
+    suffix = f"-r{revision}" if revision else ""
     day = f"{send_date:%Y%m%d}"
     readable = f"OPT-{campaign_id}-{template_id}-{day}"
     if (
         _SAFE_CAMPAIGN_ID.fullmatch(campaign_id)
         and _SAFE_TEMPLATE_ID.fullmatch(template_id)
-        and len(readable) <= MAX_NAME_LENGTH
+        and len(readable) + len(suffix) <= MAX_NAME_LENGTH
     ):
-        return readable
+        return readable + suffix
     raw = f"{len(campaign_id)}:{campaign_id}/{template_id}"  # the length prefix keeps "/" in ids unambiguous
     digest = hashlib.sha256(raw.encode("utf-8", "surrogatepass")).hexdigest()[:_HASH_HEX]
-    room = MAX_NAME_LENGTH - len(f"OPT--{day}-{digest}")
+    room = MAX_NAME_LENGTH - len(f"OPT--{day}-{digest}{suffix}")
     safe = _NAME_SAFE.sub("_", f"{campaign_id}-{template_id}")[:room]
-    return f"OPT-{safe}-{day}-{digest}"
+    return f"OPT-{safe}-{day}-{digest}{suffix}"
 
 
 @dataclass(frozen=True)
@@ -120,6 +128,10 @@ class LedgerRow:
     endpoint: str | None = None
     cust_id: str | None = None
     history: str | None = None
+    #: How many times the send was re-created after a change (its name ends in ``-r{revision}``).
+    revision: int = 0
+    #: What was handed over to Cheetah (``fingerprint.fingerprint``), set when the send leaves PENDING.
+    fingerprint: str | None = None
 
     @property
     def terminal(self) -> bool:
@@ -164,6 +176,7 @@ def _row(mapping) -> LedgerRow:
     fields = {k: mapping[k] for k in LedgerRow.__dataclass_fields__}
     fields["send_at"] = utc(fields["send_at"])
     fields["claim_expires_at"] = utc(fields["claim_expires_at"])
+    fields["revision"] = fields["revision"] or 0
     for name in _ID_COLUMNS:
         if fields[name] is not None:
             fields[name] = contract.id_from_db(fields[name])
@@ -329,6 +342,32 @@ class Ledger:
             endpoint=None, cust_id=None, error=facts, history="\n".join(filter(None, [row.history, facts])),
         )
 
+    def recreate(self, key: str, owner: str, *, send_at: dt.datetime | None, note: str) -> LedgerRow:
+        """Start the row afresh (PENDING) as revision N+1 under a new Cheetah name, after its
+        campaign of revision N was deleted in Cheetah (confirmed) because the schedule changed.
+
+        One compare-and-set while ``owner`` holds the claim: the old ids, account and fingerprint
+        are cleared (so nothing of the deleted campaign is ever launched again), ``send_at`` is the
+        new time, and ``note`` is appended to ``history`` (and kept in ``error`` until the next step)."""
+        row = self.get(key)
+        assert row is not None
+        revision = row.revision + 1
+        return self.advance(
+            key, owner, PENDING, revision=revision,
+            cheetah_name=cheetah_name(row.campaign_id, row.template_id, row.send_date, revision),
+            send_at=send_at, fingerprint=None, list_id=None, camp_id=None, rows_in_list=None, rows_accepted=None,
+            rows_rejected=None, endpoint=None, cust_id=None, error=note, history=_appended(row.history, self.now(), note),
+        )
+
+    def note_history(self, key: str, owner: str, note: str, *, state: str | None = None, **values) -> LedgerRow:
+        """Record ``note`` (in ``history`` and ``error``) while ``owner`` holds the claim; move to
+        ``state`` if given (else keep the state), and set ``values``."""
+        row = self.get(key)
+        assert row is not None
+        return self.advance(
+            key, owner, state or row.state, error=note, history=_appended(row.history, self.now(), note), **values
+        )
+
     def note_error(self, key: str, owner: str, error: str | None) -> None:
         with self.engine.begin() as conn:
             conn.execute(
@@ -346,6 +385,10 @@ class Ledger:
                     import_rejection.insert(),
                     [{"send_key": key, "identifier": ident, "reason": reason} for ident, reason in rejections],
                 )
+
+
+def _appended(history: str | None, now: dt.datetime, note: str) -> str:
+    return "\n".join(filter(None, [history, f"{now:%Y-%m-%d %H:%M} UTC: {note}"]))
 
 
 def _lost(key: str) -> LostClaim:

@@ -56,6 +56,7 @@ from ..customers import queries
 from ..customers.schema import campaign_schedule
 from . import ledger, statuses
 from .adoption import check_ours, foreign
+from .changes import handed_over
 from .deletion import cancel_row
 from .errors import ClaimedElsewhere, ListSizeMismatch, LostClaim, NotConfirmed, SendError, stopped
 from .importing import ListImporter
@@ -243,15 +244,17 @@ class Sender:
                     key, self.owner, ledger.EMPTY, rows_in_list=0,
                     error="The frozen recipient list has no recipients for this template; nothing was sent.",
                 )
-            if row.send_at is not None and row.send_at <= self.now():
+            handover = handed_over(self.engine, row, self.now())  # what goes to Cheetah (changes.py)
+            send_at = handover.get("send_at", row.send_at)
+            if send_at is not None and send_at <= self.now():
                 return self.ledger.advance(
                     key, self.owner, ledger.MISSED,
-                    error=f"The send time {row.send_at:%Y-%m-%d %H:%M} UTC passed before the campaign was prepared.",
+                    error=f"The send time {send_at:%Y-%m-%d %H:%M} UTC passed before the campaign was prepared.",
                 )
             steps.append("importing")
             return self.ledger.advance(
                 key, self.owner, ledger.IMPORTING, rows_in_list=count, error=None,
-                endpoint=self.account.endpoint, cust_id=self.account.cust_id,
+                endpoint=self.account.endpoint, cust_id=self.account.cust_id, **handover,
             )
 
         if row.state == ledger.IMPORTING:
