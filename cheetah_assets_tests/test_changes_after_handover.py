@@ -20,7 +20,7 @@ from cheetah_assets.customers.schema import campaign_schedule, send_ledger, targ
 from cheetah_assets.sending import ledger
 from cheetah_assets.sending.cancel import cancel_campaign
 from cheetah_assets.sending.changes import MIN_LEAD, reconcile_changes, refreezer
-from cheetah_assets.sending.fingerprint import changed, differences, fingerprint, parse
+from cheetah_assets.sending.fingerprint import changed, differences, fingerprint, handover_change, parse
 from cheetah_assets.sending.protocol import Sender
 
 from .conftest import cheetah_resource, make_resources
@@ -67,6 +67,26 @@ def test_a_time_change_reads_as_one_phrase():
     d = dt.datetime(2026, 11, 23, 8, 0, tzinfo=dt.timezone.utc)
     old, new = fingerprint(d, ["1002"], "all"), fingerprint(d.replace(hour=9, minute=30), ["1002"], "all")
     assert differences(old, new) == ["send time 08:00 -> 09:30 UTC"]
+
+
+def _row(state, fp, send_at=None):
+    return ledger.LedgerRow(
+        send_key="X/1002/2026-11-23", campaign_id="X", template_id="1002", send_date=dt.date(2026, 11, 23),
+        list_key="X/2026-11-23", cheetah_name="OPT-X-1002-20261123", state=state, send_at=send_at, rows_in_list=None,
+        list_id=None, rows_accepted=None, rows_rejected=None, camp_id=None, claimed_by=None, claim_expires_at=None,
+        error=None, fingerprint=fp,
+    )
+
+
+@given(handovers, handovers, st.sampled_from(sorted(ledger.TOUCHED_CHEETAH | {"PENDING", "MISSED", "EMPTY", "CANCELLED"})))
+def test_the_plan_sees_a_change_only_of_a_handed_over_send(a, b, state):
+    """What the plan calls to never report a changed handed-over send as SENT."""
+    said = handover_change(_row(state, fingerprint(*a)), *b)
+    handed_over = state in ledger.TOUCHED_CHEETAH and b[0] is not None
+    assert (said is not None) == (handed_over and a != b)
+    if said is not None:
+        assert said == "; ".join(differences(fingerprint(*a), fingerprint(*b)))
+    assert handover_change(_row(state, None), *b) is None
 
 
 names = st.tuples(ids, ids, st.dates(dt.date(2020, 1, 1), dt.date(2035, 1, 1)), st.integers(0, 10_000))

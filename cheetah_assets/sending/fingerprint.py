@@ -81,3 +81,18 @@ def changed(handed_over: str | None, current: str) -> bool:
     """Whether a send handed over with ``handed_over`` no longer matches the schedule. A send
     with no recorded fingerprint (handed over by an older version) is never reported changed."""
     return handed_over is not None and parse(handed_over) != parse(current)
+
+
+def handover_change(row, send_at: dt.datetime | None, template_ids: Sequence[str], target_group: str) -> str | None:
+    """What changed since a handed-over send (a ``ledger.LedgerRow`` past PENDING with a recorded
+    fingerprint) was handed over, as one phrase; None if nothing did or it was not handed over.
+    The plan reports such a send as to be sent again, never as SENT."""
+    handed = getattr(row, "fingerprint", None)
+    if send_at is None or handed is None or row.state not in _HANDED_OVER:
+        return None
+    now = fingerprint(send_at, template_ids, target_group)
+    return "; ".join(differences(handed, now)) if changed(handed, now) else None
+
+
+#: ``ledger.TOUCHED_CHEETAH`` (the ledger imports this module's users, so it is spelled out here).
+_HANDED_OVER = frozenset({"IMPORTING", "IMPORTED", "CREATED", "LAUNCHED", "APPROVED"})
