@@ -137,9 +137,20 @@ def _at(day, hh, mm=0):
     return dt.datetime.combine(day, dt.time(hh, mm), tzinfo=dt.timezone.utc)
 
 
-def test_a_time_change_after_handover_goes_out_once_at_the_new_time(sim, db_url, engine, day):
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_db(request, db_url, sim, day):
+    """(url, engine) of a demo database with campaign X at 11:00 UTC: SQLite, then PostgreSQL."""
+    if request.param == "sqlite":
+        yield db_url, demo_database(db_url, sim, day, customers=60, campaigns=[("X", "Campaign X", "1002", "11:00")])
+        return
+    with fresh_postgres_database() as url:
+        yield url, demo_database(url, sim, day, customers=60, campaigns=[("X", "Campaign X", "1002", "11:00")])
+
+
+def test_a_time_change_after_handover_goes_out_once_at_the_new_time(sim, any_db, day):
     """Regression: before the fix the second run found the send APPROVED (plan: SENT) and did
     nothing, so Cheetah sent the stale campaign at 11:00."""
+    db_url, engine = any_db
     res = make_resources(sim, db_url)
     old_name = ledger.cheetah_name("X", "1002", day)
     with dg.instance_for_test() as instance:
