@@ -20,9 +20,11 @@ simulator and database are started and seeded by the demo and dev commands (``em
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from pathlib import Path
 from typing import Mapping
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import dagster as dg
 
@@ -30,6 +32,7 @@ from .cheetah.errors import ConfigurationError
 from .cheetah.resource import CheetahMessagingResource
 from .cheetah.settings import ENV_VARS, demo_account
 from .customers.resource import CustomerDatabaseResource
+from .sending.timing import DEFAULT_LEAD, MAX_LEAD
 
 #: The one switch that selects the demo: ``1`` (or true/yes/on) for the demo, unset or ``0`` otherwise.
 DEMO_SWITCH = "CHEETAH_DEMO"
@@ -47,6 +50,13 @@ DEMO_TEST_ADDRESS = "setup-check@demo.example"
 
 #: Every variable a deployment must set, in the order messages name them.
 REQUIRED_VARIABLES: tuple[str, ...] = (*ENV_VARS.values(), CUSTOMER_DB_VARIABLE)
+
+#: The send path's timing (both modes; see the README's "Times, zones and the lead time").
+ACCOUNT_ZONE_VARIABLE = "CHEETAH_ACCOUNT_TIME_ZONE"
+LEAD_TIME_VARIABLE = "CHEETAH_LEAD_TIME_MINUTES"
+PARTITION_START_VARIABLE = "CHEETAH_PARTITION_START"
+DEFAULT_ACCOUNT_ZONE = "UTC"
+DEFAULT_PARTITION_START = "2026-11-01"
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"", "0", "false", "no", "off"})
@@ -80,6 +90,42 @@ def demo_db_url(env: Mapping[str, str] | None = None) -> str:
     """The demo's customer database: ``$CUSTOMER_DB_URL`` if set, else the demo SQLite file."""
     env = os.environ if env is None else env
     return env.get(CUSTOMER_DB_VARIABLE, "").strip() or f"sqlite:///{(demo_dir(env) / 'customers.db').resolve()}"
+
+
+def account_time_zone(env: Mapping[str, str] | None = None) -> str:
+    """``CHEETAH_ACCOUNT_TIME_ZONE``: the IANA zone whose days are the send path's partitions."""
+    raw = (os.environ if env is None else env).get(ACCOUNT_ZONE_VARIABLE, "").strip()
+    if not raw:
+        return DEFAULT_ACCOUNT_ZONE
+    try:
+        ZoneInfo(raw)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigurationError(
+            f"{ACCOUNT_ZONE_VARIABLE} must be an IANA time zone name such as Europe/Paris, got {raw!r}."
+        ) from None
+    return raw
+
+
+def lead_time_minutes(env: Mapping[str, str] | None = None) -> int:
+    """``CHEETAH_LEAD_TIME_MINUTES``: how long before its send time a campaign is prepared."""
+    raw = (os.environ if env is None else env).get(LEAD_TIME_VARIABLE, "").strip()
+    if not raw:
+        return int(DEFAULT_LEAD.total_seconds() // 60)
+    most = int(MAX_LEAD.total_seconds() // 60)
+    if not raw.isdigit() or not 0 < int(raw) <= most:
+        raise ConfigurationError(f"{LEAD_TIME_VARIABLE} must be a whole number of minutes from 1 to {most}, got {raw!r}.")
+    return int(raw)
+
+
+def partition_start(env: Mapping[str, str] | None = None) -> str:
+    """``CHEETAH_PARTITION_START``: the first day of the send path's daily partitions (ISO date)."""
+    raw = (os.environ if env is None else env).get(PARTITION_START_VARIABLE, "").strip()
+    if not raw:
+        return DEFAULT_PARTITION_START
+    try:
+        return dt.date.fromisoformat(raw).isoformat()
+    except ValueError:
+        raise ConfigurationError(f"{PARTITION_START_VARIABLE} must be a date such as 2026-11-01, got {raw!r}.") from None
 
 
 def missing_variables(env: Mapping[str, str] | None = None) -> list[str]:

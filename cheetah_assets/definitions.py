@@ -7,6 +7,7 @@ import dagster as dg
 from .automation.alert_sensors import ALERT_SENSORS
 from .automation.jobs import ALL_JOBS
 from .automation.metric_sensors import METRIC_SENSORS
+from .automation.prepare_sensor import PREPARE_SENSORS
 from .automation.schedules import SCHEDULES
 from .automation.send_sensors import SEND_SENSORS
 from .metrics.assets import METRIC_ASSETS, METRIC_CHECKS
@@ -18,6 +19,6 @@ defs = dg.Definitions(
     asset_checks=[*SEND_CHECKS, *METRIC_CHECKS],
     jobs=ALL_JOBS,
     schedules=SCHEDULES,
-    sensors=[*SEND_SENSORS, *METRIC_SENSORS, *ALERT_SENSORS],
+    sensors=[*SEND_SENSORS, *PREPARE_SENSORS, *METRIC_SENSORS, *ALERT_SENSORS],
     resources=build_resources(),
 )

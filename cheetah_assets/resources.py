@@ -18,9 +18,9 @@ from typing import Mapping
 
 from .automation.alerts import AlertsResource
 from .clock import ClockResource
-from .configuration import mode_resources
+from .configuration import account_time_zone, lead_time_minutes, mode_resources
 
 
 def build_resources(env: Mapping[str, str] | None = None) -> dict:
     """The resources for ``env`` (default: the process environment). No side effects."""
-    return {**mode_resources(env), "clock": ClockResource(), "alerts": AlertsResource.from_env(env)}
+    return {**mode_resources(env), "clock": ClockResource(lead_time_minutes=lead_time_minutes(env), account_time_zone=account_time_zone(env)), "alerts": AlertsResource.from_env(env)}

@@ -25,10 +25,12 @@ from . import ledger, plan
 from .cancel import cancel_leftover
 from .changes import reconcile_changes, refreezer
 from .catalog import load_catalog, refresh_catalog
+from .partitions import daily_partitions
+from .plan_checks import campaigns_valid, no_missed_sends
 from .metadata_columns import (
     FINDING_COLUMNS,
-    INVALID_COLUMNS,
     LIST_COLUMNS,
+    MISSED_COLUMNS,
     PLAN_COLUMNS,
     PROBLEM_COLUMNS,
     SEND_COLUMNS,
@@ -41,7 +43,6 @@ from .setup import check_account, check_customer_database, failures
 # Partitioned asset checks are "preview" in Dagster 1.13; they are what a per-day set-up check is.
 warnings.filterwarnings("ignore", message="Specifying a partitions_def on an AssetCheckSpec", category=dg.PreviewWarning)
 
-daily_partitions = dg.DailyPartitionsDefinition(start_date="2026-01-01", end_offset=1, timezone="UTC")
 
 GROUP = "send"
 OWNERS = ["team:marketing-ops"]
@@ -165,9 +166,10 @@ class ScheduleConfig(dg.Config):
     deps=[cheetah_template_catalog],
     description=(
         "The day's campaigns on the Cheetah Messaging channel, each validated against the day's "
-        "template catalog, the Data Map and the customer database: READY, SENT (already handed to "
-        "Cheetah), MISSED (send time passed), INVALID (with the reason, e.g. a status other than "
-        "SCHEDULED or CANCELLED) or CANCELLED. One bad campaign never stops the others (table "
+        "template catalog, the Data Map and the customer database: READY (to be prepared now), "
+        "WAITING (prepared from its send time minus the lead time), SENT (already handed to Cheetah), "
+        "MISSED (first seen after its send time), OVERDUE (known in time, not handed over before it), "
+        "INVALID (with the reason, e.g. a status other than SCHEDULED or CANCELLED) or CANCELLED. One bad campaign never stops the others (table "
         "cheetah_campaign_plan)."
     ),
 )
@@ -195,11 +197,11 @@ def scheduled_campaigns(
         raise _fail(exc) from None
     rows = plan.plan_day(
         engine, day, catalog=catalog, data_map=data_map, customer_columns=columns, now=clock.now(),
-        send_late=config.send_late, account=account,
+        send_late=config.send_late, account=account, lead_time=clock.lead_time(),
     )
-    counts = {s: sum(r.status == s for r in rows) for s in (plan.READY, plan.SENT, plan.MISSED, plan.INVALID, plan.CANCELLED)}
+    counts = {s: sum(r.status == s for r in rows) for s in plan.STATUSES}
     for r in rows:
-        if r.status in (plan.INVALID, plan.MISSED):
+        if r.status in (plan.INVALID, plan.MISSED, plan.OVERDUE):
             context.log.warning("campaign %s template %s is %s: %s", r.campaign_id, r.template_id, r.status, r.reason)
     return dg.MaterializeResult(
         metadata={
@@ -219,28 +221,15 @@ def scheduled_campaigns(
                     for r in rows
                 ],
             ),
+            "not sent in time": table(
+                MISSED_COLUMNS,
+                [
+                    {"campaign": r.campaign_id, "name": r.campaign_name, "template": r.template_id,
+                     "send at": r.send_at, "status": r.status, "reason": r.reason or ""}
+                    for r in rows if r.status in (plan.MISSED, plan.OVERDUE)
+                ],
+            ),
         }
-    )
-
-
-@dg.asset_check(
-    asset=scheduled_campaigns,
-    partitions_def=daily_partitions,
-    description="Every campaign scheduled for the day is valid (an INVALID one is listed with its reason).",
-)
-def campaigns_valid(context: dg.AssetCheckExecutionContext, customer_db: CustomerDatabaseResource) -> dg.AssetCheckResult:
-    rows = plan.load_plan(customer_db.get_engine(), dt.date.fromisoformat(context.partition_key))
-    bad = [r for r in rows if r.status == plan.INVALID]
-    return dg.AssetCheckResult(
-        passed=not bad,
-        severity=dg.AssetCheckSeverity.WARN,
-        description=bad[0].reason if bad else f"{len(rows)} campaign sends planned",
-        metadata={
-            "invalid": table(
-                INVALID_COLUMNS,
-                [{"campaign": r.campaign_id, "name": r.campaign_name, "template": r.template_id, "reason": r.reason} for r in bad],
-            )
-        },
     )
 
 
@@ -410,4 +399,4 @@ def campaign_sends(
 
 
 SEND_ASSETS = [cheetah_template_catalog, scheduled_campaigns, recipient_lists, campaign_sends]
-SEND_CHECKS = [account_setup, template_fields_mapped, campaigns_valid]
+SEND_CHECKS = [account_setup, template_fields_mapped, campaigns_valid, no_missed_sends]

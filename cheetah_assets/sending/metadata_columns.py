@@ -22,10 +22,18 @@ PLAN_COLUMNS = [
     NAME,
     TEMPLATE,
     ("send at", "datetime", "Execution time (UTC)"),
-    ("status", "string", "READY, SENT, MISSED, INVALID or CANCELLED"),
+    ("status", "string", "READY, WAITING, SENT, MISSED, OVERDUE, INVALID or CANCELLED"),
     ("reason", "string", "Why it is not READY"),
 ]
 INVALID_COLUMNS = [CAMPAIGN, NAME, TEMPLATE, ("reason", "string", "Why it is invalid")]
+MISSED_COLUMNS = [
+    CAMPAIGN,
+    NAME,
+    TEMPLATE,
+    ("send at", "datetime", "Its send time (UTC)"),
+    ("status", "string", "MISSED (first seen after its send time) or OVERDUE (known in time, not handed over)"),
+    ("reason", "string", "What happened and what to do"),
+]
 LIST_COLUMNS = [
     CAMPAIGN,
     NAME,

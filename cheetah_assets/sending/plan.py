@@ -20,10 +20,15 @@ from ..cheetah.contract import DataMap
 from ..customers import queries
 from ..customers.schema import campaign_plan
 from ..timeutil import utc
-from . import ledger, statuses
+from . import ledger, seen, statuses
 from .catalog import CatalogEntry
+from .timing import fmt_utc, is_due
 
 READY, SENT, MISSED, INVALID, CANCELLED = "READY", "SENT", "MISSED", "INVALID", "CANCELLED"
+#: WAITING: valid, prepared from send time - lead time. OVERDUE: known in time, its send time
+#: passed before it was handed over (nothing sent). MISSED: first seen after its send time.
+WAITING, OVERDUE = "WAITING", "OVERDUE"
+STATUSES = (READY, WAITING, SENT, MISSED, OVERDUE, INVALID, CANCELLED)
 _HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)(?::([0-5]\d))?$")
 #: How far ahead a late send (``send_late``) is scheduled, to leave time to prepare it.
 LATE_SEND_MARGIN = dt.timedelta(minutes=15)
@@ -86,8 +91,12 @@ def plan_day(
     now: dt.datetime,
     send_late: bool = False,
     account: ledger.Account | None = None,
+    lead_time: dt.timedelta | None = None,
 ) -> list[PlanRow]:
     """Validate the day's schedule and store the plan (replacing the day's previous plan).
+
+    With a ``lead_time``, a valid campaign is READY (to be prepared) only from its send time minus
+    the lead time, WAITING before. Without one, every valid campaign is READY at once.
 
     One bad campaign never stops the others: whatever goes wrong while planning it (even an
     unexpected error) makes that campaign INVALID with the reason, and the rest is planned.
@@ -97,12 +106,17 @@ def plan_day(
     sent = {r.send_key: r for r in recorded if not ledger.other_account(r, account)}
     names = {r.cheetah_name: r.send_key for r in sent.values()}
     rows: list[PlanRow] = []
-    for c in queries.load_schedule(engine, send_date):
+    schedule = queries.load_schedule(engine, send_date)
+    seen.ensure_table(engine)
+    seen.record_seen(engine, [(c.campaign_id, send_date) for c in schedule], now)
+    first_seen = seen.first_seen(engine, send_date)
+    for c in schedule:
         try:
             rows.extend(
                 _plan_campaign(
                     c, send_date, sent=sent, names=names, catalog=catalog, data_map=data_map,
                     customer_columns=customer_columns, now=now, send_late=send_late,
+                    seen_at=first_seen.get(c.campaign_id, now), lead_time=lead_time,
                 )
             )
         except Exception as exc:  # noqa: BLE001 - one bad campaign never stops the others
@@ -156,6 +170,8 @@ def _plan_campaign(
     customer_columns: set[str],
     now: dt.datetime,
     send_late: bool,
+    seen_at: dt.datetime,
+    lead_time: dt.timedelta | None,
 ) -> list[PlanRow]:
     templates = list(c.template_ids)
     try:
@@ -188,8 +204,10 @@ def _plan_campaign(
                 at = now + LATE_SEND_MARGIN
                 reason = f"sent late: scheduled {send_at:%H:%M} UTC, run with send_late"
             else:
-                status = MISSED
-                reason = f"send time {send_at:%Y-%m-%d %H:%M} UTC has passed; run with send_late to send it anyway"
+                status, reason = _too_late(c, send_at, seen_at)
+        elif send_at is not None and not is_due(send_at, now, lead_time):
+            assert lead_time is not None
+            status, reason = WAITING, f"prepared from {fmt_utc(send_at - lead_time)}"
         rows.append(
             PlanRow(
                 send_date=send_date, campaign_id=c.campaign_id, template_id=t, template_index=i,
@@ -198,6 +216,20 @@ def _plan_campaign(
             )
         )
     return rows
+
+
+def _too_late(c: queries.ScheduledCampaign, send_at: dt.datetime, seen_at: dt.datetime) -> tuple[str, str]:
+    """MISSED (first seen after its send time) or OVERDUE (known in time, not handed over)."""
+    when = f"{c.send_time} {c.time_zone} ({send_at:%Y-%m-%d %H:%M} UTC)"
+    if seen_at >= send_at:
+        return MISSED, (
+            f"scheduled for {when} but first seen at {fmt_utc(seen_at)}: its send time has passed, nothing was sent. "
+            "To send it, give it a later time (or run the day with send_late)"
+        )
+    return OVERDUE, (
+        f"known since {fmt_utc(seen_at)} but not handed over to Cheetah before its send time {when}; nothing "
+        "was sent. Fix what stopped it (the runs' errors say) and run the day with send_late to send it late"
+    )
 
 
 def _name_clash(names: dict[str, str], campaign_id: str, template_id: str, send_date: dt.date) -> str | None:

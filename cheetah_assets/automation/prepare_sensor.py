@@ -1,0 +1,69 @@
+"""``campaign_preparation_sensor``: prepares each campaign a lead time before its send time.
+
+Every minute it reads the schedule of the send dates around today (one indexed query), works
+out which dates' due sets changed (:mod:`cheetah_assets.sending.preparation`) and requests the
+``daily_campaign_cycle`` job on each such date's partition. The run refreshes that day's
+catalog, plans it (due campaigns READY, the others WAITING) and hands the READY ones over,
+exactly once. Nothing changed: a skip, and no other query. When the window's rows change, it
+also records when each campaign was first seen (so MISSED means first seen too late).
+"""
+
+import json
+
+import dagster as dg
+
+from ..clock import ClockResource
+from ..customers.resource import CustomerDatabaseResource
+from ..sending import preparation, seen
+from ..sending.partitions import daily_partitions
+from ..sending.timing import window
+from .jobs import daily_campaign_cycle_job
+
+
+def _cursor(raw: str | None) -> dict:
+    try:
+        value = json.loads(raw or "{}")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+@dg.sensor(
+    job=daily_campaign_cycle_job,
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description=(
+        "Prepares each campaign its lead time (CHEETAH_LEAD_TIME_MINUTES) before its send time, and "
+        "at once when it is scheduled or changed later than that: requests daily_campaign_cycle on "
+        "the campaign's send date whenever that date's set of due campaigns changes. One indexed "
+        "query on campaign_schedule per tick."
+    ),
+)
+def campaign_preparation_sensor(
+    context: dg.SensorEvaluationContext, customer_db: CustomerDatabaseResource, clock: ClockResource
+):
+    now, lead = clock.now(), clock.lead_time()
+    first, last = window(now, clock.account_time_zone, lead)
+    start = daily_partitions.start.date()
+    first = max(first, start)
+    engine = customer_db.get_engine()
+    rows = preparation.load_window(engine, first, last) if first <= last else []
+    previous = _cursor(context.cursor)
+    everything = preparation.all_digest(rows)
+    if everything != previous.get("all"):
+        seen.ensure_table(engine)
+        seen.record_seen(engine, [(r.campaign_id, r.send_date) for r in rows], now)
+    due = preparation.due_digests(rows, now, lead)
+    days = preparation.changed_days(previous.get("due") or {}, due)
+    context.update_cursor(json.dumps({"all": everything, "due": due}, sort_keys=True))
+    if not days:
+        return dg.SkipReason(f"no change in the campaigns due on {first}..{last} (lead time {lead or 'none'})")
+    return [
+        dg.RunRequest(
+            run_key=f"prepare-{day}-{due[day]}", partition_key=day, tags={"cheetah/prepare": day}
+        )
+        for day in days
+    ]
+
+
+PREPARE_SENSORS = [campaign_preparation_sensor]

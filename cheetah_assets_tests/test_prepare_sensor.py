@@ -1,0 +1,199 @@
+"""Issue 9: each campaign is prepared a lead time before its send time, by
+``campaign_preparation_sensor`` (real sensor evaluations, real runs of the daily cycle against the
+simulator, real SQLite/PostgreSQL). MISSED means first seen after the send time; OVERDUE is a
+campaign known in time that was not handed over; both fail ``no_missed_sends``."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import dagster as dg
+import pytest
+import sqlalchemy as sa
+
+from cheetah_assets.automation.prepare_sensor import campaign_preparation_sensor
+from cheetah_assets.clock import ClockResource
+from cheetah_assets.customers import seed
+from cheetah_assets.customers.resource import CustomerDatabaseResource
+from cheetah_assets.customers.schema import campaign_plan
+from cheetah_assets.sending import preparation
+from cheetah_assets.sending.partitions import daily_partitions
+
+from .conftest import cheetah_resource
+from .helpers import ledger_rows, run_cycle
+from .pg import fresh_postgres_database
+
+UTC = dt.timezone.utc
+LEAD = 120
+
+
+def _clock(now: dt.datetime) -> ClockResource:
+    return ClockResource(fixed_now=now.isoformat(), lead_time_minutes=LEAD, account_time_zone="UTC")
+
+
+class World:
+    """A customer database, the simulator and an instance, moved together through time."""
+
+    def __init__(self, sim, db_url: str, instance):
+        self.sim, self.db_url, self.instance, self.cursor = sim, db_url, instance, None
+        self.engine = CustomerDatabaseResource(url=db_url).get_engine(create=True)
+
+    def resources(self, now):
+        return {"cheetah": cheetah_resource(self.sim), "customer_db": CustomerDatabaseResource(url=self.db_url), "clock": _clock(now)}
+
+    def tick(self, now: dt.datetime):
+        """One sensor evaluation at ``now`` (the cursor carried over, as the daemon does)."""
+        self.sim.admin.set_now(now)
+        from cheetah_assets.definitions import defs
+
+        ctx = dg.build_sensor_context(
+            instance=self.instance, cursor=self.cursor, resources=self.resources(now), repository_def=defs.get_repository_def()
+        )
+        data = campaign_preparation_sensor.evaluate_tick(ctx)
+        self.cursor = data.cursor
+        return data.run_requests or []
+
+    def run(self, now: dt.datetime, day: str, **kwargs):
+        self.sim.admin.set_now(now)
+        return run_cycle(self.resources(now), dt.date.fromisoformat(day), self.instance, **kwargs)
+
+    def plan(self) -> dict[str, dict]:
+        with self.engine.connect() as conn:
+            return {r["campaign_id"]: dict(r) for r in conn.execute(sa.select(campaign_plan)).mappings()}
+
+    def add(self, cid, day, at, tz):
+        seed.add_campaign(
+            self.engine, campaign_id=cid, name=cid, send_date=day, send_time=at, time_zone=tz,
+            template_ids="1002", target_group="all_customers",
+        )
+
+
+@pytest.fixture
+def world(sim, db_url):
+    with dg.instance_for_test() as instance:
+        w = World(sim, db_url, instance)
+        today = dt.datetime.now(UTC).date()
+        seed.seed_demo(w.engine, customers=8, days=0, today=today, now=sim.admin.now())
+        yield w
+
+
+def test_morning_sends_east_of_utc_and_at_00_05_utc_are_prepared_the_evening_before_and_sent_at_their_time(world):
+    """Regression (issue 9): Tokyo 08:00, Sydney 10:00 and Kolkata 05:30 on D, and 00:05 UTC on D,
+    were all MISSED by the 00:15 UTC run of D. Now each is prepared 2 h before its own time (on
+    D-1 UTC for the first three) and Cheetah sends each at its time, exactly once."""
+    d = dt.datetime.now(UTC).date() + dt.timedelta(days=1)
+    eve = dt.datetime.combine(d - dt.timedelta(days=1), dt.time(), tzinfo=UTC)
+    world.add("TOKYO", d, "08:00", "Asia/Tokyo")  # D-1 23:00 UTC
+    world.add("SYDNEY", d, "10:00", "Australia/Sydney")  # D-1 23:00 UTC (AEDT)
+    world.add("KOLKATA", d, "05:30", "Asia/Kolkata")  # D-1 24:00 UTC
+    world.add("MIDNIGHT", d, "00:05", "UTC")
+    assert world.tick(eve + dt.timedelta(hours=20, minutes=30)) == []  # nothing due yet
+    (first,) = world.tick(eve + dt.timedelta(hours=21))
+    assert first.partition_key == d.isoformat() and first.run_key.startswith(f"prepare-{d}-")
+    assert d.isoformat() in daily_partitions.get_partition_keys(current_time=eve + dt.timedelta(hours=21))
+    assert world.run(eve + dt.timedelta(hours=21), first.partition_key).success
+    plan = world.plan()
+    assert {c: plan[c]["status"] for c in plan} == {"TOKYO": "READY", "SYDNEY": "READY", "KOLKATA": "WAITING", "MIDNIGHT": "WAITING"}
+    assert plan["KOLKATA"]["reason"] == f"prepared from {d - dt.timedelta(days=1)} 22:00 UTC"
+    assert world.tick(eve + dt.timedelta(hours=21, minutes=1)) == []  # same due set: no new run
+    (second,) = world.tick(eve + dt.timedelta(hours=22, minutes=5))
+    assert second.partition_key == d.isoformat() and second.run_key != first.run_key
+    assert world.run(eve + dt.timedelta(hours=22, minutes=5), second.partition_key).success
+    states = {r["campaign_id"]: (r["state"], r["send_at"]) for r in ledger_rows(world.engine)}
+    assert {c: s for c, (s, _) in states.items()} == dict.fromkeys(["KOLKATA", "MIDNIGHT", "SYDNEY", "TOKYO"], "APPROVED")
+    world.sim.admin.set_now(eve + dt.timedelta(days=2))
+    sent = {c["name"]: c for c in world.sim.admin.sent(recipients=False)["campaigns"]}
+    want = {"TOKYO": "23:00", "SYDNEY": "23:00", "KOLKATA": "00:00", "MIDNIGHT": "00:05"}
+    assert len(sent) == 4 and all(c["sendCount"] == 1 for c in sent.values()), sent
+    got = {name.split("-")[1]: dt.datetime.fromisoformat(c["sentAt"]).astimezone(UTC).strftime("%H:%M") for name, c in sent.items()}
+    assert got == want, got
+
+
+def test_a_campaign_scheduled_20_minutes_before_its_time_is_prepared_on_the_next_tick(world):
+    """Regression (issue 9): a campaign added after the 00:15 run was never prepared."""
+    d = dt.datetime.now(UTC).date()
+    morning = dt.datetime.combine(d, dt.time(10, 0), tzinfo=UTC)
+    assert world.tick(morning) == []
+    world.add("LATE", d, "14:00", "UTC")
+    (request,) = world.tick(dt.datetime.combine(d, dt.time(13, 41), tzinfo=UTC))
+    assert request.partition_key == d.isoformat()
+    assert world.run(dt.datetime.combine(d, dt.time(13, 41), tzinfo=UTC), request.partition_key).success
+    ((state, send_at),) = [(r["state"], r["send_at"]) for r in ledger_rows(world.engine)]
+    assert state == "APPROVED" and send_at.replace(tzinfo=UTC) == dt.datetime.combine(d, dt.time(14), tzinfo=UTC)
+    # The same day's next ticks request nothing more; a re-run of the day sends nothing twice.
+    assert world.tick(dt.datetime.combine(d, dt.time(13, 42), tzinfo=UTC)) == []
+    assert world.run(dt.datetime.combine(d, dt.time(13, 43), tzinfo=UTC), d.isoformat()).success
+    world.sim.admin.set_now(dt.datetime.combine(d, dt.time(15), tzinfo=UTC))
+    assert [c["sendCount"] for c in world.sim.admin.sent(recipients=False)["campaigns"]] == [1]
+
+
+def test_missed_means_first_seen_after_its_send_time_and_overdue_means_known_but_not_handed_over(world):
+    d = dt.datetime.now(UTC).date()
+    at = lambda h, m=0: dt.datetime.combine(d, dt.time(h, m), tzinfo=UTC)  # noqa: E731
+    world.add("KNOWN", d, "11:00", "UTC")
+    world.tick(at(8))  # seen at 08:00; the integration is then down until 11:30
+    world.add("AFTER", d, "09:00", "Europe/Paris")  # 08:00 UTC, first seen at 08:12
+    world.tick(at(8, 12))
+    result = world.run(at(11, 30), d.isoformat())
+    assert result.success  # one bad day never fails the run: the check says it
+    plan = world.plan()
+    assert plan["AFTER"]["status"] == "MISSED"
+    assert plan["AFTER"]["reason"].startswith(
+        f"scheduled for 09:00 Europe/Paris ({d} 08:00 UTC) but first seen at {d} 08:12 UTC: its send time has passed"
+    )
+    assert plan["KNOWN"]["status"] == "OVERDUE" and plan["KNOWN"]["reason"].startswith(f"known since {d} 08:00 UTC")
+    (check,) = [e for e in result.get_asset_check_evaluations() if e.asset_check_key.name == "no_missed_sends"]
+    assert check.passed is False and check.severity == dg.AssetCheckSeverity.ERROR
+    assert "AFTER (MISSED)" in check.description and "KNOWN (OVERDUE)" in check.description
+    (mat,) = [m for m in result.get_asset_materialization_events() if m.asset_key.path == ["scheduled_campaigns"]]
+    meta = mat.materialization.metadata
+    assert meta["missed"].value == 1 and meta["overdue"].value == 1
+    assert {r.data["campaign"] for r in meta["not sent in time"].records} == {"AFTER", "KNOWN"}
+    assert ledger_rows(world.engine) == [] and world.sim.admin.sent()["campaigns"] == []
+    # A deliberate backfill still sends them, late.
+    assert world.run(at(11, 31), d.isoformat(), send_late=True).success
+    assert {r["campaign_id"]: r["state"] for r in ledger_rows(world.engine)} == {"AFTER": "APPROVED", "KNOWN": "APPROVED"}
+
+
+def _statements(engine, fn):
+    seen: list[str] = []
+
+    def listen(conn, cursor, statement, *args):
+        seen.append(statement)
+
+    sa.event.listen(engine, "before_cursor_execute", listen)
+    try:
+        fn()
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", listen)
+    return seen
+
+
+def _one_query_per_quiet_tick(world, engine):
+    d = dt.datetime.now(UTC).date()
+    now = dt.datetime.combine(d, dt.time(6), tzinfo=UTC)
+    world.add("A", d, "07:00", "UTC")
+    assert len(world.tick(now)) == 1
+    quiet = _statements(engine, lambda: world.tick(now + dt.timedelta(minutes=1)))
+    assert len(quiet) == 1 and "campaign_schedule" in quiet[0] and "send_date BETWEEN" in quiet[0], quiet
+    return preparation.window_statement(d, d + dt.timedelta(days=2))
+
+
+def test_a_quiet_tick_is_one_indexed_query_on_sqlite(world):
+    stmt = _one_query_per_quiet_tick(world, world.engine)
+    sql = str(stmt.compile(world.engine, compile_kwargs={"literal_binds": True}))
+    with world.engine.connect() as conn:
+        plan = " ".join(str(r[-1]) for r in conn.execute(sa.text("EXPLAIN QUERY PLAN " + sql)))
+    assert "ix_campaign_schedule_send_date" in plan, plan
+
+
+def test_a_quiet_tick_is_one_indexed_query_on_postgres(sim):
+    with fresh_postgres_database() as url, dg.instance_for_test() as instance:
+        w = World(sim, url, instance)
+        seed.seed_demo(w.engine, customers=8, days=0, today=dt.datetime.now(UTC).date(), now=sim.admin.now())
+        stmt = _one_query_per_quiet_tick(w, w.engine)
+        sql = str(stmt.compile(w.engine, compile_kwargs={"literal_binds": True}))
+        with w.engine.connect() as conn:
+            conn.execute(sa.text("SET enable_seqscan = off"))  # a tiny table: ask whether the index serves it
+            plan = " ".join(r[0] for r in conn.execute(sa.text("EXPLAIN " + sql)))
+        assert "ix_campaign_schedule_send_date" in plan, plan
