@@ -149,3 +149,15 @@ def test_a_second_run_continues_and_the_clock_never_goes_back(instance):
     assert report.schedule_ticks == {"hourly": 3} and len(times) == 3
     with pytest.raises(ValueError, match="cannot go back"):
         lapse.tick(T0)
+
+
+def test_with_clock_at_pins_the_clock_and_keeps_the_rest():
+    from cheetah_assets.clock import ClockResource
+    from cheetah_assets.automation.time_lapse import with_clock_at
+
+    other = object()
+    pinned = with_clock_at({"clock": ClockResource(), "other": other}, T0 + dt.timedelta(minutes=5))
+    assert pinned["other"] is other
+    assert pinned["clock"].now() == T0 + dt.timedelta(minutes=5)
+    with pytest.raises(ValueError, match="timezone-aware"):
+        with_clock_at({"clock": ClockResource()}, dt.datetime(2026, 1, 1))

@@ -96,6 +96,8 @@ class TimeLapse:
     ``resources(T)`` gives the resources for tick T; they override the definitions' own for the
     sensors and for every run launched at T. ``include`` (names) restricts which schedules and
     sensors run; by default, the ones whose default status is RUNNING, as a fresh daemon would.
+    ``intervals`` (name: timedelta) evaluates a sensor less often than its minimum interval, for a
+    sensor too costly to evaluate at every tick; ``run_config(job)`` is merged into every run's.
     """
 
     def __init__(
@@ -107,13 +109,15 @@ class TimeLapse:
         resources: Callable[[dt.datetime], Mapping[str, Any]] | None = None,
         include: set[str] | None = None,
         run_config: Callable[[str], Mapping[str, Any]] | None = None,
+        intervals: Mapping[str, dt.timedelta] | None = None,
     ):
         self.defs = defs
         self.instance = instance
         self.move_clock = move_clock or (lambda _when: None)
         self.resources = resources or (lambda _when: {})
         self.extra_run_config = run_config or (lambda _job: {})
-        repo = defs.get_repository_def()
+        repo = self._repository = defs.get_repository_def()
+        self.intervals = {name: every.total_seconds() for name, every in (intervals or {}).items()}
         self.schedules = [s for s in repo.schedule_defs if self._wanted(s, include, dg.DefaultScheduleStatus.RUNNING)]
         self.sensors = [s for s in repo.sensor_defs if self._wanted(s, include, dg.DefaultSensorStatus.RUNNING)]
         self.cursors: dict[str, str | None] = {s.name: None for s in self.sensors}
@@ -188,7 +192,7 @@ class TimeLapse:
         last = self.last_evaluated.get(sensor.name)
         if isinstance(sensor, dg.RunStatusSensorDefinition) and self.report.sensor_evaluations[sensor.name] == 0:
             return True
-        interval = sensor.minimum_interval_seconds or DEFAULT_SENSOR_INTERVAL
+        interval = self.intervals.get(sensor.name) or sensor.minimum_interval_seconds or DEFAULT_SENSOR_INTERVAL
         return last is None or (when - last).total_seconds() >= interval
 
     # ------------------------------------------------------------------------- evaluations
@@ -197,7 +201,7 @@ class TimeLapse:
         self.report.schedule_ticks[schedule.name] += 1
         try:
             context = dg.build_schedule_context(instance=self.instance, scheduled_execution_time=tick_time,
-                                                resources=resources or None)
+                                                resources=resources or None, repository_def=self._repository)
             data = schedule.evaluate_tick(context)
         except Exception as error:  # noqa: BLE001 - the daemon records a failed tick and goes on
             self.report.failures.append(f"{origin} failed at {tick_time.isoformat()}: {error}")
@@ -213,9 +217,11 @@ class TimeLapse:
         self.report.sensor_evaluations[sensor.name] += int(counts)
         started = time.perf_counter()
         try:
+            # Only the resources the sensor asks for: building a resource is most of a light tick.
+            needed = {k: v for k, v in resources.items() if k in sensor.required_resource_keys}
             context = dg.build_sensor_context(
                 instance=self.instance, cursor=self.cursors[sensor.name], sensor_name=sensor.name,
-                definitions=self.defs, resources=resources or None,
+                definitions=self.defs, resources=needed or None,
             )
             data = sensor.evaluate_tick(context)
         except Exception as error:  # noqa: BLE001 - the daemon records a failed tick and goes on
@@ -281,6 +287,14 @@ class TimeLapse:
                 f"{origin}: run {result.run_id} of {job_name} (partition {request.partition_key}) failed at "
                 f"{self.now.isoformat()}"
             )
+
+
+def with_clock_at(resources: Mapping[str, Any], when: dt.datetime, key: str = "clock") -> dict:
+    """``resources`` with the clock resource under ``key`` pinned to ``when`` (its other settings,
+    such as a lead time, kept): the usual ``resources`` callback of a :class:`TimeLapse`."""
+    clock = resources[key]
+    fields = {name: getattr(clock, name) for name in type(clock).model_fields}
+    return {**resources, key: type(clock)(**{**fields, "fixed_now": _utc(when).isoformat()})}
 
 
 def _merge(base: dict, extra: dict) -> dict:
