@@ -158,6 +158,46 @@ def reconcile_changes(
     return out
 
 
+@dataclass(frozen=True)
+class _Decision:
+    action: str  # RECREATE, DROP or REFUSE
+    why: str
+    current: str | None = None
+    send_at: dt.datetime | None = None
+
+
+RECREATE, DROP, REFUSE = "recreate", "drop", "refuse"
+
+
+def _decide(
+    row: ledger.LedgerRow, c: queries.ScheduledCampaign | None, day: dt.date, now: dt.datetime, min_lead: dt.timedelta
+) -> _Decision | None:
+    """What a handed-over send needs, given the schedule now (None: nothing, or not handed over)."""
+    if row.state not in ledger.TOUCHED_CHEETAH or row.fingerprint is None:
+        return None
+    if c is None:
+        return _Decision(DROP, f"campaign {row.campaign_id} is no longer scheduled on {day}")
+    if row.template_id not in c.template_ids:
+        return _Decision(DROP, f"template {row.template_id} was removed from campaign {row.campaign_id}")
+    current, send_at, problem = scheduled(c)
+    if current is None:
+        return _Decision(REFUSE, f"its schedule is no longer valid ({problem})")
+    if row.fingerprint == current:
+        return None
+    what = "; ".join(differences(row.fingerprint, current)) or "the schedule changed"
+    times = [t for t in (row.send_at, send_at) if t is not None]
+    deadline = min(times) - min_lead if times else now
+    if now >= deadline:
+        return _Decision(
+            REFUSE,
+            f"changed after it was handed over ({what}), found at {now:%Y-%m-%d %H:%M} UTC: too late to re-create it "
+            f"before {deadline + min_lead:%H:%M} UTC (it takes at least {int(min_lead.total_seconds() // 60)} minutes "
+            "before the old and the new send time)",
+            current,
+        )
+    return _Decision(RECREATE, f"changed after hand-over: {what}", current, send_at)
+
+
 def _reconcile(
     sender: Reconciler,
     row: ledger.LedgerRow,
@@ -167,41 +207,37 @@ def _reconcile(
     out: Reconciled,
 ) -> str | None:
     """Reconcile one handed-over send: :data:`RECREATED` if it was re-based to be sent again,
-    :data:`DROPPED` if it was deleted (or refused), None if it matches the schedule."""
-    if c is None:
-        return _drop(sender, row, f"campaign {row.campaign_id} is no longer scheduled on {day}", out)
-    if row.template_id not in c.template_ids:
-        return _drop(sender, row, f"template {row.template_id} was removed from campaign {row.campaign_id}", out)
-    current, send_at, problem = scheduled(c)
-    if current is None:
-        return _drop(sender, row, f"its schedule is no longer valid ({problem})", out, refused=True)
-    if row.fingerprint == current:
+    :data:`DROPPED` if it was deleted (or refused), None if it matches the schedule. The decision
+    is taken again on the row as claimed: another run may have reconciled it meanwhile."""
+    if _decide(row, c, day, sender.now(), min_lead) is None:
         return None
-    what = "; ".join(differences(row.fingerprint or current, current)) or "the schedule changed"
-    now = sender.now()
-    times = [t for t in (row.send_at, send_at) if t is not None]
-    deadline = min(times) - min_lead if times else now
-    if now >= deadline:
-        why = (
-            f"changed after it was handed over ({what}), found at {now:%Y-%m-%d %H:%M} UTC: too late to re-create it "
-            f"before {deadline + min_lead:%H:%M} UTC (it takes at least {int(min_lead.total_seconds() // 60)} minutes "
-            "before the old and the new send time)"
-        )
-        return _drop(sender, row, why, out, refused=True, current=current)
     claimed = _claim(sender, row)
     try:
-        try:
-            delete_ours(sender, claimed, attempts=sender.step_attempts, backoff_seconds=sender.step_backoff_seconds)
-        except AlreadySent:
-            note = f"changed after it was handed over ({what}), but the prepared send {row.cheetah_name} was already sent"
-            sender.ledger.note_history(row.send_key, sender.owner, note, fingerprint=current)
-            out.problems.append(f"{row.send_key}: {note}; it was not re-created.")
+        decision = _decide(claimed, c, day, sender.now(), min_lead)
+        if decision is None:
             return None
-        new_name = ledger.cheetah_name(row.campaign_id, row.template_id, row.send_date, row.revision + 1)
-        note = f"changed after hand-over: {what}; {row.cheetah_name} deleted in Cheetah Messaging, re-created as {new_name}"
-        sender.ledger.recreate(row.send_key, sender.owner, send_at=send_at, note=note)
-        out.notes.append(f"{row.send_key}: {note}")
-        return RECREATED
+        try:
+            campaign = delete_ours(sender, claimed, attempts=sender.step_attempts, backoff_seconds=sender.step_backoff_seconds)
+        except AlreadySent:
+            note = f"{decision.why}; the prepared send {claimed.cheetah_name} was already sent"
+            # Recorded once: the fingerprint now says what the schedule says (or nothing is left to compare).
+            sender.ledger.note_history(claimed.send_key, sender.owner, note, fingerprint=decision.current)
+            out.problems.append(f"{claimed.send_key}: {note}" + ("; it was not re-created." if decision.action == RECREATE else "."))
+            return None
+        if decision.action == RECREATE:
+            new_name = ledger.cheetah_name(claimed.campaign_id, claimed.template_id, claimed.send_date, claimed.revision + 1)
+            note = f"{decision.why}; {claimed.cheetah_name} deleted in Cheetah Messaging, re-created as {new_name}"
+            sender.ledger.recreate(claimed.send_key, sender.owner, send_at=decision.send_at, note=note)
+            out.notes.append(f"{claimed.send_key}: {note}")
+            return RECREATED
+        done = "was deleted in Cheetah Messaging" if campaign is not None else "had not reached Cheetah Messaging"
+        note = f"{decision.why}; the prepared send {claimed.cheetah_name} {done}, so nothing goes out for it"
+        sender.ledger.note_history(claimed.send_key, sender.owner, note, state=ledger.CANCELLED)
+        if decision.action == REFUSE:
+            out.problems.append(f"{claimed.send_key}: {note}: schedule it again (a new time or day) if it is still wanted.")
+        else:
+            out.notes.append(f"{claimed.send_key}: {note}.")
+        return DROPPED
     finally:
         sender.ledger.release(row.send_key, sender.owner)
 
@@ -214,39 +250,6 @@ def _claim(sender: Reconciler, row: ledger.LedgerRow) -> ledger.LedgerRow:
             "reconciled on the next run."
         )
     return claimed
-
-
-def _drop(
-    sender: Reconciler,
-    row: ledger.LedgerRow,
-    why: str,
-    out: Reconciled,
-    *,
-    refused: bool = False,
-    current: str | None = None,
-) -> str | None:
-    """Delete a handed-over send that must not go out as prepared; record why. A refusal (or a
-    send that went out already) is a problem; a send dropped because its campaign or template
-    no longer is (like a cancellation) is a note."""
-    claimed = _claim(sender, row)
-    try:
-        try:
-            campaign = delete_ours(sender, claimed, attempts=sender.step_attempts, backoff_seconds=sender.step_backoff_seconds)
-        except AlreadySent:
-            note = f"{why}; the prepared send {row.cheetah_name} was already sent"
-            # Recorded once: the fingerprint now says what the schedule says (or nothing is left to compare).
-            sender.ledger.note_history(row.send_key, sender.owner, note, fingerprint=current)
-            out.problems.append(f"{row.send_key}: {note}.")
-            return None
-        done = "was deleted in Cheetah Messaging" if campaign is not None else "had not reached Cheetah Messaging"
-        note = f"{why}; the prepared send {row.cheetah_name} {done}, so nothing goes out for it"
-        sender.ledger.note_history(row.send_key, sender.owner, note, state=ledger.CANCELLED)
-        (out.problems if refused else out.notes).append(
-            f"{row.send_key}: {note}" + (": schedule it again (a new time or day) if it is still wanted." if refused else ".")
-        )
-        return DROPPED
-    finally:
-        sender.ledger.release(row.send_key, sender.owner)
 
 
 def refreezer(sender: Reconciler, chunk_size: int = 10_000) -> Callable[[queries.ScheduledCampaign], None]:
