@@ -150,3 +150,27 @@ def test_the_definitions_follow_the_account_zone_and_the_lead_time():
 
     clock = build_resources({"CHEETAH_ACCOUNT_TIME_ZONE": "Asia/Tokyo", "CHEETAH_LEAD_TIME_MINUTES": "45"})["clock"]
     assert clock.account_time_zone == "Asia/Tokyo" and clock.lead_time() == dt.timedelta(minutes=45)
+
+
+def test_the_code_location_loaded_with_an_account_zone_partitions_and_schedules_by_it(tmp_path):
+    """Read at definitions load, in a process of its own (the zone is part of the definitions)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import json; from cheetah_assets.definitions import defs; r = defs.get_repository_def();"
+        "s = r.get_schedule_def('daily_campaign_cycle_schedule'); c = r.get_schedule_def('template_catalog_schedule');"
+        "p = r.get_job('daily_campaign_cycle').partitions_def;"
+        "print(json.dumps([s.execution_timezone, c.execution_timezone, p.timezone, s.cron_schedule]))"
+    )
+    env = {**os.environ, "CHEETAH_ACCOUNT_TIME_ZONE": "Pacific/Kiritimati", "CHEETAH_DEMO": "0"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == ["Pacific/Kiritimati"] * 3 + ["15 0 * * *"]
+    bad = subprocess.run(
+        [sys.executable, "-c", "import cheetah_assets.definitions"], env={**env, "CHEETAH_ACCOUNT_TIME_ZONE": "Nowhere/Land"},
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )
+    assert bad.returncode != 0 and "CHEETAH_ACCOUNT_TIME_ZONE must be an IANA time zone name" in bad.stderr
