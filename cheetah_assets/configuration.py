@@ -14,6 +14,12 @@ There are exactly two modes, and the environment chooses between them explicitly
   mode, so real credentials can never be sent to a simulator. The customer database is
   ``$CUSTOMER_DB_URL`` if set, else the demo SQLite file ``$CHEETAH_DEMO_DIR/customers.db``.
 
+In both modes, three optional settings time the send path (read at definitions load; each bad
+value is a one-sentence :class:`ConfigurationError` naming its variable): ``CHEETAH_ACCOUNT_TIME_ZONE``
+(IANA, default UTC: the business day of the partitions and schedules), ``CHEETAH_LEAD_TIME_MINUTES``
+(default 120: how long before its send time a campaign is prepared) and ``CHEETAH_PARTITION_START``
+(default 2026-11-01: the first daily partition).
+
 Reading this module has no side effects: nothing is started, seeded or written. The demo's
 simulator and database are started and seeded by the demo and dev commands (``embedded.py``).
 """
