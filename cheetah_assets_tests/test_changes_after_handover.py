@@ -17,7 +17,7 @@ from hypothesis import given, settings, strategies as st
 from cheetah_assets.customers import schema
 from cheetah_assets.customers.resource import CustomerDatabaseResource
 from cheetah_assets.customers.schema import campaign_schedule, send_ledger, target_group_members
-from cheetah_assets.sending import ledger
+from cheetah_assets.sending import ledger, plan
 from cheetah_assets.sending.cancel import cancel_campaign
 from cheetah_assets.sending.changes import MIN_LEAD, reconcile_changes, refreezer
 from cheetah_assets.sending.fingerprint import changed, differences, fingerprint, handover_change, parse
@@ -160,6 +160,10 @@ def test_a_time_change_after_handover_goes_out_once_at_the_new_time(sim, any_db,
         _reschedule(engine, send_time="12:30")
         result = run_cycle(res, day, instance)
         assert result.success, failure_messages(result)
+    # The run's plan (made before campaign_sends re-created it) did not call the stale send SENT.
+    (planned,) = plan.load_plan(engine, day)
+    assert planned.status == plan.READY and planned.send_at == _at(day, 12, 30)
+    assert "changed after hand-over (send time 11:00 -> 12:30 UTC)" in planned.reason
     (row,) = ledger_rows(engine)
     new_name = ledger.cheetah_name("X", "1002", day, 1)
     assert (row["state"], row["revision"], row["cheetah_name"]) == ("APPROVED", 1, new_name)

@@ -22,6 +22,7 @@ from ..customers.schema import campaign_plan
 from ..timeutil import utc
 from . import ledger, seen, statuses
 from .catalog import CatalogEntry
+from .fingerprint import handover_change
 from .timing import fmt_utc, is_due
 
 READY, SENT, MISSED, INVALID, CANCELLED = "READY", "SENT", "MISSED", "INVALID", "CANCELLED"
@@ -187,6 +188,8 @@ def _plan_campaign(
         status, reason, at = READY, None, send_at
         if meaning == statuses.CANCELLED:
             status, reason = CANCELLED, "cancelled on the Optimove side"
+        elif done is not None and (change := handover_change(done, send_at, templates, c.target_group)):
+            reason = f"changed after hand-over ({change}): campaign_sends deletes and re-creates it, or says why not"
         elif done is not None and done.state in (ledger.APPROVED, ledger.MISSED, ledger.EMPTY, ledger.CANCELLED):
             status = {ledger.APPROVED: SENT, ledger.MISSED: MISSED, ledger.EMPTY: SENT, ledger.CANCELLED: CANCELLED}[done.state]
             reason, at = done.error, done.send_at
