@@ -239,3 +239,23 @@ def test_an_empty_list_reports_progress_once(engine):
         calls: list[int] = []
         result = _freeze(engine, f"EMPTY-{in_database}", in_database, ["1001", "1003"], progress=calls.append)
         assert (result.row_count, result.per_template, calls) == (0, {"1001": 0, "1003": 0}, [0])
+
+
+@pytest.mark.postgres
+def test_installed_function_is_recognised_without_generating_it_again(monkeypatch):
+    """Generating the PostgreSQL bodies takes seconds: a freeze must not pay it when they are installed."""
+    with fresh_postgres_database() as url:
+        eng = engine_for(url)
+        identifiers.ensure_sql_function(eng)
+
+        def generate_again():
+            raise AssertionError("generated again")
+
+        monkeypatch.setattr(identifiers, "postgres_function_bodies", generate_again)
+        identifiers.ensure_sql_function(eng)  # recognised by its comment
+        with eng.begin() as conn:  # someone replaces the body by hand: the comment no longer vouches for it
+            conn.exec_driver_sql(
+                "CREATE OR REPLACE FUNCTION cheetah_norm(text) RETURNS text LANGUAGE sql IMMUTABLE AS 'SELECT lower($1)'"
+            )
+        with pytest.raises(AssertionError, match="generated again"):
+            identifiers.ensure_sql_function(eng)

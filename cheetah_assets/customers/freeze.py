@@ -2,9 +2,11 @@
 
 The members of the target group are selected, suppressed and de-duplicated by the database on
 the normalised identifier ``cheetah_norm(identifier)`` (:mod:`.identifiers`: ``strip(casefold(
-NFKC(s)))``, the same function on SQLite and PostgreSQL), and streamed through Python in chunks,
-so memory stays flat whatever the size of the customer table. The normalised identifier is what
-the list stores, and so what is sent to Cheetah Messaging.
+NFKC(s)))``, the same function on SQLite and PostgreSQL), and written to the list by one
+``INSERT … SELECT`` (:mod:`.freeze_sql`) with the template split and the attrs JSON, so no row
+passes through Python; columns the database cannot render as Python does are streamed through
+Python in chunks instead. Memory stays flat whatever the size of the customer table. The
+normalised identifier is what the list stores, and so what is sent to Cheetah Messaging.
 """
 
 from __future__ import annotations
