@@ -5,7 +5,9 @@ The ledger is what makes sends exactly-once. Three rules, each enforced here:
 1. **One name per send.** The Cheetah campaign name is derived from the send key
    (:func:`cheetah_name`), so every attempt (retry, re-execution, backfill, a concurrent run)
    asks Cheetah for the same name, and Cheetah's unique-name rule means a second campaign can
-   never be created. A lost reply is recovered by looking the name up.
+   never be created. A lost reply is recovered by looking the name up. Only a send whose
+   campaign was deleted in Cheetah (confirmed) after its schedule changed gets a new name, as
+   its next revision (``-r{N}``, :meth:`Ledger.recreate`, see ``changes.py``).
 2. **One sender at a time.** A run must *claim* a row before calling Cheetah for it. The claim is
    a compare-and-set ``UPDATE`` (atomic on SQLite and PostgreSQL alike) with a lease; a claim
    whose run is no longer alive, or whose lease has run out, can be taken over.
