@@ -1,6 +1,6 @@
 """The metric path as software-defined assets.
 
-    campaign_metric_snapshots  (campaign x day_1..day_7)  ->  campaign_analysis  (+ two checks)
+    campaign_metric_snapshots  (campaign x day_1..day_7)  ->  campaign_analysis  (+ three checks)  ->  campaign_status
 
 * ``campaign_metric_snapshots`` is partitioned two ways: by Cheetah campaign (a dynamic
   partition per sent campaign, keyed by its unique Cheetah name, registered by
@@ -22,8 +22,8 @@ Partition keys are the Cheetah campaign names (``OPT-<campaign>-<template>-<yyyy
 stable and the name the campaign has in Cheetah Messaging, so they are kept even though the UI
 may shorten long ones; the tables show the Optimove campaign name next to them.
 
-The assets are thin: the work is in :mod:`.snapshots` and :mod:`.analysis` (plain functions),
-and the results live in the customer database (tables ``cheetah_metric_snapshot`` and
+The assets are thin: the work is in :mod:`.snapshots`, :mod:`.analysis`, :mod:`.chart` and
+:mod:`.status` (plain functions), and the results live in the customer database (tables ``cheetah_metric_snapshot`` and
 ``cheetah_campaign_analysis``), never in pickles.
 """
 
