@@ -220,7 +220,9 @@ def test_freeze_never_keeps_a_suppressed_spelling_and_collapses_the_others(engin
 @given(st.lists(st.one_of(st.text(), IDENTIFIER_TEXT), min_size=1, max_size=20))
 def test_sql_function_equals_python(engine, values):
     identifiers.ensure_sql_function(engine)
-    values = [v.replace("\x00", "") for v in values]  # PostgreSQL text cannot hold NUL
+    # PostgreSQL text cannot hold NUL, and no database text (nor its driver) a lone surrogate:
+    # neither can be in a customer table, so neither is compared.
+    values = ["".join(ch for ch in v if ch != "\x00" and not 0xD800 <= ord(ch) <= 0xDFFF) for v in values]
     stmt = sa.select(identifiers.norm(sa.bindparam("v", type_=sa.Text)))
     with engine.connect() as conn:
         got = [conn.execute(stmt, {"v": v}).scalar_one() for v in values]
