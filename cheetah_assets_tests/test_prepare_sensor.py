@@ -197,3 +197,22 @@ def test_a_quiet_tick_is_one_indexed_query_on_postgres(sim):
             conn.execute(sa.text("SET enable_seqscan = off"))  # a tiny table: ask whether the index serves it
             plan = " ".join(r[0] for r in conn.execute(sa.text("EXPLAIN " + sql)))
         assert "ix_campaign_schedule_send_date" in plan, plan
+
+
+def test_a_prepared_campaign_cancelled_an_hour_before_its_time_is_requested_again_and_never_sent(world):
+    from cheetah_assets.customers.queries import set_campaign_status
+
+    d = dt.datetime.now(UTC).date()
+    at = lambda h, m=0: dt.datetime.combine(d, dt.time(h, m), tzinfo=UTC)  # noqa: E731
+    world.add("GONE", d, "14:00", "UTC")
+    (first,) = world.tick(at(12))
+    assert world.run(at(12), first.partition_key).success
+    assert [r["state"] for r in ledger_rows(world.engine)] == ["APPROVED"]
+    set_campaign_status(world.engine, "GONE", "CANCELLED")
+    (again,) = world.tick(at(13))
+    assert again.partition_key == d.isoformat() and again.run_key != first.run_key
+    assert world.run(at(13), again.partition_key).success
+    assert world.plan()["GONE"]["status"] == "CANCELLED"
+    assert [r["state"] for r in ledger_rows(world.engine)] == ["CANCELLED"]
+    world.sim.admin.set_now(at(15))
+    assert [c for c in world.sim.admin.sent(recipients=False)["campaigns"] if c.get("sendCount")] == []
