@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 import dagster as dg
+from dagster._core.definitions.partitions.context import partition_loading_context
 from dagster._utils.schedules import schedule_execution_time_iterator
 
 SENSOR_NAME_TAG = "dagster/sensor_name"
@@ -202,7 +203,9 @@ class TimeLapse:
         try:
             context = dg.build_schedule_context(instance=self.instance, scheduled_execution_time=tick_time,
                                                 resources=resources or None, repository_def=self._repository)
-            data = schedule.evaluate_tick(context)
+            # As the daemon: partitions loaded from the instance, "now" being the tick's time.
+            with partition_loading_context(effective_dt=tick_time, dynamic_partitions_store=self.instance):
+                data = schedule.evaluate_tick(context)
         except Exception as error:  # noqa: BLE001 - the daemon records a failed tick and goes on
             self.report.failures.append(f"{origin} failed at {tick_time.isoformat()}: {error}")
             return
@@ -223,7 +226,8 @@ class TimeLapse:
                 instance=self.instance, cursor=self.cursors[sensor.name], sensor_name=sensor.name,
                 definitions=self.defs, resources=needed or None,
             )
-            data = sensor.evaluate_tick(context)
+            with partition_loading_context(effective_dt=when, dynamic_partitions_store=self.instance):
+                data = sensor.evaluate_tick(context)
         except Exception as error:  # noqa: BLE001 - the daemon records a failed tick and goes on
             self.report.failures.append(f"{origin} failed at {when.isoformat()}: {error}")
             return
