@@ -19,9 +19,11 @@ from cheetah_assets.customers.resource import CustomerDatabaseResource
 from cheetah_assets.customers.schema import campaign_schedule, send_ledger, target_group_members
 from cheetah_assets.sending import ledger, plan
 from cheetah_assets.sending.cancel import cancel_campaign
-from cheetah_assets.sending.changes import MIN_LEAD, reconcile_changes, refreezer
+from cheetah_assets.sending.changes import reconcile_changes, refreezer
 from cheetah_assets.sending.fingerprint import changed, differences, fingerprint, handover_change, parse
 from cheetah_assets.sending.protocol import Sender
+
+from cheetah_assets.sending.assets import SEND_ASSETS, SEND_CHECKS
 
 from .conftest import cheetah_resource, make_resources
 from .helpers import audit_sends, demo_database, failure_messages, ledger_rows, run_cycle
@@ -392,3 +394,30 @@ def test_an_older_postgres_ledger_gets_the_new_columns():
     with fresh_postgres_database() as url:
         _upgrade_and_recreate(CustomerDatabaseResource(url=url).get_engine(create=True))
 
+
+
+def test_a_target_group_changed_between_freeze_and_handover_is_caught(sim, db_url, engine, day):
+    """The fingerprint records the target group and templates the list was frozen from (the
+    day's plan), not the schedule as it reads at hand-over: a change in between is re-created on
+    the next run, never sent to the old list in silence."""
+    res = make_resources(sim, db_url)
+    with engine.connect() as conn:
+        group = conn.execute(
+            sa.select(target_group_members.c.target_group).where(target_group_members.c.target_group != "all_customers")
+        ).scalar()
+    with dg.instance_for_test() as instance:
+        assets = [*SEND_ASSETS, *SEND_CHECKS]
+        assert dg.materialize(assets, partition_key=day.isoformat(), resources=res, instance=instance,
+                              selection=["cheetah_template_catalog", "scheduled_campaigns", "recipient_lists"]).success
+        _reschedule(engine, target_group=group)  # after the freeze, before the send
+        assert dg.materialize(assets, partition_key=day.isoformat(), resources=res, instance=instance,
+                              selection=["campaign_sends"]).success
+        (row,) = ledger_rows(engine)
+        assert parse(row["fingerprint"]).target_group == "all_customers"  # what the list holds
+        assert run_cycle(res, day, instance).success
+    (row,) = ledger_rows(engine)
+    assert row["revision"] == 1 and f"target group all_customers -> {group}" in row["history"]
+    sent = _sent(sim)
+    assert [c["name"] for c in sent["campaigns"]] == [row["cheetah_name"]]
+    audit = audit_sends(engine, sent)
+    assert audit.ok, audit

@@ -34,7 +34,7 @@ import sqlalchemy as sa
 from ..cheetah.client import CheetahClient
 from ..cheetah.errors import CheetahError
 from ..customers import queries
-from ..customers.schema import campaign_schedule
+from ..customers.schema import campaign_plan, campaign_schedule
 from . import ledger, statuses
 from .deletion import AlreadySent, delete_ours
 from .errors import SendError
@@ -96,14 +96,31 @@ def _schedule_of(engine: sa.Engine, campaign_id: str, day: dt.date) -> queries.S
     return next((c for c in queries.load_schedule(engine, day) if c.campaign_id == campaign_id), None)
 
 
+def _planned(engine: sa.Engine, campaign_id: str, day: dt.date) -> tuple[tuple[str, ...], str] | None:
+    """The templates (in order) and target group the day's plan, and so the frozen list, has."""
+    t = campaign_plan.c
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(t.template_id, t.target_group)
+            .where(t.send_date == day, t.campaign_id == campaign_id)
+            .order_by(t.template_index)
+        ).all()
+    return (tuple(r.template_id for r in rows), rows[0].target_group) if rows else None
+
+
 def handed_over(engine: sa.Engine, row: ledger.LedgerRow, now: dt.datetime) -> dict:
     """The ledger values to record as a send leaves PENDING: its fingerprint, and the schedule's
-    send time if the schedule moved it (still ahead) since the row was written."""
+    send time if the schedule moved it (still ahead) since the row was written.
+
+    The fingerprint holds the scheduled send time, and the templates and target group of the
+    day's plan, from which the list was frozen: a change of the schedule between the freeze and
+    the hand-over then shows as a change on the next run (never as a stale list sent in silence)."""
     c = _schedule_of(engine, row.campaign_id, row.send_date)
     fp, send_at, _problem = scheduled(c) if c is not None else (None, None, None)
     if fp is None:
         return {}
-    values: dict = {"fingerprint": fp}
+    planned = _planned(engine, row.campaign_id, row.send_date)
+    values: dict = {"fingerprint": fingerprint(send_at, *planned) if planned is not None else fp}
     if send_at != row.send_at and send_at is not None and send_at > now:
         values["send_at"] = send_at
     return values
