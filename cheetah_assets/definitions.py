@@ -1,4 +1,11 @@
-"""The code location: ``cheetah_assets.definitions:defs``."""
+"""The code location: ``cheetah_assets.definitions:defs``.
+
+Every run executes its steps in the run's own process (``in_process_executor``). The send path's
+steps are a chain that runs one after the other anyway, and the metric jobs have one or two steps:
+a process per step would only load the code location again for each step (about 3 CPU-seconds
+each), which is most of what a run costs. A run is still its own process under the run launcher,
+and run monitoring still ends one whose process dies.
+"""
 
 from __future__ import annotations
 
@@ -21,4 +28,5 @@ defs = dg.Definitions(
     schedules=SCHEDULES,
     sensors=[*SEND_SENSORS, *PREPARE_SENSORS, *METRIC_SENSORS, *ALERT_SENSORS],
     resources=build_resources(),
+    executor=dg.in_process_executor,
 )
