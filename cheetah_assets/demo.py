@@ -1,6 +1,6 @@
 """``cheetah-demo``: the day's campaign cycle on the embedded defaults, end to end.
 
-1. seeds a fresh demo customer database (``.cheetah_demo/customers.db``),
+1. seeds the demo customer database (``.cheetah_demo/customers.db``) if it has none,
 2. starts the Cheetah Messaging simulator on loopback,
 3. runs the ``daily_campaign_cycle`` job for today's partition (catalog and set-up checks,
    validated plan, frozen recipient lists, exactly-once sends),
@@ -8,22 +8,35 @@
    Messaging actually sent (read back from the simulator),
 5. moves it one more day and snapshots day 1 of each sent campaign's metrics, then prints the
    campaign analysis.
+
+Its runs, materializations and checks go to the persistent Dagster instance under the demo folder
+(``.cheetah_demo/dagster_home``, the one ``./run dev`` uses), so they show in the UI. Running the
+demo again keeps that history and the database; ``--fresh`` deletes the demo folder first. The
+environment's own ``DAGSTER_HOME`` is never read or written.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import shutil
 import sys
+from pathlib import Path
 
 import dagster as dg
+
+
+def dagster_home(directory: Path) -> Path:
+    """The demo's persistent Dagster instance, shared with ``./run dev`` (never ``$DAGSTER_HOME``)."""
+    return directory / "dagster_home"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cheetah-demo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--customers", type=int, default=20_000, help="demo customers to seed (default 20,000)")
-    parser.add_argument("--keep", action="store_true", help="keep an existing .cheetah_demo database")
+    parser.add_argument("--fresh", action="store_true", help="delete the demo folder (database and Dagster history) first")
+    parser.add_argument("--keep", action="store_true", help="(the default, kept for old scripts) keep the demo folder")
     args = parser.parse_args(argv)
 
     from . import configuration, embedded
@@ -38,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     # own (configuration.demo_resources), so real credentials stay where they are.
     env = {configuration.DEMO_DIR_VARIABLE: str(configuration.demo_dir())}
     directory = configuration.demo_dir(env)
-    if directory.exists() and not args.keep:
+    if directory.exists() and args.fresh:
         shutil.rmtree(directory)
     directory.mkdir(parents=True, exist_ok=True)
     port = embedded.free_port(configuration.demo_port())
@@ -55,7 +68,12 @@ def main(argv: list[str] | None = None) -> int:
     sim_now = sim.admin.now()
     resources["clock"] = ClockResource(fixed_now=sim_now.isoformat())
     today = sim_now.date()
-    instance = dg.DagsterInstance.ephemeral()
+    home = dagster_home(directory)
+    home.mkdir(parents=True, exist_ok=True)
+    # This command's own process only: Dagster's telemetry and anything asking for "the" instance
+    # write under $DAGSTER_HOME, which must be the demo's, not the user's.
+    os.environ["DAGSTER_HOME"] = str(home)
+    instance = dg.DagsterInstance.from_config(str(home))
     defs = dg.Definitions(assets=SEND_ASSETS, asset_checks=SEND_CHECKS, jobs=[daily_campaign_cycle_job], resources=resources)
     print(f"Running daily_campaign_cycle for {today}…")
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -108,7 +126,11 @@ def main(argv: list[str] | None = None) -> int:
         table["open rate"] = frame["open_rate"].map(lambda v: "" if v != v or v is None else f"{v:.1%}")
         table["click rate"] = frame["click_rate"].map(lambda v: "" if v != v or v is None else f"{v:.1%}")
         print(table.to_string(index=False))
-    print(f"\nThe demo database is in {directory}; `./run dev` opens the same code location in the Dagster UI.")
+    print(
+        f"\nThe demo database is in {directory}, its Dagster history in {home}; `./run dev` opens the same "
+        "code location and instance in the Dagster UI (the demo's runs are listed there). "
+        "`./run demo --fresh` starts over."
+    )
     return 0
 
 

@@ -3,7 +3,8 @@
 It seeds the demo database if it has none, starts the Cheetah Messaging simulator (clock running
 with real time) in a process of its own, and runs ``dagster dev -w workspace.yaml`` with
 ``CHEETAH_DEMO=1`` pointed at them; the simulator stops when ``dagster dev`` does. Dagster's
-instance lives under the demo folder unless ``DAGSTER_HOME`` is set. Extra arguments go to
+instance is always the demo folder's ``dagster_home`` (the one ``./run demo`` writes its runs to),
+never the environment's ``DAGSTER_HOME``. Extra arguments go to
 ``dagster dev`` (``./run dev -p 3001``).
 """
 
@@ -31,7 +32,7 @@ def demo_environment(base: dict[str, str], port: int, directory: Path) -> dict[s
             configuration.DEMO_DIR_VARIABLE: str(directory),
         }
     )
-    env.setdefault("DAGSTER_HOME", str(directory / "dagster_home"))
+    env["DAGSTER_HOME"] = str(directory / "dagster_home")  # the demo's instance, as cheetah-demo's
     return env
 
 
