@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     # there, and so is ours, so the demo shows the same day at any time.
     start = dt.datetime.combine(dt.datetime.now(dt.timezone.utc).date(), dt.time(6), tzinfo=dt.timezone.utc)
     print(f"Seeding {args.customers:,} demo customers in {directory}/customers.db; simulator on port {port}…")
-    sim = embedded.start_simulator(port, live_clock=False, now=start)
+    sim = embedded.start_simulator(port, live_clock=False, now=start, state_path=directory / "simulator.db")
     embedded.ensure_seeded(db_url, customers=args.customers, today=start.date(), now=start)
 
     resources = configuration.demo_resources(env)

@@ -47,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     if ensure_seeded(configuration.demo_db_url(env), customers=customers):
         print(f"Seeded {customers:,} demo customers in {directory}/customers.db.", flush=True)
     simulator = subprocess.Popen(
-        [sys.executable, "-m", "cheetah_assets.simulator", "--port", str(port), "--live-clock"], env=env
+        [sys.executable, "-m", "cheetah_assets.simulator", "--port", str(port), "--live-clock",
+         "--state", str(directory / "simulator.db")], env=env
     )
     try:
         deadline = time.monotonic() + 60

@@ -39,15 +39,18 @@ def free_port(preferred: int = DEFAULT_SIM_PORT) -> int:
         return s.getsockname()[1]
 
 
-def start_simulator(port: int = DEFAULT_SIM_PORT, *, live_clock: bool = True, now: dt.datetime | None = None):
-    """Start the demo simulator in this process on ``port`` unless something already listens there."""
+def start_simulator(port: int = DEFAULT_SIM_PORT, *, live_clock: bool = True, now: dt.datetime | None = None,
+                    state_path=None):
+    """Start the demo simulator in this process on ``port`` unless something already listens there.
+    ``state_path``: its state and clock live in that SQLite file (restored if it holds them; ``now``
+    then only moves the clock forward, never back)."""
     global _server
     with _lock:
         if _server is not None or listening(port):
             return _server
-        _server = SimulatorServer(seed="demo", port=port, live_clock=live_clock)
+        _server = SimulatorServer(seed="demo", port=port, live_clock=live_clock, state_path=state_path)
         _server.start()
-        if now is not None:
+        if now is not None and (not _server.restored or _server.admin.now() < now):
             _server.admin.set_now(now)
         return _server
 

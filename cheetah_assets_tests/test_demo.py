@@ -3,6 +3,7 @@ opens), keeps that history on a second run, and never the environment's ``DAGSTE
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import socket
 import subprocess
@@ -53,6 +54,13 @@ def test_the_demo_writes_its_runs_to_the_persistent_instance_and_keeps_them(tmp_
     assert snapshots and all(str(k).endswith("day_1") or "day_1" in str(k) for k in snapshots), snapshots
     assert analysis is not None
     assert not (tmp_path / "users_home").exists()  # the environment's DAGSTER_HOME is never touched
+    # the simulator's world is in the demo folder for ./run dev: what it sent, and its clock
+    from cheetah_assets.simulator.server import SimulatorServer
+
+    with SimulatorServer(state_path=tmp_path / "demo" / "simulator.db") as sim:
+        assert sim.restored and sim.admin.sent(recipients=False)["campaigns"]
+        day = dt.datetime.combine(dt.datetime.now(dt.timezone.utc).date(), dt.time(6), tzinfo=dt.timezone.utc)
+        assert sim.admin.now() >= day + dt.timedelta(days=1)  # the demo moved it to day 1 of the metrics
 
     _demo(tmp_path)  # again, without --fresh: the first run's history is still there
     runs2, failed2, snapshots2, _ = _history(home)

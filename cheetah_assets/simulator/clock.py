@@ -40,6 +40,10 @@ class SimClock:
             return self._base + dt.timedelta(seconds=self._monotonic() - self._base_monotonic)
         return self._base
 
+    def setting(self) -> tuple[bool, dt.datetime]:
+        """(live, the time last set): changes only when the clock is set (what a save compares)."""
+        return self.live, self._base
+
     def set(self, when: dt.datetime) -> None:
         """Set the simulated now to ``when`` (in live mode it runs on from there)."""
         self._base = when

@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import datetime as dt
 import threading
+from pathlib import Path
 from typing import Any
 
 import requests
@@ -15,6 +16,7 @@ import uvicorn
 from ..timeutil import parse_iso
 from .admin import SimulatorAdmin
 from .app import build_app
+from .persist import StateFile, persisting
 from .state import SimState
 
 
@@ -64,9 +66,17 @@ class SimulatorServer:
     def __init__(self, seed: str = "demo", *, host: str = "127.0.0.1", port: int = 0,
                  now: dt.datetime | None = None, rate_limit: int | None = None,
                  token_ttl: int | None = None, live_clock: bool = False, string_ids: bool = False,
-                 startup_timeout: float = 10.0, tls: tuple[str, str, str] | None = None):
+                 startup_timeout: float = 10.0, tls: tuple[str, str, str] | None = None,
+                 state_path: str | Path | None = None):
         self.state = SimState(seed, now, rate_limit=rate_limit, token_ttl=token_ttl, live_clock=live_clock,
                               string_ids=string_ids)
+        #: ``state_path``: the world and clock live in that SQLite file (:mod:`.persist`), restored
+        #: from it when it holds one (``now``/``seed`` then apply only to a new file).
+        self.store = StateFile(state_path) if state_path is not None else None
+        #: True when the state was restored from ``state_path`` (not a new world).
+        self.restored = self.store is not None and self.store.load(self.state)
+        if self.store is not None and not self.restored:
+            self.store.save(self.state)
         self.host = host
         self.port = port
         #: (certificate chain, private key, CA bundle) files: serve https:// (tests of a deployment's
@@ -75,6 +85,8 @@ class SimulatorServer:
         self._startup_timeout = startup_timeout
         self._transports: dict[tuple, asyncio.Transport] = {}
         app = build_app(self.state, lambda scope: self._transports.get(tuple(scope.get("client") or ())))
+        if self.store is not None:
+            app = persisting(app, self.state, self.store)
         self._server = uvicorn.Server(uvicorn.Config(
             app,
             host=host,
@@ -164,7 +176,7 @@ class SimulatorServer:
 
 def main(argv: list[str] | None = None) -> None:
     """``cheetah-sim --port 8765 --seed demo [--host 127.0.0.1] [--now ISO] [--rate-limit N] [--live-clock]
-    [--string-ids]``."""
+    [--string-ids] [--state PATH]``."""
     parser = argparse.ArgumentParser(prog="cheetah-sim", description="Serve the Cheetah Messaging simulator.")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8765, help="port (default: 8765; 0 = any free port)")
@@ -178,9 +190,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--string-ids", action="store_true",
                         help="serve ids and counts as strings, with extra fields and another key order, as a "
                              "second implementation of the contract may (default: numbers, as documented)")
+    parser.add_argument("--state", default=None,
+                        help="keep the state and clock in this SQLite file, restored on restart (default: in memory)")
     args = parser.parse_args(argv)
     server = SimulatorServer(args.seed, host=args.host, port=args.port, now=args.now, rate_limit=args.rate_limit,
-                             live_clock=args.live_clock, string_ids=args.string_ids)
+                             live_clock=args.live_clock, string_ids=args.string_ids, state_path=args.state)
     variant = ", string ids" if args.string_ids else ""
     print(f"Cheetah Messaging simulator on http://{args.host}:{args.port} (seed {args.seed!r}{variant}); "
           "Ctrl-C stops it.", flush=True)
