@@ -245,9 +245,9 @@ def launch_day(top: Topology, day: dt.date) -> str:
     params = {
         "selector": {"repositoryLocationName": "cheetah_assets", "repositoryName": "__repository__", "jobName": "daily_campaign_cycle"},
         "executionMetadata": {"tags": [{"key": "dagster/partition", "value": day.isoformat()}]},
-        # One process per run instead of one per step: the same steps, a third of the time on
-        # a 2-core CI machine. The sensors' metric runs keep the default multiprocess executor.
-        "runConfigData": {"execution": {"config": {"in_process": {}}}},
+        # No run config: the code location's executor runs the steps in the run's own process
+        # (definitions.py), as every run launched in production does.
+        "runConfigData": {},
     }
     reply = top.graphql(LAUNCH, {"p": params})["launchRun"]
     assert reply["__typename"] == "LaunchRunSuccess", reply
@@ -265,6 +265,21 @@ def reload_location(top: Topology) -> bool:
     data = top.graphql_or_none(RELOAD)
     entry = (data or {}).get("reloadRepositoryLocation") or {}
     return entry.get("loadStatus") == "LOADED" and entry["locationOrLoadError"]["__typename"] == "RepositoryLocation"
+
+
+SENSOR = """query S($s: SensorSelector!) { sensorOrError(sensorSelector: $s) { __typename ... on Sensor { id } } }"""
+STOP_SENSOR = """mutation Stop($id: String!) { stopSensor(id: $id) { __typename
+  ... on StopSensorMutationResult { instigationState { status } } ... on PythonError { message } } }"""
+
+
+def stop_sensor(top: Topology, name: str) -> str:
+    """Stop a sensor through the UI's API (its Stop button); the instigation status it then has."""
+    selector = {"repositoryLocationName": "cheetah_assets", "repositoryName": "__repository__", "sensorName": name}
+    sensor = top.graphql(SENSOR, {"s": selector})["sensorOrError"]
+    assert sensor["__typename"] == "Sensor", sensor
+    reply = top.graphql(STOP_SENSOR, {"id": sensor["id"]})["stopSensor"]
+    assert reply["__typename"] == "StopSensorMutationResult", reply
+    return reply["instigationState"]["status"]
 
 
 def location_loaded(top: Topology) -> bool:
@@ -314,14 +329,20 @@ def test_the_production_topology_runs_a_day_queues_a_second_launch_and_survives_
         env.update({
             "DAGSTER_HOME": str(home), "DAGSTER_PG_URL": instance_url,
             "CHEETAH_CODE_SERVER_HOST": "127.0.0.1", "CHEETAH_CODE_SERVER_PORT": str(free_port()),
+            # Tomorrow's campaigns are due now (a 50-hour lead time), so the launches below hand
+            # them over; the preparation sensor is stopped before the daemon starts (this test
+            # drives tomorrow's cycle by hand, as an operator would).
+            "CHEETAH_LEAD_TIME_MINUTES": "3000",
         })
         assert "CHEETAH_DEMO" not in env and env["CHEETAH_ENDPOINT"].startswith("https://")
         top = Topology(home, env, logs)
         try:
-            for name in ("code-server", "daemon", "webserver"):
+            for name in ("code-server", "webserver"):
                 top.start(name)
             wait_for("the webserver to load the code location from the code server",
                      lambda: top.check_alive() or location_loaded(top), 240, explain=top.tails)
+            assert stop_sensor(top, "campaign_preparation_sensor") == "STOPPED"
+            top.start("daemon")
 
             # 1. The sensors, in the daemon: PAST1 registered, its due metric snapshots requested
             #    and taken by runs the queue launched.
