@@ -13,7 +13,26 @@ from typing import Any, Iterable, Mapping, Sequence
 import dagster as dg
 
 #: column kinds: "string", "int", "float", "bool", "datetime", "percent" (a 0-1 ratio shown as text)
+KINDS = ("string", "int", "float", "bool", "datetime", "percent")
 Column = tuple[str, str, str]  # (name, kind, description)
+
+
+def columns(text: str, known: Iterable[Column] = ()) -> list[Column]:
+    """Columns written as a text table, one a line: ``name | kind | description``, or a bare
+    ``name`` for the column of that name in ``known`` (columns several tables share).
+
+    An unknown kind or name raises ``ValueError`` when the module declaring the table loads."""
+    shared = {col[0]: col for col in known}
+    out: list[Column] = []
+    for line in filter(None, (raw.strip() for raw in text.splitlines())):
+        cells = [cell.strip() for cell in line.split("|")]
+        if len(cells) == 1 and cells[0] in shared:
+            out.append(shared[cells[0]])
+        elif len(cells) == 3 and cells[1] in KINDS and cells[0] and cells[2]:
+            out.append((cells[0], cells[1], cells[2]))
+        else:
+            raise ValueError(f"not a column (name | kind | description, kind one of {KINDS}, or a known name): {line!r}")
+    return out
 
 
 def schema(columns: Sequence[Column]) -> dg.TableSchema:

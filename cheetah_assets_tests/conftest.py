@@ -70,15 +70,21 @@ def tls_sim_server(tls_files):
         yield server
 
 
+def _demo_at_six(server):
+    """``server`` reset to the demo account, its clock pinned to 06:00 UTC today and its rate limit
+    off (see :func:`sim`); its faults cleared afterwards."""
+    today = dt.datetime.now(dt.timezone.utc).date()
+    start = dt.datetime.combine(today, dt.time(6, 0), tzinfo=dt.timezone.utc)
+    server.admin.reset(seed="demo", now=start, rate_limit=0)
+    yield server
+    server.admin.clear_faults()
+
+
 @pytest.fixture
 def tls_sim(tls_sim_server):
     """The simulator over https:// (certificate from a test CA), reset like :func:`sim`: what a
     deployment's https-only settings can reach, with ``REQUESTS_CA_BUNDLE`` naming the test CA."""
-    today = dt.datetime.now(dt.timezone.utc).date()
-    start = dt.datetime.combine(today, dt.time(6, 0), tzinfo=dt.timezone.utc)
-    tls_sim_server.admin.reset(seed="demo", now=start, rate_limit=0)
-    yield tls_sim_server
-    tls_sim_server.admin.clear_faults()
+    yield from _demo_at_six(tls_sim_server)
 
 
 @pytest.fixture
@@ -90,11 +96,13 @@ def sim(sim_server):
     bursts past 20 requests a second, and every one-second ``Retry-After`` wait would be test
     time spent sleeping. 429s are injected as faults where a test wants them, and the tests that
     are about the rate limit (and one full day, ``test_send_path``) turn it back on."""
-    today = dt.datetime.now(dt.timezone.utc).date()
-    start = dt.datetime.combine(today, dt.time(6, 0), tzinfo=dt.timezone.utc)
-    sim_server.admin.reset(seed="demo", now=start, rate_limit=0)
-    yield sim_server
-    sim_server.admin.clear_faults()
+    yield from _demo_at_six(sim_server)
+
+
+@pytest.fixture
+def day(sim) -> dt.date:
+    """The simulator's date: today, the newest daily partition (its clock stands at 06:00 UTC)."""
+    return sim.admin.now().date()
 
 
 def cheetah_resource(sim, **overrides) -> CheetahMessagingResource:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 from collections import Counter
@@ -11,11 +12,20 @@ import dagster as dg
 import sqlalchemy as sa
 
 from cheetah_assets.cheetah.contract import id_from_db, same_id
-from cheetah_assets.customers import seed
+from cheetah_assets.customers import schema, seed
+from cheetah_assets.customers.engines import dispose_engine, engine_for
 from cheetah_assets.customers.identifiers import normalise_identifier
 from cheetah_assets.customers.resource import CustomerDatabaseResource
 from cheetah_assets.customers.schema import import_rejection, recipient, send_ledger, suppression
 from cheetah_assets.sending.assets import SEND_ASSETS, SEND_CHECKS
+
+from .pg import fresh_postgres_database
+
+#: (campaign id, name, template ids, send time UTC) for :func:`demo_database`: A to two templates
+#: at 09:00 and B to one at 10:30 (the exactly-once and fail-closed tests).
+TWO_CAMPAIGNS = [("A", "Campaign A", "1001,1003", "09:00"), ("B", "Campaign B", "1002", "10:30")]
+#: One campaign, X, to template 1002 at 11:00 (the cancellation and change-after-handover tests).
+CAMPAIGN_X = [("X", "Campaign X", "1002", "11:00")]
 
 
 def demo_database(url: str, sim, day: dt.date, *, customers: int, campaigns=(), alter: str | None = None) -> sa.Engine:
@@ -33,6 +43,24 @@ def demo_database(url: str, sim, day: dt.date, *, customers: int, campaigns=(), 
             template_ids=template_ids, target_group="all_customers",
         )
     return engine
+
+
+@contextlib.contextmanager
+def demo_tables_engine(backend: str, tmp_path_factory, name: str):
+    """An engine on a new database holding the demo tables and the integration's tables (with,
+    on PostgreSQL, the ``cheetah_norm`` function): a SQLite file under a fresh ``name`` folder
+    (``backend == "sqlite"``) or a fresh PostgreSQL database, disposed of afterwards."""
+    with contextlib.ExitStack() as cleanup:
+        if backend == "sqlite":
+            url = f"sqlite:///{tmp_path_factory.mktemp(name) / 'customers.db'}"
+            engine = engine_for(url, create=True)
+            cleanup.callback(dispose_engine, url)
+        else:
+            url = cleanup.enter_context(fresh_postgres_database())
+            engine = engine_for(url)
+        schema.create_demo_tables(engine)
+        CustomerDatabaseResource(url=url).ensure_tables()
+        yield engine
 
 
 def run_cycle(resources: dict, day: dt.date, instance, *, send_late: bool = False, raise_on_error: bool = False):

@@ -29,21 +29,17 @@ from cheetah_assets.sending.cancel import cancel_campaign
 from cheetah_assets.sending.protocol import Sender, SendError
 
 from .conftest import cheetah_resource, make_resources
-from .helpers import assert_exactly_once, audit_sends, demo_database, failure_texts, ledger_rows, run_cycle, until_done
+from .helpers import (
+    TWO_CAMPAIGNS, assert_exactly_once, audit_sends, demo_database, failure_texts, ledger_rows, run_cycle, until_done,
+)
 
 API = "/services2/api"
 UTC = dt.timezone.utc
 
 
 @pytest.fixture
-def day(sim) -> dt.date:
-    return sim.admin.now().date()
-
-
-@pytest.fixture
 def engine(db_url, sim, day):
-    campaigns = [("A", "Campaign A", "1001,1003", "09:00"), ("B", "Campaign B", "1002", "10:30")]
-    return demo_database(db_url, sim, day, customers=60, campaigns=campaigns)
+    return demo_database(db_url, sim, day, customers=60, campaigns=TWO_CAMPAIGNS)
 
 
 @pytest.fixture(params=[False, True], ids=["numeric-ids", "string-ids"])

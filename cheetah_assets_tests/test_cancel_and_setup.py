@@ -13,17 +13,12 @@ from cheetah_assets.customers import queries
 from cheetah_assets.sending.ledger import cheetah_name
 
 from .conftest import cheetah_resource, make_resources
-from .helpers import demo_database, failure_messages, ledger_rows, run_cycle
-
-
-@pytest.fixture
-def day(sim) -> dt.date:
-    return sim.admin.now().date()
+from .helpers import CAMPAIGN_X, demo_database, failure_messages, ledger_rows, run_cycle
 
 
 @pytest.fixture
 def engine(db_url, sim, day):
-    return demo_database(db_url, sim, day, customers=60, campaigns=[("X", "Campaign X", "1002", "11:00")])
+    return demo_database(db_url, sim, day, customers=60, campaigns=CAMPAIGN_X)
 
 
 def _cancel(resources, instance, campaign_id="X"):

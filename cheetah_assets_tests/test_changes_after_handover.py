@@ -26,7 +26,7 @@ from cheetah_assets.sending.protocol import Sender
 from cheetah_assets.sending.assets import SEND_ASSETS, SEND_CHECKS
 
 from .conftest import cheetah_resource, make_resources
-from .helpers import audit_sends, demo_database, failure_messages, ledger_rows, run_cycle
+from .helpers import CAMPAIGN_X, audit_sends, demo_database, failure_messages, ledger_rows, run_cycle
 from .pg import fresh_postgres_database
 
 CAMPAIGN_PATH = "/services2/api/EmailCampaign"
@@ -109,13 +109,8 @@ def test_names_stay_distinct_and_safe_across_revisions(a, b):
 # end to end on the simulator
 # ------------------------------------------------------------------------------------------------
 @pytest.fixture
-def day(sim) -> dt.date:
-    return sim.admin.now().date()
-
-
-@pytest.fixture
 def engine(db_url, sim, day):
-    return demo_database(db_url, sim, day, customers=60, campaigns=[("X", "Campaign X", "1002", "11:00")])
+    return demo_database(db_url, sim, day, customers=60, campaigns=CAMPAIGN_X)
 
 
 def _reschedule(engine, **values):
@@ -143,10 +138,10 @@ def _at(day, hh, mm=0):
 def any_db(request, db_url, sim, day):
     """(url, engine) of a demo database with campaign X at 11:00 UTC: SQLite, then PostgreSQL."""
     if request.param == "sqlite":
-        yield db_url, demo_database(db_url, sim, day, customers=60, campaigns=[("X", "Campaign X", "1002", "11:00")])
+        yield db_url, demo_database(db_url, sim, day, customers=60, campaigns=CAMPAIGN_X)
         return
     with fresh_postgres_database() as url:
-        yield url, demo_database(url, sim, day, customers=60, campaigns=[("X", "Campaign X", "1002", "11:00")])
+        yield url, demo_database(url, sim, day, customers=60, campaigns=CAMPAIGN_X)
 
 
 def test_a_time_change_after_handover_goes_out_once_at_the_new_time(sim, any_db, day):

@@ -15,7 +15,7 @@ from cheetah_assets.clock import ClockResource
 from cheetah_assets.sending import ledger as sending_ledger
 
 from .conftest import make_resources, production_env
-from .helpers import assert_exactly_once, demo_database, failure_texts, run_days_at_once, until_done
+from .helpers import TWO_CAMPAIGNS, assert_exactly_once, demo_database, failure_texts, run_days_at_once, until_done
 
 API = "/services2/api"
 TOKEN = "/services2/authorization/oAuth2/Token"
@@ -23,14 +23,8 @@ PROJECT_ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
-def day(sim) -> dt.date:
-    return sim.admin.now().date()
-
-
-@pytest.fixture
 def engine(db_url, sim, day):
-    campaigns = [("A", "Campaign A", "1001,1003", "09:00"), ("B", "Campaign B", "1002", "10:30")]
-    return demo_database(db_url, sim, day, customers=150, campaigns=campaigns)
+    return demo_database(db_url, sim, day, customers=150, campaigns=TWO_CAMPAIGNS)
 
 
 # Every call the send path makes, with "apply the request, then drop the reply" on it.

@@ -21,9 +21,9 @@ from cheetah_assets.customers.engines import dispose_engine, engine_for
 from cheetah_assets.customers.identifiers import normalise_identifier, template_index
 from cheetah_assets.customers.queries import freeze_recipient_list, list_key, template_for
 from cheetah_assets.customers.recipients import as_text
-from cheetah_assets.customers.resource import CustomerDatabaseResource
 from cheetah_assets.customers.schema import recipient, recipient_list, suppression, target_group_members
 
+from .helpers import demo_tables_engine
 from .pg import fresh_postgres_database
 
 DAY = dt.date(2025, 11, 24)
@@ -39,20 +39,8 @@ IDENTS = TEXT | MOSTLY_ASCII
 
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def engine(request, tmp_path_factory):
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path_factory.mktemp('freeze_sql') / 'customers.db'}"
-        eng = engine_for(url, create=True)
-        schema.create_demo_tables(eng)
-        CustomerDatabaseResource(url=url).ensure_tables()
+    with demo_tables_engine(request.param, tmp_path_factory, "freeze_sql") as eng:
         yield eng
-        dispose_engine(url)
-    else:
-        with fresh_postgres_database() as url:
-            eng = engine_for(url)
-            schema.create_demo_tables(eng)
-            CustomerDatabaseResource(url=url).ensure_tables()
-            identifiers.ensure_sql_function(eng)
-            yield eng
 
 
 def _sql_values(engine, expr_of, values):

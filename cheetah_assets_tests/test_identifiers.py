@@ -24,7 +24,7 @@ from cheetah_assets.customers.resource import CustomerDatabaseResource
 from cheetah_assets.customers.schema import recipient, recipient_list, suppression, target_group_members
 
 from .conftest import make_resources
-from .helpers import audit_sends, ledger_rows, run_cycle
+from .helpers import audit_sends, demo_tables_engine, ledger_rows, run_cycle
 from .pg import fresh_postgres_database
 
 DAY = dt.date(2025, 11, 24)
@@ -51,19 +51,8 @@ def reference(value: str) -> str:
 # ------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def engine(request, tmp_path_factory):
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path_factory.mktemp('ident') / 'customers.db'}"
-        eng = engine_for(url, create=True)
-        schema.create_demo_tables(eng)
-        CustomerDatabaseResource(url=url).ensure_tables()
+    with demo_tables_engine(request.param, tmp_path_factory, "ident") as eng:
         yield eng
-        dispose_engine(url)
-    else:
-        with fresh_postgres_database() as url:
-            eng = engine_for(url)
-            schema.create_demo_tables(eng)
-            CustomerDatabaseResource(url=url).ensure_tables()
-            yield eng
 
 
 def _empty(engine) -> None:

@@ -22,16 +22,8 @@ from cheetah_assets.metrics.status import metrics_stage, stage
 from cheetah_assets.metrics.views import campaign_status
 from cheetah_assets.tables import table
 
-from .test_metrics import (
-    DAY,
-    checks_of,
-    engine,  # noqa: F401 - fixture
-    materialize_analysis,
-    send_at,  # noqa: F401 - fixture
-    send_campaign,
-    set_clock,
-    snapshot,
-)
+from .test_metrics import DAY, checks_of, materialize_analysis, send_campaign, set_clock, snapshot
+from .test_metrics import engine, send_at  # noqa: F401 - fixtures
 
 T0 = dt.datetime(2026, 11, 1, 9, 30, tzinfo=dt.timezone.utc)
 GRACE_MIN = int(SNAPSHOT_GRACE.total_seconds() // 60)

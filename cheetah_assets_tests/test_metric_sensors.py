@@ -43,16 +43,8 @@ from cheetah_assets.timeutil import parse_iso, utc
 
 from .conftest import DEMO_CREDENTIALS, make_resources
 from .helpers import ledger_rows, run_cycle
-from .test_metrics import (
-    DAY,
-    SEED,
-    analysis_rows,
-    counts_of,
-    engine,  # noqa: F401 - fixture
-    insert_send,
-    set_clock,
-    snapshot_rows,
-)
+from .test_metrics import DAY, SEED, analysis_rows, counts_of, insert_send, set_clock, snapshot_rows
+from .test_metrics import engine  # noqa: F401 - fixture
 
 T0 = dt.datetime(2026, 11, 20, 12, 0, tzinfo=dt.timezone.utc)
 PARTITIONS = campaigns_partitions.name

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cheetah_assets.tables import table
+from cheetah_assets.tables import KINDS, columns, table
 from cheetah_assets.timeutil import parse_iso, utc
 
 aware = st.datetimes(
@@ -46,3 +47,26 @@ def test_a_table_types_its_cells_and_formats_rates():
     assert first == {"name": "A", "sent": 3, "open_rate": "0.9%", "at": "2026-11-23 09:00 UTC"}
     assert second == {"name": "B", "sent": None, "open_rate": None, "at": None}
     assert [c.type for c in value.schema.columns] == ["string", "int", "string", "string"]
+
+
+#: A table cell as written: no "|", nothing that ends a line, no surrounding blanks.
+cell = st.text(st.characters(exclude_categories=("Cc", "Cs", "Zl", "Zp"), exclude_characters="|"), min_size=1).map(
+    str.strip
+).filter(bool)
+column = st.tuples(cell, st.sampled_from(KINDS), cell)
+
+
+@given(st.lists(column, max_size=8), st.lists(column, max_size=4, unique_by=lambda c: c[0]), st.data())
+def test_columns_reads_a_text_table_and_names_shared_columns(written, known, data):
+    """Each line is the column it spells (however it is padded), or, by its name alone, the known one."""
+    picked = data.draw(st.lists(st.sampled_from(known), max_size=4)) if known else []
+    lines = [f"  {name}  |{kind}   | {desc} " for name, kind, desc in written] + [f"   {c[0]}  " for c in picked]
+    assert columns("\n\n".join(lines) + "\n", known) == written + picked
+
+
+@pytest.mark.parametrize(
+    "text", ["sent | integer | Rows sent", "sent | int", "sent | int | Rows | more", " | int | Rows", "unknown"]
+)
+def test_columns_refuses_what_is_not_a_column(text):
+    with pytest.raises(ValueError, match="not a column"):
+        columns(text, [("known", "int", "A shared column")])

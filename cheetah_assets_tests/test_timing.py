@@ -39,11 +39,21 @@ def _send_at(day, at, zone):
         return None
 
 
+#: The extremes: the latest send of a day (UTC-12) seen from UTC+14, and the earliest (UTC+14) from UTC-12.
+LATEST_SEEN_FROM_UTC_PLUS_14 = dict(
+    day=dt.date(2027, 1, 5), at="23:30", zone="Etc/GMT+12", account="Pacific/Kiritimati", lead=dt.timedelta(hours=2)
+)
+EARLIEST_SEEN_FROM_UTC_MINUS_12 = dict(
+    day=dt.date(2027, 1, 5), at="00:00", zone="Pacific/Kiritimati", account="Etc/GMT+12", lead=dt.timedelta(hours=22)
+)
+#: A campaign's send (its local day, time and zone) and the account's zone and lead time.
+campaign_sends = given(day=dates, at=times, zone=st.sampled_from(ZONES), account=st.sampled_from(ZONES), lead=leads)
+
+
 @settings(max_examples=400, deadline=None)
-@given(day=dates, at=times, zone=st.sampled_from(ZONES), account=st.sampled_from(ZONES), lead=leads)
-# the extremes: the latest send of a day (UTC-12) seen from UTC+14, and the earliest (UTC+14) from UTC-12
-@example(day=dt.date(2027, 1, 5), at="23:30", zone="Etc/GMT+12", account="Pacific/Kiritimati", lead=dt.timedelta(hours=2))
-@example(day=dt.date(2027, 1, 5), at="00:00", zone="Pacific/Kiritimati", account="Etc/GMT+12", lead=dt.timedelta(hours=22))
+@campaign_sends
+@example(**LATEST_SEEN_FROM_UTC_PLUS_14)
+@example(**EARLIEST_SEEN_FROM_UTC_MINUS_12)
 def test_from_its_prepare_time_to_its_send_time_a_campaigns_day_is_in_the_sensor_window(day, at, zone, account, lead):
     send_at = _send_at(day, at, zone)
     if send_at is None:
@@ -58,9 +68,9 @@ def test_from_its_prepare_time_to_its_send_time_a_campaigns_day_is_in_the_sensor
 
 
 @settings(max_examples=60, deadline=None)
-@given(day=dates, at=times, zone=st.sampled_from(ZONES), account=st.sampled_from(ZONES), lead=leads)
-@example(day=dt.date(2027, 1, 5), at="00:00", zone="Pacific/Kiritimati", account="Etc/GMT+12", lead=dt.timedelta(hours=22))
-@example(day=dt.date(2027, 1, 5), at="00:00", zone="Pacific/Kiritimati", account="Etc/GMT+12", lead=dt.timedelta(days=7))
+@campaign_sends
+@example(**EARLIEST_SEEN_FROM_UTC_MINUS_12)
+@example(**{**EARLIEST_SEEN_FROM_UTC_MINUS_12, "lead": dt.timedelta(days=7)})
 def test_a_campaigns_partition_exists_when_it_is_prepared(day, at, zone, account, lead):
     send_at = _send_at(day, at, zone)
     if send_at is None:

@@ -52,44 +52,40 @@ def d(month: int, day: int) -> dt.date:
     return dt.date(2026, month, day)
 
 
+def planned(prefix: str, zone: str, *sends: tuple[dt.date, str]) -> list[Planned]:
+    """The campaigns of one window in one zone, ``(local day, wall time)`` each, named
+    ``<prefix>-1``, ``<prefix>-2``, … in order."""
+    return [Planned(f"{prefix}-{n}", zone, day, at) for n, (day, at) in enumerate(sends, 1)]
+
+
 CAMPAIGNS = [
     # ---- window A (spring forward)
-    Planned("A-KIR-1", "Pacific/Kiritimati", d(3, 29), "06:00"),
-    Planned("A-KIR-2", "Pacific/Kiritimati", d(3, 29), "23:30"),
-    Planned("A-TYO-1", "Asia/Tokyo", d(3, 29), "08:00"),
-    Planned("A-TYO-2", "Asia/Tokyo", d(3, 29), "19:00"),
-    Planned("A-SYD-1", "Australia/Sydney", d(3, 29), "10:00"),
-    Planned("A-SYD-2", "Australia/Sydney", d(3, 28), "18:00"),
-    Planned("A-KOL-1", "Asia/Kolkata", d(3, 29), "05:30"),
-    Planned("A-KOL-2", "Asia/Kolkata", d(3, 28), "09:00"),
-    Planned("A-LON-1", "Europe/London", d(3, 29), "00:30"),  # GMT, half an hour before the change
-    Planned("A-LON-2", "Europe/London", d(3, 29), "03:00"),  # BST
-    Planned("A-LON-3", "Europe/London", d(3, 28), "09:00"),
-    Planned("A-NYC-1", "America/New_York", d(3, 28), "09:00"),
-    Planned("A-NYC-2", "America/New_York", d(3, 28), "23:45"),
-    Planned("A-LAX-1", "America/Los_Angeles", d(3, 28), "17:00"),
-    Planned("A-PPG-1", "Pacific/Pago_Pago", d(3, 28), "20:00"),
-    Planned("A-PPG-2", "Pacific/Pago_Pago", d(3, 27), "23:00"),
-    Planned("A-UTC-1", "UTC", d(3, 29), "00:05"),
-    Planned("A-UTC-2", "UTC", d(3, 28), "12:00"),
-    Planned("A-BEY-1", "Asia/Beirut", d(3, 29), "07:00"),  # EEST, after the change
-    Planned("A-BEY-2", "Asia/Beirut", d(3, 28), "21:00"),  # EET, an hour before it
+    *planned("A-KIR", "Pacific/Kiritimati", (d(3, 29), "06:00"), (d(3, 29), "23:30")),
+    *planned("A-TYO", "Asia/Tokyo", (d(3, 29), "08:00"), (d(3, 29), "19:00")),
+    *planned("A-SYD", "Australia/Sydney", (d(3, 29), "10:00"), (d(3, 28), "18:00")),
+    *planned("A-KOL", "Asia/Kolkata", (d(3, 29), "05:30"), (d(3, 28), "09:00")),
+    # GMT, half an hour before the change; BST; the day before
+    *planned("A-LON", "Europe/London", (d(3, 29), "00:30"), (d(3, 29), "03:00"), (d(3, 28), "09:00")),
+    *planned("A-NYC", "America/New_York", (d(3, 28), "09:00"), (d(3, 28), "23:45")),
+    *planned("A-LAX", "America/Los_Angeles", (d(3, 28), "17:00")),
+    *planned("A-PPG", "Pacific/Pago_Pago", (d(3, 28), "20:00"), (d(3, 27), "23:00")),
+    *planned("A-UTC", "UTC", (d(3, 29), "00:05"), (d(3, 28), "12:00")),
+    # EEST, after the change; EET, an hour before it
+    *planned("A-BEY", "Asia/Beirut", (d(3, 29), "07:00"), (d(3, 28), "21:00")),
     # ---- window B (fall back)
-    Planned("B-SYD-1", "Australia/Sydney", d(4, 5), "01:30"),  # AEDT
-    Planned("B-SYD-2", "Australia/Sydney", d(4, 5), "02:30"),  # the repeated hour: its first occurrence
-    Planned("B-SYD-3", "Australia/Sydney", d(4, 5), "08:00"),  # AEST
-    Planned("B-AKL-1", "Pacific/Auckland", d(4, 5), "09:00"),  # NZST
-    Planned("B-AKL-2", "Pacific/Auckland", d(4, 4), "20:00"),  # NZDT
-    Planned("B-SCL-1", "America/Santiago", d(4, 4), "20:00"),
-    Planned("B-SCL-2", "America/Santiago", d(4, 5), "07:00"),
-    Planned("B-KIR-1", "Pacific/Kiritimati", d(4, 5), "07:00"),
-    Planned("B-TYO-1", "Asia/Tokyo", d(4, 5), "08:00"),
-    Planned("B-KOL-1", "Asia/Kolkata", d(4, 5), "05:30"),
-    Planned("B-PPG-1", "Pacific/Pago_Pago", d(4, 4), "09:00"),
-    Planned("B-UTC-1", "UTC", d(4, 5), "00:05"),
-    Planned("B-NYC-1", "America/New_York", d(4, 4), "10:00"),
-    Planned("B-LAX-1", "America/Los_Angeles", d(4, 4), "21:00"),
-    Planned("B-LON-1", "Europe/London", d(4, 5), "07:00"),
+    # AEDT; the repeated hour (its first occurrence); AEST
+    *planned("B-SYD", "Australia/Sydney", (d(4, 5), "01:30"), (d(4, 5), "02:30"), (d(4, 5), "08:00")),
+    # NZST; NZDT
+    *planned("B-AKL", "Pacific/Auckland", (d(4, 5), "09:00"), (d(4, 4), "20:00")),
+    *planned("B-SCL", "America/Santiago", (d(4, 4), "20:00"), (d(4, 5), "07:00")),
+    *planned("B-KIR", "Pacific/Kiritimati", (d(4, 5), "07:00")),
+    *planned("B-TYO", "Asia/Tokyo", (d(4, 5), "08:00")),
+    *planned("B-KOL", "Asia/Kolkata", (d(4, 5), "05:30")),
+    *planned("B-PPG", "Pacific/Pago_Pago", (d(4, 4), "09:00")),
+    *planned("B-UTC", "UTC", (d(4, 5), "00:05")),
+    *planned("B-NYC", "America/New_York", (d(4, 4), "10:00")),
+    *planned("B-LAX", "America/Los_Angeles", (d(4, 4), "21:00")),
+    *planned("B-LON", "Europe/London", (d(4, 5), "07:00")),
 ]
 #: Moved from 08:00 to 09:00 UTC at 06:30, after its preparation (lead time 2 h).
 CHANGED = Planned("A-CHG", "UTC", d(3, 29), "09:00")
