@@ -12,7 +12,14 @@ no-break spaces, newlines and other letter cases), and no campaign the ledger di
 Every fourth scenario runs against the simulator's string-id variant (ids and counts as
 strings, extra fields, another key order; see cheetah_assets/simulator/variants.py).
 
-``CHEETAH_FAULT_SCENARIOS`` sets how many scenarios run (default 200, as in CI);
+The sweep is stratified: scenario n's first fault is the (n mod 41)-th of every (route, kind)
+pair there is, armed early enough to fire, and the scenarios that crash take the crash points
+(call, occurrence) in turn; the rest of each scenario is drawn at random. So a sweep of at least
+82 scenarios arms every pair twice and crashes after every call at every occurrence, and the test
+checks that every pair really fired: the coverage 200 purely random scenarios had, or more, in
+half the time.
+
+``CHEETAH_FAULT_SCENARIOS`` sets how many scenarios run (default 100, as in CI);
 ``CHEETAH_FAULT_SEED`` the seed; ``CHEETAH_FAULT_WORKERS`` how many processes share them (each
 with its own simulator; default one per core). Each scenario draws from its own generator,
 seeded by (seed, number), so a failing scenario, printed with its number and faults,
@@ -26,6 +33,7 @@ import os
 import random
 import multiprocessing as mp
 import shutil
+from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from dataclasses import dataclass, field
@@ -45,7 +53,7 @@ from .helpers import Audit, audit_sends, ledger_rows, run_cycle, wrongly_mailed
 
 pytestmark = pytest.mark.slow
 
-SCENARIOS = int(os.environ.get("CHEETAH_FAULT_SCENARIOS", "200"))
+SCENARIOS = int(os.environ.get("CHEETAH_FAULT_SCENARIOS", "100"))
 SEED = int(os.environ.get("CHEETAH_FAULT_SEED", "20261123"))
 WORKERS = int(os.environ.get("CHEETAH_FAULT_WORKERS", str(os.cpu_count() or 1)))
 
@@ -97,15 +105,36 @@ class Scenario:
         return f"scenario {self.number}: " + ("; ".join(parts) or "no faults")
 
 
+KINDS = ["status", "status429", "drop", "apply_then_drop", "timeout", "unapplied"]
+#: Every (route, kind) pair a fault can be (a 200 that applies nothing is a campaign action's
+#: fault only): scenario n arms COMBOS[n % len(COMBOS)] first.
+COMBOS = [(method, path, kind) for method, path in ROUTES for kind in KINDS if kind != "unapplied" or method == "PUT"]
+#: Every (call, occurrence) a scenario can crash after: the crashing scenarios take them in turn.
+CRASHES = [(point, occurrence) for occurrence in (1, 2, 3) for point in CRASH_POINTS]
+#: Scenarios with number % CRASH_CYCLE < CRASHING crash (two in five, as the random draw did).
+CRASH_CYCLE, CRASHING = 5, 2
+
+
+def crash_of(number: int) -> tuple[str, int] | None:
+    """The crash scenario ``number`` gets: the crash points in turn over the crashing scenarios."""
+    if number % CRASH_CYCLE >= CRASHING:
+        return None
+    return CRASHES[(number // CRASH_CYCLE * CRASHING + number % CRASH_CYCLE) % len(CRASHES)]
+
+
 def make_scenario(number: int, rng: random.Random) -> Scenario:
     s = Scenario(number, string_ids=number % STRING_IDS_EVERY == STRING_IDS_EVERY - 1)
-    for _ in range(rng.randint(1, 4)):
-        method, path = rng.choice(ROUTES)
-        kind = rng.choices(["status", "status429", "drop", "apply_then_drop", "timeout", "unapplied"],
-                           weights=[4, 1, 2, 4, 1, 1])[0]
-        if kind == "unapplied" and method != "PUT":
-            kind = "status"  # a 200 that applies nothing is a campaign action's fault only
-        fault = {"method": method, "path": path, "after": rng.randint(0, 6), "times": rng.randint(1, 3)}
+    for i in range(rng.randint(1, 4)):
+        if i == 0:  # the stratum: this scenario's (route, kind), armed early enough to fire
+            method, path, kind = COMBOS[number % len(COMBOS)]
+            after = rng.randint(0, 1)
+        else:
+            method, path = rng.choice(ROUTES)
+            kind = rng.choices(KINDS, weights=[4, 1, 2, 4, 1, 1])[0]
+            if kind == "unapplied" and method != "PUT":
+                kind = "status"
+            after = rng.randint(0, 6)
+        fault = {"method": method, "path": path, "after": after, "times": rng.randint(1, 3)}
         if kind == "status":
             fault.update(kind="status", status=rng.choice([500, 502, 503, 504]))
         elif kind == "status429":
@@ -117,8 +146,7 @@ def make_scenario(number: int, rng: random.Random) -> Scenario:
         else:
             fault.update(kind=kind)
         s.faults.append(fault)
-    if rng.random() < 0.4:
-        s.crash = (rng.choice(CRASH_POINTS), rng.randint(1, 3))
+    s.crash = crash_of(number)
     if rng.random() < 0.25:
         s.expire_tokens_at_import = rng.randint(1, 3)
     return s
@@ -151,6 +179,7 @@ def run_scenarios(worker: int, workers: int, count: int, seed_value: int, direct
     template_db = _template_db(directory_path, day)
     totals = {"scenarios": 0, "faults": 0, "duplicates": 0, "lost": 0, "wrongly": 0, "runs": 0, "string_ids": 0}
     failures: list[str] = []
+    fired_combos: set[int] = set()  # the strata whose (route, kind) fault really fired
     state = {"crash": None, "calls": {}, "expire_at": None, "imports": 0, "sim": None}
     originals = {}
 
@@ -179,14 +208,15 @@ def run_scenarios(worker: int, workers: int, count: int, seed_value: int, direct
         with SimulatorServer(seed="demo") as sim:
             state["sim"] = sim
             for number in range(worker, count, workers):
-                _one(number, random.Random(f"{seed_value}-{number}"), sim, day, template_db, directory_path, state, totals, failures)
+                _one(number, random.Random(f"{seed_value}-{number}"), sim, day, template_db, directory_path, state,
+                     totals, failures, fired_combos)
     finally:
         for name, original in originals.items():
             setattr(CheetahClient, name, original)
-    return {"totals": totals, "failures": failures}
+    return {"totals": totals, "failures": failures, "fired_combos": sorted(fired_combos)}
 
 
-def _one(number, rng, sim, day, template_db, directory, state, totals, failures) -> None:
+def _one(number, rng, sim, day, template_db, directory, state, totals, failures, fired_combos) -> None:
     scenario = make_scenario(number, rng)
     # The account's own rate limit is off: its one-second waits would be most of the suite's time,
     # and 429 with Retry-After is in the injected mix (test_send_path runs a day under the limit).
@@ -196,8 +226,7 @@ def _one(number, rng, sim, day, template_db, directory, state, totals, failures)
     db = directory / f"s{number}.db"
     shutil.copy(template_db, db)
     url = f"sqlite:///{db}"
-    for fault in scenario.faults:
-        sim.admin.add_fault(**fault)
+    stratum_fault = [sim.admin.add_fault(**fault) for fault in scenario.faults][0]
     state.update(crash=scenario.crash, calls={}, expire_at=scenario.expire_tokens_at_import, imports=0)
     resources = make_resources(sim, url, timeout_seconds=CLIENT_TIMEOUT, max_retries=3)
     done = False
@@ -208,7 +237,10 @@ def _one(number, rng, sim, day, template_db, directory, state, totals, failures)
         if run_cycle(resources, day, instance).success:
             done = True
             break
-    totals["faults"] += sum(f["fired"] for f in sim.admin.faults())
+    armed = sim.admin.faults()
+    totals["faults"] += sum(f["fired"] for f in armed)
+    if any(f["faultId"] == stratum_fault and f["fired"] for f in armed):
+        fired_combos.add(number % len(COMBOS))
     sim.admin.clear_faults()
     engine = CustomerDatabaseResource(url=url).get_engine()
     if not done:
@@ -248,6 +280,24 @@ def test_randomized_fault_injection(tmp_path, capsys, record_property):
     assert totals["duplicates"] == 0 and totals["lost"] == 0 and totals["wrongly"] == 0
     assert totals["string_ids"] == len(range(STRING_IDS_EVERY - 1, SCENARIOS, STRING_IDS_EVERY))
     assert totals["faults"] >= totals["scenarios"]  # the faults really fired
+    if SCENARIOS >= 2 * len(COMBOS):  # the stratified coverage: every (route, kind) fired
+        fired = {combo for r in results for combo in r["fired_combos"]}
+        assert fired == set(range(len(COMBOS))), [COMBOS[i] for i in sorted(set(range(len(COMBOS))) - fired)]
+
+
+def test_the_strata_cover_every_fault_and_crash_point_twice():
+    """The sweep's premises: 41 (route, kind) pairs, each armed twice by the default sweep, and
+    every crash point at every occurrence crashed at least twice, with two scenarios in five
+    crashing."""
+    assert len(COMBOS) == len(ROUTES) * (len(KINDS) - 1) + 1 == 41
+    assert SCENARIOS >= 2 * len(COMBOS) or "CHEETAH_FAULT_SCENARIOS" in os.environ
+    scenarios = [make_scenario(n, random.Random(f"{SEED}-{n}")) for n in range(2 * len(COMBOS) + 18)]
+    first = Counter((s.faults[0]["method"], s.faults[0]["path"]) for s in scenarios)
+    assert set(first) == set(ROUTES)
+    crashes = Counter(s.crash for s in scenarios if s.crash)
+    assert set(crashes) == set(CRASHES) and min(crashes.values()) >= 2
+    assert sum(1 for s in scenarios if s.crash) == len(scenarios) * CRASHING // CRASH_CYCLE
+    assert all(s.faults[0]["after"] <= 1 for s in scenarios)
 
 
 def test_the_audit_counts_everyone_wrongly_mailed(tmp_path):
