@@ -64,6 +64,8 @@ class Page:
     latest_partition: bool = False
     click: str | None = None
     lineage: bool = False
+    # Copied (small) to --docs: the shots README.md's "What the UI shows" uses.
+    docs: bool = True
 
 
 def asset_path(key: str, view: str | None = None, **params: str) -> str:
@@ -104,7 +106,7 @@ def pick_event(materializations: list[dict], key: str | None) -> dict | None:
 
 
 PAGES: tuple[Page, ...] = (
-    Page("lineage", "/asset-groups", "campaign_analysis", width=1200, height=1900, lineage=True),
+    Page("lineage", "/asset-groups", "campaign_analysis", width=1200, height=2000, lineage=True),
     Page("campaign_sends", asset_path("campaign_sends", "events"), "sends", height=1150,
          asset="campaign_sends", event_by="dagster/row_count"),
     Page("campaign_metric_snapshots_partitions", asset_path("campaign_metric_snapshots", "partitions"),
@@ -114,7 +116,7 @@ PAGES: tuple[Page, ...] = (
     Page("campaign_analysis_chart", asset_path("campaign_analysis", "events"), "curves_chart",
          asset="campaign_analysis", click="[Show Markdown]"),
     Page("campaign_status", asset_path("campaign_status", "events"), "campaigns", height=1300,
-         asset="campaign_status"),
+         asset="campaign_status", docs=False),
     Page("runs", "/runs", "Launched by"),
     Page("campaign_analysis_checks", asset_path("campaign_analysis", "checks"), "Latest execution",
          asset="campaign_analysis"),
@@ -197,8 +199,8 @@ class RunningUI:
     def graphql(self, query: str, variables: dict | None = None) -> dict:
         return post_graphql(self.base, query, variables)
 
-    def stop(self) -> None:
-        pass
+    def stop(self) -> bool:
+        return True
 
 
 class DevServer:
@@ -239,8 +241,9 @@ class DevServer:
                 raise ScreenshotError(f"The Dagster UI did not answer on {self.base} within {timeout:.0f} s (see {self.log_path}).")
             time.sleep(1)
 
-    def stop(self) -> None:
-        """Ctrl-C to the whole group (dagster dev shuts its children down), then SIGKILL what is left."""
+    def stop(self) -> bool:
+        """Ctrl-C to the whole group (dagster dev shuts its children down), then SIGTERM, then
+        SIGKILL what is left; True once no process of the group is left."""
         pgid = self.proc.pid
         for sig, grace in ((signal.SIGINT, 30), (signal.SIGTERM, 10), (signal.SIGKILL, 5)):
             try:
@@ -255,6 +258,7 @@ class DevServer:
                 break
         self.proc.poll()
         self._log.close()
+        return not group_alive(pgid)
 
 
 def group_alive(pgid: int) -> bool:
@@ -366,7 +370,7 @@ def settle(page, timeout: float) -> None:
     page.wait_for_timeout(500)  # let charts and layout finish their last frame
 
 
-def small_copy(source: Path, target: Path, colors: int = 128) -> Path:
+def small_copy(source: Path, target: Path, colors: int = 256) -> Path:
     """A palette PNG of ``source`` (UI shots have few colours), for docs/."""
     from PIL import Image
 
@@ -423,10 +427,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"The UI is up; taking {len(pages)} screenshots into {out}:", flush=True)
         saved = take_shots(chromium, dev, out, pages, args.timeout)
         if args.docs:
-            for shot in saved:
+            for shot in (out / f"{p.name}.png" for p in pages if p.docs):
                 copy = small_copy(shot, args.docs / shot.name)
                 print(f"  {copy} ({copy.stat().st_size // 1024} KB)", flush=True)
-        return 0
+        return 0 if saved else 1
     except ScreenshotError as exc:
         print(f"screenshots: {exc}", file=sys.stderr)
         return 1
@@ -434,7 +438,12 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         if dev is not None:
-            dev.stop()
+            began = time.monotonic()
+            stopped = dev.stop()
+            if isinstance(dev, DevServer) and stopped:
+                print(f"Stopped ./run dev and everything it started ({time.monotonic() - began:.0f} s).", flush=True)
+            elif not stopped:
+                print(f"screenshots: some processes of ./run dev (process group {dev.proc.pid}) outlived SIGKILL.", file=sys.stderr)
 
 
 if __name__ == "__main__":
