@@ -11,7 +11,8 @@
    chromium), waits for its content rather than the loading spinner, and saves a PNG;
 5. stops everything it started, on success, on error and on Ctrl-C.
 
-``--docs DIR`` also writes a small palette copy of each shot there (``docs/screenshots``).
+``--docs DIR`` also writes a small palette copy of each shot README.md shows there
+(``docs/screenshots``); ``--url`` takes the shots of a UI already running instead.
 Nothing here is on the production path, and CI does not run it.
 """
 
@@ -318,7 +319,11 @@ def take_shots(chromium: str, dev: "DevServer", out: Path, pages: tuple[Page, ..
                 context.add_init_script(INIT_SCRIPT)
                 try:
                     target = out / f"{spec.name}.png"
-                    shoot(context.new_page(), page_url(dev.base, resolve_path(spec, dev.graphql)), spec, target, timeout)
+                    try:
+                        path = resolve_path(spec, dev.graphql)
+                    except (urllib.error.URLError, OSError, KeyError, TypeError, ValueError) as exc:
+                        raise ScreenshotError(f"The UI's GraphQL API did not say what the {spec.name} page should show ({exc!r}).") from None
+                    shoot(context.new_page(), page_url(dev.base, path), spec, target, timeout)
                 finally:
                     context.close()
                 print(f"  {target}", flush=True)
@@ -422,6 +427,10 @@ def main(argv: list[str] | None = None) -> int:
         chromium = ensure_chromium()
         if args.url:
             dev = RunningUI(args.url)
+            try:
+                dev.graphql("{ __typename }")
+            except (urllib.error.URLError, OSError, ValueError):
+                raise ScreenshotError(f"No Dagster UI answers at {args.url}.") from None
         else:
             dev = start_dev(directory, args.timeout)
         print(f"The UI is up; taking {len(pages)} screenshots into {out}:", flush=True)
