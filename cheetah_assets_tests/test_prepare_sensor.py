@@ -216,3 +216,43 @@ def test_a_prepared_campaign_cancelled_an_hour_before_its_time_is_requested_agai
     assert [r["state"] for r in ledger_rows(world.engine)] == ["CANCELLED"]
     world.sim.admin.set_now(at(15))
     assert [c for c in world.sim.admin.sent(recipients=False)["campaigns"] if c.get("sendCount")] == []
+
+
+@pytest.mark.parametrize("endpoint", ["same", "another"], ids=["same-endpoint", "another-endpoint"])
+def test_a_day_handed_over_then_requested_again_after_its_send_times_reports_its_sends_as_sent(world, endpoint):
+    """Regression (``./run dev`` on the demo folder): the demo handed the day over in-process (no
+    sensor), then dev's sensor, on its first tick (no cursor: every due date is new to it), ran the
+    day again hours after the send times, with the simulator on another port. The plan called the
+    three APPROVED sends OVERDUE ("nothing was sent"), no_missed_sends failed, and campaign_sends
+    showed all zeros. Now they are SENT (another endpoint: handed over to that account, not sent
+    again), the check passes and campaign_sends lists them as already done."""
+    d = dt.datetime.now(UTC).date()
+    at = lambda h, m=0: dt.datetime.combine(d, dt.time(h, m), tzinfo=UTC)  # noqa: E731
+    world.add("NINE", d, "09:00", "UTC")
+    world.add("HALF", d, "10:30", "Europe/London")
+    assert world.run(at(8, 45), d.isoformat()).success  # both due (lead 2 h): handed over
+    assert {r["campaign_id"]: r["state"] for r in ledger_rows(world.engine)} == {"NINE": "APPROVED", "HALF": "APPROVED"}
+    (request,) = world.tick(at(16, 24))  # a sensor's first tick requests every date with due campaigns
+    assert request.partition_key == d.isoformat()
+    resources = world.resources(at(16, 25))
+    if endpoint == "another":  # the same simulated account, reached at another address
+        resources["cheetah"] = cheetah_resource(world.sim, endpoint=world.sim.url.replace("127.0.0.1", "localhost"))
+    world.sim.admin.set_now(at(16, 25))
+    result = run_cycle(resources, d, world.instance)
+    assert result.success
+    plan = world.plan()
+    assert {c: p["status"] for c, p in plan.items()} == {"NINE": "SENT", "HALF": "SENT"}, plan
+    if endpoint == "another":
+        assert all(p["reason"].startswith("handed over (APPROVED) to another account (Cust_ID 1234 at http://127.0.0.1:")
+                   for p in plan.values()), plan
+    (check,) = [e for e in result.get_asset_check_evaluations() if e.asset_check_key.name == "no_missed_sends"]
+    assert check.passed, check.description
+    (sends,) = [m for m in result.get_asset_materialization_events() if m.asset_key.path == ["campaign_sends"]]
+    meta = sends.materialization.metadata
+    assert meta["dagster/row_count"].value == 2 and meta["approved"].value == 2
+    records = {r.data["campaign"]: r.data for r in meta["sends"].records}
+    assert set(records) == {"NINE", "HALF"} and all(r["note"].startswith("already done") for r in records.values())
+    assert all(r["state"] == "APPROVED" and r["accepted"] for r in records.values()), records
+    world.sim.admin.set_now(at(17))
+    sent = world.sim.admin.sent(recipients=False)["campaigns"]
+    assert sorted(c["sendCount"] for c in sent) == [1, 1], sent  # nothing created or sent again

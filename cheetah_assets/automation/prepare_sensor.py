@@ -6,6 +6,10 @@ out which dates' due sets changed (:mod:`cheetah_assets.sending.preparation`) an
 catalog, plans it (due campaigns READY, the others WAITING) and hands the READY ones over,
 exactly once. Nothing changed: a skip, and no other query. When the window's rows change, it
 also records when each campaign was first seen (so MISSED means first seen too late).
+
+With no cursor (its first tick on an instance, e.g. ``./run dev`` after ``./run demo``, whose run
+was not the sensor's), every date with a due campaign is new to it and is requested: it cannot
+know what was handed over. That run sends nothing twice and reports the handed-over sends SENT.
 """
 
 import json

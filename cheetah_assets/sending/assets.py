@@ -365,7 +365,9 @@ def campaign_sends(
             except Exception as exc:  # noqa: BLE001 - one bad send never stops the others
                 problems.append(f"{r.send_key}: unexpected {type(exc).__name__}: {exc}")
                 context.log.exception("%s: unexpected error; the other sends go on", r.send_key)
-        for row in sender.ledger.for_day(day):
+        recorded = sender.ledger.for_day(day)
+        outcomes.extend(plan.already_sent(day_plan, recorded, {r.send_key for r in todo}))
+        for row in recorded:
             cancelled = any(p.send_key == row.send_key and p.status == plan.CANCELLED for p in day_plan)
             if row.state in ledger.TOUCHED_CHEETAH and cancelled:
                 problem = cancel_leftover(sender, row)

@@ -105,6 +105,7 @@ def plan_day(
     # A send recorded against another account (``account``: the client's) is not done here.
     recorded = ledger.Ledger(engine, lambda: now).for_day(send_date)
     sent = {r.send_key: r for r in recorded if not ledger.other_account(r, account)}
+    elsewhere = {r.send_key: r for r in recorded if r.send_key not in sent}
     names = {r.cheetah_name: r.send_key for r in sent.values()}
     rows: list[PlanRow] = []
     schedule = queries.load_schedule(engine, send_date)
@@ -115,7 +116,7 @@ def plan_day(
         try:
             rows.extend(
                 _plan_campaign(
-                    c, send_date, sent=sent, names=names, catalog=catalog, data_map=data_map,
+                    c, send_date, sent=sent, elsewhere=elsewhere, names=names, catalog=catalog, data_map=data_map,
                     customer_columns=customer_columns, now=now, send_late=send_late,
                     seen_at=first_seen.get(c.campaign_id, now), lead_time=lead_time,
                 )
@@ -165,6 +166,7 @@ def _plan_campaign(
     send_date: dt.date,
     *,
     sent: dict[str, ledger.LedgerRow],
+    elsewhere: dict[str, ledger.LedgerRow],
     names: dict[str, str],
     catalog: dict[str, CatalogEntry],
     data_map: DataMap,
@@ -206,6 +208,8 @@ def _plan_campaign(
             if send_late:
                 at = now + LATE_SEND_MARGIN
                 reason = f"sent late: scheduled {send_at:%H:%M} UTC, run with send_late"
+            elif (away := _handed_over_elsewhere(elsewhere.get(key))) is not None:
+                status, reason, at = SENT, away, elsewhere[key].send_at
             else:
                 status, reason = _too_late(c, send_at, seen_at)
         elif send_at is not None and not is_due(send_at, now, lead_time):
@@ -219,6 +223,18 @@ def _plan_campaign(
             )
         )
     return rows
+
+
+def _handed_over_elsewhere(row: ledger.LedgerRow | None) -> str | None:
+    """Why a send past its time counts as SENT though its ledger row names another account
+    (endpoint or Cust_ID), or None. It was handed over there (APPROVED, or EMPTY: nothing to
+    send), so it is neither MISSED nor OVERDUE; it is not sent again here, its time has passed."""
+    if row is None or row.account is None or row.state not in (ledger.APPROVED, ledger.EMPTY):
+        return None
+    return (
+        f"handed over ({row.state}) to another account ({row.account.describe()}) before its send time; "
+        "not sent to this one: its time has passed (run the day with send_late to send it here too)"
+    )
 
 
 def _too_late(c: queries.ScheduledCampaign, send_at: dt.datetime, seen_at: dt.datetime) -> tuple[str, str]:
@@ -269,6 +285,23 @@ def _store(engine: sa.Engine, send_date: dt.date, rows: list[PlanRow], now: dt.d
         conn.execute(campaign_plan.delete().where(campaign_plan.c.send_date == send_date))
         if rows:
             conn.execute(campaign_plan.insert(), [{**asdict(r), "planned_at": now} for r in rows])
+
+
+def already_sent(day_plan: list[PlanRow], recorded: list[ledger.LedgerRow], skip: set[str]) -> list[dict]:
+    """``campaign_sends``' records of the plan's SENT rows (handed over before this run), from the
+    ledger, noted "already done": a re-run that hands nothing over still shows the day's sends."""
+    rows = {r.send_key: r for r in recorded}
+    return [
+        {
+            "campaign": p.campaign_id, "name": p.campaign_name, "template": p.template_id,
+            "cheetah_name": r.cheetah_name, "state": r.state, "camp_id": r.camp_id, "recipients": r.rows_in_list,
+            "accepted": r.rows_accepted, "rejected": r.rows_rejected,
+            "send_at": r.send_at.isoformat() if r.send_at else None,
+            "note": "already done" + (f": {p.reason}" if p.reason else ""),
+        }
+        for p in day_plan
+        if p.status == SENT and p.send_key not in skip and (r := rows.get(p.send_key)) is not None
+    ]
 
 
 def load_plan(engine: sa.Engine, send_date: dt.date) -> list[PlanRow]:
