@@ -1,4 +1,4 @@
-"""Plain functions of the send path, without Dagster: ledger claims, send times, file splitting."""
+"""Plain functions of the send path, without Dagster: ledger claims, send times, file splitting, planning handed-over sends."""
 
 from __future__ import annotations
 
@@ -6,10 +6,16 @@ import datetime as dt
 import threading
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from cheetah_assets.cheetah.records import DataMap, DataMapField
+from cheetah_assets.customers import seed
 from cheetah_assets.customers.resource import CustomerDatabaseResource
-from cheetah_assets.customers.schema import create_integration_tables
+from cheetah_assets.customers.schema import create_demo_tables, create_integration_tables
 from cheetah_assets.sending import ledger as sending_ledger
+from cheetah_assets.sending import plan as sending_plan
+from cheetah_assets.sending.catalog import CatalogEntry
 from cheetah_assets.sending.plan import PlanProblem, resolve_send_at
 from cheetah_assets.sending.importing import csv_bytes, import_files
 
@@ -131,3 +137,45 @@ def test_files_respect_row_and_byte_limits_and_keep_every_row():
     assert all(len(csv_bytes(header, b)) <= 4000 for b in batches)
     assert [r[0] for b in batches for r in b] == [r[0] for r in rows]
     assert csv_bytes(header, [("a@b.c", ["O'Neil, \"Jr\""])]).decode() == 'EMAIL_ADDR,FNAME\r\na@b.c,"O\'Neil, ""Jr"""\r\n'
+
+
+_ACCOUNTS = {"this": ("http://127.0.0.1:8765", "1234"), "another": ("http://127.0.0.1:49025", "1234")}
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    state=st.sampled_from(sorted(sending_ledger.TERMINAL | sending_ledger.TOUCHED_CHEETAH | {sending_ledger.PENDING})),
+    account=st.sampled_from([None, "this", "another"]),
+    minutes=st.integers(min_value=-300, max_value=900),
+)
+def test_a_send_the_ledger_records_as_handed_over_is_never_missed_or_overdue(tmp_path_factory, state, account, minutes):
+    """Whatever account the ledger row names and however late the day is planned again, an APPROVED
+    (or EMPTY) send is SENT once its time has passed; before it, one of another account is READY
+    (it is sent to this account too), as ledger rule 4 says."""
+    day = dt.date(2026, 12, 3)
+    send_at = dt.datetime(2026, 12, 3, 9, tzinfo=dt.timezone.utc)
+    now = send_at + dt.timedelta(minutes=minutes)
+    engine = CustomerDatabaseResource(url=f"sqlite:///{tmp_path_factory.mktemp('plan') / 'c.db'}").get_engine(create=True)
+    create_demo_tables(engine)
+    create_integration_tables(engine)
+    seed.add_campaign(engine, campaign_id="C1", send_date=day, send_time="09:00", time_zone="UTC",
+                      template_ids="1002", target_group="all_customers")
+    book = sending_ledger.Ledger(engine, lambda: send_at - dt.timedelta(hours=3))
+    row = book.ensure(campaign_id="C1", template_id="1002", send_date=day, list_key="C1/2026-12-03", send_at=send_at)
+    assert book.claim(row.send_key, "run-1", owner_alive=lambda _: True) is not None
+    values = {} if account is None else dict(zip(("endpoint", "cust_id"), _ACCOUNTS[account]))
+    book.advance(row.send_key, "run-1", state, **values)
+    book.release(row.send_key, "run-1")
+    data_map = DataMap(id=77, name="m", fields=(DataMapField("EMAIL_ADDR", "email", "text", True),))
+    (planned,) = sending_plan.plan_day(
+        engine, day, catalog={"1002": CatalogEntry("1002", "Welcome", ())}, data_map=data_map,
+        customer_columns={"email"}, now=now, account=sending_ledger.Account(*_ACCOUNTS["this"]),
+    )
+    handed_over = state in (sending_ledger.APPROVED, sending_ledger.EMPTY)
+    if handed_over:
+        assert planned.status not in (sending_plan.MISSED, sending_plan.OVERDUE), planned
+    if handed_over and now >= send_at:
+        assert planned.status == sending_plan.SENT, planned
+        assert (account == "another") == ("another account" in (planned.reason or "")), planned
+    if handed_over and account == "another" and now < send_at:
+        assert planned.status == sending_plan.READY, planned
