@@ -248,3 +248,14 @@ def test_every_campaign_keeps_its_own_colour_in_the_small_png():
     for k in range(8):
         colour = tuple(round(255 * v) for v in to_rgb(f"C{k}"))
         assert sum(n for rgb, n in counts.items() if sum(abs(a - b) for a, b in zip(rgb, colour)) <= 12) >= 100, f"C{k}"
+
+
+def test_rate_axes_stay_within_0_and_100_percent_for_constant_rates():
+    """Every send delivered (100%), nothing opened (0%): the axes do not run past 100% or below 0%."""
+    fig = drawn([campaign(0, "1", 3, 1000, 1000, 0, 0, 0)])
+    for ax in fig.axes[4:8]:
+        labels = [text for _, text in visible_tick_labels(ax)]
+        values = [float(t[:-1].replace("\N{MINUS SIGN}", "-")) for t in labels]
+        assert len(values) >= 2 and 0 <= min(values) and max(values) <= 100, (ax.get_title(), labels)
+        lo, hi = ax.get_ylim()
+        assert lo <= min(line.get_ydata()[0] for line in ax.get_lines()) <= hi

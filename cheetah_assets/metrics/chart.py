@@ -112,6 +112,16 @@ def _percent_formatter():
     return StepPercentFormatter()
 
 
+def _within_0_100(ax) -> None:
+    """A rate axis kept to 0%..100% (and a little room for the dots) unless the data goes beyond:
+    matplotlib widens a constant curve's axis to both sides (a 97% delivery rate read up to 102%)."""
+    data = [y for line in ax.get_lines() for y in line.get_ydata() if math.isfinite(y)]
+    if data:
+        lo, hi = ax.get_ylim()
+        pad = 0.03 * (hi - lo)
+        ax.set_ylim(max(lo, min(0.0, min(data)) - pad), min(hi, max(1.0, max(data)) + pad))
+
+
 def curves_figure(result: AnalysisResult, names: dict[str, str] | None = None, *, limit: int = CHART_CAMPAIGNS, dpi: int = 72) -> Figure:
     """The chart of the newest ``limit`` campaigns (``names``: Cheetah name -> Optimove campaign
     name, for the legend), on its own Agg canvas, not yet drawn."""
@@ -146,6 +156,8 @@ def curves_figure(result: AnalysisResult, names: dict[str, str] | None = None, *
             restated = [(p.day, y) for p, y in zip(c.curve, ys) if not is_rate and key in p.restated]
             if restated:
                 ax.plot(*zip(*restated), marker="v", markersize=9, color="red", linestyle="none")
+        if is_rate:
+            _within_0_100(ax)
     for ax in axes[1]:
         ax.set_xlabel("snapshot day")
     if campaigns:
