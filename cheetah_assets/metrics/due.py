@@ -18,7 +18,7 @@ from typing import Callable, Collection, Iterable, Sequence
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from ..customers.schema import send_ledger
+from ..customers.schema import metric_snapshot, send_ledger
 from ..timeutil import utc
 from .snapshots import APPROVED, DAY, DAYS, day_key, run_key
 
@@ -143,6 +143,21 @@ def sends_named(
     return out
 
 
+def taken_on_time(engine: Engine, due: Sequence["DueSnapshot"]) -> set[tuple[str, int]]:
+    """(name, day) of the ``due`` days whose stored snapshot was fetched at or after its due time
+    (chunked ``IN`` queries over ``cheetah_metric_snapshot``); an early (provisional) one is not."""
+    when = {(d.cheetah_name, d.day): d.due_at for d in due}
+    t = metric_snapshot.c
+    out: set[tuple[str, int]] = set()
+    with engine.connect() as conn:
+        for chunk in _chunks(sorted({n for n, _ in when})):
+            for r in conn.execute(sa.select(t.cheetah_name, t.day, t.fetched_at).where(t.cheetah_name.in_(chunk))):
+                due_at = when.get((r.cheetah_name, r.day))
+                if due_at is not None and utc(r.fetched_at) >= due_at:
+                    out.add((r.cheetah_name, r.day))
+    return out
+
+
 @dataclass
 class DuePlan:
     """What one tick of the request sensor asks for, and how it got there (for logs and tests)."""
@@ -151,6 +166,7 @@ class DuePlan:
     window_sends: int = 0  # sends read by the due-time range query
     newly_registered: int = 0  # partitions added since the last tick
     not_registered: list[str] = field(default_factory=list)  # due, but not (yet) a partition
+    already_taken: int = 0  # caught-up days left out: taken on time already
 
 
 def snapshots_due(
@@ -169,6 +185,9 @@ def snapshots_due(
     * A campaign registered since the last tick gets every day already due at ``now``: it may
       have been registered late (its send recorded as APPROVED late), or this is the first tick.
     * Nothing that became due more than ``horizon`` ago is requested (a backfill does that).
+    * Of the days a newly registered campaign gets at once (every campaign, on a tick with no
+      cursor: the very first, or after a reset), those already taken on time are left out
+      (:func:`taken_on_time`): fetched again now, they would report today's counts under an old day.
 
     ``registered(names)`` answers which names are partitions (one bounded query);
     ``registered_since_last_tick()`` lists the partitions added since the last tick. It is called
@@ -206,6 +225,10 @@ def snapshots_due(
         # Listed as added since the last tick; confirm they are still partitions (one bounded query).
         for name in registered(sorted(caught_up)):
             plan.due.extend(caught_up[name])
+        taken = taken_on_time(engine, [d for days in caught_up.values() for d in days])
+        if taken:
+            plan.due = [d for d in plan.due if (d.cheetah_name, d.day) not in taken]
+            plan.already_taken = len(taken)
     plan.due.sort()
     plan.not_registered.sort()
     return plan
