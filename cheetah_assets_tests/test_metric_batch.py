@@ -15,7 +15,11 @@ import dagster as dg
 import pytest
 
 from cheetah_assets.automation.jobs import metric_snapshot_batch_job
-from cheetah_assets.automation.metric_sensors import campaign_analysis_sensor, request_metric_snapshots_sensor
+from cheetah_assets.automation.metric_sensors import (
+    BATCH_WAIT,
+    campaign_analysis_sensor,
+    request_metric_snapshots_sensor,
+)
 from cheetah_assets.metrics.assets import METRIC_CHECKS, campaign_analysis, campaign_metric_snapshots, campaigns_partitions
 from cheetah_assets.metrics.batch import MAX_ATTEMPTS, parse_partition
 from cheetah_assets.metrics.snapshots import run_key
@@ -109,8 +113,11 @@ def test_one_run_takes_every_due_partition_each_with_its_own_metadata(sim, db_ur
     analysis = dg.materialize([campaign_analysis, *METRIC_CHECKS], resources=make_resources(sim, db_url, now), instance=instance)
     assert all(e.passed for e in analysis.get_asset_check_evaluations())
     assert run_batches(sim, db_url, instance, ticker, now + MINUTE) == []
-    # Day 3 comes for all three at once: one more run, three partitions.
-    (day_3,) = run_batches(sim, db_url, instance, ticker, send_at + 3 * DAY + MINUTE)
+    # Day 3 comes for all three at once: the ticks gather it for BATCH_WAIT, then one run, three partitions.
+    assert run_batches(sim, db_url, instance, ticker, send_at + 3 * DAY + MINUTE) == []
+    held = ticker.tick(request_metric_snapshots_sensor, send_at + 3 * DAY + 2 * MINUTE)
+    assert "3 snapshot days due" in held.skip_message and "gathering" in held.skip_message
+    (day_3,) = run_batches(sim, db_url, instance, ticker, send_at + 3 * DAY + BATCH_WAIT)
     assert day_3.success and sorted(batch_partitions(ticker.runs[-1])) == sorted(run_key(c.name, 3) for c in sent)
 
 
@@ -118,7 +125,7 @@ def test_a_failing_campaign_is_isolated_reported_and_retried_by_the_next_tick(si
     good = [send_campaign(sim, engine, f"OPT-GD{i}-1004-D", 30, send_at) for i in range(3)]
     insert_send(engine, "OPT-BAD-1004-D", send_at=send_at, camp_id=987654)  # Cheetah has no such campaign: 404, always
     ticker = Ticker(instance, db_url, definitions(db_url, cheetah_resource(sim)))
-    now = send_at + DAY + MINUTE
+    now = send_at + DAY + BATCH_WAIT
     # The first report request (OPT-BAD's, first in name order) fails by itself; the fault makes
     # the second one (OPT-GD0's) fail once too, a passing Cheetah error.
     sim.admin.add_fault(kind="status", method="GET", path=REPORT, status=404, after=1, times=1)
@@ -159,7 +166,7 @@ def test_a_failing_campaign_is_isolated_reported_and_retried_by_the_next_tick(si
 def test_backfills_not_due_early_and_unknown_partitions_next_to_the_batches(sim, db_url, engine, send_at, instance):  # noqa: F811
     a = send_campaign(sim, engine, "OPT-BFX-1004-D", 50, send_at)
     ticker = Ticker(instance, db_url, definitions(db_url, cheetah_resource(sim)))
-    now = send_at + DAY + MINUTE
+    now = send_at + DAY + BATCH_WAIT
     sim.admin.add_fault(kind="status", method="GET", path=REPORT, status=404, times=1)
     (failed,) = run_batches(sim, db_url, instance, ticker, now)
     assert not failed.success and observations(instance, run_key(a.name, 1))[-1]["retried"] is True

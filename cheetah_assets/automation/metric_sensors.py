@@ -6,7 +6,9 @@
    send comes, once; after an outage it catches up every day that fell due meanwhile. All the
    partitions of a tick go in one run of ``metric_snapshot_batch_job`` (``metrics/batch.py``; at
    most ``BATCH_SIZE`` per run), each recorded as its own partition's materialization; a partition
-   that failed in a batch (its observation says so) is asked for again by the next tick.
+   that failed in a batch (its observation says so) is asked for again by the next tick. A few
+   days due for minutes only wait for more (``BATCH_MIN``, ``BATCH_WAIT``): one run per ten
+   minutes at most in steady state.
 3. ``campaign_analysis_sensor`` requests ``campaign_analysis`` (with its checks and
    ``campaign_status``) when a snapshot is newer than what the last analysis covered, or when the
    overdue snapshots changed (so the ``snapshots_on_time`` check says so without a new snapshot),
@@ -50,6 +52,13 @@ from .jobs import campaign_analysis_job, metric_snapshot_batch_job
 PARTITIONS = campaigns_partitions.name
 PAGE = 10_000  # partitions per page when listing the new ones
 BATCH_OP = "take_due_snapshots"
+#: A run costs seconds of CPU to start, a snapshot milliseconds: a tick whose due partitions are
+#: fewer than BATCH_MIN, all due for less than BATCH_WAIT, and none a retry, launches nothing and
+#: leaves its cursor where it was, so the next ticks gather them into one run. A day is then taken
+#: at most BATCH_WAIT after it came (far inside the overdue grace), and a steady trickle of due
+#: days costs at most one run per BATCH_WAIT.
+BATCH_MIN = 100
+BATCH_WAIT = dt.timedelta(minutes=10)
 
 
 def read_cursor(raw: str | None) -> dict:
@@ -232,6 +241,15 @@ def request_metric_snapshots_sensor(
     keys = list(dict.fromkeys([*(d.run_key for d in plan.due), *sorted(attempts)]))
     if not keys:
         return dg.SensorResult(skip_reason="no snapshot day has come since the last tick", cursor=cursor)
+    if not attempts and len(keys) < BATCH_MIN and min(d.due_at for d in plan.due) > now - BATCH_WAIT:
+        # Gathered for one run: the cursor stays, so the next tick asks for these again and more.
+        return dg.SensorResult(
+            skip_reason=(
+                f"{len(keys)} snapshot days due, the oldest for less than {BATCH_WAIT.total_seconds() / 60:g} min: "
+                f"gathering them into one run (at {BATCH_MIN} due, or once the oldest has waited {BATCH_WAIT.total_seconds() / 60:g} min)"
+            ),
+            cursor=context.cursor,
+        )
     requests = batch_requests(keys, attempts, f"{tick.isoformat()}-o{seen}")
     context.log.info(
         "requesting %d snapshots in %d runs (%d sends with a day due, %d campaigns newly registered, %d retried, "
