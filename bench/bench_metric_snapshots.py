@@ -16,7 +16,10 @@ switch pointed at this simulator), as the daemon's run launcher launches them:
 
 CPU is the user + system time of the child processes (``RUSAGE_CHILDREN``). It checks that every
 partition was materialized (one materialization each) and prints CPU-s per campaign-day, the
-ratio today / batch and the goal (<= 0.2 CPU-s, >= 50x). A measurement, not a test.
+ratio today / batch and the goal (<= 0.2 CPU-s, >= 50x), and the steady state: a run's start and
+per-partition cost fitted on the two largest batches, at one run per ``BATCH_WAIT`` at most
+(the sensor gathers a trickle of due days) for ``--week-campaigns`` campaigns in their week.
+A measurement, not a test.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ sys.path.insert(0, str(ROOT))
 import dagster as dg  # noqa: E402
 import yaml  # noqa: E402
 
+from cheetah_assets.automation.metric_sensors import BATCH_WAIT  # noqa: E402
 from cheetah_assets.cheetah.resource import CheetahMessagingResource  # noqa: E402
 from cheetah_assets.customers.resource import CustomerDatabaseResource  # noqa: E402
 from cheetah_assets.customers.schema import send_ledger  # noqa: E402
@@ -97,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--baseline", type=int, default=5, help="partitions taken one run each (today)")
     parser.add_argument("--batches", default="200,1000", help="batch sizes, comma-separated")
+    parser.add_argument("--week-campaigns", type=int, default=1000, help="campaigns in their week, for the steady-state figure")
     args = parser.parse_args(argv)
     sizes = [int(n) for n in args.batches.split(",") if n]
 
@@ -156,6 +161,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{label}: {per:.3f} CPU-s per campaign-day (goal <= {GOAL_CPU}), "
               f"{today / per:.0f}x less than today's {today:.1f} (goal >= {GOAL_RATIO:.0f}x): "
               f"{'met' if per <= GOAL_CPU and today / per >= GOAL_RATIO else 'NOT met'}")
+    if len(rows) >= 3:
+        # A run's cost is about start + n x per-partition: fitted on the two largest batches.
+        (_, n1, c1, _), (_, n2, c2, _) = sorted(rows[1:], key=lambda r: r[1])[-2:]
+        per = (c2 - c1) / (n2 - n1)
+        start = c1 - n1 * per
+        days = 7 * args.week_campaigns
+        runs = min(days, int(dt.timedelta(days=1) / BATCH_WAIT))
+        steady = (runs * start + days * per) / days
+        print(f"a batch run costs about {start:.1f} CPU-s to start and {per:.3f} CPU-s per partition; steady state with "
+              f"{args.week_campaigns:,} campaigns in their week ({days:,} campaign-days a day, at most one run per "
+              f"{BATCH_WAIT.total_seconds() / 60:g} min: {runs} runs): {steady:.3f} CPU-s per campaign-day "
+              f"(goal <= {GOAL_CPU}), {today / steady:.0f}x less than today")
     return 0
 
 
