@@ -7,8 +7,8 @@
    partitions of a tick go in one run of ``metric_snapshot_batch_job`` (``metrics/batch.py``; at
    most ``BATCH_SIZE`` per run), each recorded as its own partition's materialization; a partition
    that failed in a batch (its observation says so) is asked for again by the next tick. A few
-   days due for minutes only wait for more (``BATCH_MIN``, ``BATCH_WAIT``): one run per ten
-   minutes at most in steady state.
+   days due for minutes only wait for more (``BATCH_MIN``, ``BATCH_WAIT``): in steady state one
+   run per 30 minutes, or per 250 due days, whichever comes first.
 3. ``campaign_analysis_sensor`` requests ``campaign_analysis`` (with its checks and
    ``campaign_status``) when a snapshot is newer than what the last analysis covered, or when the
    overdue snapshots changed (so the ``snapshots_on_time`` check says so without a new snapshot),
@@ -57,8 +57,8 @@ BATCH_OP = "take_due_snapshots"
 #: leaves its cursor where it was, so the next ticks gather them into one run. A day is then taken
 #: at most BATCH_WAIT after it came (far inside the overdue grace), and a steady trickle of due
 #: days costs at most one run per BATCH_WAIT.
-BATCH_MIN = 100
-BATCH_WAIT = dt.timedelta(minutes=10)
+BATCH_MIN = 250
+BATCH_WAIT = dt.timedelta(minutes=30)
 
 
 def read_cursor(raw: str | None) -> dict:
