@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from dagster._core.test_utils import create_run_for_test
 
 from cheetah_assets.automation.metric_sensors import (
+    BATCH_WAIT,
     METRIC_SENSORS,
     campaign_analysis_sensor,
     register_sent_campaigns_sensor,
@@ -27,13 +28,14 @@ from cheetah_assets.clock import ClockResource
 from cheetah_assets.customers import seed
 from cheetah_assets.customers.resource import CustomerDatabaseResource
 from cheetah_assets.customers.schema import send_ledger
-from cheetah_assets.automation.jobs import METRIC_JOBS, metric_snapshot_job
+from cheetah_assets.automation.jobs import METRIC_JOBS, metric_snapshot_batch_job
 from cheetah_assets.metrics.assets import (
     METRIC_ASSETS,
     METRIC_CHECKS,
     campaign_analysis,
     campaign_metric_snapshots,
     campaigns_partitions,
+    snapshot_partition_key,
 )
 from cheetah_assets.metrics.due import snapshots_due
 from cheetah_assets.metrics.snapshots import prepare_database
@@ -67,14 +69,16 @@ def definitions(db_url: str, cheetah: CheetahMessagingResource | None = None) ->
 @dataclass
 class Ticker:
     """Evaluates sensors tick by tick, keeping each one's cursor, and does what the daemon does
-    with a result: adds the requested partitions. Every run request is logged with its tick time."""
+    with a result: adds the requested partitions. Every request is logged with its tick time: for a
+    snapshot batch run, each partition it lists (``"<campaign>|day_k"``); for another run, its run key."""
 
     instance: dg.DagsterInstance
     db_url: str
     defs: dg.Definitions
     cursors: dict[str, str | None] = field(default_factory=dict)
-    requested: list[tuple[dt.datetime, dg.RunRequest]] = field(default_factory=list)
+    requested: list[tuple[dt.datetime, str, dg.RunRequest]] = field(default_factory=list)
     registered: list[tuple[dt.datetime, str]] = field(default_factory=list)
+    runs: list[dg.RunRequest] = field(default_factory=list)
 
     def tick(self, sensor, now: dt.datetime):
         context = dg.build_sensor_context(
@@ -93,24 +97,32 @@ class Ticker:
             self.instance.add_dynamic_partitions(req.partitions_def_name, list(req.partition_keys))
             self.registered.extend((now, k) for k in req.partition_keys)
         for rr in data.run_requests or []:
-            self.requested.append((now, rr))
+            self.runs.append(rr)
+            for key in batch_partitions(rr) if rr.run_key.startswith("snapshots-") else [rr.run_key]:
+                self.requested.append((now, key, rr))
         return data
 
-    def both(self, now: dt.datetime) -> list[dg.RunRequest]:
-        """One tick of the registration sensor, then of the request sensor; that tick's requests."""
+    def both(self, now: dt.datetime) -> list[str]:
+        """One tick of the registration sensor, then of the request sensor; the partitions it asked for."""
         before = len(self.requested)
         self.tick(register_sent_campaigns_sensor, now)
         self.tick(request_metric_snapshots_sensor, now)
-        return [rr for _, rr in self.requested[before:]]
+        return [key for _, key, _ in self.requested[before:]]
 
     def run_keys(self) -> list[str]:
-        return [rr.run_key for _, rr in self.requested]
+        """Every snapshot partition requested (in batch runs) and every other run's key, in order."""
+        return [key for _, key, _ in self.requested]
 
     def first_requested(self) -> dict[str, dt.datetime]:
         out: dict[str, dt.datetime] = {}
-        for when, rr in self.requested:
-            out.setdefault(rr.run_key, when)
+        for when, key, _ in self.requested:
+            out.setdefault(key, when)
         return out
+
+
+def batch_partitions(rr: dg.RunRequest) -> list[str]:
+    """The partitions a run request of metric_snapshot_batch_job lists."""
+    return list(rr.run_config["ops"]["take_due_snapshots"]["config"]["partitions"])
 
 
 @pytest.fixture
@@ -176,6 +188,7 @@ def test_each_day_is_requested_once_at_its_time_never_before_never_an_eighth(tic
     points = {send - dt.timedelta(hours=2) + i * dt.timedelta(minutes=97) for i in range(int(10 * 24 * 60 / 97))}
     for due in dues.values():
         points |= {due - dt.timedelta(seconds=1), due, due + dt.timedelta(seconds=1)}
+        points |= {due + BATCH_WAIT - dt.timedelta(seconds=1), due + BATCH_WAIT, due + BATCH_WAIT + dt.timedelta(seconds=1)}
     ticks = sorted(points)
     for now in ticks:
         ticker.both(now)
@@ -184,15 +197,21 @@ def test_each_day_is_requested_once_at_its_time_never_before_never_an_eighth(tic
     assert len(keys) == len(set(keys)) == 21  # each once
     assert set(keys) == set(dues)  # exactly days 1..7 of each campaign
     for key, when in ticker.first_requested().items():
-        assert when == dues[key], (key, when, dues[key])  # at the first tick at or after its due time
-    for when, rr in ticker.requested:
-        name, day = rr.run_key.split("|")
-        assert rr.partition_key == f"{name}|{day}"
-        assert rr.partition_key.keys_by_dimension == {"campaign": name, "day": day}
-        assert rr.tags["cheetah/snapshot_day"] == day
-        # resolved against the code location: the job's partition tags are set
-        assert rr.tags["dagster/partition/campaign"] == name and rr.tags["dagster/partition/day"] == day
-    assert request_metric_snapshots_sensor.job_name == metric_snapshot_job.name
+        # A lone day waits for others BATCH_WAIT at most: requested at the first tick at or after
+        # its due time plus that wait, never before its due time.
+        assert when == dues[key] + BATCH_WAIT, (key, when, dues[key])
+    # One batch run per tick with something due, listing that tick's partitions (two at once when
+    # OPT-C1 and OPT-C2, sent together, come due together), no partition in two runs.
+    runs = ticker.runs
+    assert len(runs) == len({rr.run_key for rr in runs}) == len({when for when, _, _ in ticker.requested})
+    assert sorted(len(batch_partitions(rr)) for rr in runs) == [1] * 7 + [2] * 7
+    for rr in runs:
+        assert rr.run_key.startswith("snapshots-") and rr.partition_key is None
+        assert rr.tags["cheetah/snapshots"] == str(len(batch_partitions(rr)))
+        for key in batch_partitions(rr):
+            name, day = key.split("|")
+            assert str(snapshot_partition_key(name, int(day.removeprefix("day_")))) == key
+    assert request_metric_snapshots_sensor.job_name == metric_snapshot_batch_job.name
 
 
 def test_a_two_day_outage_is_caught_up_exactly_once(ticker, engine):  # noqa: F811
@@ -208,7 +227,7 @@ def test_a_two_day_outage_is_caught_up_exactly_once(ticker, engine):  # noqa: F8
 
     resume = send + 3 * DAY + 6 * hour  # two days and three hours later
     caught_up = ticker.both(resume)
-    assert sorted(rr.run_key for rr in caught_up) == ["OPT-DURING|day_1", "OPT-OUT|day_2", "OPT-OUT|day_3"]
+    assert sorted(caught_up) == ["OPT-DURING|day_1", "OPT-OUT|day_2", "OPT-OUT|day_3"]
 
     for i in range(1, 24 * 7):
         ticker.both(resume + i * hour)
@@ -216,8 +235,8 @@ def test_a_two_day_outage_is_caught_up_exactly_once(ticker, engine):  # noqa: F8
     assert len(keys) == len(set(keys))
     assert set(keys) == week_keys("OPT-OUT") | week_keys("OPT-DURING")
     first = ticker.first_requested()
-    for k in range(4, 8):  # back on schedule: within the hour after each due time
-        assert send + k * DAY <= first[f"OPT-OUT|day_{k}"] < send + k * DAY + hour
+    for k in range(4, 8):  # back on schedule: at the first hourly tick once a lone day has waited BATCH_WAIT
+        assert send + k * DAY + BATCH_WAIT <= first[f"OPT-OUT|day_{k}"] < send + k * DAY + BATCH_WAIT + hour
 
 
 def test_a_send_recorded_late_gets_its_missed_days_once(ticker, engine):  # noqa: F811
@@ -235,7 +254,7 @@ def test_a_send_recorded_late_gets_its_missed_days_once(ticker, engine):  # noqa
             send_ledger.update().where(send_ledger.c.cheetah_name == "OPT-LATE").values(state="APPROVED", updated_at=now)
         )
     late = ticker.both(now)
-    assert sorted(rr.run_key for rr in late) == ["OPT-LATE|day_1", "OPT-LATE|day_2", "OPT-LATE|day_3"]
+    assert sorted(late) == ["OPT-LATE|day_1", "OPT-LATE|day_2", "OPT-LATE|day_3"]
     while now < send + 8 * DAY:
         now += hour
         ticker.both(now)
@@ -256,7 +275,7 @@ def test_the_first_tick_requests_what_is_due_within_a_week(ticker, instance, eng
         "OPT-RECENT|day_1", "OPT-RECENT|day_2",
     ]
     later = ticker.both(now + dt.timedelta(minutes=1))  # registers OPT-UNREGISTERED, asks its due day
-    assert [rr.run_key for rr in later] == ["OPT-UNREGISTERED|day_1"]
+    assert later == ["OPT-UNREGISTERED|day_1"]
 
 
 def test_a_tick_reads_only_the_sends_with_a_day_due(engine):  # noqa: F811
@@ -379,10 +398,11 @@ def send_then_measure_a_week(sim, db_url, engine, instance) -> None:  # noqa: F8
     analyses = 0
     while now <= send_at + 8 * DAY:
         set_clock(sim, now)
-        for rr in ticker.both(now):  # what the daemon would launch
-            result = dg.materialize(
-                [campaign_metric_snapshots], partition_key=rr.partition_key,
-                resources=make_resources(sim, db_url), instance=instance, tags=rr.tags,
+        before = len(ticker.runs)
+        ticker.both(now)
+        for rr in ticker.runs[before:]:  # what the daemon would launch: one batch run per tick
+            result = metric_snapshot_batch_job.execute_in_process(
+                run_config=rr.run_config, resources=make_resources(sim, db_url), instance=instance, tags=rr.tags,
             )
             assert result.success
         analysis = ticker.tick(campaign_analysis_sensor, now)

@@ -3,7 +3,12 @@
 1. ``register_sent_campaigns_sensor`` adds a ``cheetah_campaigns`` partition for every send that
    has gone out (ledger state APPROVED, send time passed).
 2. ``request_metric_snapshots_sensor`` requests partition (campaign, day_k) when day k after the
-   send comes, once; after an outage it catches up every day that fell due meanwhile.
+   send comes, once; after an outage it catches up every day that fell due meanwhile. All the
+   partitions of a tick go in one run of ``metric_snapshot_batch_job`` (``metrics/batch.py``; at
+   most ``BATCH_SIZE`` per run), each recorded as its own partition's materialization; a partition
+   that failed in a batch (its observation says so) is asked for again by the next tick. A few
+   days due for minutes only wait for more (``BATCH_MIN``, ``BATCH_WAIT``): in steady state one
+   run per 30 minutes, or per 250 due days, whichever comes first.
 3. ``campaign_analysis_sensor`` requests ``campaign_analysis`` (with its checks and
    ``campaign_status``) when a snapshot is newer than what the last analysis covered, or when the
    overdue snapshots changed (so the ``snapshots_on_time`` check says so without a new snapshot),
@@ -36,16 +41,24 @@ from ..metrics.assets import (
     campaign_metric_snapshots,
     campaigns_partitions,
     latest_storage_id,
-    snapshot_partition_key,
 )
+from ..metrics.batch import BATCH_SIZE
 from ..metrics.due import campaigns_sent_since, snapshots_due
 from ..metrics.keys import SENDS, STATUS
 from ..sending.runs import LIVE_RUN_STATUSES
 from ..timeutil import parse_iso
-from .jobs import campaign_analysis_job, metric_snapshot_job
+from .jobs import campaign_analysis_job, metric_snapshot_batch_job
 
 PARTITIONS = campaigns_partitions.name
 PAGE = 10_000  # partitions per page when listing the new ones
+BATCH_OP = "take_due_snapshots"
+#: A run costs seconds of CPU to start, a snapshot milliseconds: a tick whose due partitions are
+#: fewer than BATCH_MIN, all due for less than BATCH_WAIT, and none a retry, launches nothing and
+#: leaves its cursor where it was, so the next ticks gather them into one run. A day is then taken
+#: at most BATCH_WAIT after it came (far inside the overdue grace), and a steady trickle of due
+#: days costs at most one run per BATCH_WAIT.
+BATCH_MIN = 250
+BATCH_WAIT = dt.timedelta(minutes=30)
 
 
 def read_cursor(raw: str | None) -> dict:
@@ -100,14 +113,79 @@ def register_sent_campaigns_sensor(
 
 
 # ------------------------------------------------------------------------------------------------
+def _latest_observation(instance: dg.DagsterInstance) -> int:
+    records = instance.fetch_observations(campaign_metric_snapshots.key, limit=1).records
+    return records[0].storage_id if records else 0
+
+
+def failed_to_retry(instance: dg.DagsterInstance, after: int) -> tuple[dict[str, int], int]:
+    """The partitions a batch run failed on since event ``after`` that it marked ``retried`` and
+    that no run has materialized since, with the number of their next attempt; and the new cursor.
+
+    One paged read of the snapshot asset's observations after ``after`` (only the batch's failures
+    and not-due notes are observations: a handful), and one bounded look-up of later materializations.
+    """
+    retry: dict[str, tuple[int, int]] = {}  # key -> (next attempt, storage id of the failure)
+    cursor, last = None, after
+    while True:
+        page = instance.fetch_observations(
+            dg.AssetRecordsFilter(asset_key=campaign_metric_snapshots.key, after_storage_id=after),
+            limit=PAGE, cursor=cursor, ascending=True,
+        )
+        for record in page.records:
+            last = max(last, record.storage_id)
+            obs = record.asset_observation
+            metadata = obs.metadata if obs else {}
+            if obs is None or obs.partition is None or "snapshot_failed" not in metadata:
+                continue
+            if metadata.get("retried") is not None and metadata["retried"].value:
+                retry[obs.partition] = (int(metadata["attempt"].value) + 1, record.storage_id)
+            else:
+                retry.pop(obs.partition, None)
+        cursor = page.cursor
+        if not page.has_more:
+            break
+    if retry:
+        since = min(s for _, s in retry.values())
+        done = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=campaign_metric_snapshots.key, asset_partitions=sorted(retry), after_storage_id=since),
+            limit=PAGE,
+        )
+        for record in done.records:
+            key = record.partition_key
+            if key in retry and record.storage_id > retry[key][1]:
+                del retry[key]  # taken since (a re-execution, a backfill)
+    return {k: n for k, (n, _) in retry.items()}, last
+
+
+def batch_requests(keys: list[str], attempts: dict[str, int], stamp: str) -> list[dg.RunRequest]:
+    """One run of the batch job per ``BATCH_SIZE`` partitions (in due order), keyed by the tick."""
+    chunks = [keys[i : i + BATCH_SIZE] for i in range(0, len(keys), BATCH_SIZE)]
+    requests = []
+    for i, chunk in enumerate(chunks, 1):
+        config: dict = {"partitions": chunk}
+        retried = {k: attempts[k] for k in chunk if k in attempts}
+        if retried:
+            config["attempts"] = retried
+        requests.append(
+            dg.RunRequest(
+                run_key=f"snapshots-{stamp}-{i}of{len(chunks)}",
+                run_config={"ops": {BATCH_OP: {"config": config}}},
+                tags={"cheetah/snapshots": str(len(chunk)), "cheetah/retries": str(len(retried))},
+            )
+        )
+    return requests
+
+
 @dg.sensor(
-    job=metric_snapshot_job,
+    job=metric_snapshot_batch_job,
     minimum_interval_seconds=60,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description=(
         "Requests each registered campaign's metric snapshot for day k (1..7) once k days have passed "
-        "since its send, exactly once (run key '<campaign>|day_k'); after a pause it requests every day "
-        "that fell due meanwhile (up to a week back)."
+        "since its send, exactly once; all the partitions due at a tick go in one run of "
+        "metric_snapshot_batch_job (a partition that failed there is asked for again, up to 4 attempts). "
+        "After a pause it requests every day that fell due meanwhile (up to a week back)."
     ),
 )
 def request_metric_snapshots_sensor(
@@ -120,10 +198,6 @@ def request_metric_snapshots_sensor(
     last_tick = _time(state.get("t"))
     partitions_cursor = state.get("p") if last_tick is not None else None
     instance = context.instance
-    # Dagster validates every requested partition key through this per-tick loader, one instance
-    # query per key it has not seen. Asking it (one bounded IN query) which names are partitions
-    # leaves the answers in its cache: a tick of 3,000 requests then validates them without
-    # 3,000 queries.
     loader = context.caching_dynamic_partitions_loader or instance
 
     def registered(names: list[str]) -> set[str]:
@@ -148,7 +222,15 @@ def request_metric_snapshots_sensor(
         registered=registered,
         registered_since_last_tick=registered_since_last_tick,
     )
-    cursor = json.dumps({"t": _later(last_tick, now).isoformat(), "p": partitions_cursor})
+    # Failures since the last tick: on the first tick (no cursor) the catch-up above asks for
+    # every due day not taken on time anyway, so older failures start from here.
+    seen = state.get("o")
+    if last_tick is None or not isinstance(seen, int):
+        attempts, seen = {}, _latest_observation(instance)
+    else:
+        attempts, seen = failed_to_retry(instance, seen)
+    tick = _later(last_tick, now)
+    cursor = json.dumps({"t": tick.isoformat(), "p": partitions_cursor, "o": seen})
     if plan.not_registered:
         context.log.info(
             "%d sent campaigns have a day due but are not registered yet (register_sent_campaigns_sensor "
@@ -156,23 +238,25 @@ def request_metric_snapshots_sensor(
             len(plan.not_registered),
             ", ".join(plan.not_registered[:20]),
         )
-    run_requests = [
-        dg.RunRequest(
-            run_key=d.run_key,
-            partition_key=snapshot_partition_key(d.cheetah_name, d.day),
-            tags={"cheetah/campaign": d.cheetah_name, "cheetah/snapshot_day": d.day_key, "cheetah/due_at": d.due_at.isoformat()},
-        )
-        for d in plan.due
-    ]
-    if not run_requests:
+    keys = list(dict.fromkeys([*(d.run_key for d in plan.due), *sorted(attempts)]))
+    if not keys:
         return dg.SensorResult(skip_reason="no snapshot day has come since the last tick", cursor=cursor)
+    if not attempts and len(keys) < BATCH_MIN and min(d.due_at for d in plan.due) > now - BATCH_WAIT:
+        # Gathered for one run: the cursor stays, so the next tick asks for these again and more.
+        return dg.SensorResult(
+            skip_reason=(
+                f"{len(keys)} snapshot days due, the oldest for less than {BATCH_WAIT.total_seconds() / 60:g} min: "
+                f"gathering them into one run (at {BATCH_MIN} due, or once the oldest has waited {BATCH_WAIT.total_seconds() / 60:g} min)"
+            ),
+            cursor=context.cursor,
+        )
+    requests = batch_requests(keys, attempts, f"{tick.isoformat()}-o{seen}")
     context.log.info(
-        "requesting %d snapshots (%d sends with a day due, %d campaigns newly registered)",
-        len(run_requests),
-        plan.window_sends,
-        plan.newly_registered,
+        "requesting %d snapshots in %d runs (%d sends with a day due, %d campaigns newly registered, %d retried, "
+        "%d already taken)",
+        len(keys), len(requests), plan.window_sends, plan.newly_registered, len(attempts), plan.already_taken,
     )
-    return dg.SensorResult(run_requests=run_requests, cursor=cursor)
+    return dg.SensorResult(run_requests=requests, cursor=cursor)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -3,6 +3,8 @@
 Import each name from the module that defines it (this package re-exports nothing):
 
 * :mod:`.snapshots` — taking a snapshot and storing it (plain functions; no Dagster);
+  :mod:`.snapshot_events` — what one says in Dagster (metadata, not-due, failure), for the asset
+  and :mod:`.batch` — the op that takes every due snapshot of a sensor tick in one run;
 * :mod:`.due` — what the metric sensors ask: which sends to register, which days are due, which
   are overdue;
 * :mod:`.analysis` — the roll-up per campaign (provisional days included) and the data-quality

@@ -34,25 +34,20 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
-from ..cheetah.contract import METRIC_NAMES
-from ..cheetah.errors import TRANSIENT, CheetahError, MetricsNotReady
+from ..cheetah.errors import CheetahError
 from ..cheetah.resource import CheetahMessagingResource
 from ..clock import ClockResource
 from ..customers.resource import CustomerDatabaseResource
 from ..tables import table
-from .analysis import RATES, AnalysisResult, Restatement, build_analysis, rate
+from .analysis import AnalysisResult, build_analysis
 from .chart import CHART_FILE, curves_png, save_png
 from .checks import METRIC_CHECKS, prepared_engine
-from .columns import CAMPAIGN_COLUMNS, CURVE_COLUMNS, RESTATEMENT_COLUMNS
-from .keys import CAMPAIGN_PARTITIONS, GROUP, OWNERS, SENDS
+from .columns import CAMPAIGN_COLUMNS, CURVE_COLUMNS
+from .keys import CAMPAIGN_PARTITIONS, GROUP, OWNERS, REPORTS_POOL, SENDS
+from .snapshot_events import failure_of, log_outcome, not_due_observation, snapshot_metadata
 from .snapshots import SNAPSHOT_DAYS, SnapshotError, SnapshotTooEarly, day_key, day_number, take_snapshot
 from .status import campaign_names
 from .views import campaign_status
-
-#: Concurrency pool of the steps that call the Cheetah report API. Unlimited unless the instance
-#: sets a limit (``dagster instance concurrency set cheetah_reports 4``): worth doing when a
-#: catch-up or a backfill launches hundreds of snapshot runs against a 20 requests/s account.
-REPORTS_POOL = "cheetah_reports"
 
 campaigns_partitions = dg.DynamicPartitionsDefinition(name=CAMPAIGN_PARTITIONS)
 snapshot_partitions = dg.MultiPartitionsDefinition(
@@ -70,10 +65,6 @@ def latest_storage_id(instance: dg.DagsterInstance, asset_key: dg.AssetKey) -> i
     return records[0].storage_id if records else None
 
 
-def _optimove_label(cheetah_name: str) -> str:
-    return f"{METRIC_NAMES[cheetah_name]} ({cheetah_name})"
-
-
 # ------------------------------------------------------------------------------------------------
 class SnapshotConfig(dg.Config):
     allow_early: bool = Field(
@@ -83,20 +74,6 @@ class SnapshotConfig(dg.Config):
             "stores the counts so far under day k, marked provisional in campaign_analysis until day k is "
             "fetched again once it has come: meant for a deliberate look, never for the sensors."
         ),
-    )
-
-
-def _not_due(context: dg.AssetExecutionContext, exc: SnapshotTooEarly):
-    """A partition asked for before its day: an explanation, no materialization, no failure."""
-    context.log.info("Not due yet, nothing taken: %s", exc)
-    yield dg.AssetObservation(
-        asset_key=context.asset_key,
-        partition=context.partition_key,
-        description=str(exc),
-        metadata={
-            "not_due_until": dg.MetadataValue.timestamp(exc.due_at),
-            "explanation": dg.MetadataValue.text(str(exc)),
-        },
     )
 
 
@@ -136,53 +113,15 @@ def campaign_metric_snapshots(
         with cheetah.get_client(logger=context.log) as client:
             outcome = take_snapshot(client, engine, name, day, clock.now(), allow_early=config.allow_early)
     except SnapshotTooEarly as exc:
-        yield from _not_due(context, exc)
+        context.log.info("Not due yet, nothing taken: %s", exc)
+        yield not_due_observation(context.asset_key, context.partition_key, exc)
         return
-    except SnapshotError as exc:
-        raise dg.Failure(description=str(exc), allow_retries=False) from None
-    except MetricsNotReady as exc:
-        raise dg.Failure(
-            description=(
-                f"{exc} The ledger says campaign {name} was approved to go out; look at it in Cheetah "
-                "Messaging (paused, or its start time moved?) and re-execute this partition once it has gone out."
-            ),
-            allow_retries=False,
-        ) from None
-    except CheetahError as exc:
+    except (SnapshotError, CheetahError) as exc:
+        failed = failure_of(exc, name)
         # Transient trouble the client's own retries did not outlast: the retry policy tries again.
-        raise dg.Failure(description=str(exc), allow_retries=isinstance(exc, TRANSIENT)) from None
-
-    snap, prev = outcome.snapshot, outcome.previous
-    if outcome.restated:
-        context.log.warning(
-            "%s day %d restates %s below day %d's", name, day, ", ".join(outcome.restated), prev.day if prev else 0
-        )
-    if outcome.early:
-        context.log.warning("%s day %d taken early (allow_early): provisional until day %d has come", name, day, day)
-    optimove = snap.optimove()
-    metadata: dict = {
-        "campaign_name": dg.MetadataValue.text(campaign_names(engine, [name]).get(name, "")),
-        **{_optimove_label(k): dg.MetadataValue.int(v) for k, v in snap.counts.items()},
-        "day": dg.MetadataValue.int(day),
-        "camp_id": dg.MetadataValue.int(snap.camp_id) if isinstance(snap.camp_id, int) else dg.MetadataValue.text(snap.camp_id),
-        "as_of": dg.MetadataValue.timestamp(snap.as_of),
-        "due_at": dg.MetadataValue.timestamp(outcome.due_at),
-        "sent_at": dg.MetadataValue.timestamp(outcome.campaign.send_at),
-        "restated": dg.MetadataValue.bool(bool(outcome.restated)),
-        "replaced_earlier_snapshot": dg.MetadataValue.bool(outcome.replaced),
-        "taken_early": dg.MetadataValue.bool(outcome.early),
-        "provisional": dg.MetadataValue.bool(outcome.early),
-        # Floats, so Dagster's plots tab draws them per partition.
-        **{k: dg.MetadataValue.float(rate(optimove[num], optimove[den]) or 0.0) for k, (num, den) in RATES.items()},
-    }
-    if prev is not None:
-        metadata["compared_with_day"] = dg.MetadataValue.int(prev.day)
-    if outcome.restated:
-        metadata["restatements"] = table(
-            RESTATEMENT_COLUMNS,
-            (Restatement(name, day, prev.day, k, prev.counts[k], snap.counts[k]).record() for k in outcome.restated),
-        )
-    yield dg.MaterializeResult(metadata=metadata)
+        raise dg.Failure(description=failed.description, allow_retries=failed.transient) from None
+    log_outcome(context.log, outcome)
+    yield dg.MaterializeResult(metadata=snapshot_metadata(outcome, campaign_names(engine, [name]).get(name, "")))
 
 
 # ------------------------------------------------------------------------------------------------

@@ -69,3 +69,10 @@ OVERDUE_COLUMNS = columns("""
     due_at     | datetime | when its day came
     overdue_by | string   | time past the due time
 """, SHARED)
+#: The snapshots a batch run could not take (``take_due_snapshots``' failure).
+FAILED_COLUMNS = columns("""
+    partition | string | the partition: <campaign> and day_k
+    attempt   | int    | which attempt this was (the request sensor tries again up to its limit)
+    retried   | bool   | the next tick of request_metric_snapshots_sensor asks for it again
+    reason    | string | why it could not be taken, and what to do
+""")

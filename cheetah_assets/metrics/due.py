@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Callable, Collection, Iterable, Sequence
+from typing import Callable, Collection, Iterable, NamedTuple, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from ..customers.schema import send_ledger
+from ..customers.schema import metric_snapshot, send_ledger
 from ..timeutil import utc
 from .snapshots import APPROVED, DAY, DAYS, day_key, run_key
 
@@ -67,8 +67,10 @@ def campaigns_sent_since(
     return [(r.cheetah_name, utc(r.send_at)) for r in rows]
 
 
-@dataclass(frozen=True, order=True)
-class DueSnapshot:
+class DueSnapshot(NamedTuple):
+    """One campaign-day, ordered by due time, then name, then day (a tuple: a tick builds tens of
+    thousands of them on a catch-up, and sorts them)."""
+
     due_at: dt.datetime
     cheetah_name: str
     day: int
@@ -130,16 +132,41 @@ def sends_named(
     engine: Engine, names: Collection[str], *, sent_after: dt.datetime | None = None
 ) -> list[tuple[str, dt.datetime]]:
     """(name, send time) of the APPROVED sends among ``names`` (chunked ``IN`` queries),
-    optionally only those sent after ``sent_after``."""
+    optionally only those sent after ``sent_after`` (then, for many names, one range query over
+    the ``send_at`` index, filtered here: a first tick lists every registered campaign)."""
     t = send_ledger.c
     out: list[tuple[str, dt.datetime]] = []
     extra = [] if sent_after is None else [t.send_at > utc(sent_after)]
+    if sent_after is not None and len(names) > 4 * _IN_CHUNK:
+        wanted = set(names)
+        with engine.connect() as conn:
+            rows = conn.execute(sa.select(t.cheetah_name, t.send_at).where(_sent(), *extra)).all()
+        return [(r.cheetah_name, utc(r.send_at)) for r in rows if r.cheetah_name in wanted]
     with engine.connect() as conn:
         for chunk in _chunks(sorted(set(names))):
             rows = conn.execute(
                 sa.select(t.cheetah_name, t.send_at).where(_sent(), t.cheetah_name.in_(chunk), *extra)
             ).all()
             out.extend((r.cheetah_name, utc(r.send_at)) for r in rows)
+    return out
+
+
+def taken_on_time(engine: Engine, due: Sequence[DueSnapshot]) -> set[tuple[str, int]]:
+    """(name, day) of the ``due`` days whose stored snapshot was fetched at or after its due time
+    (an early, provisional one is not). One query: the snapshots of the sends in the days' send-time
+    range (the ledger's ``send_at`` index, then the snapshot table's primary key)."""
+    if not due:
+        return set()
+    when = {(d.cheetah_name, d.day): d.due_at for d in due}
+    sent = [d.due_at - d.day * DAY for d in due]
+    t, lg = metric_snapshot.c, send_ledger.c
+    window = sa.select(lg.cheetah_name).where(lg.send_at >= min(sent), lg.send_at <= max(sent))
+    out: set[tuple[str, int]] = set()
+    with engine.connect() as conn:
+        for r in conn.execute(sa.select(t.cheetah_name, t.day, t.fetched_at).where(t.cheetah_name.in_(window))):
+            due_at = when.get((r.cheetah_name, r.day))
+            if due_at is not None and utc(r.fetched_at) >= due_at:
+                out.add((r.cheetah_name, r.day))
     return out
 
 
@@ -151,6 +178,7 @@ class DuePlan:
     window_sends: int = 0  # sends read by the due-time range query
     newly_registered: int = 0  # partitions added since the last tick
     not_registered: list[str] = field(default_factory=list)  # due, but not (yet) a partition
+    already_taken: int = 0  # caught-up days left out: taken on time already
 
 
 def snapshots_due(
@@ -169,12 +197,16 @@ def snapshots_due(
     * A campaign registered since the last tick gets every day already due at ``now``: it may
       have been registered late (its send recorded as APPROVED late), or this is the first tick.
     * Nothing that became due more than ``horizon`` ago is requested (a backfill does that).
+    * Of the days a newly registered campaign gets at once (every campaign, on a tick with no
+      cursor: the very first, or after a reset), those already taken on time are left out
+      (:func:`taken_on_time`): fetched again now, they would report today's counts under an old day.
 
     ``registered(names)`` answers which names are partitions (one bounded query);
     ``registered_since_last_tick()`` lists the partitions added since the last tick. It is called
     *after* the first ``registered``, so a campaign registered between the two calls counts as new
     (all its due days) rather than both new and old: no campaign-day is asked for twice. Every name
-    in the plan has been confirmed by ``registered`` in this tick.
+    in the plan was a partition in this tick: confirmed by ``registered``, or listed by
+    ``registered_since_last_tick``.
     """
     now = utc(now)
     floor = now - horizon
@@ -203,9 +235,11 @@ def snapshots_due(
         if days:
             caught_up[name] = days
     if caught_up:
-        # Listed as added since the last tick; confirm they are still partitions (one bounded query).
-        for name in registered(sorted(caught_up)):
-            plan.due.extend(caught_up[name])
+        # Listed as partitions in this tick (the paged listing above reads the partitions table).
+        days = [d for name in sorted(caught_up) for d in caught_up[name]]
+        taken = taken_on_time(engine, days)
+        plan.due.extend(d for d in days if (d.cheetah_name, d.day) not in taken)
+        plan.already_taken = len(taken)
     plan.due.sort()
     plan.not_registered.sort()
     return plan

@@ -14,3 +14,9 @@ STATUS = dg.AssetKey("campaign_status")
 SENDS = dg.AssetKey("campaign_sends")
 GROUP = "metrics"
 OWNERS = ["team:marketing-ops"]
+
+#: Concurrency pool of the steps that call the Cheetah report API (the snapshot asset and the batch
+#: op). Unlimited unless the instance sets a limit (``dagster instance concurrency set
+#: cheetah_reports 4``): worth doing when a backfill launches hundreds of snapshot runs against a
+#: 20 requests/s account.
+REPORTS_POOL = "cheetah_reports"

@@ -1,0 +1,202 @@
+"""Every due snapshot of a sensor tick in one run: the op ``take_due_snapshots``.
+
+A run costs seconds of CPU before it does anything (launching, the code location, the event log),
+and a snapshot only a few milliseconds (one report request, one upsert). So
+``request_metric_snapshots_sensor`` asks for one run of ``metric_snapshot_batch_job`` per tick,
+whose run config lists the tick's due partitions (``"<campaign>|day_k"``, at most
+:data:`BATCH_SIZE` per run). For each, the op takes the snapshot and records what the partitioned
+asset ``campaign_metric_snapshots`` would have recorded for that partition, through
+:mod:`.snapshot_events`:
+
+* taken: an ``AssetMaterialization`` of ``campaign_metric_snapshots`` for that partition, with its
+  own metadata (the partition shows as materialized in the UI, the checks and the analysis sensor
+  read it like any other);
+* not due (``allow_early`` unset and its day not come): the same ``AssetObservation`` as the asset's;
+* failed (a Cheetah error for one campaign, a ledger that does not allow it): an ``AssetObservation``
+  with ``snapshot_failed`` (the reason), ``attempt`` and ``retried``, and the others go on. The op
+  then fails, naming every failed partition in a table, so the run is red and the failed-run alert
+  fires. The next tick of the request sensor reads those observations and asks for each retryable
+  one again, up to :data:`MAX_ATTEMPTS` attempts in all (the asset's own retry policy allows as many);
+  after that the partition is left to ``snapshots_on_time`` (overdue after the grace) and a backfill.
+
+Backfills (the UI, ``dagster job backfill -j metric_snapshot_job``) and
+``dagster asset materialize --partition`` still run the asset, one partition per run.
+"""
+
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Collection, Iterable, Iterator
+
+import dagster as dg
+from pydantic import Field
+from sqlalchemy.engine import Engine
+
+from ..cheetah.errors import CheetahError
+from ..cheetah.resource import CheetahMessagingResource
+from ..clock import ClockResource
+from ..customers.resource import CustomerDatabaseResource
+from ..tables import table
+from .checks import prepared_engine
+from .columns import FAILED_COLUMNS
+from .keys import CAMPAIGN_PARTITIONS, REPORTS_POOL, SNAPSHOTS
+from .snapshot_events import SnapshotFailed, failure_of, log_outcome, not_due_observation, snapshot_metadata
+from .snapshots import MetricsSource, SnapshotError, SnapshotOutcome, SnapshotTooEarly, day_number, take_snapshot
+from .status import campaign_names
+
+#: Partitions per batch run. A catch-up after a long outage becomes several runs of this size, so
+#: no run config grows without bound and one run's trouble holds up at most this many snapshots.
+BATCH_SIZE = 1000
+
+#: Attempts per partition, the first included: as many as the asset's retry policy allows.
+MAX_ATTEMPTS = 4
+
+#: After this many Cheetah errors in a row, the rest of the batch is not tried (an account-wide
+#: outage: credentials, whitelist, the service down); they are reported as failed, not attempted.
+BREAK_AFTER = 5
+
+
+def parse_partition(key: str) -> tuple[str, int]:
+    """``"<campaign>|day_k"`` -> (campaign, k); ValueError for anything else."""
+    name, sep, day = key.rpartition("|")
+    if not sep or not name:
+        raise ValueError(f"{key!r} is not a snapshot partition; expected '<campaign>|day_<k>'")
+    return name, day_number(day)
+
+
+@dataclass(frozen=True)
+class PartitionResult:
+    key: str
+    outcome: SnapshotOutcome | None = None
+    not_due: SnapshotTooEarly | None = None
+    failed: SnapshotFailed | None = None
+    attempted: bool = True  # False: skipped after BREAK_AFTER Cheetah errors in a row
+
+
+def take_snapshots(
+    client: MetricsSource,
+    engine: Engine,
+    keys: Iterable[str],
+    now: dt.datetime,
+    *,
+    registered: Collection[str],
+    allow_early: bool = False,
+) -> Iterator[PartitionResult]:
+    """Take each partition's snapshot in turn; one that fails never stops the others."""
+    in_a_row = 0
+    for key in keys:
+        if in_a_row >= BREAK_AFTER:
+            yield PartitionResult(
+                key,
+                failed=SnapshotFailed(
+                    f"Not tried: the {BREAK_AFTER} snapshots before it failed in a row at Cheetah Messaging "
+                    "(see their reasons); it is asked for again by the next tick.",
+                    transient=True,
+                    retryable=True,
+                ),
+                attempted=False,
+            )
+            continue
+        try:
+            name, day = parse_partition(key)
+        except ValueError as exc:
+            yield PartitionResult(key, failed=SnapshotFailed(str(exc), transient=False, retryable=False))
+            continue
+        if name not in registered:
+            reason = f"{name!r} is not a {CAMPAIGN_PARTITIONS} partition (register_sent_campaigns_sensor adds sent campaigns)."
+            yield PartitionResult(key, failed=SnapshotFailed(reason, transient=False, retryable=False))
+            continue
+        try:
+            outcome = take_snapshot(client, engine, name, day, now, allow_early=allow_early)
+        except SnapshotTooEarly as exc:
+            yield PartitionResult(key, not_due=exc)
+            continue
+        except (SnapshotError, CheetahError) as exc:
+            in_a_row = in_a_row + 1 if isinstance(exc, CheetahError) else 0
+            yield PartitionResult(key, failed=failure_of(exc, name))
+            continue
+        in_a_row = 0
+        yield PartitionResult(key, outcome=outcome)
+
+
+class SnapshotBatchConfig(dg.Config):
+    partitions: list[str] = Field(
+        description="The partitions of campaign_metric_snapshots to take, as '<campaign>|day_<k>'."
+    )
+    allow_early: bool = Field(
+        default=False,
+        description="As the asset's allow_early: take a day that has not come yet, provisional. Never set by the sensor.",
+    )
+    attempts: dict[str, int] = Field(
+        default={},
+        description="The attempt number of a partition asked for again after a failure (set by the sensor; 1 if absent).",
+    )
+
+
+@dg.op(
+    description=(
+        "Takes each listed snapshot partition of campaign_metric_snapshots and records it as that partition's "
+        "materialization, with its own metadata. A partition that fails is reported (an observation and the "
+        "op's failure table) and does not stop the others; request_metric_snapshots_sensor asks for it again."
+    ),
+    tags={"kind": "cheetah"},
+    pool=REPORTS_POOL,
+)
+def take_due_snapshots(
+    context: dg.OpExecutionContext,
+    config: SnapshotBatchConfig,
+    cheetah: CheetahMessagingResource,
+    customer_db: CustomerDatabaseResource,
+    clock: ClockResource,
+) -> dg.Output[int]:
+    engine = prepared_engine(customer_db)
+    keys = list(dict.fromkeys(config.partitions))
+    named = {k.rpartition("|")[0] for k in keys}
+    registered = set(context.instance.get_existing_dynamic_partitions(CAMPAIGN_PARTITIONS, sorted(named)))
+    labels = campaign_names(engine, registered)
+    taken, not_due, failed = 0, 0, []
+    with cheetah.get_client(logger=context.log) as client:
+        for result in take_snapshots(
+            client, engine, keys, clock.now(), registered=registered, allow_early=config.allow_early
+        ):
+            if result.outcome is not None:
+                log_outcome(context.log, result.outcome)
+                name = result.outcome.snapshot.cheetah_name
+                context.log_event(
+                    dg.AssetMaterialization(
+                        asset_key=SNAPSHOTS, partition=result.key,
+                        metadata=snapshot_metadata(result.outcome, labels.get(name, "")),
+                    )
+                )
+                taken += 1
+            elif result.not_due is not None:
+                context.log.info("Not due yet, nothing taken: %s", result.not_due)
+                context.log_event(not_due_observation(SNAPSHOTS, result.key, result.not_due))
+                not_due += 1
+            else:
+                attempt = config.attempts.get(result.key, 1) - (0 if result.attempted else 1)
+                retried = result.failed.retryable and attempt < MAX_ATTEMPTS
+                failed.append({"partition": result.key, "attempt": attempt, "retried": retried, "reason": result.failed.description})
+                context.log.error("%s not taken (attempt %d%s): %s", result.key, attempt, ", retried" if retried else "", result.failed.description)
+                context.log_event(
+                    dg.AssetObservation(
+                        asset_key=SNAPSHOTS, partition=result.key, description=result.failed.description,
+                        metadata={
+                            "snapshot_failed": dg.MetadataValue.text(result.failed.description),
+                            "attempt": dg.MetadataValue.int(attempt),
+                            "retried": dg.MetadataValue.bool(retried),
+                        },
+                    )
+                )
+    summary = {"taken": taken, "not_due": not_due, "failed": len(failed), "partitions": len(keys)}
+    if failed:
+        raise dg.Failure(
+            description=(
+                f"{len(failed)} of {len(keys)} snapshots were not taken ({taken} taken); first: "
+                f"{failed[0]['partition']}: {failed[0]['reason']}"
+            ),
+            metadata={**summary, "failed_snapshots": table(FAILED_COLUMNS, failed, limit=200)},
+            allow_retries=False,
+        )
+    context.log.info("%d snapshots taken, %d not due yet", taken, not_due)
+    return dg.Output(taken, metadata=summary)

@@ -1,0 +1,199 @@
+"""One run per sensor tick takes every due snapshot (``metric_snapshot_batch_job``), evaluated for
+real: the request sensor through ``build_sensor_context`` + ``evaluate_tick``, the batch run
+executed in a real instance against the simulator, the snapshots in a real SQLite database.
+
+Each (campaign, day) stays its own partition of ``campaign_metric_snapshots`` with its own
+metadata; a campaign that fails is reported and asked for again by the next tick, never stopping
+the others; a backfill through the asset (the UI and CLI path) still works next to it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import dagster as dg
+import pytest
+
+from cheetah_assets.automation.jobs import metric_snapshot_batch_job
+from cheetah_assets.automation.metric_sensors import (
+    BATCH_WAIT,
+    campaign_analysis_sensor,
+    request_metric_snapshots_sensor,
+)
+from cheetah_assets.metrics.assets import METRIC_CHECKS, campaign_analysis, campaign_metric_snapshots, campaigns_partitions
+from cheetah_assets.metrics.batch import MAX_ATTEMPTS, parse_partition
+from cheetah_assets.metrics.snapshots import run_key
+
+from .conftest import cheetah_resource, make_resources
+from .test_metric_sensors import Ticker, batch_partitions, definitions
+from .test_metrics import (  # noqa: F401 - fixtures
+    DAY,
+    counts_of,
+    engine,
+    insert_send,
+    send_at,
+    send_campaign,
+    set_clock,
+    snapshot,
+    snapshot_rows,
+)
+
+KEYS = campaign_metric_snapshots.key
+MINUTE = dt.timedelta(minutes=1)
+REPORT = "/services2/api/Reports/EmailCampaign"
+LABELS = {"Sent": "Sent (Sent)", "Received": "Delivered (Received)", "MessageOpens": "Unique Opens (MessageOpens)",
+          "MessageClicks": "Unique Clicks (MessageClicks)", "Unsubs": "Unique Unsubscribes (Unsubs)"}
+
+
+@pytest.fixture
+def instance():
+    with dg.instance_for_test() as instance:
+        yield instance
+
+
+def run_batches(sim, db_url, instance, ticker: Ticker, now: dt.datetime) -> list[dg.ExecuteInProcessResult]:
+    """One tick of both metric sensors at ``now``, and the batch runs it asked for, as the daemon would."""
+    set_clock(sim, now)
+    before = len(ticker.runs)
+    ticker.both(now)
+    return [
+        metric_snapshot_batch_job.execute_in_process(
+            run_config=rr.run_config, resources=make_resources(sim, db_url, now), instance=instance,
+            tags=rr.tags, raise_on_error=False,
+        )
+        for rr in ticker.runs[before:]
+    ]
+
+
+def observations(instance, key: str) -> list[dict]:
+    records = instance.fetch_observations(dg.AssetRecordsFilter(asset_key=KEYS, asset_partitions=[key]), limit=20).records
+    return [{k: v.value for k, v in r.asset_observation.metadata.items()} for r in reversed(records)]
+
+
+def failure_of(result) -> dg.DagsterEvent:
+    (event,) = [e for e in result.all_events if e.is_step_failure]
+    return event
+
+
+def test_partition_keys_parse_as_the_partitions_definition_writes_them():
+    assert parse_partition(run_key("OPT-C1-1004-20261123", 3)) == ("OPT-C1-1004-20261123", 3)
+    for bad in ("OPT-C1", "OPT-C1|day_8", "|day_1", "OPT-C1|3"):
+        with pytest.raises(ValueError):
+            parse_partition(bad)
+
+
+def test_one_run_takes_every_due_partition_each_with_its_own_metadata(sim, db_url, engine, send_at, instance):  # noqa: F811
+    sent = [send_campaign(sim, engine, f"OPT-BT{i}-1004-D", 40 + 20 * i, send_at) for i in range(3)]
+    ticker = Ticker(instance, db_url, definitions(db_url, cheetah_resource(sim)))
+    now = send_at + 2 * DAY + MINUTE
+    (result,) = run_batches(sim, db_url, instance, ticker, now)  # the first tick: days 1 and 2 of each, one run
+    assert result.success
+    expected = {run_key(c.name, k) for c in sent for k in (1, 2)}
+    assert set(ticker.run_keys()) == expected and len(ticker.run_keys()) == 6
+
+    # One run, six materializations: each its own partition, with its own metadata.
+    assert instance.get_runs_count(dg.RunsFilter(job_name=metric_snapshot_batch_job.name)) == 1
+    assert {str(k) for k in instance.get_materialized_partitions(KEYS)} == expected
+    records = instance.fetch_materializations(KEYS, limit=20).records
+    assert len(records) == 6 and {r.run_id for r in records} == {result.run_id}
+    rows = snapshot_rows(engine)
+    by_name = {c.name: c for c in sent}
+    for record in records:
+        name, day = parse_partition(record.partition_key)
+        metadata = {k: v.value for k, v in record.asset_materialization.metadata.items()}
+        truth = by_name[name].truth(now)
+        assert metadata["day"] == day and metadata["camp_id"] == by_name[name].camp_id
+        assert {m: metadata[label] for m, label in LABELS.items()} == truth == counts_of(rows[(name, day)])
+        assert metadata["provisional"] is False and metadata["due_at"] == (send_at + day * DAY).timestamp()
+        assert metadata.get("compared_with_day") == (1 if day == 2 else None)
+    assert result.output_for_node("take_due_snapshots") == 6
+
+    # The analysis sees them, and its checks pass; the next tick asks for nothing.
+    assert ticker.tick(campaign_analysis_sensor, now).run_requests
+    analysis = dg.materialize([campaign_analysis, *METRIC_CHECKS], resources=make_resources(sim, db_url, now), instance=instance)
+    assert all(e.passed for e in analysis.get_asset_check_evaluations())
+    assert run_batches(sim, db_url, instance, ticker, now + MINUTE) == []
+    # Day 3 comes for all three at once: the ticks gather it for BATCH_WAIT, then one run, three partitions.
+    assert run_batches(sim, db_url, instance, ticker, send_at + 3 * DAY + MINUTE) == []
+    held = ticker.tick(request_metric_snapshots_sensor, send_at + 3 * DAY + 2 * MINUTE)
+    assert "3 snapshot days due" in held.skip_message and "gathering" in held.skip_message
+    (day_3,) = run_batches(sim, db_url, instance, ticker, send_at + 3 * DAY + BATCH_WAIT)
+    assert day_3.success and sorted(batch_partitions(ticker.runs[-1])) == sorted(run_key(c.name, 3) for c in sent)
+
+
+def test_a_failing_campaign_is_isolated_reported_and_retried_by_the_next_tick(sim, db_url, engine, send_at, instance):  # noqa: F811
+    good = [send_campaign(sim, engine, f"OPT-GD{i}-1004-D", 30, send_at) for i in range(3)]
+    insert_send(engine, "OPT-BAD-1004-D", send_at=send_at, camp_id=987654)  # Cheetah has no such campaign: 404, always
+    ticker = Ticker(instance, db_url, definitions(db_url, cheetah_resource(sim)))
+    now = send_at + DAY + BATCH_WAIT
+    # The first report request (OPT-BAD's, first in name order) fails by itself; the fault makes
+    # the second one (OPT-GD0's) fail once too, a passing Cheetah error.
+    sim.admin.add_fault(kind="status", method="GET", path=REPORT, status=404, after=1, times=1)
+    (first,) = run_batches(sim, db_url, instance, ticker, now)
+    keys = batch_partitions(ticker.runs[-1])
+    assert keys == sorted(["OPT-BAD-1004-D|day_1", *(run_key(c.name, 1) for c in good)])
+    bad, flaky = keys[0], keys[1]
+
+    # The run fails, naming the two; the others were taken in it all the same.
+    assert not first.success
+    failure = failure_of(first)
+    assert "2 of 4 snapshots were not taken (2 taken)" in failure.step_failure_data.error.message
+    table = failure.step_failure_data.user_failure_data.metadata["failed_snapshots"].value
+    assert sorted((r.data["partition"], r.data["attempt"], r.data["retried"]) for r in table.records) == [
+        (bad, 1, True), (flaky, 1, True)
+    ]
+    assert {str(k) for k in instance.get_materialized_partitions(KEYS)} == set(keys[2:])
+    assert observations(instance, bad)[-1]["snapshot_failed"] == "Cheetah Messaging has no campaign 987654."
+
+    # The next tick asks for those two again (attempt 2), in one run: the flaky one is taken now.
+    (second,) = run_batches(sim, db_url, instance, ticker, now + MINUTE)
+    assert sorted(batch_partitions(ticker.runs[-1])) == [bad, flaky]
+    assert ticker.runs[-1].run_config["ops"]["take_due_snapshots"]["config"]["attempts"] == {bad: 2, flaky: 2}
+    assert not second.success
+    assert {str(k) for k in instance.get_materialized_partitions(KEYS)} == set(keys[1:])
+    # The bad one is tried up to MAX_ATTEMPTS in all, then left to snapshots_on_time and a backfill.
+    for attempt in range(3, MAX_ATTEMPTS + 1):
+        (run,) = run_batches(sim, db_url, instance, ticker, now + attempt * MINUTE)
+        assert batch_partitions(ticker.runs[-1]) == [bad] and not run.success
+    assert observations(instance, bad)[-1] | {"snapshot_failed": ""} == {"snapshot_failed": "", "attempt": MAX_ATTEMPTS, "retried": False}
+    assert run_batches(sim, db_url, instance, ticker, now + 10 * MINUTE) == []
+    # Nothing good was asked for twice.
+    requested = ticker.run_keys()
+    assert all(requested.count(k) == 1 for k in keys[2:]) and requested.count(flaky) == 2
+    assert requested.count(bad) == MAX_ATTEMPTS
+
+
+def test_backfills_not_due_early_and_unknown_partitions_next_to_the_batches(sim, db_url, engine, send_at, instance):  # noqa: F811
+    a = send_campaign(sim, engine, "OPT-BFX-1004-D", 50, send_at)
+    ticker = Ticker(instance, db_url, definitions(db_url, cheetah_resource(sim)))
+    now = send_at + DAY + BATCH_WAIT
+    sim.admin.add_fault(kind="status", method="GET", path=REPORT, status=404, times=1)
+    (failed,) = run_batches(sim, db_url, instance, ticker, now)
+    assert not failed.success and observations(instance, run_key(a.name, 1))[-1]["retried"] is True
+    # Re-fetched through the asset before the next tick (a backfill, or the CLI): not asked for again.
+    assert snapshot(sim, db_url, instance, a.name, 1).success
+    assert run_batches(sim, db_url, instance, ticker, now + MINUTE) == []
+
+    def batch(partitions: list[str], **config):
+        return metric_snapshot_batch_job.execute_in_process(
+            run_config={"ops": {"take_due_snapshots": {"config": {"partitions": partitions, **config}}}},
+            resources=make_resources(sim, db_url, now), instance=instance, raise_on_error=False,
+        )
+
+    # By hand: a day not come yet is not due (observed, not materialized, no failure); a partition
+    # of a campaign that is not registered, and a key that is no partition, fail and are not retried.
+    not_due = batch([run_key(a.name, 3)])
+    assert not_due.success and not_due.output_for_node("take_due_snapshots") == 0
+    assert "not_due_until" in observations(instance, run_key(a.name, 3))[-1]
+    wrong = batch(["OPT-NOPE|day_1", "nonsense", run_key(a.name, 2)])
+    table = failure_of(wrong).step_failure_data.user_failure_data.metadata["failed_snapshots"].value
+    assert sorted((r.data["partition"], r.data["retried"]) for r in table.records) == [("OPT-NOPE|day_1", False), ("nonsense", False)]
+    assert "not a cheetah_campaigns partition" in table.records[0].data["reason"] + table.records[1].data["reason"]
+    assert run_batches(sim, db_url, instance, ticker, now + 2 * MINUTE) == []
+    # allow_early takes it anyway, provisional.
+    early = batch([run_key(a.name, 3)], allow_early=True)
+    assert early.success
+    (event,) = early.get_asset_materialization_events()
+    assert event.partition == run_key(a.name, 3) and event.materialization.metadata["provisional"].value is True
+    assert {str(k) for k in instance.get_materialized_partitions(KEYS)} == {run_key(a.name, d) for d in (1, 3)}
+    assert instance.get_dynamic_partitions(campaigns_partitions.name) == [a.name]
