@@ -12,11 +12,12 @@ simulator:
    ``daily_campaign_cycle`` job on the day's partition (catalog and set-up checks, validated plan,
    frozen recipient lists, exactly-once sends), and replays the metric sensors at that time
    (:class:`~.automation.time_lapse.TimeLapse`): the sends that went out are registered, each
-   snapshot day that has come is requested once and taken by ``metric_snapshot_job``, and
-   ``campaign_analysis_job`` rolls them up. Moving the clock a day sends the day's campaigns and
-   grows (or restates) their counts;
+   snapshot day that has come is requested once and taken by ``metric_snapshot_job``. Moving
+   the clock a day sends the day's campaigns and grows (or restates) their counts;
 4. moves the clock past today's send times and prints what Cheetah Messaging sent, then to the
-   next morning, when today's first day is due, and prints the campaign analysis.
+   next morning, when today's first day is due, takes the snapshots due then and runs the
+   analysis sensor (``campaign_analysis_job``: the analysis, its checks and ``campaign_status``),
+   and prints the campaign analysis.
 
 Its runs, materializations and checks go to the persistent Dagster instance under the demo folder
 (``.cheetah_demo/dagster_home``, the one ``./run dev`` uses), tagged as the daemon tags the
@@ -34,6 +35,7 @@ import os
 import shutil
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import dagster as dg
@@ -69,14 +71,17 @@ def demo_definitions(resources: dict) -> dg.Definitions:
     )
 
 
-def metric_tick(lapses, when: dt.datetime) -> None:
+def metric_tick(lapses, when: dt.datetime, *, analyse: bool) -> None:
     """The metric path at ``when``, as the daemon would run it: the sends that have gone out
-    registered, every snapshot day that has come requested once and taken (one
-    ``metric_snapshot_job`` run per campaign-day), then the analysis re-run. The one place the
-    demo takes snapshots. ``lapses``: the snapshot sensors' time-lapse, then the analysis's
-    (the daemon evaluates sensors in name order, which would put the analysis first)."""
-    for lapse in lapses:
-        lapse.tick(when)
+    registered, every snapshot day that has come requested once and taken (as the request sensor
+    asks: one ``metric_snapshot_job`` run per campaign-day), then, if ``analyse``, the analysis
+    sensor (its run rolls every snapshot up). The one place the demo takes snapshots. ``lapses``:
+    the snapshot sensors' time-lapse, then the analysis sensor's (the daemon evaluates sensors in
+    name order, which would put the analysis before the tick's snapshots)."""
+    snapshots, analysis = lapses
+    snapshots.tick(when)
+    if analyse:
+        analysis.tick(when)
 
 
 def run_cycle(defs: dg.Definitions, instance, resources: dict, day: dt.date, when: dt.datetime):
@@ -151,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     from .automation.metric_sensors import METRIC_SENSORS
     from .automation.time_lapse import TimeLapse, with_clock_at
     from .clock import ClockResource
+    from .metrics.keys import SNAPSHOTS
     from .sending.ledger import APPROVED, Ledger
 
     # The demo never reads the environment's account or database settings: it selects the demo's
@@ -191,8 +197,8 @@ def main(argv: list[str] | None = None) -> int:
         for names in ([n for n in metric if n != ANALYSIS_SENSOR], [ANALYSIS_SENSOR])
     ]
 
-    def runs(job: str) -> int:
-        return sum(r.job == job for lapse in lapses for r in lapse.report.runs)
+    def snapshots() -> int:  # however the sensor batches them: the partitions materialized
+        return len(instance.get_materialized_partitions(SNAPSHOTS))
 
     print(
         f"Simulated: the Cheetah Messaging account (the simulator's demo account on 127.0.0.1:{port}) and its "
@@ -207,9 +213,9 @@ def main(argv: list[str] | None = None) -> int:
         if not result.success:
             print(f"FAILED: daily_campaign_cycle {day}: {_failure(result)}")
             return 1
-        taken = runs("metric_snapshot_job")
-        metric_tick(lapses, when)
-        snaps = runs("metric_snapshot_job") - taken
+        taken = snapshots()
+        metric_tick(lapses, when, analyse=False)
+        snaps = snapshots() - taken
         handed = sum(r.state == APPROVED for r in Ledger(engine, lambda: when).for_day(day))
         print(f"  {day}  clock {when:%H:%M} UTC: {handed} sends handed to Cheetah Messaging; {snaps} metric snapshots taken"
               f" ({time.perf_counter() - started:.0f} s)")
@@ -221,9 +227,9 @@ def main(argv: list[str] | None = None) -> int:
     sim.admin.set_now(latest + MINUTE)
     print_sent(rows, {c["name"]: c for c in sim.admin.sent(recipients=True)["campaigns"]}, last)
     end = max(latest + MINUTE, min(latest + DAY + MINUTE, dt.datetime.combine(last + DAY, STOP_BY, tzinfo=dt.timezone.utc)))
-    taken = runs("metric_snapshot_job")
-    metric_tick(lapses, end)
-    snaps = runs("metric_snapshot_job") - taken
+    taken = snapshots()
+    metric_tick(lapses, end, analyse=True)
+    snaps = snapshots() - taken
     print(f"\n  {end:%Y-%m-%d %H:%M} UTC: {snaps} metric snapshots taken")
     failures = [f for lapse in lapses for f in lapse.report.failures]
     for failure in failures:
@@ -233,8 +239,9 @@ def main(argv: list[str] | None = None) -> int:
     final, restated = print_analysis(engine, end)
     print(
         f"\nSimulated clock: {began:%Y-%m-%d %H:%M} -> {end:%Y-%m-%d %H:%M} UTC (it goes on from there next time). "
-        f"This run: {len(days)} daily cycles, {runs('metric_snapshot_job')} snapshot runs, "
-        f"{runs('campaign_analysis_job')} analysis runs, no failure.\n"
+        f"This run: {len(days)} daily cycles; the metric sensors' runs: "
+        + ", ".join(f"{job} {n}" for job, n in sorted(Counter(r.job for x in lapses for r in x.report.runs).items()))
+        + "; no failure.\n"
         f"The demo database is in {directory}, its Dagster history in {home}. `./run dev` opens both in the "
         "Dagster UI (http://127.0.0.1:3000); look at:\n"
         "  Runs: the daily cycles and the sensors' snapshot and analysis runs of the simulated week;\n"

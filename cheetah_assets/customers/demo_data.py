@@ -155,12 +155,13 @@ def _ceil_minutes(when: dt.datetime, step: int = 5) -> dt.datetime:
 
 
 def _day_campaigns(
-    nominal: dt.date, day_index: int, now: dt.datetime, rng: random.Random, *, first: bool
+    nominal: dt.date, day_index: int, now: dt.datetime, rng: random.Random, *, first: bool, past: bool = False
 ) -> list[dict[str, Any]]:
-    """One day's 2-4 campaigns; ``first``: the day of ``now`` (sends at least 60 minutes after it)."""
+    """One day's 2-4 campaigns (2 on a ``past`` day); ``first``: the day of ``now`` (sends at least
+    60 minutes after it)."""
     rows: list[dict[str, Any]] = []
     groups = list(TARGET_GROUPS)
-    count = rng.randint(2, 4)
+    count = 2 if past else rng.randint(2, 4)
     two_template_slot = rng.randrange(count)
     for n in range(count):
         tz_name = TIME_ZONES[(day_index + n) % len(TIME_ZONES)]
@@ -198,7 +199,8 @@ def plan_campaigns(
     Today's campaigns go out at least 60 minutes after ``now`` (in their own time zone; if that is
     already tomorrow there, ``send_date`` is tomorrow: it is always the local date of the send).
     Other days (earlier and later) send at 09:00, 13:30 and 18:00 local time. One campaign a day
-    uses two templates. The past days are drawn after the others, so ``past_days`` leaves the
+    uses two templates. A past day has two campaigns (its week of snapshots is replayed by the
+    demo, one run per campaign-day: fewer keep it quick). The past days are drawn after the others, so ``past_days`` leaves the
     campaigns from ``today`` on as they are without it.
     """
     if now.tzinfo is None:
@@ -211,5 +213,5 @@ def plan_campaigns(
         ahead.extend(_day_campaigns(nominal, day_index, now, rng, first=day_index == 0))
     past: list[dict[str, Any]] = []
     for back in range(past_days, 0, -1):
-        past.extend(_day_campaigns(today - dt.timedelta(days=back), -back, now, rng, first=False))
+        past.extend(_day_campaigns(today - dt.timedelta(days=back), -back, now, rng, first=False, past=True))
     return past + ahead
