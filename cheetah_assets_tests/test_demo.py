@@ -111,3 +111,19 @@ def test_a_week_of_history_through_the_pipeline_kept_and_continued_by_a_second_r
 def test_dev_opens_the_demo_instance_whatever_dagster_home_says(tmp_path):
     env = demo_environment({"DAGSTER_HOME": "/somewhere/else", "PATH": "/bin"}, 4000, tmp_path)
     assert env["DAGSTER_HOME"] == str(tmp_path / "dagster_home")
+
+
+def test_the_seeds_past_days_come_before_today_and_leave_the_rest_as_it_was():
+    import random
+
+    from cheetah_assets.customers.demo_data import LATER_DAY_TIMES, plan_campaigns
+
+    now = dt.datetime(2026, 12, 3, 6, tzinfo=dt.timezone.utc)
+    plain = plan_campaigns(days=3, today=now.date(), now=now, rng=random.Random(42))
+    week = plan_campaigns(days=3, today=now.date(), now=now, rng=random.Random(42), past_days=7)
+    past = week[: len(week) - len(plain)]
+    assert week[len(past):] == plain  # today's and later campaigns unchanged by the history
+    dates = Counter(r["campaign_id"].split("-")[0] for r in past)
+    assert dates == {f"C{now.date() - dt.timedelta(days=k):%Y%m%d}": 2 for k in range(1, 8)}
+    assert all(r["send_time"] in LATER_DAY_TIMES and r["send_date"] < now.date() and "," not in r["template_ids"] for r in past)
+    assert [r["send_date"] for r in past] == sorted(r["send_date"] for r in past)
