@@ -157,12 +157,12 @@ def _ceil_minutes(when: dt.datetime, step: int = 5) -> dt.datetime:
 def _day_campaigns(
     nominal: dt.date, day_index: int, now: dt.datetime, rng: random.Random, *, first: bool, past: bool = False
 ) -> list[dict[str, Any]]:
-    """One day's 2-4 campaigns, one of them with two templates (on a ``past`` day: two, one template
-    each); ``first``: the day of ``now`` (sends at least 60 minutes after it)."""
+    """One day's 2-4 campaigns (2 on a ``past`` day), one of them with two templates; ``first``: the
+    day of ``now`` (sends at least 60 minutes after it)."""
     rows: list[dict[str, Any]] = []
     groups = list(TARGET_GROUPS)
     count = 2 if past else rng.randint(2, 4)
-    two_template_slot = None if past else rng.randrange(count)
+    two_template_slot = rng.randrange(count)
     for n in range(count):
         tz_name = TIME_ZONES[(day_index + n) % len(TIME_ZONES)]
         if first:
@@ -199,8 +199,8 @@ def plan_campaigns(
     Today's campaigns go out at least 60 minutes after ``now`` (in their own time zone; if that is
     already tomorrow there, ``send_date`` is tomorrow: it is always the local date of the send).
     Other days (earlier and later) send at 09:00, 13:30 and 18:00 local time. One campaign a day
-    uses two templates. A past day has two campaigns of one template each (the demo replays their
-    week of snapshots, one run per campaign-day: fewer keep it quick). The past days are drawn after the others, so ``past_days`` leaves the
+    uses two templates. A past day has two campaigns (the demo replays their week of snapshots, one
+    run per campaign-day: fewer keep it quick). The past days are drawn after the others, so ``past_days`` leaves the
     campaigns from ``today`` on as they are without it.
     """
     if now.tzinfo is None:
