@@ -1,18 +1,30 @@
-"""``cheetah-demo``: the day's campaign cycle on the embedded defaults, end to end.
+"""``cheetah-demo``: a week of campaigns through the real pipeline, then today's cycle, end to end.
 
-1. seeds the demo customer database (``.cheetah_demo/customers.db``) if it has none,
-2. starts the Cheetah Messaging simulator on loopback,
-3. runs the ``daily_campaign_cycle`` job for today's partition (catalog and set-up checks,
-   validated plan, frozen recipient lists, exactly-once sends),
-4. moves the simulator's clock past today's send times and prints, per campaign, what Cheetah
-   Messaging actually sent (read back from the simulator),
-5. moves it one more day and snapshots day 1 of each sent campaign's metrics, then prints the
-   campaign analysis.
+On the embedded defaults (the demo customer database, the Cheetah Messaging simulator's demo
+account on loopback), with the simulator's clock moved, never rows written into Dagster or the
+simulator:
+
+1. seeds the demo customer database (``.cheetah_demo/customers.db``) if it has none, with
+   campaigns on the seven days before today as well as today and the next two days;
+2. starts the simulator, its clock at 06:00 UTC seven days ago (a first run) or where the last
+   run left it;
+3. for each day up to today: moves the clock to 06:00 UTC that day, runs the
+   ``daily_campaign_cycle`` job on the day's partition (catalog and set-up checks, validated plan,
+   frozen recipient lists, exactly-once sends), and replays the metric sensors at that time
+   (:class:`~.automation.time_lapse.TimeLapse`): the sends that went out are registered, each
+   snapshot day that has come is requested once and taken by ``metric_snapshot_job``. Moving
+   the clock a day sends the day's campaigns and grows (or restates) their counts;
+4. moves the clock past today's send times and prints what Cheetah Messaging sent, then to the
+   next morning, when today's first day is due, takes the snapshots due then and runs the
+   analysis sensor (``campaign_analysis_job``: the analysis, its checks and ``campaign_status``),
+   and prints the campaign analysis.
 
 Its runs, materializations and checks go to the persistent Dagster instance under the demo folder
-(``.cheetah_demo/dagster_home``, the one ``./run dev`` uses), so they show in the UI. Running the
-demo again keeps that history and the database; ``--fresh`` deletes the demo folder first. The
-environment's own ``DAGSTER_HOME`` is never read or written.
+(``.cheetah_demo/dagster_home``, the one ``./run dev`` uses), tagged as the daemon tags the
+sensors' runs, so ``./run dev``'s sensors see them as done. Running the demo again keeps that
+history and the database: its clock goes on from where it stopped (one more day, or every day up
+to today), and nothing is sent or snapshotted twice. ``--fresh`` deletes the demo folder first.
+The environment's own ``DAGSTER_HOME`` is never read or written.
 """
 
 from __future__ import annotations
@@ -22,9 +34,22 @@ import datetime as dt
 import os
 import shutil
 import sys
+import time
+from collections import Counter
 from pathlib import Path
 
 import dagster as dg
+
+#: The demo's day starts at 06:00 UTC: its clock is moved there each simulated day.
+DAY_START = dt.time(6)
+#: A run stops by 07:50 UTC on the morning after its last day: before that day's first send (the
+#: seed's later days send at 09:00 local time and after), so a next run starts with that day.
+STOP_BY = dt.time(7, 50)
+DAY = dt.timedelta(days=1)
+MINUTE = dt.timedelta(minutes=1)
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+DEMO_TAGS = {"cheetah/demo": "week"}
+ANALYSIS_SENSOR = "campaign_analysis_sensor"
 
 
 def dagster_home(directory: Path) -> Path:
@@ -32,20 +57,107 @@ def dagster_home(directory: Path) -> Path:
     return directory / "dagster_home"
 
 
+def demo_definitions(resources: dict) -> dg.Definitions:
+    """The code location's assets and checks, the jobs the demo runs and the metric sensors."""
+    from .automation.jobs import METRIC_JOBS, daily_campaign_cycle_job
+    from .automation.metric_sensors import METRIC_SENSORS
+    from .metrics.assets import METRIC_ASSETS, METRIC_CHECKS
+    from .sending.assets import SEND_ASSETS, SEND_CHECKS
+
+    return dg.Definitions(
+        assets=[*SEND_ASSETS, *METRIC_ASSETS], asset_checks=[*SEND_CHECKS, *METRIC_CHECKS],
+        jobs=[daily_campaign_cycle_job, *METRIC_JOBS], sensors=METRIC_SENSORS, resources=resources,
+        executor=dg.in_process_executor,
+    )
+
+
+def metric_tick(lapses, when: dt.datetime, *, analyse: bool) -> None:
+    """The metric path at ``when``, as the daemon would run it: the sends that have gone out
+    registered, every snapshot day that has come requested once and taken (as the request sensor
+    asks: one ``metric_snapshot_job`` run per campaign-day), then, if ``analyse``, the analysis
+    sensor (its run rolls every snapshot up). The one place the demo takes snapshots. ``lapses``:
+    the snapshot sensors' time-lapse, then the analysis sensor's (the daemon evaluates sensors in
+    name order, which would put the analysis before the tick's snapshots)."""
+    snapshots, analysis = lapses
+    snapshots.tick(when)
+    if analyse:
+        analysis.tick(when)
+
+
+def run_cycle(defs: dg.Definitions, instance, resources: dict, day: dt.date, when: dt.datetime):
+    """``daily_campaign_cycle`` on ``day``'s partition, the clock pinned to ``when``."""
+    from .automation.time_lapse import with_clock_at
+
+    return defs.resolve_job_def("daily_campaign_cycle").execute_in_process(
+        partition_key=day.isoformat(), instance=instance, resources=with_clock_at(resources, when),
+        raise_on_error=False, run_config=QUIET, tags={**DEMO_TAGS, "cheetah/demo_day": day.isoformat()},
+    )
+
+
+def _failure(result) -> str:
+    for event in result.all_events:
+        if event.is_failure and event.step_failure_data:
+            return event.step_failure_data.error.message.strip().splitlines()[0]
+    return f"run {result.run_id} failed"
+
+
+def _pct(value) -> str:
+    return "" if value is None else f"{value:.1%}"
+
+
+def print_sent(rows, sent: dict, day: dt.date) -> None:
+    print(f"\nWhat Cheetah Messaging sent for {day} (read back from the simulator):")
+    print(f"{'campaign':<16} {'template':<8} {'state':<9} {'send at (UTC)':<17} {'imported':>8} {'rejected':>8} {'sent to':>8} {'times':>5}")
+    for r in rows:
+        s = sent.get(r.cheetah_name, {})
+        when = f"{r.send_at:%Y-%m-%d %H:%M}" if r.send_at else ""
+        print(
+            f"{r.campaign_id:<16} {r.template_id:<8} {r.state:<9} {when:<17} "
+            f"{r.rows_accepted or 0:>8} {r.rows_rejected or 0:>8} {len(s.get('recipients', [])):>8} {s.get('sendCount', 0):>5}"
+        )
+        if r.error and r.state != "APPROVED":
+            print(f"{'':<16} {r.error}")
+
+
+def print_analysis(engine, now: dt.datetime) -> tuple[int, int]:
+    """The campaign analysis as the asset last computed it; (final campaigns, restated counts)."""
+    from .metrics.analysis import compute_analysis
+    from .metrics.status import campaign_names
+
+    with engine.connect() as conn:
+        result = compute_analysis(conn, now)
+    campaigns = sorted(result.campaigns, key=lambda c: (c.send_at or now, c.cheetah_name))
+    names = campaign_names(engine, [c.cheetah_name for c in campaigns])
+    print(f"\nCampaign analysis at {now:%Y-%m-%d %H:%M} UTC (oldest first; Optimove names):")
+    print(f"{'sent (UTC)':<16} {'campaign':<38} {'days':>4} {'status':<26} {'Delivered':>9} {'open':>6} {'click':>6} restated")
+    for c in campaigns:
+        rates = c.rates()
+        print(
+            f"{c.send_at:%Y-%m-%d %H:%M} {names.get(c.cheetah_name, c.cheetah_name)[:38]:<38} {c.days_reported:>4} "
+            f"{c.status[:26]:<26} {c.latest.counts['Delivered']:>9} {_pct(rates['open_rate']):>6} "
+            f"{_pct(rates['click_rate']):>6} {'yes' if c.restated else ''}"
+        )
+    for r in result.restatements[:5]:
+        print(f"  restated: {r.cheetah_name} day {r.day}: {r.optimove} {r.previous} on day {r.previous_day} -> {r.value}")
+    return sum(c.status.startswith("final") for c in campaigns), len(result.restatements)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cheetah-demo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--customers", type=int, default=20_000, help="demo customers to seed (default 20,000)")
+    parser.add_argument("--days", type=int, default=7, help="days of history before today, on a first run (default 7)")
     parser.add_argument("--fresh", action="store_true", help="delete the demo folder (database and Dagster history) first")
     parser.add_argument("--keep", action="store_true", help="(the default, kept for old scripts) keep the demo folder")
     args = parser.parse_args(argv)
+    if not 0 <= args.days <= 7:
+        parser.error("--days must be 0 to 7 (a snapshot week)")
 
     from . import configuration, embedded
-    from .automation.jobs import daily_campaign_cycle_job
+    from .automation.metric_sensors import METRIC_SENSORS
+    from .automation.time_lapse import TimeLapse, with_clock_at
     from .clock import ClockResource
-    from .metrics.analysis import load_analysis
-    from .metrics.assets import campaign_analysis, campaign_metric_snapshots
-    from .sending.assets import SEND_ASSETS, SEND_CHECKS
-    from .sending.ledger import Ledger
+    from .metrics.keys import SNAPSHOTS
+    from .sending.ledger import APPROVED, Ledger
 
     # The demo never reads the environment's account or database settings: it selects the demo's
     # own (configuration.demo_resources), so real credentials stay where they are.
@@ -57,79 +169,88 @@ def main(argv: list[str] | None = None) -> int:
     port = embedded.free_port(configuration.demo_port())
     env[configuration.SIM_PORT_VARIABLE] = str(port)
     db_url = configuration.demo_db_url(env)
-    # The demo's day starts at 06:00 UTC today, whatever the hour: the simulator's clock is pinned
-    # there, and so is ours, so the demo shows the same day at any time.
-    start = dt.datetime.combine(dt.datetime.now(dt.timezone.utc).date(), dt.time(6), tzinfo=dt.timezone.utc)
-    print(f"Seeding {args.customers:,} demo customers in {directory}/customers.db; simulator on port {port}…")
-    sim = embedded.start_simulator(port, live_clock=False, now=start, state_path=directory / "simulator.db")
-    embedded.ensure_seeded(db_url, customers=args.customers, today=start.date(), now=start)
+    # Today starts at 06:00 UTC, whatever the hour, so the demo shows the same days at any time.
+    today = dt.datetime.combine(dt.datetime.now(dt.timezone.utc).date(), DAY_START, tzinfo=dt.timezone.utc)
+    week_start = today - args.days * DAY
+    sim = embedded.start_simulator(port, live_clock=False, now=week_start, state_path=directory / "simulator.db")
+    if embedded.ensure_seeded(db_url, customers=args.customers, today=today.date(), now=today, past_days=args.days):
+        print(f"Seeded {args.customers:,} demo customers and {args.days} days of past campaigns in {directory}/customers.db.")
+    began = sim.admin.now()  # restored: where the last run left the clock (it never goes back)
+    days = [began.date() + k * DAY for k in range((max(today.date(), began.date()) - began.date()).days + 1)]
 
-    resources = configuration.demo_resources(env)
-    sim_now = sim.admin.now()
-    resources["clock"] = ClockResource(fixed_now=sim_now.isoformat())
-    today = sim_now.date()
+    # The simulator moves an import on at each poll: no need to wait the default 2 s between them.
+    resources = {**configuration.demo_resources(env, import_poll_interval_seconds=0.05), "clock": ClockResource()}
+    engine = resources["customer_db"].get_engine()
     home = dagster_home(directory)
     home.mkdir(parents=True, exist_ok=True)
     # This command's own process only: Dagster's telemetry and anything asking for "the" instance
     # write under $DAGSTER_HOME, which must be the demo's, not the user's.
     os.environ["DAGSTER_HOME"] = str(home)
     instance = dg.DagsterInstance.from_config(str(home))
-    defs = dg.Definitions(assets=SEND_ASSETS, asset_checks=SEND_CHECKS, jobs=[daily_campaign_cycle_job], resources=resources)
-    print(f"Running daily_campaign_cycle for {today}…")
-    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-    result = defs.resolve_job_def("daily_campaign_cycle").execute_in_process(
-        partition_key=today.isoformat(), instance=instance, raise_on_error=False, run_config=quiet
-    )
-    if not result.success:
-        for event in result.all_events:
-            if event.is_failure and event.step_failure_data:
-                print("FAILED:", event.step_failure_data.error.message.strip().splitlines()[0])
-        return 1
+    defs = demo_definitions(resources)
+    # The snapshot sensors, then the analysis sensor: two time-lapses, so the analysis reads the
+    # tick's snapshots (the daemon evaluates sensors in name order, which puts it first).
+    metric = [s.name for s in METRIC_SENSORS]
+    lapses = [
+        TimeLapse(defs, instance, sim.admin.set_now, resources=lambda when: with_clock_at(resources, when),
+                  include=set(names), run_config=lambda _job: QUIET)
+        for names in ([n for n in metric if n != ANALYSIS_SENSOR], [ANALYSIS_SENSOR])
+    ]
 
-    engine = resources["customer_db"].get_engine()
-    rows = Ledger(engine, lambda: sim_now).for_day(today)
-    latest = max((r.send_at for r in rows if r.send_at), default=sim_now)
-    sim.admin.set_now(max(latest, sim_now) + dt.timedelta(minutes=1))
-    sent = {c["name"]: c for c in sim.admin.sent()["campaigns"]}
-    print(f"\nWhat Cheetah Messaging sent for {today} (read back from the simulator):")
-    print(f"{'campaign':<16} {'template':<8} {'state':<9} {'send at (UTC)':<17} {'imported':>8} {'rejected':>8} {'sent to':>8} {'times':>5}")
-    for r in rows:
-        s = sent.get(r.cheetah_name, {})
-        print(
-            f"{r.campaign_id:<16} {r.template_id:<8} {r.state:<9} {r.send_at:%Y-%m-%d %H:%M} "
-            f"{r.rows_accepted or 0:>8} {r.rows_rejected or 0:>8} {len(s.get('recipients', [])):>8} {s.get('sendCount', 0):>5}"
-        )
-        if r.error and r.state != "APPROVED":
-            print(f"{'':<16} {r.error}")
+    def snapshots() -> int:  # however the sensor batches them: the partitions materialized
+        return len(instance.get_materialized_partitions(SNAPSHOTS))
 
-    # Day 1 of the metric path: register the sent campaigns, snapshot day 1, roll up.
-    sim.admin.advance(dt.timedelta(days=1))
-    now = sim.admin.now()
-    resources["clock"] = ClockResource(fixed_now=now.isoformat())
-    names = [r.cheetah_name for r in rows if r.cheetah_name in sent]
-    if names:
-        instance.add_dynamic_partitions("cheetah_campaigns", names)
-        for name in names:
-            dg.materialize(
-                [campaign_metric_snapshots], partition_key=dg.MultiPartitionKey({"campaign": name, "day": "day_1"}),
-                resources=resources, instance=instance, run_config=quiet,
-            )
-        dg.materialize([campaign_analysis], resources=resources, instance=instance, run_config=quiet)
-        print("\nCampaign analysis after day 1 (Optimove names):")
-        frame = load_analysis(engine)
-        table = frame.rename(
-            columns={
-                "cheetah_name": "campaign", "sent": "Sent", "delivered": "Delivered", "unique_opens": "Unique Opens",
-                "unique_clicks": "Unique Clicks", "unique_unsubscribes": "Unique Unsubscribes",
-            }
-        )[["campaign", "Sent", "Delivered", "Unique Opens", "Unique Clicks", "Unique Unsubscribes"]]
-        table["open rate"] = frame["open_rate"].map(lambda v: "" if v != v or v is None else f"{v:.1%}")
-        table["click rate"] = frame["click_rate"].map(lambda v: "" if v != v or v is None else f"{v:.1%}")
-        print(table.to_string(index=False))
     print(
-        f"\nThe demo database is in {directory}, its Dagster history in {home}; `./run dev` opens the same "
-        "code location and instance in the Dagster UI (the demo's runs are listed there). "
-        "`./run demo --fresh` starts over."
+        f"Simulated: the Cheetah Messaging account (the simulator's demo account on 127.0.0.1:{port}) and its "
+        f"clock, from {began:%Y-%m-%d %H:%M} UTC; the customers and campaigns (demo database).\n"
+        f"Running {len(days)} day{'s' if len(days) != 1 else ''} through the pipeline ({days[0]} to {days[-1]}):"
+    )
+    started = time.perf_counter()
+    for day in days:
+        when = max(began, dt.datetime.combine(day, DAY_START, tzinfo=dt.timezone.utc))
+        sim.admin.set_now(when)
+        result = run_cycle(defs, instance, resources, day, when)
+        if not result.success:
+            print(f"FAILED: daily_campaign_cycle {day}: {_failure(result)}")
+            return 1
+        taken = snapshots()
+        metric_tick(lapses, when, analyse=False)
+        snaps = snapshots() - taken
+        handed = sum(r.state == APPROVED for r in Ledger(engine, lambda: when).for_day(day))
+        print(f"  {day}  clock {when:%H:%M} UTC: {handed} sends handed to Cheetah Messaging; {snaps} metric snapshots taken"
+              f" ({time.perf_counter() - started:.0f} s)")
+
+    # Today's sends go out, then the next morning brings their first day (by STOP_BY at the latest).
+    last = days[-1]
+    rows = Ledger(engine, lambda: when).for_day(last)
+    latest = max([r.send_at for r in rows if r.state == APPROVED and r.send_at] + [when])
+    sim.admin.set_now(latest + MINUTE)
+    print_sent(rows, {c["name"]: c for c in sim.admin.sent(recipients=True)["campaigns"]}, last)
+    end = max(latest + MINUTE, min(latest + DAY + MINUTE, dt.datetime.combine(last + DAY, STOP_BY, tzinfo=dt.timezone.utc)))
+    taken = snapshots()
+    metric_tick(lapses, end, analyse=True)
+    snaps = snapshots() - taken
+    print(f"\n  {end:%Y-%m-%d %H:%M} UTC: {snaps} metric snapshots taken")
+    failures = [f for lapse in lapses for f in lapse.report.failures]
+    for failure in failures:
+        print("FAILED:", failure)
+    if failures:
+        return 1
+    final, restated = print_analysis(engine, end)
+    print(
+        f"\nSimulated clock: {began:%Y-%m-%d %H:%M} -> {end:%Y-%m-%d %H:%M} UTC (it goes on from there next time). "
+        f"This run: {len(days)} daily cycles; the metric sensors' runs: "
+        + ", ".join(f"{job} {n}" for job, n in sorted(Counter(r.job for x in lapses for r in x.report.runs).items()))
+        + "; no failure.\n"
+        f"The demo database is in {directory}, its Dagster history in {home}. `./run dev` opens both in the "
+        "Dagster UI (http://127.0.0.1:3000); look at:\n"
+        "  Runs: the daily cycles and the sensors' snapshot and analysis runs of the simulated week;\n"
+        "  Assets > campaign_metric_snapshots > Partitions: the campaign x day matrix filling in, older "
+        "campaigns with more days taken;\n"
+        f"  Assets > campaign_analysis: the campaigns table and the curves chart ({final} campaigns final at day 7), "
+        f"and its restatements_flagged check ({restated} restated counts);\n"
+        "  Assets > campaign_status: each campaign in one row, plan -> list -> send -> metrics.\n"
+        "`./run demo` again goes on from this clock (nothing is sent twice); `./run demo --fresh` starts over."
     )
     return 0
 

@@ -55,10 +55,11 @@ def start_simulator(port: int = DEFAULT_SIM_PORT, *, live_clock: bool = True, no
         return _server
 
 
-def ensure_seeded(url: str, *, customers: int = DEMO_CUSTOMERS, today=None, now=None) -> bool:
-    """Seed the demo customer database if it has no customers table; True if it seeded."""
+def ensure_seeded(url: str, *, customers: int = DEMO_CUSTOMERS, today=None, now=None, past_days: int = 0) -> bool:
+    """Seed the demo customer database if it has no customers table (campaigns on 3 days from
+    ``today``, and on ``past_days`` days before it); True if it seeded."""
     engine = CustomerDatabaseResource(url=url).get_engine(create=True)
     if sa.inspect(engine).has_table("customers"):
         return False
-    seed_demo(engine, customers=customers, days=3, today=today, now=now)
+    seed_demo(engine, customers=customers, days=3, today=today, now=now, past_days=past_days)
     return True

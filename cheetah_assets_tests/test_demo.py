@@ -1,5 +1,7 @@
-"""``./run demo`` writes to the demo folder's persistent Dagster instance (the one ``./run dev``
-opens), keeps that history on a second run, and never the environment's ``DAGSTER_HOME``."""
+"""``./run demo`` sends a week of campaigns through the real jobs and metric sensors into the demo
+folder's persistent Dagster instance (the one ``./run dev`` opens), keeps that history on a second
+run (its clock going on, nothing sent or snapshotted twice), and never touches the environment's
+``DAGSTER_HOME``."""
 
 from __future__ import annotations
 
@@ -8,8 +10,13 @@ import os
 import socket
 import subprocess
 import sys
+import types
+from collections import Counter
 
 import dagster as dg
+import sqlalchemy as sa
+
+from cheetah_assets.automation.time_lapse import RUN_KEY_TAG, SENSOR_NAME_TAG
 
 from cheetah_assets.dev import demo_environment
 
@@ -40,38 +47,83 @@ def _history(home):
         failed = [r.run_id for r in runs if r.status == dg.DagsterRunStatus.FAILURE]
         snapshots = instance.get_materialized_partitions(dg.AssetKey("campaign_metric_snapshots"))
         analysis = instance.get_latest_materialization_event(dg.AssetKey("campaign_analysis"))
-        return {r.run_id for r in runs}, failed, snapshots, analysis
+        records = instance.fetch_materializations(dg.AssetKey("campaign_metric_snapshots"), limit=10_000).records
+        restated = [r.partition_key for r in records if r.asset_materialization.metadata["restated"].value]
+        # the daemon's run keys of the sensors' runs: each launched once, whatever ran the sensor
+        keys = Counter(
+            (r.tags[SENSOR_NAME_TAG], r.tags[RUN_KEY_TAG]) for r in runs if SENSOR_NAME_TAG in r.tags and RUN_KEY_TAG in r.tags
+        )
+        return types.SimpleNamespace(
+            runs={r.run_id for r in runs}, failed=failed, snapshots={str(k) for k in snapshots},
+            analysis=analysis.asset_materialization.metadata if analysis else None, restated=restated,
+            relaunched=[k for k, n in keys.items() if n > 1],
+        )
 
 
-def test_the_demo_writes_its_runs_to_the_persistent_instance_and_keeps_them(tmp_path):
-    home = tmp_path / "demo" / "dagster_home"
-    out = _demo(tmp_path)
-    assert str(home) in out
-    runs, failed, snapshots, analysis = _history(home)
-    # the day's cycle, one snapshot run per sent campaign, and the analysis
-    assert len(runs) >= 3, runs
-    assert not failed
-    assert snapshots and all(str(k).endswith("day_1") or "day_1" in str(k) for k in snapshots), snapshots
-    assert analysis is not None
-    assert not (tmp_path / "users_home").exists()  # the environment's DAGSTER_HOME is never touched
-    # the simulator's world is in the demo folder for ./run dev: what it sent, and its clock
+def _sent(state):
     from cheetah_assets.simulator.server import SimulatorServer
 
-    with SimulatorServer(state_path=tmp_path / "demo" / "simulator.db") as sim:
-        assert sim.restored and sim.admin.sent(recipients=False)["campaigns"]
-        day = dt.datetime.combine(dt.datetime.now(dt.timezone.utc).date(), dt.time(6), tzinfo=dt.timezone.utc)
-        assert sim.admin.now() >= day + dt.timedelta(days=1)  # the demo moved it to day 1 of the metrics
+    with SimulatorServer(state_path=state) as sim:
+        assert sim.restored
+        sent = sim.admin.sent(recipients=False)
+        return sent["duplicates"], Counter(c["name"] for c in sent["campaigns"]), [c.get("sendCount") for c in sent["campaigns"]], sim.admin.now()
 
-    _demo(tmp_path)  # again, without --fresh: the first run's history is still there
-    runs2, failed2, snapshots2, _ = _history(home)
-    assert runs <= runs2 and len(runs2) > len(runs)
-    assert snapshots <= snapshots2
 
-    _demo(tmp_path, "--fresh")  # --fresh starts over
-    runs3, _, _, _ = _history(home)
-    assert not (runs & runs3)
+def test_a_week_of_history_through_the_pipeline_kept_and_continued_by_a_second_run(tmp_path):
+    home, state = tmp_path / "demo" / "dagster_home", tmp_path / "demo" / "simulator.db"
+    out = _demo(tmp_path)
+    assert str(home) in out and "Simulated" in out and "campaign_metric_snapshots" in out
+    first = _history(home)
+    assert not first.failed and not first.relaunched
+    # the snapshot matrix fills in: the older the campaign, the more days taken, up to the whole week
+    days = Counter(key.split("|")[0] for key in first.snapshots)
+    assert max(days.values()) == 7 and len(set(days.values())) >= 5, days
+    # the oldest campaigns are final; the simulator restated a count after a snapshot, the next flagged it
+    assert first.analysis["campaigns_final"].value >= 1
+    assert first.restated and first.analysis["campaigns_restated"].value >= 1, out[-3000:]
+    assert not (tmp_path / "users_home").exists()  # the environment's DAGSTER_HOME is never touched
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'demo' / 'customers.db'}")
+    with engine.connect() as conn:
+        oldest = conn.execute(sa.text(
+            "SELECT a.days_reported, a.latest_day FROM cheetah_campaign_analysis a JOIN cheetah_send_ledger l "
+            "ON l.cheetah_name = a.cheetah_name ORDER BY l.send_at LIMIT 1"
+        )).one()
+    assert tuple(oldest) == (7, 7)
+    # the simulator's world is in the demo folder for ./run dev: each campaign sent once, the clock moved on
+    duplicates, names, counts, clock = _sent(state)
+    assert duplicates == 0 and set(counts) == {1} and max(names.values()) == 1
+    today = dt.datetime.combine(dt.datetime.now(dt.timezone.utc).date(), dt.time(6), tzinfo=dt.timezone.utc)
+    assert clock >= today + dt.timedelta(days=1)  # the next morning: today's first snapshot day
+
+    _demo(tmp_path)  # again, without --fresh: the history is kept and the clock goes on
+    second = _history(home)
+    assert first.runs < second.runs and first.snapshots < second.snapshots
+    assert not second.failed and not second.relaunched  # nothing snapshotted twice
+    duplicates2, names2, counts2, clock2 = _sent(state)
+    assert duplicates2 == 0 and set(counts2) == {1} and set(names) < set(names2)  # the next day's, once each
+    assert clock2 > clock
+
+    _demo(tmp_path, "--fresh", "--days", "0")  # --fresh starts over (today only)
+    third = _history(home)
+    assert not (first.runs & third.runs) and not third.failed
 
 
 def test_dev_opens_the_demo_instance_whatever_dagster_home_says(tmp_path):
     env = demo_environment({"DAGSTER_HOME": "/somewhere/else", "PATH": "/bin"}, 4000, tmp_path)
     assert env["DAGSTER_HOME"] == str(tmp_path / "dagster_home")
+
+
+def test_the_seeds_past_days_come_before_today_and_leave_the_rest_as_it_was():
+    import random
+
+    from cheetah_assets.customers.demo_data import LATER_DAY_TIMES, plan_campaigns
+
+    now = dt.datetime(2026, 12, 3, 6, tzinfo=dt.timezone.utc)
+    plain = plan_campaigns(days=3, today=now.date(), now=now, rng=random.Random(42))
+    week = plan_campaigns(days=3, today=now.date(), now=now, rng=random.Random(42), past_days=7)
+    past = week[: len(week) - len(plain)]
+    assert week[len(past):] == plain  # today's and later campaigns unchanged by the history
+    dates = Counter(r["campaign_id"].split("-")[0] for r in past)
+    assert dates == {f"C{now.date() - dt.timedelta(days=k):%Y%m%d}": 2 for k in range(1, 8)}
+    assert all(r["send_time"] in LATER_DAY_TIMES and r["send_date"] < now.date() for r in past)
+    assert [r["send_date"] for r in past] == sorted(r["send_date"] for r in past)

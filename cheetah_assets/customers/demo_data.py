@@ -154,45 +154,64 @@ def _ceil_minutes(when: dt.datetime, step: int = 5) -> dt.datetime:
     return when + dt.timedelta(minutes=extra)
 
 
-def plan_campaigns(
-    *, days: int, today: dt.date, now: dt.datetime, rng: random.Random
+def _day_campaigns(
+    nominal: dt.date, day_index: int, now: dt.datetime, rng: random.Random, *, first: bool, past: bool = False
 ) -> list[dict[str, Any]]:
-    """The demo schedule: 2-4 campaigns a day over ``days`` days starting ``today``.
+    """One day's 2-4 campaigns (2 on a ``past`` day), one of them with two templates; ``first``: the
+    day of ``now`` (sends at least 60 minutes after it)."""
+    rows: list[dict[str, Any]] = []
+    groups = list(TARGET_GROUPS)
+    count = 2 if past else rng.randint(2, 4)
+    two_template_slot = rng.randrange(count)
+    for n in range(count):
+        tz_name = TIME_ZONES[(day_index + n) % len(TIME_ZONES)]
+        if first:
+            local = _ceil_minutes(now.astimezone(ZoneInfo(tz_name)) + dt.timedelta(minutes=60 + 15 * n))
+            send_date, send_time = local.date(), local.strftime("%H:%M")
+        else:
+            send_date, send_time = nominal, LATER_DAY_TIMES[n % len(LATER_DAY_TIMES)]
+        templates = TWO_TEMPLATES if n == two_template_slot else rng.choice(TEMPLATE_IDS)
+        group = "all_customers" if n == two_template_slot else rng.choice(groups)
+        theme = _THEMES[templates.split(",")[0]]
+        if n == two_template_slot:
+            theme = "Winter sale A/B"
+        rows.append(
+            dict(
+                campaign_id=f"C{nominal:%Y%m%d}-{n + 1}",
+                name=f"{theme} for {_GROUP_LABELS[group]} ({send_date:%d %b})",
+                send_date=send_date,
+                send_time=send_time,
+                time_zone=tz_name,
+                template_ids=templates,
+                target_group=group,
+                status="SCHEDULED",
+            )
+        )
+    return rows
+
+
+def plan_campaigns(
+    *, days: int, today: dt.date, now: dt.datetime, rng: random.Random, past_days: int = 0
+) -> list[dict[str, Any]]:
+    """The demo schedule: 2-4 campaigns a day over ``days`` days starting ``today``, after
+    ``past_days`` days of them before ``today`` (the demo's week of history), oldest first.
 
     Today's campaigns go out at least 60 minutes after ``now`` (in their own time zone; if that is
     already tomorrow there, ``send_date`` is tomorrow: it is always the local date of the send).
-    Later days send at 09:00, 13:30 and 18:00 local time. One campaign a day uses two templates.
+    Other days (earlier and later) send at 09:00, 13:30 and 18:00 local time. One campaign a day
+    uses two templates. A past day has two campaigns (the demo replays their week of snapshots, one
+    run per campaign-day: fewer keep it quick). The past days are drawn after the others, so ``past_days`` leaves the
+    campaigns from ``today`` on as they are without it.
     """
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
-    rows: list[dict[str, Any]] = []
-    groups = list(TARGET_GROUPS)
+    if past_days < 0:
+        raise ValueError("past_days must not be negative")
+    ahead: list[dict[str, Any]] = []
     for day_index in range(days):
         nominal = today + dt.timedelta(days=day_index)
-        count = rng.randint(2, 4)
-        two_template_slot = rng.randrange(count)
-        for n in range(count):
-            tz_name = TIME_ZONES[(day_index + n) % len(TIME_ZONES)]
-            if day_index == 0:
-                local = _ceil_minutes(now.astimezone(ZoneInfo(tz_name)) + dt.timedelta(minutes=60 + 15 * n))
-                send_date, send_time = local.date(), local.strftime("%H:%M")
-            else:
-                send_date, send_time = nominal, LATER_DAY_TIMES[n % len(LATER_DAY_TIMES)]
-            templates = TWO_TEMPLATES if n == two_template_slot else rng.choice(TEMPLATE_IDS)
-            group = "all_customers" if n == two_template_slot else rng.choice(groups)
-            theme = _THEMES[templates.split(",")[0]]
-            if n == two_template_slot:
-                theme = "Winter sale A/B"
-            rows.append(
-                dict(
-                    campaign_id=f"C{nominal:%Y%m%d}-{n + 1}",
-                    name=f"{theme} for {_GROUP_LABELS[group]} ({send_date:%d %b})",
-                    send_date=send_date,
-                    send_time=send_time,
-                    time_zone=tz_name,
-                    template_ids=templates,
-                    target_group=group,
-                    status="SCHEDULED",
-                )
-            )
-    return rows
+        ahead.extend(_day_campaigns(nominal, day_index, now, rng, first=day_index == 0))
+    past: list[dict[str, Any]] = []
+    for back in range(past_days, 0, -1):
+        past.extend(_day_campaigns(today - dt.timedelta(days=back), -back, now, rng, first=False, past=True))
+    return past + ahead

@@ -2,8 +2,8 @@
 
 Deterministic from ``seed``: the same arguments give the same database.
 
-``cheetah-seed --url sqlite:///demo.db --customers 100000 --days 3 [--reset]`` seeds from the
-command line. ``--reset`` DROPS the demo tables (customers, target_group_members,
+``cheetah-seed --url sqlite:///demo.db --customers 100000 --days 3 [--past-days 7] [--reset]``
+seeds from the command line. ``--reset`` DROPS the demo tables (customers, target_group_members,
 campaign_schedule, suppression) first: never point it at a real customer database.
 """
 
@@ -111,15 +111,17 @@ def seed_demo(
     seed: int = 42,
     progress: Callable[[int], None] | None = None,
     reset: bool = False,
+    past_days: int = 0,
 ) -> SeedSummary:
-    """Create the demo and integration tables and fill the demo ones.
+    """Create the demo and integration tables and fill the demo ones: campaigns on ``days`` days
+    from ``today``, and on the ``past_days`` days before it (the demo's week of history).
 
     Refuses (:class:`SeedError`) when a demo table already holds rows, unless ``reset=True``,
     which drops and recreates the demo tables (never the integration's cheetah_* tables).
     """
     started = time.perf_counter()
-    if customers < 0 or days < 0:
-        raise ValueError("customers and days must not be negative")
+    if customers < 0 or days < 0 or past_days < 0:
+        raise ValueError("customers, days and past_days must not be negative")
     now = utc(now or dt.datetime.now(dt.timezone.utc))
     today = today or now.date()
     rng = random.Random(seed)
@@ -174,7 +176,7 @@ def seed_demo(
             progress(customers)
         _sync_pk_sequence(conn)
 
-        campaign_rows = plan_campaigns(days=days, today=today, now=now, rng=rng)
+        campaign_rows = plan_campaigns(days=days, today=today, now=now, rng=rng, past_days=past_days)
         if campaign_rows:
             conn.execute(campaign_schedule.insert(), campaign_rows)
         _analyze(conn, schema.OPTIMOVE_TABLES)
@@ -279,6 +281,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--days", type=int, default=3)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--today", type=dt.date.fromisoformat, default=None, help="first day (YYYY-MM-DD)")
+    parser.add_argument("--past-days", type=int, default=0, help="also campaigns on this many days before --today")
     parser.add_argument("--reset", action="store_true", help="DROP and recreate the demo tables first")
     args = parser.parse_args(argv)
 
@@ -300,6 +303,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             seed=args.seed,
             progress=report,
             reset=args.reset,
+            past_days=args.past_days,
         )
     except SeedError as exc:
         print(f"\ncheetah-seed: {exc}", file=sys.stderr)
