@@ -110,12 +110,15 @@ class RowStore:
 
     def replace_list(self, list_id: int, rows: Iterable[tuple[str, dict]]) -> None:
         """Set a list's rows (a world saved before rows lived here)."""
+        self._replace("list_rows", "list_id", list_id, ({"identifier": i, "fields": f} for i, f in rows))
+
+    def _replace(self, table: str, key: str, value: int, rows: Iterable[dict[str, Any]]) -> None:
         with self._lock, self._db:
             self._db.execute("BEGIN")
-            self._db.execute("DELETE FROM list_rows WHERE list_id = ?", (list_id,))
+            self._db.execute(f"DELETE FROM {table} WHERE {key} = ?", (value,))
             self._db.executemany(
-                "INSERT INTO list_rows (list_id, identifier, fields, seq) VALUES (?, ?, ?, ?)",
-                ((list_id, i, json.dumps(f), n) for n, (i, f) in enumerate(rows, start=1)),
+                f"INSERT INTO {table} ({key}, identifier, fields, seq) VALUES (?, ?, ?, ?)",
+                ((value, r["identifier"], json.dumps(r["fields"]), n) for n, r in enumerate(rows, start=1)),
             )
 
     # --- sends ---------------------------------------------------------------------------------
@@ -139,10 +142,5 @@ class RowStore:
         return [{"identifier": i, "fields": json.loads(f)} for i, f in rows]
 
     def replace_sent(self, camp_id: int, recipients: Iterable[dict[str, Any]]) -> None:
-        with self._lock, self._db:
-            self._db.execute("BEGIN")
-            self._db.execute("DELETE FROM sent_rows WHERE camp_id = ?", (camp_id,))
-            self._db.executemany(
-                "INSERT INTO sent_rows (camp_id, identifier, fields, seq) VALUES (?, ?, ?, ?)",
-                ((camp_id, r["identifier"], json.dumps(r["fields"]), n) for n, r in enumerate(recipients, start=1)),
-            )
+        """Set a campaign's recipients (a world saved before rows lived here)."""
+        self._replace("sent_rows", "camp_id", camp_id, recipients)
