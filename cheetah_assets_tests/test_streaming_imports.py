@@ -74,3 +74,21 @@ def test_import_parts_stream_rows_to_disk_within_the_limits():
             assert (a.identifiers, b.identifiers) == (["u0@x.io", "u1@x.io"], ["u2@x.io", "u3@x.io", "u4@x.io"])
             b.file.seek(0)
             assert b.file.read() == b"EMAIL_ADDR,FNAME\r\nu2@x.io,n2\r\nu3@x.io,n3\r\nu4@x.io,n4\r\n"
+
+
+def test_a_world_saved_with_rows_in_memory_comes_back_with_them_on_disk(tmp_path):
+    """A state file written before rows lived on disk (a list's rows in the pickled world)."""
+    from cheetah_assets.simulator.imports import RecipientList
+    from cheetah_assets.simulator.server import SimulatorServer
+
+    path = tmp_path / "nested" / "sim.db"
+    old = SimulatorServer(seed="demo", state_path=path)
+    legacy = RecipientList(9001, 1, "old-list", 77)
+    del vars(legacy)["count"]
+    vars(legacy)["rows"] = {"a@x.io": {"FNAME": "A"}, "b@x.io": {"FNAME": "B"}}
+    old.state.imports.lists[9001] = legacy
+    old.store.save(old.state)
+    restored = SimulatorServer(seed="demo", state_path=path)
+    assert restored.restored
+    assert restored.state.imports.lists[9001].count == 2
+    assert [r["identifier"] for r in restored.state.rows.list_rows(9001)] == ["a@x.io", "b@x.io"]

@@ -49,6 +49,8 @@ class RowStore:
             fd, name = tempfile.mkstemp(prefix="cheetah-sim-rows-", suffix=".db")
             os.close(fd)
             path = name
+        else:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.path = str(path)
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
