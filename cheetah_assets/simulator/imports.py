@@ -160,6 +160,6 @@ class Imports:
                 item: dict[str, Any] = {"listId": x.list_id, "listName": x.name, "custId": x.cust_id,
                                         "propMapId": x.prop_map_id, "rowCount": x.count}
                 if rows:
-                    item["rows"] = list(self.store.list_rows(x.list_id))
+                    item["rows"] = self.store.list_rows(x.list_id)
                 out.append(item)
             return {"lists": out}

@@ -16,7 +16,7 @@ import tempfile
 import threading
 import weakref
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS job_rows (import_id INTEGER NOT NULL, identifier TEXT NOT NULL, "
@@ -102,13 +102,17 @@ class RowStore:
             self._db.execute("DELETE FROM job_rows WHERE import_id = ?", (import_id,))
             return self._db.execute("SELECT COUNT(*) FROM list_rows WHERE list_id = ?", (list_id,)).fetchone()[0]
 
-    def list_rows(self, list_id: int) -> Iterator[dict[str, Any]]:
-        """A list's rows as the API shows them (``{"identifier", "fields"}``), in list order."""
+    def list_rows(self, list_id: int) -> list[dict[str, Any]]:
+        """A list's rows as the API shows them (``{"identifier", "fields"}``), in list order (the
+        admin read-back: a whole list, in memory)."""
+        return self._read("list_rows", "list_id", list_id)
+
+    def _read(self, table: str, key: str, value: int) -> list[dict[str, Any]]:
         with self._lock:
             rows = self._db.execute(
-                "SELECT identifier, fields FROM list_rows WHERE list_id = ? ORDER BY seq", (list_id,)
+                f"SELECT identifier, fields FROM {table} WHERE {key} = ? ORDER BY seq", (value,)
             ).fetchall()
-        return ({"identifier": i, "fields": json.loads(f)} for i, f in rows)
+        return [{"identifier": i, "fields": json.loads(f)} for i, f in rows]
 
     def replace_list(self, list_id: int, rows: Iterable[tuple[str, dict]]) -> None:
         """Set a list's rows (a world saved before rows lived here)."""
@@ -137,11 +141,8 @@ class RowStore:
             return self._db.execute("SELECT COUNT(*) FROM sent_rows WHERE camp_id = ?", (camp_id,)).fetchone()[0]
 
     def sent_rows(self, camp_id: int) -> list[dict[str, Any]]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT identifier, fields FROM sent_rows WHERE camp_id = ? ORDER BY seq", (camp_id,)
-            ).fetchall()
-        return [{"identifier": i, "fields": json.loads(f)} for i, f in rows]
+        """Who a campaign's last send went to, in list order."""
+        return self._read("sent_rows", "camp_id", camp_id)
 
     def replace_sent(self, camp_id: int, recipients: Iterable[dict[str, Any]]) -> None:
         """Set a campaign's recipients (a world saved before rows lived here)."""
