@@ -147,7 +147,7 @@ def _day(url: str, sim_url: str, day: str, concurrency: int) -> dict:
     timer.wrap(queries, "freeze_recipient_list", "freeze")
     timer.wrap_iter(importing, "import_parts", "list read + CSV build")
     local = threading.local()
-    original_body, original_start = client_mod.write_import_body, CheetahClient.start_import_file
+    original_body, original_start = client_mod.write_import_body, CheetahClient.start_import
 
     def write_import_body(*args, **kwargs):
         t = time.perf_counter()
@@ -158,7 +158,7 @@ def _day(url: str, sim_url: str, day: str, concurrency: int) -> dict:
             timer.add("Base64 body build", spent)
             local.body = getattr(local, "body", 0.0) + spent
 
-    def start_import_file(self, **kwargs):  # the upload: the call less the body build inside it
+    def start_import(self, **kwargs):  # the upload: the call less the body build inside it
         local.body, t = 0.0, time.perf_counter()
         try:
             return original_start(self, **kwargs)
@@ -166,7 +166,7 @@ def _day(url: str, sim_url: str, day: str, concurrency: int) -> dict:
             timer.add("import upload", time.perf_counter() - t - local.body)
 
     client_mod.write_import_body = write_import_body
-    CheetahClient.start_import_file = start_import_file
+    CheetahClient.start_import = start_import
     timer.wrap(CheetahClient, "wait_for_import", "simulator import processing")
     for name in ("create_campaign", "launch_campaign", "approve_campaign", "get_campaign", "find_campaign"):
         timer.wrap(CheetahClient, name, "create/launch/approve")

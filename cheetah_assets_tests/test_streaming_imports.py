@@ -32,7 +32,7 @@ def test_an_import_of_10_mb_goes_through_client_and_simulator_in_bounded_memory(
         client.get_data_map()  # token and connection first: not what is measured
         tracemalloc.start()
         try:
-            import_id = client.start_import_file(list_name="big-list", csv_file=f, file_name="big.csv")
+            import_id = client.start_import(list_name="big-list", csv_file=f, file_name="big.csv")
             status = client.wait_for_import(import_id)
             _current, peak = tracemalloc.get_traced_memory()
         finally:

@@ -154,14 +154,17 @@ class CheetahClient:
             page += 1
 
     # --- imports ---------------------------------------------------------------------------------
-    def start_import(self, *, list_name: str, csv_bytes: bytes, file_name: str) -> ObjId:
-        """Queue a CSV (header = Data Map field names) for import into ``list_name``."""
-        return self.start_import_file(list_name=list_name, csv_file=io.BytesIO(csv_bytes), file_name=file_name)
-
-    def start_import_file(self, *, list_name: str, csv_file: IO[bytes], file_name: str) -> ObjId:
-        """:meth:`start_import` of a CSV in a seekable binary file, read from its start. The
-        request body (the CSV in Base64, inside the JSON) is written to a temporary file in
-        blocks and streamed from there: neither is ever whole in memory."""
+    def start_import(
+        self, *, list_name: str, file_name: str, csv_bytes: bytes | None = None, csv_file: IO[bytes] | None = None
+    ) -> ObjId:
+        """Queue a CSV (header = Data Map field names) for import into ``list_name``: given as
+        ``csv_bytes``, or as ``csv_file``, a seekable binary file read from its start. The request
+        body (the CSV in Base64, inside the JSON) is written to a temporary file in blocks and
+        streamed from there: neither is ever whole in memory."""
+        if (csv_bytes is None) == (csv_file is None):
+            raise TypeError("start_import takes csv_bytes or csv_file, not both or neither.")
+        if csv_file is None:
+            csv_file = io.BytesIO(csv_bytes)
         with tempfile.TemporaryFile(prefix="cheetah-import-") as body:
             write_import_body(
                 body, csv_file,

@@ -3,7 +3,7 @@ is accepted or rejected with its reason.
 
 Memory stays flat whatever the list's size: recipients stream from the database in chunks
 straight into a CSV on disk (:class:`ImportPart`), and the client streams the request body
-(the CSV in Base64) from another temporary file (``CheetahClient.start_import_file``)."""
+(the CSV in Base64) from another temporary file (``CheetahClient.start_import``)."""
 
 from __future__ import annotations
 
@@ -200,7 +200,7 @@ class ListImporter:
     def _import_file(self, row, part: ImportPart) -> tuple[ObjId, int, list[tuple[str, str]]]:
         self.before_call("import")
         try:
-            import_id = self.client.start_import_file(
+            import_id = self.client.start_import(
                 list_name=row.cheetah_name, csv_file=part.file, file_name=f"{row.cheetah_name}.csv"
             )
         except ImportTooLarge:
