@@ -63,12 +63,19 @@ def demo_tables_engine(backend: str, tmp_path_factory, name: str):
         yield engine
 
 
-def run_cycle(resources: dict, day: dt.date, instance, *, send_late: bool = False, raise_on_error: bool = False):
-    """Materialize the day's cycle (the assets of ``daily_campaign_cycle`` and their checks)."""
+def run_cycle(resources: dict, day: dt.date, instance, *, send_late: bool = False, raise_on_error: bool = False,
+              concurrency: int | None = None):
+    """Materialize the day's cycle (the assets of ``daily_campaign_cycle`` and their checks);
+    ``concurrency``: how many campaigns ``campaign_sends`` sends at a time (default: its own)."""
     # The console logger at WARNING: the event log keeps everything, the test output stays readable.
     config: dict = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    ops: dict = {}
     if send_late:
-        config["ops"] = {"scheduled_campaigns": {"config": {"send_late": True}}}
+        ops["scheduled_campaigns"] = {"config": {"send_late": True}}
+    if concurrency is not None:
+        ops["campaign_sends"] = {"config": {"concurrency": concurrency}}
+    if ops:
+        config["ops"] = ops
     return dg.materialize(
         [*SEND_ASSETS, *SEND_CHECKS],
         partition_key=day.isoformat(),

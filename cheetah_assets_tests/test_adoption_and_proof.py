@@ -142,8 +142,8 @@ def test_a_foreign_campaign_that_takes_our_name_during_the_import_is_not_adopted
         return status
 
     monkeypatch.setattr(CheetahClient, "wait_for_import", racing)
-    with dg.instance_for_test() as instance:
-        result = run_cycle(make_resources(sim, db_url), day, instance)
+    with dg.instance_for_test() as instance:  # sends one at a time: "the third send" is B/1002
+        result = run_cycle(make_resources(sim, db_url), day, instance, concurrency=1)
     assert not result.success
     rows = _rows(engine)
     ours = rows[_key("B", "1002", day)]
@@ -336,8 +336,8 @@ def test_a_send_recorded_against_another_account_is_not_counted_as_done(sim, db_
 def test_a_failure_that_is_not_retried_keeps_its_text_in_the_ledger(sim, db_url, engine, day):
     """Regression: only retried (transient) failures left their text in the ledger's error."""
     sim.admin.add_fault(method="POST", path=f"{API}/EmailCampaign", kind="status", status=400, times=1)
-    with dg.instance_for_test() as instance:
-        result = run_cycle(make_resources(sim, db_url), day, instance)
+    with dg.instance_for_test() as instance:  # sends one at a time: the first create is A/1001's
+        result = run_cycle(make_resources(sim, db_url), day, instance, concurrency=1)
         assert not result.success
         failed = _rows(engine)[_key("A", "1001", day)]
         assert failed["state"] == sending_ledger.IMPORTED and "refused" in (failed["error"] or ""), failed

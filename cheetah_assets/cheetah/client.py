@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import io
+import json
 import logging
+import tempfile
 import time
-from typing import Any, Callable, Iterator, Mapping
+from typing import IO, Any, Callable, Iterator, Mapping
 
 from . import contract
 from .contract import (
@@ -37,6 +40,30 @@ from .settings import CheetahSettings, setting_label
 from .transport import Transport
 
 __all__ = ["CheetahClient", "CheetahSettings"]
+
+#: Where the Base64 file data goes in the import body's JSON (replaced while it is written).
+_B64_MARK = "\x00file data\x00"
+#: Bytes of CSV encoded at a time (a multiple of 3: the Base64 blocks join without padding).
+B64_BLOCK = 3 * 64 * 1024
+
+
+def write_import_body(out: IO[bytes], csv_file: IO[bytes], request: Mapping[str, Any]) -> int:
+    """Write ``request`` as JSON to ``out``, its ``_B64_MARK`` value replaced by the Base64 of
+    ``csv_file`` (read from its start in :data:`B64_BLOCK` blocks); returns the bytes written."""
+    prefix, suffix = json.dumps(request).split(json.dumps(_B64_MARK))
+    written = out.write(prefix.encode("utf-8") + b'"')
+    csv_file.seek(0)
+    carry = b""
+    while block := csv_file.read(B64_BLOCK):
+        block = carry + block
+        cut = len(block) - len(block) % 3  # a short read must not put padding mid-stream
+        written += out.write(base64.b64encode(block[:cut]))
+        carry = block[cut:]
+    written += out.write(base64.b64encode(carry))
+    written += out.write(b'"' + suffix.encode("utf-8"))
+    out.flush()
+    return written
+
 
 #: A look-up's "there is none": logged at DEBUG, not as a failure.
 _NOT_FOUND = frozenset({404})
@@ -127,28 +154,37 @@ class CheetahClient:
             page += 1
 
     # --- imports ---------------------------------------------------------------------------------
-    def start_import(self, *, list_name: str, csv_bytes: bytes, file_name: str) -> ObjId:
-        """Queue a CSV (header = Data Map field names) for import into ``list_name``."""
-        body = contract.import_request(
-            file_name=file_name,
-            file_data_b64=base64.b64encode(csv_bytes).decode("ascii"),
-            prop_map_id=self.settings.prop_map_id,
-            list_name=list_name,
-        )
-        reply = self.transport.call(
-            "POST",
-            IMPORT_PATH,
-            body=body,
-            errors={
-                400: lambda m: errors.BadRequest(
-                    sentence(f"Import of {file_name} into list {list_name!r} was refused", m)
-                ),
-                413: lambda m: errors.ImportTooLarge(
-                    f"Import of {file_name} was refused as too large (413): split it into files of at most "
-                    f"{contract.MAX_IMPORT_ROWS:,} rows and {contract.MAX_IMPORT_BYTES // (1024 * 1024)} MB."
-                ),
-            },
-        )
+    def start_import(
+        self, *, list_name: str, file_name: str, csv_bytes: bytes | None = None, csv_file: IO[bytes] | None = None
+    ) -> ObjId:
+        """Queue a CSV (header = Data Map field names) for import into ``list_name``: given as
+        ``csv_bytes``, or as ``csv_file``, a seekable binary file read from its start. The request
+        body (the CSV in Base64, inside the JSON) is written to a temporary file in blocks and
+        streamed from there: neither is ever whole in memory."""
+        if (csv_bytes is None) == (csv_file is None):
+            raise TypeError("start_import takes csv_bytes or csv_file, not both or neither.")
+        if csv_file is None:
+            csv_file = io.BytesIO(csv_bytes)
+        with tempfile.TemporaryFile(prefix="cheetah-import-") as body:
+            write_import_body(
+                body, csv_file,
+                contract.import_request(file_name=file_name, file_data_b64=_B64_MARK,
+                                        prop_map_id=self.settings.prop_map_id, list_name=list_name),
+            )
+            reply = self.transport.call(
+                "POST",
+                IMPORT_PATH,
+                body_file=body,
+                errors={
+                    400: lambda m: errors.BadRequest(
+                        sentence(f"Import of {file_name} into list {list_name!r} was refused", m)
+                    ),
+                    413: lambda m: errors.ImportTooLarge(
+                        f"Import of {file_name} was refused as too large (413): split it into files of at most "
+                        f"{contract.MAX_IMPORT_ROWS:,} rows and {contract.MAX_IMPORT_BYTES // (1024 * 1024)} MB."
+                    ),
+                },
+            )
         return contract.parse_import_id(reply)
 
     def get_import(self, import_id: ObjId) -> ImportStatus:

@@ -42,7 +42,7 @@ import os
 import threading
 import time
 from http import HTTPStatus
-from typing import Any, Iterator, Mapping
+from typing import IO, Any, Iterator, Mapping
 
 import requests
 from oauthlib.oauth2 import LegacyApplicationClient, OAuth2Error, TokenExpiredError
@@ -80,6 +80,7 @@ REPEATABLE_METHODS = frozenset({"GET", "PUT", "DELETE", "POST"})
 #: Methods repeatable at transport level on EmailCampaign: creating a campaign is not.
 REPEATABLE_CAMPAIGN_METHODS = frozenset({"GET", "PUT", "DELETE"})
 
+_JSON = {"Content-Type": "application/json"}
 _INSECURE_ENV = "OAUTHLIB_INSECURE_TRANSPORT"
 _insecure_lock = threading.Lock()
 _insecure_users = 0
@@ -160,11 +161,14 @@ class Transport:
         *,
         params: Mapping | None = None,
         body: Any = None,
+        body_file: IO[bytes] | None = None,
         errors: Mapping[int, ErrorFactory] | None = None,
         expect_json: bool = True,
         expected: frozenset[int] = frozenset(),
     ) -> Any:
         """Send, map statuses (``errors`` first, then generic), return the parsed JSON body.
+        ``body_file``: a JSON body already encoded in a seekable binary file, streamed from it in
+        blocks (with its ``Content-Length``; rewound for every repeat) instead of ``body``.
         A GET (safe to repeat) whose 2xx reply is not JSON is repeated up to ``max_retries``
         times with backoff. ``expected`` statuses are logged at DEBUG (see :meth:`_log_call`)."""
         name = call_name(method, path)
@@ -174,7 +178,7 @@ class Transport:
                 self._log.info("Cheetah %s: the reply was not JSON; repeating it (retry %d of %d)", name, retry,
                                settings.max_retries)
                 time.sleep(min(settings.backoff_max_seconds, settings.backoff_factor * 2 ** (retry - 1)))
-            resp = self._send(method, path, params=params, body=body, expected=expected)
+            resp = self._send(method, path, params=params, body=body, body_file=body_file, expected=expected)
             status = resp.status_code
             if not 200 <= status < 300 or not expect_json:
                 break
@@ -236,7 +240,7 @@ class Transport:
 
     def _send(
         self, method: str, path: str, *, params: Mapping | None = None, body: Any = None,
-        expected: frozenset[int] = frozenset(),
+        body_file: IO[bytes] | None = None, expected: frozenset[int] = frozenset(),
     ) -> requests.Response:
         """One authorised call: renews the token ahead of expiry, and once after a 401."""
         name = call_name(method, path)
@@ -248,7 +252,12 @@ class Transport:
             failure: CheetahError | None = None
             try:
                 with self._scope():
-                    resp = self.session.request(method, url, params=params, json=body, timeout=self.settings.timeout)
+                    if body_file is None:
+                        resp = self.session.request(method, url, params=params, json=body, timeout=self.settings.timeout)
+                    else:  # streamed from the file (urllib3 rewinds it for its own retries)
+                        body_file.seek(0)
+                        resp = self.session.request(method, url, params=params, data=body_file, headers=_JSON,
+                                                    timeout=self.settings.timeout)
             except TokenExpiredError:  # oauthlib's own clock says so: same as a 401
                 pass
             except requests.RequestException as exc:

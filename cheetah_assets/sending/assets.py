@@ -10,8 +10,10 @@ survives any executor or instance.
 """
 
 
+import contextlib
 import datetime as dt
 import warnings
+from typing import Iterator
 
 import dagster as dg
 
@@ -36,8 +38,9 @@ from .metadata_columns import (
     SEND_COLUMNS,
     TEMPLATE_COLUMNS,
 )
-from .protocol import Sender, SendError
-from .runs import owner_alive
+from .protocol import Sender
+from .parallel import DEFAULT_CONCURRENCY, MAX_CONCURRENCY, send_all
+from .runs import owner_alive, worker_owner
 from .setup import check_account, check_customer_database, failures
 
 # Partitioned asset checks are "preview" in Dagster 1.13; they are what a per-day set-up check is.
@@ -315,6 +318,13 @@ def recipient_lists(
 
 
 # ------------------------------------------------------------------------------------------------
+class SendConfig(dg.Config):
+    concurrency: int = DEFAULT_CONCURRENCY
+    """How many campaigns are sent at a time (the API concurrency: each with its own API session),
+    from 1 to 32; 1 sends them one after the other. A campaign's templates always go one after
+    the other."""
+
+
 @send_asset(
     kinds={"cheetah", "sql"},
     deps=[recipient_lists],
@@ -328,43 +338,44 @@ def recipient_lists(
 )
 def campaign_sends(
     context: dg.AssetExecutionContext,
+    config: SendConfig,
     cheetah: CheetahMessagingResource,
     customer_db: CustomerDatabaseResource,
     clock: ClockResource,
 ) -> dg.MaterializeResult:
+    if not 1 <= config.concurrency <= MAX_CONCURRENCY:
+        raise dg.Failure(f"concurrency must be from 1 to {MAX_CONCURRENCY}, not {config.concurrency}; nothing was sent.")
     day = _day(context)
     engine = customer_db.get_engine()
     day_plan = plan.load_plan(engine, day)
-    outcomes, problems = [], []
-    with cheetah.get_client(logger=context.log) as client:
-        sender = Sender(
-            client=client, engine=engine, owner=context.run.run_id, now=clock.now,
-            owner_alive=owner_alive(context.instance), logger=context.log,
-            on_step=lambda key, step: context.log.debug("%s: %s", key, step),
+    problems: list[str] = []
+
+    def new_sender(client, owner: str, logger) -> Sender:
+        return Sender(
+            client=client, engine=engine, owner=owner, now=clock.now,
+            owner_alive=owner_alive(context.instance), logger=logger,
+            on_step=lambda key, step: logger.debug("%s: %s", key, step),
             chunk_size=customer_db.chunk_size,
             step_backoff_seconds=max(0.01, 2 * cheetah.backoff_factor),
         )
+
+    @contextlib.contextmanager
+    def worker_sender(n: int, logger) -> Iterator[Sender]:
+        with cheetah.get_client(logger=logger) as worker_client:
+            yield new_sender(worker_client, worker_owner(context.run.run_id, n), logger)
+
+    with cheetah.get_client(logger=context.log) as client:
+        sender = new_sender(client, context.run.run_id, context.log)
         # Handed-over sends whose schedule changed: deleted and re-created, or refused (changes.py).
         reconciled = reconcile_changes(sender, day, refreeze=refreezer(sender, customer_db.chunk_size))
         problems.extend(reconciled.problems)
         for note in reconciled.notes:
             context.log.warning(note)
         todo = [r for r in day_plan if r.status == plan.READY or r.send_key in reconciled.recreated]
-        for n, r in enumerate(todo, start=1):
-            context.log.info("send %d of %d: %s (template %s)", n, len(todo), r.campaign_id, r.template_id)
-            try:
-                sender.ledger.ensure(
-                    campaign_id=r.campaign_id, template_id=r.template_id, send_date=day, list_key=r.list_key,
-                    send_at=r.send_at,
-                )
-                outcome = sender.send(r.send_key).as_record()
-                outcomes.append({"campaign": r.campaign_id, "name": r.campaign_name, "template": r.template_id, **outcome})
-            except (SendError, CheetahError) as exc:
-                problems.append(f"{r.send_key}: {exc}")
-                context.log.error("%s: %s", r.send_key, exc)
-            except Exception as exc:  # noqa: BLE001 - one bad send never stops the others
-                problems.append(f"{r.send_key}: unexpected {type(exc).__name__}: {exc}")
-                context.log.exception("%s: unexpected error; the other sends go on", r.send_key)
+        sent = send_all(todo, sender=sender, worker_sender=worker_sender, concurrency=config.concurrency,
+                        logger=context.log)
+        outcomes = sent.outcomes
+        problems.extend(sent.problems)
         recorded = sender.ledger.for_day(day)
         outcomes.extend(plan.already_sent(day_plan, recorded, {r.send_key for r in todo}))
         for row in recorded:

@@ -1,5 +1,9 @@
 """Importing a send's frozen recipient list: files within the limits, each polled until every row
-is accepted or rejected with its reason."""
+is accepted or rejected with its reason.
+
+Memory stays flat whatever the list's size: recipients stream from the database in chunks
+straight into a CSV on disk (:class:`ImportPart`), and the client streams the request body
+(the CSV in Base64) from another temporary file (``CheetahClient.start_import``)."""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import csv
 import io
 import json
 import logging
+import tempfile
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator
 
@@ -31,20 +36,36 @@ def list_fields(engine: sa.Engine, list_key: str) -> tuple[str, ...]:
     return tuple(json.loads(raw))
 
 
-def import_files(rows: Iterable[tuple[str, dict]], header, max_rows: int, max_bytes: int) -> Iterator[list]:
-    """Group streamed recipients into files within the import limits (rows and bytes)."""
-    batch: list = []
-    size = len(",".join(header)) + 2
+def file_breaks(
+    rows: Iterable[tuple[str, dict]], header, max_rows: int, max_bytes: int
+) -> Iterator[tuple[bool, tuple[str, list]]]:
+    """``(starts a new file, (identifier, values))`` for each streamed recipient: files of at most
+    ``max_rows`` rows and, by a cautious estimate, 95 % of ``max_bytes``."""
+    count, size, first = 0, len(",".join(header)) + 2, True
     for ident, attrs in rows:
         rec = (ident, [attrs.get(n) for n in header[1:]])
         est = len(ident) + sum(len(str(v)) + 3 for v in rec[1]) + 4
-        if batch and (len(batch) >= max_rows or size + est > max_bytes * 0.95):
+        new = first or count >= max_rows or size + est > max_bytes * 0.95
+        if new:
+            count, size = 0, len(",".join(header)) + 2
+        count, size, first = count + 1, size + est, False
+        yield new, rec
+
+
+def import_files(rows: Iterable[tuple[str, dict]], header, max_rows: int, max_bytes: int) -> Iterator[list]:
+    """Group streamed recipients into files within the import limits (rows and bytes)."""
+    batch: list = []
+    for new, rec in file_breaks(rows, header, max_rows, max_bytes):
+        if new and batch:
             yield batch
-            batch, size = [], len(",".join(header)) + 2
+            batch = []
         batch.append(rec)
-        size += est
     if batch:
         yield batch
+
+
+def _csv_row(ident: str, values: list) -> list:
+    return [ident, *["" if v is None else v for v in values]]
 
 
 def csv_bytes(header: list[str], batch: list) -> bytes:
@@ -52,8 +73,81 @@ def csv_bytes(header: list[str], batch: list) -> bytes:
     writer = csv.writer(buf, lineterminator="\r\n")
     writer.writerow(header)
     for ident, values in batch:
-        writer.writerow([ident, *["" if v is None else v for v in values]])
+        writer.writerow(_csv_row(ident, values))
     return buf.getvalue().encode("utf-8")
+
+
+class ImportPart:
+    """One import file, its CSV written to a temporary file as the recipients stream in: only the
+    identifiers stay in memory (a rejection names its row). Close it (or use ``with``) when done."""
+
+    def __init__(self, header: list[str]):
+        self.header = header
+        self.file = tempfile.TemporaryFile(prefix="cheetah-csv-")
+        self._text = io.TextIOWrapper(self.file, encoding="utf-8", newline="")
+        self._writer = csv.writer(self._text, lineterminator="\r\n")
+        self._writer.writerow(header)
+        self.identifiers: list[str] = []
+
+    def add(self, ident: str, values: list) -> None:
+        self._writer.writerow(_csv_row(ident, values))
+        self.identifiers.append(ident)
+
+    def finish(self) -> "ImportPart":
+        """Done writing: the CSV is complete in ``file`` (binary, read from its start)."""
+        if self._text is not None:
+            self._text.flush()
+            self._text.detach()
+            self._text = None
+        return self
+
+    def __len__(self) -> int:
+        return len(self.identifiers)
+
+    def halves(self) -> tuple["ImportPart", "ImportPart"]:
+        """The part split in two (read back from its file): a file Cheetah found too large."""
+        self.finish()
+        self.file.seek(0)
+        text = io.TextIOWrapper(self.file, encoding="utf-8", newline="")
+        reader = csv.reader(text)
+        next(reader)
+        half = len(self) // 2
+        a, b = ImportPart(self.header), ImportPart(self.header)
+        for n, row in enumerate(reader):
+            part = a if n < half else b
+            part._writer.writerow(row)
+            part.identifiers.append(row[0])
+        text.detach()  # the wrapper must not close the part's file
+        return a.finish(), b.finish()
+
+    def close(self) -> None:
+        self.file.close()
+
+    def __enter__(self) -> "ImportPart":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def import_parts(rows: Iterable[tuple[str, dict]], header, max_rows: int, max_bytes: int) -> Iterator[ImportPart]:
+    """Stream recipients into import files within the limits (:func:`file_breaks`), each written
+    to disk; a part is complete when it is yielded, and closed when the next one starts."""
+    part: ImportPart | None = None
+    try:
+        for new, (ident, values) in file_breaks(rows, header, max_rows, max_bytes):
+            if new and part is not None:
+                yield part.finish()
+                part.close()
+                part = None
+            if part is None:
+                part = ImportPart(header)
+            part.add(ident, values)
+        if part is not None:
+            yield part.finish()
+    finally:
+        if part is not None:
+            part.close()
 
 
 @dataclass
@@ -79,13 +173,13 @@ class ListImporter:
         accepted = 0
         rejected: list[tuple[str, str]] = []
         done = 0
-        for batch in import_files(self._recipients(row), header, self.max_rows_per_file, self.max_bytes_per_file):
-            lid, acc, rej = self._import_file(row, header, batch)
+        for part in import_parts(self._recipients(row), header, self.max_rows_per_file, self.max_bytes_per_file):
+            lid, acc, rej = self._import_file(row, part)
             if list_id is not None and not contract.same_id(lid, list_id):
                 raise ImportFailed(
                     f"Cheetah put the parts of {row.cheetah_name}'s list into different lists ({list_id}, {lid})."
                 )
-            list_id, accepted, done = lid, accepted + acc, done + len(batch)
+            list_id, accepted, done = lid, accepted + acc, done + len(part)
             rejected.extend(rej)
             self.logger.info(
                 "%s: imported %d of %d recipients (%d rejected so far)",
@@ -103,31 +197,31 @@ class ListImporter:
         for chunk in queries.iter_recipient_chunks(self.engine, row.list_key, row.template_id, self.chunk_size):
             yield from chunk
 
-    def _import_file(self, row, header, batch) -> tuple[ObjId, int, list[tuple[str, str]]]:
-        data = csv_bytes(header, batch)
+    def _import_file(self, row, part: ImportPart) -> tuple[ObjId, int, list[tuple[str, str]]]:
         self.before_call("import")
         try:
             import_id = self.client.start_import(
-                list_name=row.cheetah_name, csv_bytes=data, file_name=f"{row.cheetah_name}.csv"
+                list_name=row.cheetah_name, csv_file=part.file, file_name=f"{row.cheetah_name}.csv"
             )
         except ImportTooLarge:
-            if len(batch) <= 1:
+            if len(part) <= 1:
                 raise
-            half = len(batch) // 2
-            self.logger.info("%s: a file of %d rows was too large; splitting it", row.cheetah_name, len(batch))
-            a = self._import_file(row, header, batch[:half])
-            b = self._import_file(row, header, batch[half:])
+            self.logger.info("%s: a file of %d rows was too large; splitting it", row.cheetah_name, len(part))
+            first, second = part.halves()
+            with first, second:
+                a = self._import_file(row, first)
+                b = self._import_file(row, second)
             return b[0], a[1] + b[1], a[2] + b[2]
         status = self.client.wait_for_import(import_id, on_poll=lambda _status: self.on_poll())
         rejected = []
         for r in status.rejected:
-            if not 1 <= r.row <= len(batch):
-                raise ImportFailed(f"Import {import_id} rejected row {r.row}, but the file had {len(batch)} rows.")
-            rejected.append((batch[r.row - 1][0], r.reason))
-        if status.rows_accepted + len(rejected) != len(batch):
+            if not 1 <= r.row <= len(part):
+                raise ImportFailed(f"Import {import_id} rejected row {r.row}, but the file had {len(part)} rows.")
+            rejected.append((part.identifiers[r.row - 1], r.reason))
+        if status.rows_accepted + len(rejected) != len(part):
             raise ImportFailed(
                 f"Import {import_id} accounted for {status.rows_accepted} accepted and {len(rejected)} rejected rows "
-                f"of {len(batch)}; the campaign was not created."
+                f"of {len(part)}; the campaign was not created."
             )
         if status.list_id is None:
             raise ImportFailed(f"Import {import_id} completed without naming its list.")

@@ -16,6 +16,7 @@ import asyncio
 import base64
 import binascii
 import json
+import tempfile
 import urllib.parse
 from typing import Any, Awaitable, Callable
 
@@ -129,10 +130,12 @@ def _routes(state: SimState) -> list[Route]:
             if state.string_ids and raw:
                 return out(state.imports.status(account, read_id(raw, "importId")))
             return out(state.imports.status(account, _int_param(request, "id")))
-        body = await _json_body(request)
-        if state.string_ids:
-            body = read_import_request(body)
-        return out(await run_in_threadpool(state.imports.create, account, body))
+        # Streamed to a file and read from there: an import body is never whole in memory.
+        with tempfile.SpooledTemporaryFile(max_size=1 << 20) as spooled:
+            async for chunk in request.stream():
+                spooled.write(chunk)
+            adapt = read_import_request if state.string_ids else None
+            return out(await run_in_threadpool(state.imports.create_streamed, account, spooled, adapt))
 
     async def campaign(request: Request) -> JSONResponse:
         account = _account(request)

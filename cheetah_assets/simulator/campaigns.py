@@ -7,7 +7,7 @@ import dataclasses
 import datetime as dt
 import itertools
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -49,7 +49,8 @@ class Campaign:
     eligible_at: dt.datetime | None = None  # when it last became APPROVED and unpaused
     send_count: int = 0
     sent_at: dt.datetime | None = None
-    recipients: list[dict[str, Any]] = field(default_factory=list)
+    #: How many recipients its last send went to (who they were: the row store's ``sent_rows``).
+    recipient_count: int = 0
 
 
 # --- request bodies -------------------------------------------------------------------------------
@@ -161,9 +162,14 @@ class Campaigns:
             self.by_id[campaign.camp_id] = campaign
             return {"campId": campaign.camp_id}
 
+    @property
+    def rows(self):
+        """The row store (who each sent campaign went to)."""
+        return self._imports.store
+
     def reply(self, c: Campaign) -> dict[str, Any]:
         """The campaign as ``GET EmailCampaign`` shows it."""
-        count = len(c.recipients) if c.send_count else len(self._imports.lists[c.list_id].rows)
+        count = c.recipient_count if c.send_count else self._imports.lists[c.list_id].count
         return {
             "campId": c.camp_id, "custId": c.cust_id, "CampName": c.name, "status": c.status,
             "recipientCount": count, "CampParam": c.camp_param, "TypeId": c.type_id,
@@ -259,7 +265,7 @@ class Campaigns:
                 key=lambda c: (c.start_time, c.camp_id),
             )
             for c in due:
-                c.recipients = self._imports.lists[c.list_id].recipients()
+                c.recipient_count = self._imports.store.snapshot(c.camp_id, c.list_id)
                 c.status = "SENT"
                 c.send_count += 1
                 c.sent_at = max(c.start_time, c.eligible_at or c.start_time)

@@ -1,27 +1,40 @@
-"""Reading an import file (``POST Import``'s ``fileData``) against a Data Map: pure functions, no
-state. The part of an import that takes time, so :mod:`.imports` runs it outside the lock."""
+"""Reading an import file (``POST Import``'s ``fileData``, decoded to disk by :mod:`.streambody`)
+against a Data Map, streaming: its rows go to the row store in batches, never all in memory.
+The part of an import that takes time, so :mod:`.imports` runs it outside the lock."""
 
 from __future__ import annotations
 
-import base64
-import binascii
 import csv
 import io
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import IO, Any, Callable, Mapping
 
 from ..cheetah.contract import MAX_IMPORT_BYTES, MAX_IMPORT_ROWS
 from .errors import SimError
 
+#: Accepted rows handed to the row store at a time: at most this many, of at most about as many bytes.
+STAGE_BATCH = 5000
+STAGE_BYTES = 1024 * 1024
+
 
 @dataclass
 class ParsedFile:
-    """The outcome of reading an import file (pure; see :func:`parse_import_file`)."""
+    """The outcome of reading an import file (see :func:`parse_import_file`); its accepted rows
+    went to the ``stage`` callback, not into this object."""
 
-    rows: dict[str, dict[str, str]]  # identifier -> fields, later rows win
     rows_read: int
     rows_accepted: int
     rejected: list[dict[str, Any]]
+
+
+@dataclass
+class FileData:
+    """``fileData`` of a streamed ``POST Import`` body: its CSV decoded into ``csv`` (a binary
+    temporary file), or why it could not be (``failure``), and its Base64 length."""
+
+    csv: IO[bytes]
+    b64_length: int = 0
+    failure: str | None = None
 
 
 def valid_email(value: str) -> bool:
@@ -60,46 +73,58 @@ def check_header(header: list[str], data_map: Mapping[str, Any]) -> list[str]:
     return cols
 
 
-def parse_import_file(file_data_b64: str, data_map: Mapping[str, Any]) -> ParsedFile | str:
-    """Decode and read an import file against ``data_map``.
+def parse_import_file(data: FileData, data_map: Mapping[str, Any],
+                      stage: Callable[[list[tuple[int, str, dict[str, str]]]], None]) -> ParsedFile | str:
+    """Read a decoded import file against ``data_map``, streaming: every accepted row goes to
+    ``stage`` as ``(row number, identifier, fields)``, in batches (a later row of an identifier
+    wins where they are stored).
 
-    Returns the parsed rows, or a failure reason (``str``) when the file is unreadable (the
-    import then ends FAILED). Raises ``SimError`` 413 past the size/row limits and 400 for a
+    Returns the counts and rejections, or a failure reason (``str``) when the file is unreadable
+    (the import then ends FAILED). Raises ``SimError`` 413 past the size/row limits and 400 for a
     header that does not name Data Map fields (the import is refused outright).
     Rows are numbered from 1 (the first data row); blank lines are skipped and not numbered.
     """
-    if (len(file_data_b64) * 3) // 4 - 2 > MAX_IMPORT_BYTES:
+    if (data.b64_length * 3) // 4 - 2 > MAX_IMPORT_BYTES:
         raise SimError(413, f"The import file is larger than {MAX_IMPORT_BYTES} bytes.")
-    try:
-        raw = base64.b64decode(file_data_b64, validate=True)
-    except (binascii.Error, ValueError):
-        return "fileData is not valid Base64."
-    if len(raw) > MAX_IMPORT_BYTES:
+    if data.failure is not None:
+        return data.failure
+    data.csv.seek(0, io.SEEK_END)
+    if data.csv.tell() > MAX_IMPORT_BYTES:
         raise SimError(413, f"The import file is larger than {MAX_IMPORT_BYTES} bytes.")
+    text = io.TextIOWrapper(data.csv, encoding="utf-8-sig", newline="")
     try:
-        text = raw.decode("utf-8-sig")
+        # A first pass counts the rows: a file over the limit is refused before any row is staged.
+        text.seek(0)
+        rows = sum(1 for row in csv.reader(text, strict=True) if row) - 1
+        if rows > MAX_IMPORT_ROWS:
+            raise SimError(413, f"The import file has {rows} rows; at most {MAX_IMPORT_ROWS} are allowed.")
+        text.seek(0)
+        return _read_rows(csv.reader(text, strict=True), data_map, stage)
     except UnicodeDecodeError:
         return "The file is not UTF-8 text."
-    try:
-        reader = csv.reader(io.StringIO(text, newline=""), strict=True)
-        header = next(reader, None)
-        if not header:
-            return "The file is empty: it has no header row."
-        cols = check_header(header, data_map)
-        data_rows = [row for row in reader if row]
     except csv.Error as exc:
         return f"The file is not readable CSV: {exc}."
-    if len(data_rows) > MAX_IMPORT_ROWS:
-        raise SimError(413, f"The import file has {len(data_rows)} rows; at most {MAX_IMPORT_ROWS} are allowed.")
+    finally:
+        text.detach()
 
+
+def _read_rows(reader, data_map, stage) -> ParsedFile | str:
+    header = next(reader, None)
+    if not header:
+        return "The file is empty: it has no header row."
+    cols = check_header(header, data_map)
     ident = next(f for f in data_map["fields"] if f.get("isIdentifier"))
     id_pos = cols.index(ident["name"])
     is_email = ident.get("type") == "email"
-    rows: dict[str, dict[str, str]] = {}
     rejected: list[dict[str, Any]] = []
-    accepted = 0
+    accepted = n = 0
     width = len(cols)
-    for n, row in enumerate(data_rows, start=1):
+    batch: list[tuple[int, str, dict[str, str]]] = []
+    size = 0
+    for row in reader:
+        if not row:
+            continue
+        n += 1
         if len(row) != width:
             rejected.append({"row": n, "reason": f"wrong number of columns ({len(row)}, expected {width})"})
             continue
@@ -108,6 +133,11 @@ def parse_import_file(file_data_b64: str, data_map: Mapping[str, Any]) -> Parsed
             rejected.append({"row": n, "reason": "invalid identifier"})
             continue
         accepted += 1
-        rows.pop(identifier, None)  # a later duplicate wins and moves to the end
-        rows[identifier] = {c: v for j, (c, v) in enumerate(zip(cols, row)) if j != id_pos}
-    return ParsedFile(rows=rows, rows_read=len(data_rows), rows_accepted=accepted, rejected=rejected)
+        batch.append((n, identifier, {c: v for j, (c, v) in enumerate(zip(cols, row)) if j != id_pos}))
+        size += sum(map(len, row))
+        if len(batch) >= STAGE_BATCH or size >= STAGE_BYTES:
+            stage(batch)
+            batch, size = [], 0
+    if batch:
+        stage(batch)
+    return ParsedFile(rows_read=n, rows_accepted=accepted, rejected=rejected)

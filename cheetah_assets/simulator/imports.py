@@ -1,19 +1,24 @@
 """Recipient lists and their import queue: ``POST Import`` and ``GET Import?id=`` of the
-contract, and the admin read-back ``GET /_sim/lists``."""
+contract, and the admin read-back ``GET /_sim/lists``. The rows live on disk (:mod:`.rowstore`);
+an import's body is streamed to a file and read from there (:mod:`.streambody`)."""
 
 from __future__ import annotations
 
+import io
 import itertools
+import json
 import threading
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import IO, Any, Callable
 
 from pydantic import Field
 
 from .accounts import Account, Directory
 from .bodies import Body, Name, read
 from .errors import SimError
-from .importfile import ParsedFile, parse_import_file
+from .importfile import FileData, ParsedFile, parse_import_file
+from .rowstore import RowStore
+from .streambody import read_import_body
 
 FIRST_LIST_ID = 9001
 FIRST_IMPORT_ID = 1
@@ -25,11 +30,8 @@ class RecipientList:
     cust_id: int
     name: str
     prop_map_id: int
-    rows: dict[str, dict[str, str]] = field(default_factory=dict)  # identifier -> other fields
-
-    def recipients(self) -> list[dict[str, Any]]:
-        """The rows as the API shows them: ``{"identifier", "fields"}`` each, in list order."""
-        return [{"identifier": k, "fields": dict(v)} for k, v in self.rows.items()]
+    #: How many rows it holds (the rows themselves are in the row store, on disk).
+    count: int = 0
 
 
 @dataclass
@@ -70,33 +72,61 @@ class ImportBody(Body):
 class Imports:
     """The recipient lists and import jobs of the simulated world."""
 
-    def __init__(self, lock: threading.RLock, directory: Directory):
+    def __init__(self, lock: threading.RLock, directory: Directory, store: RowStore):
         self._lock = lock
         self._directory = directory
+        #: Where the rows of imports, lists and sends are (on disk).
+        self.store = store
         self.lists: dict[int, RecipientList] = {}
         self.jobs: dict[int, ImportJob] = {}
         self._list_ids = itertools.count(FIRST_LIST_ID)
         self._import_ids = itertools.count(FIRST_IMPORT_ID)
 
-    def create(self, account: Account, body: Any) -> dict[str, Any]:
-        """``POST Import``: validate, read the file (outside the lock), queue the job."""
+    def create_streamed(self, account: Account, body: IO[bytes],
+                        adapt: Callable[[Any], Any] | None = None) -> dict[str, Any]:
+        """``POST Import`` of a body spooled to a file: read without holding it (:mod:`.streambody`);
+        ``adapt`` rewrites the small keys first (the string-id variant)."""
+        small, data = read_import_body(body)
+        try:
+            return self.create(account, adapt(small) if adapt else small, data)
+        finally:
+            if data is not None:
+                data.csv.close()
+
+    def create(self, account: Account, body: Any, data: FileData | None = None) -> dict[str, Any]:
+        """``POST Import``: validate, read the file (outside the lock, its rows staged on disk),
+        queue the job. ``data``: ``fileData`` already decoded to disk (else it is in ``body``)."""
         request = read(ImportBody, body, "Import")
+        if data is None:  # a body parsed whole (not streamed): decode it the same way
+            small, data = read_import_body(io.BytesIO(json.dumps({"fileData": request.file_data}).encode()))
+            try:
+                return self.create(account, body, data)
+            finally:
+                data.csv.close()
         with self._lock:
             data_map = self._directory.data_maps.get(request.prop_map_id)
             if data_map is None:
                 raise SimError(404, f"Unknown Data Map {request.prop_map_id}.")
-        parsed = parse_import_file(request.file_data, data_map)  # slow part, no lock
+            import_id = next(self._import_ids)
+        self.store.start_job(import_id)
+        try:
+            parsed = parse_import_file(data, data_map, lambda rows: self.store.stage(import_id, rows))  # slow, no lock
+        except BaseException:
+            self.store.start_job(import_id)  # refused outright: nothing staged stays
+            raise
         with self._lock:
             name, prop_map_id = request.list_name, request.prop_map_id
             found = next((x for x in self.lists.values() if x.cust_id == account.cust_id and x.name == name), None)
             if found is not None and found.prop_map_id != prop_map_id:
+                self.store.start_job(import_id)
                 raise SimError(400, f"List '{name}' belongs to Data Map {found.prop_map_id}, not {prop_map_id}.")
             if found is None:
                 found = RecipientList(next(self._list_ids), account.cust_id, name, prop_map_id)
                 self.lists[found.list_id] = found
-            job = ImportJob(next(self._import_ids), account.cust_id, found.list_id, prop_map_id, request.file_name)
+            job = ImportJob(import_id, account.cust_id, found.list_id, prop_map_id, request.file_name)
             if isinstance(parsed, str):
                 job.failure = parsed
+                self.store.start_job(import_id)
             else:
                 job.parsed = parsed
             self.jobs[job.import_id] = job
@@ -115,10 +145,7 @@ class Imports:
                 if job.parsed is None:
                     job.status = "FAILED"
                 else:
-                    rows = self.lists[job.list_id].rows
-                    for k, v in job.parsed.rows.items():
-                        rows.pop(k, None)
-                        rows[k] = v
+                    self.lists[job.list_id].count = self.store.complete(job.import_id, job.list_id)
                     job.status = "COMPLETED"
             return job.reply()
 
@@ -131,8 +158,8 @@ class Imports:
             out = []
             for x in chosen:
                 item: dict[str, Any] = {"listId": x.list_id, "listName": x.name, "custId": x.cust_id,
-                                        "propMapId": x.prop_map_id, "rowCount": len(x.rows)}
+                                        "propMapId": x.prop_map_id, "rowCount": x.count}
                 if rows:
-                    item["rows"] = x.recipients()
+                    item["rows"] = self.store.list_rows(x.list_id)
                 out.append(item)
             return {"lists": out}

@@ -5,7 +5,8 @@
 Every request's reply is held back until the world it leaves is committed (``synchronous=FULL``):
 what the simulator confirmed survives a ``kill -9``. The world is written whole (a pickle of the
 accounts, imports, campaigns and faults, with the simulated time) and only when it changed; the
-request log starts empty after a restart. The file is the simulator's own: never edit it by hand.
+request log starts empty after a restart. The recipient rows are not in that pickle: they are in
+tables of their own in the same file (:mod:`.rowstore`), written as imports are read. The file is the simulator's own: never edit it by hand.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ _PARTS = ("directory", "access", "imports", "campaigns", "reports", "faults")
 class _Pickler(pickle.Pickler):
     def __init__(self, file: io.BytesIO, state: Any):
         super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
-        self._shared = {id(state.lock): "lock", id(state.clock): "clock"}
+        self._shared = {id(state.lock): "lock", id(state.clock): "clock", id(state.rows): "rows"}
 
     def persistent_id(self, obj: Any) -> str | None:  # the process's own lock and clock
         return self._shared.get(id(obj))
@@ -36,7 +37,7 @@ class _Pickler(pickle.Pickler):
 class _Unpickler(pickle.Unpickler):
     def __init__(self, file: io.BytesIO, state: Any):
         super().__init__(file)
-        self._shared = {"lock": state.lock, "clock": state.clock}
+        self._shared = {"lock": state.lock, "clock": state.clock, "rows": state.rows}
 
     def persistent_load(self, pid: str) -> Any:
         return self._shared[pid]
@@ -68,6 +69,7 @@ class StateFile:
             world = _Unpickler(io.BytesIO(data), state).load()
             for name in _PARTS:
                 setattr(state, name, world[name])
+            _rows_to_disk(state)
             state.seed, state.string_ids, state.generation = world["seed"], world["string_ids"], world["generation"]
             state.clock.set(dt.datetime.fromisoformat(saved_now))
             state.log = RequestLog(state.lock, state.clock, state.faults)
@@ -97,6 +99,23 @@ class StateFile:
 
     def close(self) -> None:
         self._db.close()
+
+
+def _rows_to_disk(state: Any) -> None:
+    """A world saved when rows lived in memory: its lists' and sends' rows move to the row store."""
+    imports = state.imports
+    if not hasattr(imports, "store"):
+        imports.store = state.rows
+    for lst in imports.lists.values():
+        if "rows" in vars(lst):
+            rows = vars(lst).pop("rows")
+            state.rows.replace_list(lst.list_id, rows.items())
+            lst.count = len(rows)
+    for c in state.campaigns.by_id.values():
+        if "recipients" in vars(c):
+            recipients = vars(c).pop("recipients")
+            state.rows.replace_sent(c.camp_id, recipients)
+            c.recipient_count = len(recipients)
 
 
 def persisting(app: Any, state: Any, store: StateFile) -> Any:

@@ -27,7 +27,7 @@ class Reports:
             if c.sent_at is None:
                 raise SimError(409, "Campaign has not been sent yet.")
             now = self._campaigns.clock.now()
-            counts = metrics_at(self.seed, c.camp_id, len(c.recipients), now - c.sent_at)
+            counts = metrics_at(self.seed, c.camp_id, c.recipient_count, now - c.sent_at)
             return {"campId": c.camp_id, "asOf": iso(now), **counts}
 
     def sent(self, with_recipients: bool = True) -> dict[str, Any]:
@@ -43,11 +43,10 @@ class Reports:
                 item = {
                     "campId": c.camp_id, "name": c.name, "templateObjId": c.template_obj_id,
                     "listId": c.list_id, "startTime": iso(c.start_time), "status": c.status,
-                    "sendCount": c.send_count, "sentAt": iso(c.sent_at), "recipientCount": len(c.recipients),
+                    "sendCount": c.send_count, "sentAt": iso(c.sent_at), "recipientCount": c.recipient_count,
                 }
                 if with_recipients:
-                    item["recipients"] = [{"identifier": r["identifier"], "fields": dict(r["fields"])}
-                                          for r in c.recipients]
+                    item["recipients"] = self._campaigns.rows.sent_rows(c.camp_id)
                 out.append(item)
             duplicates = sum(n for n in groups.values() if n > 1)
             return {"campaigns": out, "duplicates": duplicates}

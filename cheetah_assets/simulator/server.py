@@ -69,7 +69,7 @@ class SimulatorServer:
                  startup_timeout: float = 10.0, tls: tuple[str, str, str] | None = None,
                  state_path: str | Path | None = None):
         self.state = SimState(seed, now, rate_limit=rate_limit, token_ttl=token_ttl, live_clock=live_clock,
-                              string_ids=string_ids)
+                              string_ids=string_ids, rows_path=state_path)
         #: ``state_path``: the world and clock live in that SQLite file (:mod:`.persist`), restored
         #: from it when it holds one (``now``/``seed`` then apply only to a new file).
         self.store = StateFile(state_path) if state_path is not None else None

@@ -22,6 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 from pydantic import Field
@@ -36,6 +37,7 @@ from .faults import Faults
 from .imports import Imports
 from .reports import Reports
 from .requestlog import RequestLog
+from .rowstore import RowStore
 
 
 class ResetBody(Body):
@@ -62,8 +64,14 @@ class SimState:
 
     def __init__(self, seed: str = "demo", now: dt.datetime | None = None, *,
                  rate_limit: int | None = None, token_ttl: int | None = None, live_clock: bool = False,
-                 string_ids: bool = False, monotonic: Callable[[], float] = time.monotonic):
+                 string_ids: bool = False, monotonic: Callable[[], float] = time.monotonic,
+                 rows_path: str | Path | None = None):
         self.lock = threading.RLock()
+        #: The recipient rows, on disk: in ``rows_path`` (the persisted state file), else a
+        #: temporary file of their own (:mod:`.rowstore`).
+        self.rows = RowStore(rows_path)
+        #: A state file's rows come back with its world (:mod:`.persist`): the first reset keeps them.
+        self._keep_rows = rows_path is not None
         self._monotonic = monotonic
         #: Frozen unless moved; ``live_clock``: it also runs with real time (the embedded demo),
         #: still movable forward by the admin routes.
@@ -93,7 +101,10 @@ class SimState:
             self.clock.set(start if now is not None else start.replace(microsecond=0))
             self.directory = Directory(self.lock, self.clock)
             self.access = AccessControl(self.lock, self.directory, self._monotonic)
-            self.imports = Imports(self.lock, self.directory)
+            if not self._keep_rows:
+                self.rows.clear()
+            self._keep_rows = False
+            self.imports = Imports(self.lock, self.directory, self.rows)
             self.campaigns = Campaigns(self.lock, self.clock, self.directory, self.imports)
             self.reports = Reports(self.campaigns, self.seed)
             self.faults = Faults(self.lock)
