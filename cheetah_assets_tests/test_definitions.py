@@ -93,22 +93,6 @@ def test_dagster_validates_the_workspace_with_nothing_configured(tmp_path):
     assert not (tmp_path / "demo").exists()  # nothing seeded, nothing started
 
 
-def test_the_demo_command_runs_the_day_and_reports_what_was_sent(tmp_path):
-    env = _embedded_env(tmp_path)
-    proc = subprocess.run(
-        [sys.executable, "-m", "cheetah_assets.demo", "--customers", "400"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    out = proc.stdout
-    assert "What Cheetah Messaging sent" in out
-    sent_lines = [line for line in out.splitlines() if " APPROVED " in line]
-    assert sent_lines, out
-    # every approved send went out exactly once ("times" column)
-    assert all(line.split()[-1] == "1" for line in sent_lines), out
-    assert "Campaign analysis after day 1" in out
-
-
 def test_the_daily_schedules_target_the_day_of_their_tick():
     import datetime as dt
 

@@ -73,6 +73,10 @@ def test_a_week_of_history_through_the_pipeline_kept_and_continued_by_a_second_r
     home, state = tmp_path / "demo" / "dagster_home", tmp_path / "demo" / "simulator.db"
     out = _demo(tmp_path)
     assert str(home) in out and "Simulated" in out and "campaign_metric_snapshots" in out
+    # it reports what Cheetah Messaging sent today, read back: every approved send went out once
+    assert "What Cheetah Messaging sent" in out and "Campaign analysis at" in out
+    sent_lines = [line for line in out.splitlines() if " APPROVED " in line]
+    assert sent_lines and all(line.split()[-1] == "1" for line in sent_lines), out[-3000:]
     first = _history(home)
     assert not first.failed and not first.relaunched
     # the snapshot matrix fills in: the older the campaign, the more days taken, up to the whole week
