@@ -31,6 +31,19 @@ def pytest_terminal_summary(terminalreporter):
                     terminalreporter.write_line(str(value))
 
 
+def pytest_collection_modifyitems(items):
+    """The longest tests first (``@pytest.mark.slow(seconds=…)``, longest first; stable otherwise),
+    so that on pytest-xdist workers (``--dist load``, one test handed out at a time) they start at
+    once, side by side, and the short ones fill in around them instead of one long test
+    finishing alone at the end."""
+
+    def weight(item) -> float:
+        marker = item.get_closest_marker("slow")
+        return -float(marker.kwargs.get("seconds", 30)) if marker else 0.0
+
+    items.sort(key=weight)
+
+
 @pytest.fixture(autouse=True)
 def no_stale_defs_state_storage():
     """Each test starts with no current defs-state storage. Dagster keeps one in a context

@@ -113,6 +113,7 @@ def test_the_daily_schedules_target_the_day_of_their_tick():
 ASSET_NODES = "{ assetNodes { assetKey { path } } }"
 
 
+@pytest.mark.slow(seconds=25)
 def test_dagster_dev_shows_the_graph_and_runs_the_day_on_the_embedded_defaults(tmp_path):
     """``./run dev`` as a newcomer meets it: ``cheetah-dev`` (the simulator, the seeded demo
     database, and ``dagster dev`` with ``CHEETAH_DEMO=1``) shows every asset, and a run of the daily cycle submitted through the webserver's

@@ -14,6 +14,7 @@ import types
 from collections import Counter
 
 import dagster as dg
+import pytest
 import sqlalchemy as sa
 
 from cheetah_assets.automation.time_lapse import RUN_KEY_TAG, SENSOR_NAME_TAG
@@ -69,6 +70,7 @@ def _sent(state):
         return sent["duplicates"], Counter(c["name"] for c in sent["campaigns"]), [c.get("sendCount") for c in sent["campaigns"]], sim.admin.now()
 
 
+@pytest.mark.slow(seconds=70)
 def test_a_week_of_history_through_the_pipeline_kept_and_continued_by_a_second_run(tmp_path):
     home, state = tmp_path / "demo" / "dagster_home", tmp_path / "demo" / "simulator.db"
     out = _demo(tmp_path)

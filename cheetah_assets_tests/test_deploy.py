@@ -289,6 +289,7 @@ def location_loaded(top: Topology) -> bool:
                and e["locationOrLoadError"]["__typename"] == "RepositoryLocation" for e in entries)
 
 
+@pytest.mark.slow(seconds=120)
 @pytest.mark.postgres
 def test_the_production_topology_runs_a_day_queues_a_second_launch_and_survives_a_code_server_restart(
     tls_sim, tmp_path, monkeypatch

@@ -149,6 +149,7 @@ def _instance(kind: str, tmp_path):
         yield instance
 
 
+@pytest.mark.slow(seconds=35)
 @pytest.mark.parametrize("instance_kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def test_reexecute_from_failure_in_run_worker_processes(sim, db_url, engine, day, monkeypatch, tmp_path, instance_kind):
     """The operator's path: a multiprocess run fails mid-send, "Re-execute from failure" finishes

@@ -356,6 +356,7 @@ def test_end_to_end_from_the_send_path_to_the_analysis(sim, db_url, engine):  # 
         send_then_measure_a_week(sim, db_url, engine, instance)
 
 
+@pytest.mark.slow(seconds=23)
 @pytest.mark.postgres
 def test_end_to_end_on_a_postgres_instance_and_database(sim):
     """The production shape: Dagster's runs, events and dynamic partitions in PostgreSQL

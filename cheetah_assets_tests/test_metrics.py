@@ -526,6 +526,7 @@ def test_impossible_counts_fail_the_error_check(sim, db_url, engine):
 # ------------------------------------------------------------------------------------------------
 # backfills from the command line, as an operator types them
 # ------------------------------------------------------------------------------------------------
+@pytest.mark.slow(seconds=36)
 def test_backfills_from_the_cli(sim, db_url, engine, tmp_path):
     """``dagster job backfill`` of one campaign's week and of one day across campaigns, and
     ``dagster asset materialize`` of one partition, on the production definitions and a real

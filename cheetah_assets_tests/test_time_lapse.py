@@ -15,6 +15,8 @@ scheduled in the gap.
 
 from __future__ import annotations
 
+import pytest
+
 import datetime as dt
 import json
 import os
@@ -63,6 +65,7 @@ def test_the_window_is_what_the_test_says():
     assert {c.instant.time() for c in CAMPAIGNS if c.zone == "UTC"} >= {dt.time(0, 5)}
 
 
+@pytest.mark.slow(seconds=75)
 def test_72_hours_every_campaign_once_at_its_time(sim, db_url, tmp_path, record_property):
     env = {**os.environ, "CHEETAH_PARTITION_START": PARTITION_START, "PYTHONPATH": str(ROOT)}
     env.pop("CHEETAH_DEMO", None)
