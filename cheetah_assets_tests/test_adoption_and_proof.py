@@ -228,9 +228,11 @@ def test_launch_acknowledged_but_not_applied_is_never_recorded(sim, db_url, engi
 def test_approve_acknowledged_but_not_applied_is_never_recorded(sim, db_url, engine, day):
     """Regression: a 200 to APPROVE that was not applied was recorded as APPROVED."""
     # The first PUT (A/1001's LAUNCH) is applied; every later one is answered 200, not applied.
+    # One campaign at a time: the premise is the order of the PUTs (the fault suite has this
+    # fault under parallel sends).
     sim.admin.add_fault(method="PUT", path=f"{API}/EmailCampaign", kind="unapplied", times=None, after=1)
     with dg.instance_for_test() as instance:
-        result = run_cycle(make_resources(sim, db_url), day, instance)
+        result = run_cycle(make_resources(sim, db_url), day, instance, concurrency=1)
         assert not result.success
         rows = _rows(engine)
         first = rows[_key("A", "1001", day)]
