@@ -369,7 +369,7 @@ def test_the_production_topology_runs_a_day_queues_a_second_launch_and_survives_
             # 2. Two launches of tomorrow's cycle: the second waits in the queue while the first runs.
             #    Cheetah answers the first campaign creation slowly, so the first run is still
             #    sending when the code server is stopped.
-            sim.admin.add_fault(kind="delay", method="POST", path="/services2/api/EmailCampaign", delay=25, times=1)
+            sim.admin.add_fault(kind="delay", method="POST", path="/services2/api/EmailCampaign", delay=15, times=1)
             first = launch_day(top, tomorrow)
             wait_for("the first run to start", lambda: status(top, first) in {"STARTED", *TERMINAL}, 120, explain=top.tails)
             second = launch_day(top, tomorrow)
