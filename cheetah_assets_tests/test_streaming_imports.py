@@ -10,7 +10,7 @@ import tracemalloc
 
 from cheetah_assets.cheetah.client import B64_BLOCK, write_import_body
 from cheetah_assets.simulator.streambody import read_import_body
-from cheetah_assets.sending.importing import ImportPart, import_parts
+from cheetah_assets.sending.importing import ImportPart, import_parts, row_chunks
 
 from .conftest import cheetah_resource
 
@@ -61,7 +61,8 @@ def test_the_body_is_written_in_blocks_and_reads_back_exactly():
 def test_import_parts_stream_rows_to_disk_within_the_limits():
     rows = ((f"user{i}@example.com", {"FNAME": "é" * (i % 5)}) for i in range(1000))
     parts = []
-    for part in import_parts(rows, ["EMAIL_ADDR", "FNAME"], max_rows=300, max_bytes=10**9):
+    header = ["EMAIL_ADDR", "FNAME"]
+    for part in import_parts(row_chunks(rows, header, size=128), header, max_rows=300, max_bytes=10**9):
         part.file.seek(0)
         parts.append((len(part), part.file.read().decode("utf-8")))
     assert [n for n, _ in parts] == [300, 300, 300, 100]

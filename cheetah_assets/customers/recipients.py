@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import operator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -212,16 +213,10 @@ def lock_for_replace(conn: Connection, key: str) -> None:
 # ------------------------------------------------------------------------------------------------
 # reading a frozen list
 # ------------------------------------------------------------------------------------------------
-def iter_recipient_chunks(
+def _raw_recipient_chunks(
     engine: Bind, list_key: str, template_id: str, chunk_size: int
-) -> Iterator[list[tuple[str, dict]]]:
-    """The recipients of one template of a list, as chunks of ``(identifier, attrs)``.
-
-    Ordered by identifier (the database's order for the column: bytewise on SQLite and under a
-    "C"/"C.UTF-8" PostgreSQL collation). Each chunk is its own short query (keyset pagination on
-    the primary key), so no transaction stays open while the caller works on a chunk. Read a list
-    only once it is frozen (its ledger row has left PENDING): then it cannot change between chunks.
-    """
+) -> Iterator[list[tuple[str, str]]]:
+    """``(identifier, attrs JSON text)`` chunks of one template of a list, by identifier."""
     if chunk_size < 1:
         raise ValueError("chunk_size must be at least 1")
     base = sa.select(recipient.c.identifier, recipient.c.attrs).where(
@@ -234,10 +229,44 @@ def iter_recipient_chunks(
             rows = conn.execute(stmt.order_by(recipient.c.identifier).limit(chunk_size)).all()
         if not rows:
             return
-        yield [(ident, json.loads(attrs)) for ident, attrs in rows]
+        yield rows
         if len(rows) < chunk_size:
             return
         last = rows[-1][0]
+
+
+def iter_recipient_chunks(
+    engine: Bind, list_key: str, template_id: str, chunk_size: int
+) -> Iterator[list[tuple[str, dict]]]:
+    """The recipients of one template of a list, as chunks of ``(identifier, attrs)``.
+
+    Ordered by identifier (the database's order for the column: bytewise on SQLite and under a
+    "C"/"C.UTF-8" PostgreSQL collation). Each chunk is its own short query (keyset pagination on
+    the primary key), so no transaction stays open while the caller works on a chunk. Read a list
+    only once it is frozen (its ledger row has left PENDING): then it cannot change between chunks.
+    """
+    for rows in _raw_recipient_chunks(engine, list_key, template_id, chunk_size):
+        yield [(ident, json.loads(attrs)) for ident, attrs in rows]
+
+
+def iter_recipient_rows(
+    engine: Bind, list_key: str, template_id: str, fields: Sequence[str], chunk_size: int
+) -> Iterator[list[tuple]]:
+    """The same recipients as :func:`iter_recipient_chunks`, in the same chunks and order, as
+    tuples ``(identifier, value of each of fields in that order)`` (None for a field the attrs
+    lack): the send path's CSV rows. Each chunk's attrs are parsed by one ``json.loads``."""
+    fields = tuple(fields)
+    pick = operator.itemgetter(*fields) if len(fields) > 1 else None
+    for rows in _raw_recipient_chunks(engine, list_key, template_id, chunk_size):
+        dicts = json.loads("[" + ",".join(attrs for _, attrs in rows) + "]")
+        if not fields:
+            yield [(ident,) for ident, _ in rows]
+            continue
+        try:
+            values = list(map(pick, dicts)) if pick else [(d[fields[0]],) for d in dicts]
+        except KeyError:  # a list frozen without some field: those values are empty
+            values = [tuple(d.get(f) for f in fields) for d in dicts]
+        yield [(ident, *vals) for (ident, _), vals in zip(rows, values)]
 
 
 def count_recipients(engine: Bind, list_key: str, template_id: str) -> int:

@@ -36,30 +36,55 @@ def list_fields(engine: sa.Engine, list_key: str) -> tuple[str, ...]:
     return tuple(json.loads(raw))
 
 
-def file_breaks(
-    rows: Iterable[tuple[str, dict]], header, max_rows: int, max_bytes: int
-) -> Iterator[tuple[bool, tuple[str, list]]]:
-    """``(starts a new file, (identifier, values))`` for each streamed recipient: files of at most
-    ``max_rows`` rows and, by a cautious estimate, 95 % of ``max_bytes``."""
-    count, size, first = 0, len(",".join(header)) + 2, True
+def _row_estimate(row: tuple) -> int:
+    """A cautious size of one CSV row ``(identifier, *values)``, in characters."""
+    return len(row[0]) + sum(map(len, map(str, row[1:]))) + 3 * (len(row) - 1) + 4
+
+
+def file_segments(
+    chunks: Iterable[list[tuple]], header, max_rows: int, max_bytes: int
+) -> Iterator[tuple[bool, list[tuple]]]:
+    """``(starts a new file, rows)`` runs of the streamed chunks of ``(identifier, *values)``
+    rows: files of at most ``max_rows`` rows and, by a cautious estimate, 95 % of ``max_bytes``.
+    The rows of a run go to one file; a run that starts a new file closes the one before."""
+    base = len(",".join(header)) + 2
+    limit = max_bytes * 0.95
+    count, size, first = 0, base, True
+    for chunk in chunks:
+        start, starts_file = 0, False
+        for i, est in enumerate(map(_row_estimate, chunk)):
+            if first or count >= max_rows or size + est > limit:
+                if i > start:
+                    yield starts_file, chunk[start:i]
+                start, starts_file = i, True
+                count, size, first = 0, base, False
+            count, size = count + 1, size + est
+        if start < len(chunk):
+            yield starts_file, chunk[start:]
+
+
+def row_chunks(rows: Iterable[tuple[str, dict]], header, size: int = 10_000) -> Iterator[list[tuple]]:
+    """``(identifier, attrs)`` rows as chunks of ``(identifier, *values in header order)``."""
+    names = list(header[1:])
+    chunk: list[tuple] = []
     for ident, attrs in rows:
-        rec = (ident, [attrs.get(n) for n in header[1:]])
-        est = len(ident) + sum(len(str(v)) + 3 for v in rec[1]) + 4
-        new = first or count >= max_rows or size + est > max_bytes * 0.95
-        if new:
-            count, size = 0, len(",".join(header)) + 2
-        count, size, first = count + 1, size + est, False
-        yield new, rec
+        chunk.append((ident, *[attrs.get(n) for n in names]))
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def import_files(rows: Iterable[tuple[str, dict]], header, max_rows: int, max_bytes: int) -> Iterator[list]:
-    """Group streamed recipients into files within the import limits (rows and bytes)."""
+    """Group streamed recipients into files within the import limits (rows and bytes), each a
+    list of ``(identifier, [values])``."""
     batch: list = []
-    for new, rec in file_breaks(rows, header, max_rows, max_bytes):
+    for new, run in file_segments(row_chunks(rows, header), header, max_rows, max_bytes):
         if new and batch:
             yield batch
             batch = []
-        batch.append(rec)
+        batch.extend((r[0], list(r[1:])) for r in run)
     if batch:
         yield batch
 
@@ -92,6 +117,11 @@ class ImportPart:
     def add(self, ident: str, values: list) -> None:
         self._writer.writerow(_csv_row(ident, values))
         self.identifiers.append(ident)
+
+    def add_rows(self, rows: list[tuple]) -> None:
+        """Rows ``(identifier, *values)``; a None value is written empty, as by :meth:`add`."""
+        self._writer.writerows(rows)
+        self.identifiers.extend(r[0] for r in rows)
 
     def finish(self) -> "ImportPart":
         """Done writing: the CSV is complete in ``file`` (binary, read from its start)."""
@@ -130,19 +160,20 @@ class ImportPart:
         self.close()
 
 
-def import_parts(rows: Iterable[tuple[str, dict]], header, max_rows: int, max_bytes: int) -> Iterator[ImportPart]:
-    """Stream recipients into import files within the limits (:func:`file_breaks`), each written
-    to disk; a part is complete when it is yielded, and closed when the next one starts."""
+def import_parts(chunks: Iterable[list[tuple]], header, max_rows: int, max_bytes: int) -> Iterator[ImportPart]:
+    """Stream chunks of ``(identifier, *values)`` rows into import files within the limits
+    (:func:`file_segments`), each written to disk; a part is complete when it is yielded, and
+    closed when the next one starts."""
     part: ImportPart | None = None
     try:
-        for new, (ident, values) in file_breaks(rows, header, max_rows, max_bytes):
+        for new, run in file_segments(chunks, header, max_rows, max_bytes):
             if new and part is not None:
                 yield part.finish()
                 part.close()
                 part = None
             if part is None:
                 part = ImportPart(header)
-            part.add(ident, values)
+            part.add_rows(run)
         if part is not None:
             yield part.finish()
     finally:
@@ -173,7 +204,8 @@ class ListImporter:
         accepted = 0
         rejected: list[tuple[str, str]] = []
         done = 0
-        for part in import_parts(self._recipients(row), header, self.max_rows_per_file, self.max_bytes_per_file):
+        chunks = queries.iter_recipient_rows(self.engine, row.list_key, row.template_id, header[1:], self.chunk_size)
+        for part in import_parts(chunks, header, self.max_rows_per_file, self.max_bytes_per_file):
             lid, acc, rej = self._import_file(row, part)
             if list_id is not None and not contract.same_id(lid, list_id):
                 raise ImportFailed(
@@ -192,10 +224,6 @@ class ListImporter:
             )
         assert list_id is not None
         return list_id, accepted, rejected
-
-    def _recipients(self, row: LedgerRow) -> Iterator[tuple[str, dict]]:
-        for chunk in queries.iter_recipient_chunks(self.engine, row.list_key, row.template_id, self.chunk_size):
-            yield from chunk
 
     def _import_file(self, row, part: ImportPart) -> tuple[ObjId, int, list[tuple[str, str]]]:
         self.before_call("import")
