@@ -272,7 +272,7 @@ def _one(number, rng, sim, day, template_db, directory, state, totals, failures,
     db.unlink(missing_ok=True)
 
 
-@pytest.mark.slow(seconds=90)
+@pytest.mark.slow(seconds=45)
 def test_randomized_fault_injection(tmp_path, capsys, record_property):
     workers = max(1, min(WORKERS, SCENARIOS))
     with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
