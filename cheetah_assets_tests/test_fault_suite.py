@@ -21,8 +21,7 @@ route called once a run, such as the template folder's), on its second in the ne
 alternately), and the scenarios that crash take the crash points
 (call, occurrence) in turn; the rest of each scenario is drawn at random. So a sweep of at least
 41 scenarios arms every pair and crashes after every call at every occurrence (82 do both twice),
-and the test checks that every pair really fired: the coverage 200 purely random scenarios had,
-in a fifth of the time.
+and the test checks that every pair really fired.
 
 ``CHEETAH_FAULT_SCENARIOS`` sets how many scenarios run (default 41, as in CI: every (route, kind) pair
 once, every crash point once; 82 or more for the full sweep, every pair and crash point twice);
