@@ -245,7 +245,7 @@ def _run_day_in_process(sim_url: str, db_url: str, now_iso: str, day_iso: str, q
         "customer_db": CustomerDatabaseResource(url=db_url),
         "clock": ClockResource(fixed_now=now_iso),
     }
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         # Imports and instance set-up take seconds: the runs start only once every process is
         # ready, so they really overlap (a broken barrier fails the process, and the test).
         barrier.wait(timeout=180)

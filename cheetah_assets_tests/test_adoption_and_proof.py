@@ -92,7 +92,7 @@ def test_a_foreign_campaign_with_our_name_is_left_untouched(sim, db_url, engine,
     23:00, our recipients were never imported, the ledger said APPROVED)."""
     name = sending_ledger.cheetah_name("A", "1001", day)
     foreign = _foreign_campaign(sim, name, start=dt.datetime.combine(day, dt.time(23, 0), tzinfo=UTC))
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         for _ in range(2):  # a re-execution cannot fix it, and does not touch the campaign either
             result = run_cycle(make_resources(sim, db_url), day, instance)
             assert not result.success
@@ -117,7 +117,7 @@ def test_cancelling_our_send_never_deletes_a_foreign_campaign_with_our_name(sim,
     """Regression: cancelling a send with no recorded campaign id deleted whatever had its name."""
     name = sending_ledger.cheetah_name("A", "1001", day)
     foreign = _foreign_campaign(sim, name, start=dt.datetime.combine(day, dt.time(23, 0), tzinfo=UTC))
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         assert not run_cycle(make_resources(sim, db_url), day, instance).success
     now = sim.admin.now()
     with cheetah_resource(sim).get_client() as client:
@@ -143,7 +143,7 @@ def test_a_foreign_campaign_that_takes_our_name_during_the_import_is_not_adopted
         return status
 
     monkeypatch.setattr(CheetahClient, "wait_for_import", racing)
-    with dg.instance_for_test() as instance:  # sends one at a time: "the third send" is B/1002
+    with dg.DagsterInstance.ephemeral() as instance:  # sends one at a time: "the third send" is B/1002
         result = run_cycle(make_resources(sim, db_url), day, instance, concurrency=1)
     assert not result.success
     rows = _rows(engine)
@@ -166,7 +166,7 @@ def test_a_create_reply_naming_another_campaign_is_not_adopted(sim, db_url, engi
     # Our create is applied, but the reply names the other campaign.
     sim.admin.add_fault(method="POST", path=f"{API}/EmailCampaign", kind="malformed", status=200,
                         body=json.dumps({"campId": other}), times=1)
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         until_done(make_resources(sim, db_url), day, instance, attempts=4)
     assert all(str(r["camp_id"]) != str(other) for r in ledger_rows(engine))
     assert _campaign(sim, other).status == "DRAFT"
@@ -175,7 +175,7 @@ def test_a_create_reply_naming_another_campaign_is_not_adopted(sim, db_url, engi
 
 def test_never_launched_while_the_accepted_count_is_unknown(sim, db_url, engine, day):
     """Regression: with rows_accepted None the list-size check was skipped and the campaign launched."""
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         dg.materialize(SEND_ASSETS[:3], partition_key=day.isoformat(), resources=make_resources(sim, db_url),
                        instance=instance)
     plan = [r for r in sending_plan.load_plan(engine, day) if r.status == sending_plan.READY]
@@ -213,7 +213,7 @@ def test_launch_acknowledged_but_not_applied_is_never_recorded(sim, db_url, engi
     """Regression: a 200 to LAUNCH that was not applied left the ledger APPROVED; nothing went out."""
     # Every PUT (LAUNCH, APPROVE) is answered 200 and not applied.
     sim.admin.add_fault(method="PUT", path=f"{API}/EmailCampaign", kind="unapplied", times=None)
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         result = run_cycle(make_resources(sim, db_url), day, instance)
         assert not result.success
         rows = ledger_rows(engine)
@@ -231,7 +231,7 @@ def test_approve_acknowledged_but_not_applied_is_never_recorded(sim, db_url, eng
     # One campaign at a time: the premise is the order of the PUTs (the fault suite has this
     # fault under parallel sends).
     sim.admin.add_fault(method="PUT", path=f"{API}/EmailCampaign", kind="unapplied", times=None, after=1)
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         result = run_cycle(make_resources(sim, db_url), day, instance, concurrency=1)
         assert not result.success
         rows = _rows(engine)
@@ -251,7 +251,7 @@ def test_approve_acknowledged_but_not_applied_is_never_recorded(sim, db_url, eng
 def test_a_slow_import_keeps_its_claim(sim, db_url, engine, day, monkeypatch):
     """Regression: an import slower than the lease let a second run take the send over, and the
     first then crashed with LostClaim (a RuntimeError that escaped the step)."""
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         dg.materialize(SEND_ASSETS[:3], partition_key=day.isoformat(), resources=make_resources(sim, db_url),
                        instance=instance)
     row = next(r for r in sending_plan.load_plan(engine, day) if r.status == sending_plan.READY)
@@ -296,7 +296,7 @@ def test_a_claim_lost_mid_send_ends_that_send_cleanly(sim, db_url, engine, day, 
         return original(self, import_id, **kwargs)
 
     monkeypatch.setattr(CheetahClient, "wait_for_import", taken_over)
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         result = run_cycle(make_resources(sim, db_url), day, instance)
     assert not result.success
     (failure,) = failure_texts(result)
@@ -322,7 +322,7 @@ def test_a_send_recorded_against_another_account_is_not_counted_as_done(sim, db_
     account after a run against the simulator), and that account received nothing."""
     sim.admin.add_account(consumerKey="second-key", consumerSecret="second-secret", clientId="second-client",
                           custId=5678, folder={"id": 4343, "name": "Optimove", "parentId": 1})
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         assert run_cycle(make_resources(sim, db_url), day, instance).success
         first = _rows(engine)
         assert {r["cust_id"] for r in first.values()} == {"1234"}
@@ -343,7 +343,7 @@ def test_a_send_recorded_against_another_account_is_not_counted_as_done(sim, db_
 def test_a_failure_that_is_not_retried_keeps_its_text_in_the_ledger(sim, db_url, engine, day):
     """Regression: only retried (transient) failures left their text in the ledger's error."""
     sim.admin.add_fault(method="POST", path=f"{API}/EmailCampaign", kind="status", status=400, times=1)
-    with dg.instance_for_test() as instance:  # sends one at a time: the first create is A/1001's
+    with dg.DagsterInstance.ephemeral() as instance:  # sends one at a time: the first create is A/1001's
         result = run_cycle(make_resources(sim, db_url), day, instance, concurrency=1)
         assert not result.success
         failed = _rows(engine)[_key("A", "1001", day)]
@@ -355,7 +355,7 @@ def test_a_failure_that_is_not_retried_keeps_its_text_in_the_ledger(sim, db_url,
 
 def test_a_lost_reply_recovered_by_a_look_up_logs_one_info_line(sim, db_url, engine, day, caplog):
     sim.admin.add_fault(method="POST", path=f"{API}/EmailCampaign", kind="apply_then_drop", times=1)
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         dg.materialize(SEND_ASSETS[:3], partition_key=day.isoformat(), resources=make_resources(sim, db_url),
                        instance=instance)
     row = next(r for r in sending_plan.load_plan(engine, day) if r.status == sending_plan.READY)

@@ -138,7 +138,7 @@ def test_a_failed_run_is_alerted(webhook, smtp):
     def breaks():
         raise dg.Failure(description="Cheetah Messaging refused the credentials.")
 
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         result = dg.materialize([breaks], instance=instance, raise_on_error=False)
         assert not result.success
         failure = next(e for e in result.all_events if e.event_type_value == "PIPELINE_FAILURE")
@@ -178,7 +178,7 @@ def test_each_missed_send_is_alerted_once(ledger_db, webhook):
     _ledger_row(engine, "A/1001/2026-11-23", "MISSED", t0, t0, "send time passed before it became known")
     _ledger_row(engine, "B/1001/2026-11-23", "APPROVED", t0, t0)
     resources = {"customer_db": ledger_db, "alerts": _alerts(hook=url)}
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         ctx = dg.build_sensor_context(instance=instance, resources=resources)
         missed_send_alert_sensor(ctx)
         assert [p["kind"] for p in hook.posts] == ["missed_send"]
@@ -199,7 +199,7 @@ def test_an_overdue_snapshot_is_alerted_once_and_a_taken_one_never(ledger_db, we
     _ledger_row(engine, "A/1001/2026-11-20", "APPROVED", send_at, send_at)
     name = "OPT-A-1001-x"
     now = send_at + 2 * dt.timedelta(days=1) + SNAPSHOT_GRACE + dt.timedelta(minutes=1)  # day_1, day_2 overdue
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         instance.add_dynamic_partitions(campaigns_partitions.name, [name])
         instance.report_runless_asset_event(
             dg.AssetMaterialization("campaign_metric_snapshots", partition=str(snapshot_partition_key(name, 1)))

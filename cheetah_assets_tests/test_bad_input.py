@@ -159,7 +159,7 @@ def _expect_malformed(fragment: str):
         assert row["state"] == "IMPORTED"  # stopped before anything could be launched
         ctx.sim.admin.clear_faults()
         # The next run finds the campaign the malformed reply hid, and finishes exactly once.
-        with dg.instance_for_test() as instance:
+        with dg.DagsterInstance.ephemeral() as instance:
             assert run_cycle(make_resources(ctx.sim, ctx.url), ctx.day, instance).success
         (row,) = ledger_rows(ctx.engine)
         assert row["state"] == "APPROVED"
@@ -223,7 +223,7 @@ def test_bad_input(sim, tmp_path, name, arrange, expect):
     seed.seed_demo(engine, customers=40, days=0, today=day, now=sim.admin.now())
     ctx = Ctx(sim=sim, engine=engine, url=url, day=day)
     arrange(ctx)
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         if "after_lists" in ctx.extra:
             res = make_resources(sim, url)
             assert dg.materialize(

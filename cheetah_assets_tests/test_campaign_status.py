@@ -21,7 +21,7 @@ def test_each_planned_campaign_has_one_status_row(sim, db_url, engine):  # noqa:
                       time_zone="UTC", template_ids="1004", target_group="all_customers")
     seed.add_campaign(engine, campaign_id="ST2", name="Status invalid", send_date=day, send_time="10:00",
                       time_zone="UTC", template_ids="NOPE", target_group="all_customers")
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         run_cycle(make_resources(sim, db_url), day, instance)
         meta = mat_metadata(dg.materialize([campaign_status], resources=make_resources(sim, db_url), instance=instance))
     rows = {r.data["campaign"]: r.data for r in meta["campaigns"].records}

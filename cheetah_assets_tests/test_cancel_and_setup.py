@@ -37,7 +37,7 @@ def _sim_status(sim, name):
 
 def test_cancel_before_preparation(sim, db_url, engine, day):
     res = make_resources(sim, db_url)
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         result = _cancel(res, instance)
         assert result.success
         assert run_cycle(res, day, instance).success
@@ -47,7 +47,7 @@ def test_cancel_before_preparation(sim, db_url, engine, day):
 
 def test_cancel_after_preparation_deletes_it_in_cheetah(sim, db_url, engine, day):
     res = make_resources(sim, db_url)
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         assert run_cycle(res, day, instance).success
         (row,) = ledger_rows(engine)
         assert row["state"] == "APPROVED"
@@ -63,7 +63,7 @@ def test_cancel_after_preparation_deletes_it_in_cheetah(sim, db_url, engine, day
 
 def test_cancelling_a_sent_campaign_is_a_clear_error(sim, db_url, engine, day):
     res = make_resources(sim, db_url)
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         assert run_cycle(res, day, instance).success
         sim.admin.advance(dt.timedelta(hours=6))
         result = _cancel(res, instance)
@@ -77,7 +77,7 @@ def test_cancelling_a_sent_campaign_is_a_clear_error(sim, db_url, engine, day):
 
 def test_cancellation_on_our_side_is_picked_up_by_the_sensor(sim, db_url, engine, day):
     res = make_resources(sim, db_url)
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         assert run_cycle(res, day, instance).success
         queries.set_campaign_status(engine, "X", "CANCELLED")
         ctx = dg.build_sensor_context(instance=instance, resources={"customer_db": res["customer_db"]})
@@ -92,7 +92,7 @@ def test_cancellation_on_our_side_is_picked_up_by_the_sensor(sim, db_url, engine
 
 def test_rerunning_the_day_after_a_cancellation_deletes_the_prepared_send(sim, db_url, engine, day):
     res = make_resources(sim, db_url)
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         assert run_cycle(res, day, instance).success
         queries.set_campaign_status(engine, "X", "CANCELLED")
         assert run_cycle(res, day, instance).success
@@ -114,7 +114,7 @@ def test_rerunning_the_day_after_a_cancellation_deletes_the_prepared_send(sim, d
     ],
 )
 def test_setup_failure_is_one_clear_message(sim, db_url, engine, day, overrides, expected):
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         result = run_cycle(make_resources(sim, db_url, **overrides), day, instance)
     assert not result.success
     messages = failure_messages(result)
@@ -126,7 +126,7 @@ def test_setup_failure_is_one_clear_message(sim, db_url, engine, day, overrides,
 def test_closed_ip_whitelist_reads_as_such(sim, db_url, engine, day):
     sim.admin.set_whitelist(False)
     try:
-        with dg.instance_for_test() as instance:
+        with dg.DagsterInstance.ephemeral() as instance:
             result = run_cycle(make_resources(sim, db_url), day, instance)
     finally:
         sim.admin.set_whitelist(True)
@@ -139,7 +139,7 @@ def _check(result, name):
 
 
 def test_unknown_prop_map_id_blocks_the_day(sim, db_url, engine, day):
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         result = run_cycle(make_resources(sim, db_url, prop_map_id="404"), day, instance)
     check = _check(result, "account_setup")
     assert check.passed is False and "PROP_MAP_ID" in check.description
@@ -154,7 +154,7 @@ def test_missing_identifier_column_blocks_the_day(sim, tmp_path, day):
         url, sim, day, customers=10, campaigns=[("Y", "Y", "1002", "11:00")],
         alter="ALTER TABLE customers RENAME COLUMN email TO mail",
     )
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         result = run_cycle(make_resources(sim, url), day, instance)
     check = _check(result, "account_setup")
     assert check.passed is False
@@ -168,7 +168,7 @@ def test_template_field_missing_in_the_database_stops_only_its_campaign(sim, tmp
         url, sim, day, customers=30, campaigns=[("LOCAL", "LOCAL", "1006", "11:00"), ("NEWS", "NEWS", "1002", "11:00")],
         alter="ALTER TABLE customers DROP COLUMN city",
     )
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         result = run_cycle(make_resources(sim, url), day, instance)
     assert result.success
     check = _check(result, "template_fields_mapped")

@@ -150,7 +150,7 @@ def test_a_time_change_after_handover_goes_out_once_at_the_new_time(sim, any_db,
     db_url, engine = any_db
     res = make_resources(sim, db_url)
     old_name = ledger.cheetah_name("X", "1002", day)
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         assert run_cycle(res, day, instance).success
         (row,) = ledger_rows(engine)
         assert row["state"] == "APPROVED" and row["cheetah_name"] == old_name and row["fingerprint"]
@@ -183,7 +183,7 @@ def test_a_target_group_change_is_sent_to_the_new_group(sim, db_url, engine, day
         )
     smaller = min((g for g in groups if g != "all_customers"), key=groups.get)
     res = make_resources(sim, db_url)
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         assert run_cycle(res, day, instance).success
         before = ledger_rows(engine)[0]["rows_in_list"]
         _reschedule(engine, target_group=smaller)
@@ -199,7 +199,7 @@ def test_a_target_group_change_is_sent_to_the_new_group(sim, db_url, engine, day
 
 def test_a_template_swap_deletes_the_removed_one_and_sends_the_new_ones(sim, db_url, engine, day):
     res = make_resources(sim, db_url)
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         assert run_cycle(res, day, instance).success
         _reschedule(engine, template_ids="1001,1003")
         result = run_cycle(res, day, instance)
@@ -218,7 +218,7 @@ def test_a_template_swap_deletes_the_removed_one_and_sends_the_new_ones(sim, db_
 def test_a_campaign_moved_to_another_day_is_deleted_on_the_old_day(sim, db_url, engine, day):
     """(Tomorrow's run is not a partition yet by the wall clock; that day sends it like any other.)"""
     res = make_resources(sim, db_url)
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         assert run_cycle(res, day, instance).success
         _reschedule(engine, send_date=day + dt.timedelta(days=1))
         assert run_cycle(res, day, instance).success
@@ -238,7 +238,7 @@ def test_a_campaign_moved_to_another_day_is_deleted_on_the_old_day(sim, db_url, 
 )
 def test_a_change_too_late_is_refused_and_the_stale_send_deleted(sim, db_url, engine, day, clock, new_time, expected):
     res = make_resources(sim, db_url)
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         assert run_cycle(res, day, instance).success
         sim.admin.set_now(_at(day, *clock))
         _reschedule(engine, send_time=new_time)
@@ -254,7 +254,7 @@ def test_a_change_too_late_is_refused_and_the_stale_send_deleted(sim, db_url, en
 
 def test_a_change_after_the_send_says_it_was_already_sent_once(sim, db_url, engine, day):
     res = make_resources(sim, db_url)
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         assert run_cycle(res, day, instance).success
         sim.admin.set_now(_at(day, 11, 30))
         _reschedule(engine, send_time="13:00")
@@ -271,7 +271,7 @@ def test_a_change_after_the_send_says_it_was_already_sent_once(sim, db_url, engi
 
 def test_cancellation_after_a_re_creation_deletes_the_new_campaign(sim, db_url, engine, day):
     res = make_resources(sim, db_url)
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         assert run_cycle(res, day, instance).success
         _reschedule(engine, send_time="12:00")
         assert run_cycle(res, day, instance).success
@@ -286,7 +286,7 @@ def test_cancellation_after_a_re_creation_deletes_the_new_campaign(sim, db_url, 
 # ------------------------------------------------------------------------------------------------
 def test_a_lost_delete_reply_is_read_back_and_re_created_once(sim, db_url, engine, day):
     res = make_resources(sim, db_url)
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         assert run_cycle(res, day, instance).success
         _reschedule(engine, send_time="12:00")
         sim.admin.add_fault(kind="apply_then_drop", method="DELETE", path=CAMPAIGN_PATH)
@@ -301,7 +301,7 @@ def test_a_lost_delete_reply_is_read_back_and_re_created_once(sim, db_url, engin
 def test_an_unconfirmed_delete_creates_nothing_in_its_place(sim, db_url, engine, day):
     res = make_resources(sim, db_url)
     old_name = ledger.cheetah_name("X", "1002", day)
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         assert run_cycle(res, day, instance).success
         _reschedule(engine, send_time="12:00")
         sim.admin.add_fault(kind="status", status=503, method="DELETE", path=CAMPAIGN_PATH, times=None)
@@ -319,7 +319,7 @@ def test_an_unconfirmed_delete_creates_nothing_in_its_place(sim, db_url, engine,
 
 def test_a_crash_between_delete_and_re_base_resumes(sim, db_url, engine, day, monkeypatch):
     res = make_resources(sim, db_url)
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         assert run_cycle(res, day, instance).success
     _reschedule(engine, send_time="12:00")
 
@@ -334,7 +334,7 @@ def test_a_crash_between_delete_and_re_base_resumes(sim, db_url, engine, day, mo
                 reconcile_changes(sender, day, refreeze=refreezer(sender))
     (row,) = ledger_rows(engine)
     assert row["state"] == "APPROVED" and _sim_status(sim, row["cheetah_name"]) == "CANCELLED"
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         result = run_cycle(res, day, instance)
         assert result.success, failure_messages(result)
     (row,) = ledger_rows(engine)
@@ -400,7 +400,7 @@ def test_a_target_group_changed_between_freeze_and_handover_is_caught(sim, db_ur
         group = conn.execute(
             sa.select(target_group_members.c.target_group).where(target_group_members.c.target_group != "all_customers")
         ).scalar()
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         assets = [*SEND_ASSETS, *SEND_CHECKS]
         assert dg.materialize(assets, partition_key=day.isoformat(), resources=res, instance=instance,
                               selection=["cheetah_template_catalog", "scheduled_campaigns", "recipient_lists"]).success

@@ -85,7 +85,7 @@ import json, sys
 import dagster as dg
 from cheetah_assets.definitions import defs
 day = sys.argv[1]
-with dg.instance_for_test() as instance:
+with dg.DagsterInstance.ephemeral() as instance:
     result = defs.resolve_job_def("daily_campaign_cycle").execute_in_process(
         partition_key=day, instance=instance, raise_on_error=False,
         run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
@@ -160,7 +160,7 @@ def test_the_missing_settings_stop_every_run_before_any_step(tmp_path):
 
     env = {k: v for k, v in DEPLOYMENT.items() if k not in ("CHEETAH_FOLDER_ID", "CUSTOMER_DB_URL")}
     resources = build_resources(env)
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         result = dg.materialize(
             [*SEND_ASSETS, *SEND_CHECKS], partition_key="2026-11-23", resources=resources,
             instance=instance, raise_on_error=False,
@@ -188,7 +188,7 @@ def test_sensors_of_a_half_configured_deployment_refuse_with_the_same_message():
     from cheetah_assets.automation.send_sensors import cancellation_sensor
 
     resources = build_resources({"CHEETAH_ENDPOINT": "https://api.cheetah.example"})
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         ctx = dg.build_sensor_context(instance=instance, resources=resources)
         with pytest.raises(Exception) as err:
             cancellation_sensor(ctx)

@@ -717,7 +717,7 @@ def test_a_missing_sqlite_file_fails_the_run_with_one_sentence_and_creates_nothi
     from .helpers import failure_messages, run_cycle
 
     path = tmp_path / "missing" / "customers.db"
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         result = run_cycle(make_resources(sim, f"sqlite:///{path}"), sim.admin.now().date(), instance)
     assert not result.success
     messages = failure_messages(result)
@@ -812,7 +812,7 @@ def test_a_missing_customers_table_fails_the_day_with_one_sentence(sim, tmp_path
     from .helpers import failure_texts, run_cycle
 
     with _database_without_a_customers_table(sim, tmp_path) as (url, day):
-        with dg.instance_for_test() as instance:
+        with dg.DagsterInstance.ephemeral() as instance:
             result = run_cycle(make_resources(sim, url), day, instance)
         checks = {e.asset_check_key.name: e for e in result.get_asset_check_evaluations()}
         assert checks["account_setup"].passed is False
@@ -830,7 +830,7 @@ def test_a_missing_customers_table_fails_a_step_run_without_the_checks_with_one_
     from .helpers import failure_messages
 
     with _database_without_a_customers_table(sim, tmp_path) as (url, day):
-        with dg.instance_for_test() as instance:
+        with dg.DagsterInstance.ephemeral() as instance:
             result = dg.materialize(
                 SEND_ASSETS, partition_key=day.isoformat(), resources=make_resources(sim, url),
                 instance=instance, raise_on_error=False,

@@ -102,7 +102,7 @@ def test_the_daily_schedules_target_the_day_of_their_tick():
     tick = dt.datetime(2026, 11, 23, 0, 15, tzinfo=dt.timezone.utc)
     for name in ("daily_campaign_cycle_schedule", "template_catalog_schedule"):
         schedule = repo.get_schedule_def(name)
-        with dg.instance_for_test() as instance:
+        with dg.DagsterInstance.ephemeral() as instance:
             ctx = dg.build_schedule_context(
                 instance=instance, scheduled_execution_time=tick, repository_def=repo
             )

@@ -272,14 +272,28 @@ STOP_SENSOR = """mutation Stop($id: String!) { stopSensor(id: $id) { __typename
   ... on StopSensorMutationResult { instigationState { status } } ... on PythonError { message } } }"""
 
 
+START_SENSOR = """mutation Start($s: SensorSelector!) { startSensor(sensorSelector: $s) { __typename
+  ... on Sensor { sensorState { status } } ... on PythonError { message } } }"""
+
+
+def sensor_selector(name: str) -> dict:
+    return {"repositoryLocationName": "cheetah_assets", "repositoryName": "__repository__", "sensorName": name}
+
+
 def stop_sensor(top: Topology, name: str) -> str:
     """Stop a sensor through the UI's API (its Stop button); the instigation status it then has."""
-    selector = {"repositoryLocationName": "cheetah_assets", "repositoryName": "__repository__", "sensorName": name}
-    sensor = top.graphql(SENSOR, {"s": selector})["sensorOrError"]
+    sensor = top.graphql(SENSOR, {"s": sensor_selector(name)})["sensorOrError"]
     assert sensor["__typename"] == "Sensor", sensor
     reply = top.graphql(STOP_SENSOR, {"id": sensor["id"]})["stopSensor"]
     assert reply["__typename"] == "StopSensorMutationResult", reply
     return reply["instigationState"]["status"]
+
+
+def start_sensor(top: Topology, name: str) -> str:
+    """Start a sensor through the UI's API (its Start button); the instigation status it then has."""
+    reply = top.graphql(START_SENSOR, {"s": sensor_selector(name)})["startSensor"]
+    assert reply["__typename"] == "Sensor", reply
+    return reply["sensorState"]["status"]
 
 
 def location_loaded(top: Topology) -> bool:
@@ -289,7 +303,7 @@ def location_loaded(top: Topology) -> bool:
                and e["locationOrLoadError"]["__typename"] == "RepositoryLocation" for e in entries)
 
 
-@pytest.mark.slow(seconds=120)
+@pytest.mark.slow(seconds=60)
 @pytest.mark.postgres
 def test_the_production_topology_runs_a_day_queues_a_second_launch_and_survives_a_code_server_restart(
     tls_sim, tmp_path, monkeypatch
@@ -343,10 +357,24 @@ def test_the_production_topology_runs_a_day_queues_a_second_launch_and_survives_
             wait_for("the webserver to load the code location from the code server",
                      lambda: top.check_alive() or location_loaded(top), 240, explain=top.tails)
             assert stop_sensor(top, "campaign_preparation_sensor") == "STOPPED"
+            # The snapshot requests start once the registration sensor has run: the daemon
+            # evaluates its sensors in a random order, each at most once a minute, so a request
+            # tick just before the registration would leave the day's snapshots a minute later.
+            assert stop_sensor(top, "request_metric_snapshots_sensor") == "STOPPED"
             top.start("daemon")
 
             # 1. The sensors, in the daemon: PAST1 registered, its due metric snapshots requested
             #    (all of them in one batch run) and taken by the run the queue launched.
+            name = past_row["cheetah_name"]
+            probe = instance_on(home, instance_url, monkeypatch)
+            try:
+                wait_for("the registration sensor to register PAST1",
+                         lambda: top.check_alive() or name in probe.get_dynamic_partitions("cheetah_campaigns"),
+                         240, explain=top.tails)
+            finally:
+                probe.dispose()
+            assert start_sensor(top, "request_metric_snapshots_sensor") == "RUNNING"
+
             def snapshot_runs():
                 top.check_alive()
                 found = runs(top, pipelineName="metric_snapshot_batch_job")
@@ -356,7 +384,6 @@ def test_the_production_topology_runs_a_day_queues_a_second_launch_and_survives_
             found = wait_for("the metric snapshot runs the sensors request", snapshot_runs, 300, every=2, explain=top.tails)
             assert {r["status"] for r in found} == {"SUCCESS"}, (found, top.tails())
             tags = [{t["key"]: t["value"] for t in r["tags"]} for r in found]
-            name = past_row["cheetah_name"]
             assert all(t.get("dagster/sensor_name") == "request_metric_snapshots_sensor" for t in tags)
             with engine.connect() as conn:
                 days = sorted(conn.execute(

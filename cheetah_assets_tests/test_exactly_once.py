@@ -46,7 +46,7 @@ LOST_REPLIES = [
 @pytest.mark.parametrize("method, path, after", LOST_REPLIES, ids=[f"{m} {p.rsplit('/', 1)[-1]} #{a}" for m, p, a in LOST_REPLIES])
 def test_lost_reply_at_every_call(sim, db_url, engine, day, method, path, after):
     sim.admin.add_fault(method=method, path=path, kind="apply_then_drop", after=after, times=1)
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         until_done(make_resources(sim, db_url), day, instance)
     assert sum(f["fired"] for f in sim.admin.faults()) == 1
     assert_exactly_once(sim, engine)
@@ -57,7 +57,7 @@ def test_many_lost_replies_in_a_row(sim, db_url, engine, day, method, path):
     """Replies lost more often than the client retries: the protocol re-reads Cheetah and recovers,
     within the run or in the next one."""
     sim.admin.add_fault(method=method, path=path, kind="apply_then_drop", times=12)
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         until_done(make_resources(sim, db_url), day, instance, attempts=8)
     assert sum(f["fired"] for f in sim.admin.faults()) >= 3
     assert_exactly_once(sim, engine)
@@ -84,7 +84,7 @@ def test_crash_right_after_a_call_then_reexecute(sim, db_url, engine, day, monke
         return result
 
     monkeypatch.setattr(CheetahClient, method, crashing)
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         results = until_done(make_resources(sim, db_url), day, instance)
     assert not results[0].success
     # The first run died of the crash, in the send step, and of nothing else.
@@ -112,7 +112,7 @@ def test_a_dead_runs_claim_is_taken_over_after_its_lease(sim, db_url, engine, da
     later = now + sending_ledger.DEFAULT_LEASE + dt.timedelta(seconds=1)
     resources = make_resources(sim, db_url, now=later)
     assert isinstance(resources["clock"], ClockResource)
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         until_done(resources, day, instance)
     assert_exactly_once(sim, engine)
 

@@ -282,7 +282,7 @@ def test_spelling_duplicates_and_suppressed_spellings_end_to_end(sim, db_url):
         seed.add_suppression(eng, s)
     seed.add_campaign(eng, campaign_id="DUP", name="Duplicates", send_date=day, send_time="12:00",
                       time_zone="UTC", template_ids="1002", target_group="all_customers")
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         result = run_cycle(make_resources(sim, db_url), day, instance)
     assert result.success
     assert [r["state"] for r in ledger_rows(eng)] == ["APPROVED"], ledger_rows(eng)

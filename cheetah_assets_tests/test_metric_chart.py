@@ -28,7 +28,7 @@ def analyse(db_url, instance, chart_dir: str):
 
 
 def test_the_chart_goes_to_chart_dir_and_an_unwritable_one_is_reported(db_url, engine, tmp_path):  # noqa: F811
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         meta = mat_metadata(analyse(db_url, instance, str(tmp_path / "charts")))
         assert meta["curves_chart_file"] == str(tmp_path / "charts" / CHART_FILE)
         assert Path(meta["curves_chart_file"]).read_bytes().startswith(b"\x89PNG")

@@ -108,7 +108,7 @@ def test_a_row_s_stage_follows_plan_list_send_metrics():
 # ------------------------------------------------------------------------------------------------
 def test_an_overdue_snapshot_fails_the_check_and_the_analysis_is_rerun(sim, db_url, engine, send_at):  # noqa: F811
     c = send_campaign(sim, engine, "OPT-LATE-1004-D", 40, send_at)
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         instance.add_dynamic_partitions(campaigns_partitions.name, [c.name])
         set_clock(sim, send_at + DAY + dt.timedelta(minutes=5))
         snapshot(sim, db_url, instance, c.name, 1)
@@ -153,7 +153,7 @@ def test_a_newer_send_refreshes_the_status_view(db_url, engine):  # noqa: F811
     (campaign_status with it) once, and is quiet once the view is newer than the sends."""
     now = T0 + 10 * DAY
     resources = {"customer_db": CustomerDatabaseResource(url=db_url), "clock": ClockResource(fixed_now=now.isoformat())}
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         def tick(cursor=None):
             return campaign_analysis_sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources))
 

@@ -233,7 +233,7 @@ def test_restatements_compare_with_the_previous_reported_day(engine):
 # ------------------------------------------------------------------------------------------------
 def test_refetching_a_partition_replaces_only_its_row(sim, db_url, engine, send_at):
     c = send_campaign(sim, engine, "OPT-REFETCH-1004-D", 2000, send_at)
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         instance.add_dynamic_partitions(campaigns_partitions.name, [c.name])
 
         t1 = set_clock(sim, send_at + DAY + dt.timedelta(minutes=30))
@@ -270,7 +270,7 @@ def test_refetching_a_partition_replaces_only_its_row(sim, db_url, engine, send_
 
 def test_a_day_that_has_not_come_is_not_due_and_an_early_one_is_provisional(sim, db_url, engine, send_at):
     c = send_campaign(sim, engine, "OPT-EARLY-1004-D", 50, send_at)
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         instance.add_dynamic_partitions(campaigns_partitions.name, [c.name])
         set_clock(sim, send_at + DAY + dt.timedelta(hours=23))  # one hour before day 2
         # Not due: the run succeeds, nothing is materialized or stored, an observation says when.
@@ -311,7 +311,7 @@ def test_a_day_that_has_not_come_is_not_due_and_an_early_one_is_provisional(sim,
 
 def test_unknown_or_unsent_campaign_fails_with_a_clear_message(sim, db_url, engine, send_at):
     insert_send(engine, "OPT-LAUNCHED-1004-D", send_at=send_at - 3 * DAY, camp_id=77, state="LAUNCHED")
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         instance.add_dynamic_partitions(campaigns_partitions.name, ["OPT-NOPE-1004-D", "OPT-LAUNCHED-1004-D"])
         result = snapshot(sim, db_url, instance, "OPT-NOPE-1004-D", 1, raise_on_error=False)
         assert "No send in the ledger (cheetah_send_ledger) has the Cheetah campaign name 'OPT-NOPE-1004-D'" in failure_message(result)
@@ -338,7 +338,7 @@ def test_unknown_or_unsent_campaign_fails_with_a_clear_message(sim, db_url, engi
 def test_backfill_one_campaign_week_and_one_day_across_campaigns(sim, db_url, engine, send_at):
     a = send_campaign(sim, engine, "OPT-BFA-1004-D", 120, send_at)
     b = send_campaign(sim, engine, "OPT-BFB-1004-D", 80, send_at)  # same send time as a
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         instance.add_dynamic_partitions(campaigns_partitions.name, [a.name, b.name])
         t = set_clock(sim, send_at + 7 * DAY + dt.timedelta(hours=1))
         for _ in range(2):  # the second pass is a re-run of the same backfills
@@ -370,7 +370,7 @@ def checks_of(result) -> dict[str, dg.AssetCheckEvaluation]:
 def test_analysis_equals_the_simulators_ground_truth(sim, db_url, engine, send_at):
     a = send_campaign(sim, engine, "OPT-ANA-1004-D", 300, send_at)
     b = send_campaign(sim, engine, "OPT-ANB-1004-D", 150, send_at + dt.timedelta(hours=2))
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         instance.add_dynamic_partitions(campaigns_partitions.name, [a.name, b.name])
         as_of: dict[tuple[str, int], dt.datetime] = {}
         for day in (1, 2, 3):
@@ -451,7 +451,7 @@ def test_a_restatement_is_recorded_flagged_and_kept(sim, db_url, engine, send_at
             pytest.fail("no restated campaign among 40 simulator campaign ids")
     insert_send(engine, name, send_at=send_at, camp_id=camp_id)
     c = Sent(name, camp_id, recipients, send_at)
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         instance.add_dynamic_partitions(campaigns_partitions.name, [name])
         before = set_clock(sim, send_at + (r.day - 1) * DAY + dt.timedelta(minutes=5))
         snapshot(sim, db_url, instance, name, r.day - 1)
@@ -505,7 +505,7 @@ def test_impossible_counts_fail_the_error_check(sim, db_url, engine):
                 row("OPT-BAD-OPENS", 3, message_opens=150, message_clicks=120),
             ],
         )
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         result = materialize_analysis(sim, db_url, instance)
     assert result.success  # a failed check reports; it does not fail the run
     check = checks_of(result)["metrics_are_possible"]

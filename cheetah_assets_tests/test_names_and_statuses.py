@@ -117,7 +117,7 @@ def test_colliding_ids_are_both_sent_and_do_not_stop_the_others(sim, db_url, eng
     AssertionError and Z_AFTER never got a ledger row, on every re-execution."""
     for cid in ("SPRING&SALE", "SPRING#SALE", "Z_AFTER"):
         _campaign(engine, day, cid)
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         result = run_cycle(make_resources(sim, db_url), day, instance)
         assert result.success, failure_messages(result)
         rows = ledger_rows(engine)
@@ -145,7 +145,7 @@ def test_a_name_taken_by_another_send_makes_only_that_campaign_invalid(sim, db_u
         )
     _campaign(engine, day, "a_b")
     _campaign(engine, day, "Z_AFTER")
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         result = run_cycle(make_resources(sim, db_url), day, instance)
     assert result.success, failure_messages(result)
     plan = _plan(engine, day)
@@ -169,7 +169,7 @@ def test_an_unexpected_error_while_planning_makes_only_that_campaign_invalid(sim
         template_ids="1002", target_group="all_customers",
     )
     _campaign(engine, day, "Z_AFTER")
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         result = run_cycle(make_resources(sim, db_url), day, instance)
     assert result.success, failure_messages(result)
     plan = _plan(engine, day)
@@ -188,7 +188,7 @@ def test_an_unexpected_error_while_sending_stops_only_that_send(sim, db_url, eng
     monkeypatch.setattr(Sender, "send", flaky)
     _campaign(engine, day, "A_FIRST")
     _campaign(engine, day, "Z_AFTER")
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         result = run_cycle(make_resources(sim, db_url), day, instance)
     assert not result.success
     (message,) = failure_messages(result)
@@ -237,7 +237,7 @@ def test_canceled_paused_and_lower_case_cancelled_are_not_sent(sim, db_url, engi
     for cid, status in [("US", "CANCELED"), ("PAUSE", "PAUSED"), ("LOWER", "cancelled"), ("EMPTY", ""),
                         ("TYPO", "SCHEDULD"), ("OK", " Scheduled\t")]:
         _campaign(engine, day, cid, status=status)
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         result = run_cycle(make_resources(sim, db_url), day, instance)
     assert result.success, failure_messages(result)
     plan = _plan(engine, day)
@@ -264,7 +264,7 @@ def test_a_status_turned_unknown_mid_preparation_stops_the_send(sim, db_url, eng
             )
         )
         conn.execute(campaign_schedule.update().values(status="PAUSED"))
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         assert run_cycle(make_resources(sim, db_url), day, instance).success
     assert _plan(engine, day)["MID"]["status"] == sending_plan.INVALID
     assert [r["state"] for r in ledger_rows(engine)] == [sending_ledger.IMPORTED]
@@ -275,7 +275,7 @@ def test_the_cancellation_sensor_honours_every_spelling(sim, db_url, engine, day
     """Regression: the sensor's SQL matched only 'CANCELLED'."""
     _campaign(engine, day, "X")
     res = make_resources(sim, db_url)
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         assert run_cycle(res, day, instance).success
         with engine.begin() as conn:
             conn.execute(campaign_schedule.update().where(campaign_schedule.c.campaign_id == "X").values(status=spelling))

@@ -40,7 +40,7 @@ def engine(db_url, sim, day):
 
 
 def test_a_run_at_concurrency_3_sends_every_campaign_exactly_once(sim, db_url, engine, day):
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         result = run_cycle(make_resources(sim, db_url), day, instance, concurrency=3)
         assert result.success
         lines = [e.user_message for e in instance.all_logs(result.run_id) if e.user_message]
@@ -57,7 +57,7 @@ def test_a_run_at_concurrency_3_sends_every_campaign_exactly_once(sim, db_url, e
 
 def _frozen_day(sim, db_url, day) -> list[plan.PlanRow]:
     """The day planned and its lists frozen (the assets before campaign_sends)."""
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         assert dg.materialize(
             [*SEND_ASSETS[:3], *SEND_CHECKS[:2]], partition_key=day.isoformat(),
             resources=make_resources(sim, db_url), instance=instance,
@@ -136,7 +136,7 @@ def test_one_bad_campaign_under_concurrency_stops_alone(sim, db_url, engine, day
             list_name="someone-else", csv_bytes=b"EMAIL_ADDR\r\nstranger@example.com\r\n", file_name="theirs.csv"))
         client.create_campaign(name=name, template_obj_id="1004", list_id=status.list_id,
                                start_time=dt.datetime.combine(day, dt.time(23), tzinfo=UTC))
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         result = run_cycle(make_resources(sim, db_url), day, instance, concurrency=4)
     assert not result.success
     text = " ".join(failure_texts(result))

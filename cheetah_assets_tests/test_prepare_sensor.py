@@ -70,7 +70,7 @@ class World:
 
 @pytest.fixture
 def world(sim, db_url):
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         w = World(sim, db_url, instance)
         today = dt.datetime.now(UTC).date()
         seed.seed_demo(w.engine, customers=8, days=0, today=today, now=sim.admin.now())
@@ -188,7 +188,7 @@ def test_a_quiet_tick_is_one_indexed_query_on_sqlite(world):
 
 
 def test_a_quiet_tick_is_one_indexed_query_on_postgres(sim):
-    with fresh_postgres_database() as url, dg.instance_for_test() as instance:
+    with fresh_postgres_database() as url, dg.DagsterInstance.ephemeral() as instance:
         w = World(sim, url, instance)
         seed.seed_demo(w.engine, customers=8, days=0, today=dt.datetime.now(UTC).date(), now=sim.admin.now())
         stmt = _one_query_per_quiet_tick(w, w.engine)

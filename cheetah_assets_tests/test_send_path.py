@@ -47,7 +47,7 @@ def test_full_day_is_sent_correctly(sim, db_url, engine, day, rate_limit):
     sim.admin.reset(seed="demo", now=sim.admin.now(), rate_limit=rate_limit)
     summary = seed.seed_demo(engine, customers=400, days=1, today=day, now=sim.admin.now())
     assert summary is not None
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         result = run_cycle(make_resources(sim, db_url), day, instance)
         assert result.success
         rows = ledger_rows(engine)
@@ -75,7 +75,7 @@ def test_unknown_template_stops_only_that_campaign(sim, db_url, engine, day):
     seed.seed_demo(engine, customers=50, days=0, today=day, now=sim.admin.now())
     _campaign(engine, day, "GOOD", templates="1002")
     _campaign(engine, day, "BAD", templates="9999")
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         result = run_cycle(make_resources(sim, db_url), day, instance)
     assert result.success
     plan = _plan(engine, day)
@@ -92,7 +92,7 @@ def test_rerun_and_backfill_send_nothing_twice(sim, db_url, engine, day):
     seed.seed_demo(engine, customers=120, days=0, today=day, now=sim.admin.now())
     _campaign(engine, day, "A", templates="1001,1003")
     res = make_resources(sim, db_url)
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         assert run_cycle(res, day, instance).success
         first = {r["send_key"]: r["camp_id"] for r in ledger_rows(engine)}
         # The customer table changes after the send started: the frozen list must not.
@@ -114,7 +114,7 @@ def test_backfill_of_a_past_day_reports_missed_unless_told_to_send_late(sim, db_
     seed.seed_demo(engine, customers=60, days=0, today=day, now=sim.admin.now())
     _campaign(engine, yesterday, "OLD", templates="1002", at="10:00")
     res = make_resources(sim, db_url)
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         assert run_cycle(res, yesterday, instance).success
         plan = _plan(engine, yesterday)
         assert plan[("OLD", "1002")]["status"] == "MISSED"
@@ -144,7 +144,7 @@ def test_backfill_of_a_past_day_reports_missed_unless_told_to_send_late(sim, db_
 def test_bad_send_times_make_the_campaign_invalid(sim, db_url, engine, day, tz, at, reason):
     seed.seed_demo(engine, customers=20, days=0, today=day, now=sim.admin.now())
     _campaign(engine, day, "T", templates="1002", at=at, tz=tz)
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         assert run_cycle(make_resources(sim, db_url), day, instance).success
     row = _plan(engine, day)[("T", "1002")]
     assert row["status"] == "INVALID" and reason in row["reason"]
@@ -174,7 +174,7 @@ def test_ledger_states_are_monotonic_and_named(sim, db_url, engine, day, monkeyp
 
     monkeypatch.setattr(sending_ledger.Ledger, "ensure", recording_ensure)
     monkeypatch.setattr(sending_ledger.Ledger, "advance", recording_advance)
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         assert run_cycle(make_resources(sim, db_url), day, instance).success
     (row,) = ledger_rows(engine)
     happy = [sending_ledger.PENDING, sending_ledger.IMPORTING, sending_ledger.IMPORTED, sending_ledger.CREATED, sending_ledger.LAUNCHED, sending_ledger.APPROVED]

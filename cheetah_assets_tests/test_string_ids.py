@@ -109,7 +109,7 @@ def test_the_whole_day_send_and_metrics_works_against_the_string_id_variant(sim,
     for cid, templates, at in (("S1", "1001,1003", "09:00"), ("S2", "1002", "10:00")):
         seed.add_campaign(engine, campaign_id=cid, name=cid, send_date=day, send_time=at, time_zone="UTC",
                           template_ids=templates, target_group="all_customers")
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         result = run_cycle(make_resources(sim, db_url), day, instance)
         rows = ledger_rows(engine)
         assert result.success, [(r["send_key"], r["state"], r["error"]) for r in rows]

@@ -92,7 +92,7 @@ def toy_defs() -> dg.Definitions:
 def instance():
     seen_cursors.clear()
     failure_alerts.clear()
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         yield instance
 
 

@@ -93,6 +93,12 @@ class Topology:
             pass
 
     def close(self) -> None:
+        # Every process is asked to stop first, then each is waited for: they shut down side by side.
+        for proc in self.procs.values():
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
         for name in list(self.procs):
             self.stop(name, timeout=30)
 

@@ -21,8 +21,8 @@ from __future__ import annotations
 import datetime as dt
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
@@ -31,6 +31,9 @@ from ..customers.recipients import Bind, connect, lock_for_replace
 from ..customers.schema import campaign_analysis, metric_snapshot, send_ledger
 from ..timeutil import utc
 from .snapshots import COLUMNS, DAY, DAYS
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 #: Optimove metric names, in report order.
 OPTIMOVE_METRICS: list[str] = [METRIC_NAMES[k] for k in COLUMNS]
@@ -325,6 +328,8 @@ def build_analysis(engine: Engine, now: dt.datetime) -> AnalysisResult:
 
 def load_analysis(engine: Engine) -> pd.DataFrame:
     """``cheetah_campaign_analysis`` as a DataFrame, newest send first."""
+    import pandas as pd  # here, not at module level: loading the code location needs no pandas (0.5 s a process)
+
     t = campaign_analysis.c
     with engine.connect() as conn:
         rows = conn.execute(sa.select(campaign_analysis).order_by(t.send_date.desc(), t.cheetah_name)).mappings().all()
