@@ -227,6 +227,36 @@ def test_good_credentials_fetch_one_token_reused(sim):
     assert "OAUTHLIB_INSECURE_TRANSPORT" not in os.environ  # only set for the duration of a call
 
 
+def test_simulator_admin_calls_in_other_threads_survive_the_loopback_variable_coming_and_going(sim):
+    """Regression (a flaky parallel-send test): a loopback client's calls set and remove
+    OAUTHLIB_INSECURE_TRANSPORT, and a requests call in another thread that was iterating the
+    environment for proxies at that moment died with KeyError. The simulator's admin client
+    talks to loopback and no longer reads proxies or CA bundles from the environment."""
+    from cheetah_assets.cheetah.transport import loopback_http_allowed
+
+    stop = threading.Event()
+
+    def toggle():
+        while not stop.is_set():
+            with loopback_http_allowed():
+                pass
+
+    import sys
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads take turns often: the race shows within a few hundred calls
+    thread = threading.Thread(target=toggle)
+    thread.start()
+    try:
+        for _ in range(400):
+            sim.admin.now()
+    finally:
+        stop.set()
+        thread.join()
+        sys.setswitchinterval(interval)
+    assert "OAUTHLIB_INSECURE_TRANSPORT" not in os.environ
+
+
 @pytest.mark.parametrize("name", ["consumer_key", "consumer_secret", "client_id"])
 def test_each_bad_credential_is_invalid_credentials(sim, name):
     with client(sim, **{name: "wrong-" + name}) as c:

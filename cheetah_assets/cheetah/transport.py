@@ -28,7 +28,9 @@ parsed body or a typed error of :mod:`.errors` (:mod:`.error_mapping` says which
   simulator); for such an endpoint, and only for the duration of each of its own calls, the
   transport sets the variable (reference-counted, restored afterwards). An ``https://`` endpoint
   never touches it. The residual exposure is another thread of the same process using oauthlib
-  over plain HTTP during one of those loopback calls, which only tests and the local demo do.
+  over plain HTTP during one of those loopback calls, which only tests and the local demo do, and
+  another thread iterating ``os.environ`` as the variable is removed (``requests`` does, to read
+  proxies, outside a session with ``trust_env`` off): the simulator's admin client has it off.
 * **Secrets.** The consumer key, secret and issued tokens are registered with the log filter of
   :mod:`.redaction`. Failures are raised as fresh exceptions outside the ``except`` clauses: the
   originals carry the prepared request (the form body with the secret, the bearer header).

@@ -26,7 +26,13 @@ class SimulatorAdmin:
     def __init__(self, base_url: str, *, timeout: float = 30.0, session: requests.Session | None = None):
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
-        self._session = session or requests.Session()
+        if session is None:
+            # The simulator is on loopback: no proxy or CA bundle of the environment applies, and
+            # not reading them keeps these calls clear of a loopback Cheetah client in another
+            # thread setting and removing OAUTHLIB_INSECURE_TRANSPORT (cheetah.transport).
+            session = requests.Session()
+            session.trust_env = False
+        self._session = session
 
     def close(self) -> None:
         """Close the underlying HTTP session."""
