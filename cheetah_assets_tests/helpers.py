@@ -341,3 +341,36 @@ def wait_for_runs(instance, count: int, timeout: float = 240.0) -> list:
             return runs
         assert time.monotonic() < deadline, [(r.tags.get("dagster/partition"), r.status) for r in runs]
         time.sleep(0.5)
+
+
+def create_tables_at_once(engine, create: str, rounds: int = 12, threads: int = 4) -> None:
+    """Drop the integration tables (``create="integration tables"``) or cheetah_campaign_seen
+    (``"campaign_seen"``), then create them from ``threads`` threads at the same moment, ``rounds``
+    times: no creator may fail, and the tables must be there."""
+    import threading
+
+    from cheetah_assets.customers import schema
+    from cheetah_assets.sending import seen
+
+    if create == "integration tables":
+        make, tables = (lambda: schema.create_integration_tables(engine)), list(schema.INTEGRATION_TABLES)
+    else:
+        make, tables = (lambda: seen.ensure_table(engine)), [seen.campaign_seen]
+    for _ in range(rounds):
+        schema.metadata.drop_all(engine, tables=tables)
+        barrier, errors = threading.Barrier(threads), []
+
+        def create_now():
+            barrier.wait()
+            try:
+                make()
+            except Exception as exc:  # noqa: BLE001 - a failing creator is what is tested
+                errors.append(exc)
+
+        workers = [threading.Thread(target=create_now) for _ in range(threads)]
+        for t in workers:
+            t.start()
+        for t in workers:
+            t.join()
+        assert not errors, errors[0]
+    assert set(sa.inspect(engine).get_table_names()) >= {t.name for t in tables}

@@ -9,7 +9,7 @@ import pytest
 from cheetah_assets.customers import seed
 from cheetah_assets.customers.resource import CustomerDatabaseResource
 
-from .helpers import audit_sends, ledger_rows, run_days_at_once
+from .helpers import audit_sends, create_tables_at_once, ledger_rows, run_days_at_once
 from .pg import fresh_postgres_database
 
 pytestmark = pytest.mark.postgres
@@ -81,3 +81,11 @@ def test_replacing_the_same_days_rows_concurrently_on_postgres(pg_url):
     from cheetah_assets.sending.plan import load_plan
 
     assert len(load_plan(engine, day)) == 50
+
+
+@pytest.mark.parametrize("create", ["integration tables", "campaign_seen"])
+def test_tables_created_by_two_runs_at_once_on_first_use(pg_url, create):
+    """Regression (a fresh-clone CI failure of the test above): two runs' first ``plan_day`` both
+    created cheetah_campaign_seen at once, and one died with PostgreSQL's UniqueViolation on
+    pg_type. Each round drops the tables, then several threads create them at the same moment."""
+    create_tables_at_once(CustomerDatabaseResource(url=pg_url).get_engine(), create)

@@ -836,3 +836,14 @@ def test_a_missing_customers_table_fails_a_step_run_without_the_checks_with_one_
                 instance=instance, raise_on_error=False,
             )
         assert failure_messages(result) == [_no_customers_table(url)]
+
+
+@pytest.mark.parametrize("create", ["integration tables", "campaign_seen"])
+def test_tables_created_by_runs_at_once_on_first_use_on_sqlite(tmp_path, create):
+    """Regression: concurrent first uses raced between "is the table there" and CREATE TABLE
+    ("table ... already exists"); the creation now holds SQLite's write lock from the start."""
+    from cheetah_assets.customers.engines import engine_for
+
+    from .helpers import create_tables_at_once
+
+    create_tables_at_once(engine_for(f"sqlite:///{tmp_path / 'race.db'}", create=True), create)

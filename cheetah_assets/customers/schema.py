@@ -28,8 +28,12 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    func,
     inspect,
+    literal,
+    select,
 )
+from sqlalchemy.exc import DBAPIError
 
 metadata = MetaData()
 
@@ -294,10 +298,48 @@ def check_send_ledger(engine) -> None:
         )
 
 
+#: Two-key PostgreSQL advisory lock serialising this integration's table creation ("CHET", "DDL ").
+_PG_DDL_LOCK = (0x43484554, 0x44444C20)
+
+
+def create_tables(engine, tables) -> None:
+    """``metadata.create_all`` of ``tables`` (those missing), safe when several runs do it at once.
+
+    PostgreSQL: under a transaction-level advisory lock, so a second creator waits and then finds
+    the tables (two concurrent ``CREATE TABLE`` of one name fail on ``pg_type``'s unique index).
+    SQLite: in a ``BEGIN IMMEDIATE`` transaction (the database's write lock from the start), so
+    the check and the creation are one step. Elsewhere a creator that loses a race checks again.
+    """
+    tables = list(tables)
+    dialect = engine.dialect.name
+    if dialect == "postgresql":
+        with engine.begin() as conn:
+            conn.execute(select(func.pg_advisory_xact_lock(*[literal(k) for k in _PG_DDL_LOCK])))
+            metadata.create_all(conn, tables=tables)
+        return
+    if dialect == "sqlite":
+        with engine.connect() as conn:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            try:
+                metadata.create_all(conn, tables=tables)
+            except BaseException:
+                conn.rollback()
+                raise
+            conn.commit()
+        return
+    for attempt in range(len(tables) + 1):
+        try:
+            metadata.create_all(engine, tables=tables)
+            return
+        except DBAPIError:
+            if attempt == len(tables):
+                raise  # not a race: each retry would have found one more table made
+
+
 def create_integration_tables(engine) -> None:
     """Create this integration's own tables if missing (never touches the customer's tables),
     and refuse a send ledger made by an older version (:class:`OutdatedTableError`)."""
-    metadata.create_all(engine, tables=list(INTEGRATION_TABLES))
+    create_tables(engine, INTEGRATION_TABLES)
     check_send_ledger(engine)
     upgrade_send_ledger(engine)
 

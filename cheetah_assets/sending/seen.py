@@ -13,7 +13,7 @@ from typing import Iterable
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from ..customers.schema import metadata
+from ..customers.schema import create_tables, metadata
 from ..timeutil import utc
 
 campaign_seen = sa.Table(
@@ -26,7 +26,7 @@ campaign_seen = sa.Table(
 
 
 def ensure_table(engine: sa.Engine) -> None:
-    metadata.create_all(engine, tables=[campaign_seen])
+    create_tables(engine, [campaign_seen])
 
 
 def record_seen(engine: sa.Engine, keys: Iterable[tuple[str, dt.date]], now: dt.datetime) -> None:
