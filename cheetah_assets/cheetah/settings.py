@@ -119,6 +119,10 @@ class CheetahSettings(BaseModel):
     token_renew_margin_seconds: Annotated[float, Field(ge=0), Setting(label="Token renewal margin")] = 300.0
     """Seconds before its expiry that the access token is renewed (at most half its lifetime ahead, so a
     short-lived token still works)."""
+    max_requests_per_second: Annotated[float, Field(ge=0), Setting(label="Request rate limit")] = 0.0
+    """Most API requests a second this process sends to the account, shared by all its clients and
+    send workers (0: no limit). Set it just under the account's rate: each request past the rate is
+    answered 429 and waits for its Retry-After, a second or more."""
     import_poll_interval_seconds: Annotated[float, Field(gt=0), Setting(label="Import poll interval")] = 2.0
     """Seconds between polls of a queued recipient import."""
     import_timeout_seconds: Annotated[float, Field(gt=0), Setting(label="Import timeout")] = 1800.0

@@ -68,6 +68,7 @@ from .error_mapping import (
     transport_error,
 )
 from .errors import CheetahError, InvalidCredentials, MalformedResponse, Unauthorized
+from .pacing import pacer_for
 from .redaction import install_secret_filter
 from .settings import CheetahSettings
 
@@ -148,6 +149,7 @@ class Transport:
         )
         session.register_compliance_hook("access_token_response", self._on_token_response)
         self.session = session
+        self._pacer = pacer_for(settings.endpoint, settings.cust_id, settings.max_requests_per_second)
 
     def close(self) -> None:
         self.session.close()
@@ -253,6 +255,8 @@ class Transport:
             resp: requests.Response | None = None
             failure: CheetahError | None = None
             try:
+                if self._pacer is not None:
+                    self._pacer.wait()
                 with self._scope():
                     if body_file is None:
                         resp = self.session.request(method, url, params=params, json=body, timeout=self.settings.timeout)
@@ -301,6 +305,8 @@ class Transport:
         failure: CheetahError | None = None
         token: Mapping[str, Any] = {}
         try:
+            if self._pacer is not None:
+                self._pacer.wait()
             with self._scope():
                 token = self.session.fetch_token(
                     self._token_url,
