@@ -26,6 +26,7 @@ from cheetah_assets.customers.queries import (
     get_frozen_list,
     is_list_locked,
     iter_recipient_chunks,
+    iter_recipient_rows,
     list_key,
     load_schedule,
     missing_columns,
@@ -444,6 +445,11 @@ def test_iter_chunks_cover_each_recipient_exactly_once(engine):
         assert idents == expected  # the database's order, nothing skipped or repeated
         assert all(set(attrs) == set(DEMO_FIELDS) for ch in chunks for _, attrs in ch)
         assert all(template_for(i, templates) == template_id for i in idents)
+        # the send path's rows: the same chunks, the values in the order asked for, None for a
+        # field the attrs lack
+        for names in (list(DEMO_FIELDS)[::-1], list(DEMO_FIELDS)[:1], [], [*DEMO_FIELDS, "NOPE"]):
+            rows = list(iter_recipient_rows(engine, result.list_key, template_id, names, 97))
+            assert rows == [[(i, *[a.get(n) for n in names]) for i, a in ch] for ch in chunks]
         seen.extend(idents)
     assert len(seen) == len(set(seen)) == result.row_count
     assert set(seen) == set(_recipients(engine, result.list_key))

@@ -256,15 +256,15 @@ def iter_recipient_rows(
     tuples ``(identifier, value of each of fields in that order)`` (None for a field the attrs
     lack): the send path's CSV rows. Each chunk's attrs are parsed by one ``json.loads``."""
     fields = tuple(fields)
-    pick = operator.itemgetter(*fields) if len(fields) > 1 else None
+    if len(fields) == 1:
+        pick = lambda attrs, name=fields[0]: (attrs[name],)  # noqa: E731 - itemgetter of one is no tuple
+    else:
+        pick = operator.itemgetter(*fields) if fields else (lambda attrs: ())
     for rows in _raw_recipient_chunks(engine, list_key, template_id, chunk_size):
         dicts = json.loads("[" + ",".join(attrs for _, attrs in rows) + "]")
-        if not fields:
-            yield [(ident,) for ident, _ in rows]
-            continue
         try:
-            values = list(map(pick, dicts)) if pick else [(d[fields[0]],) for d in dicts]
-        except KeyError:  # a list frozen without some field: those values are empty
+            values = list(map(pick, dicts))
+        except KeyError:  # a field the list's attrs lack: empty, as attrs.get gives
             values = [tuple(d.get(f) for f in fields) for d in dicts]
         yield [(ident, *vals) for (ident, _), vals in zip(rows, values)]
 

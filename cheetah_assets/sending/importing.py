@@ -89,16 +89,11 @@ def import_files(rows: Iterable[tuple[str, dict]], header, max_rows: int, max_by
         yield batch
 
 
-def _csv_row(ident: str, values: list) -> list:
-    return [ident, *["" if v is None else v for v in values]]
-
-
 def csv_bytes(header: list[str], batch: list) -> bytes:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\r\n")
     writer.writerow(header)
-    for ident, values in batch:
-        writer.writerow(_csv_row(ident, values))
+    writer.writerows((ident, *values) for ident, values in batch)  # csv writes None empty
     return buf.getvalue().encode("utf-8")
 
 
@@ -115,11 +110,10 @@ class ImportPart:
         self.identifiers: list[str] = []
 
     def add(self, ident: str, values: list) -> None:
-        self._writer.writerow(_csv_row(ident, values))
-        self.identifiers.append(ident)
+        self.add_rows([(ident, *values)])
 
     def add_rows(self, rows: list[tuple]) -> None:
-        """Rows ``(identifier, *values)``; a None value is written empty, as by :meth:`add`."""
+        """Rows ``(identifier, *values)``; a None value is written empty (the csv module's rule)."""
         self._writer.writerows(rows)
         self.identifiers.extend(r[0] for r in rows)
 
