@@ -163,11 +163,18 @@ def test_freeze_in_the_database_equals_the_streamed_freeze(engine, customers, su
     # the reference, spelled out: lowest customer_pk wins per normalised identifier
     blocked = {normalise_identifier(s) for s in suppressed} - {""}
     want = {}
+    missing = excluded = 0
     for c in customers:
         n = None if c["email"] is None else normalise_identifier(c["email"])
+        missing += not n
+        excluded += bool(n) and n in blocked
         if n and n not in blocked and n not in want:
             want[n] = (template_for(n, templates), {"FNAME": c["first_name"], "CITY": c["city"]})
     assert _stored(engine, list_key("SQL", DAY)) == want
+    # and the counts, each customer under the first reason that applies
+    assert (in_db.in_target_group, in_db.excluded_missing_identifier, in_db.excluded_suppressed,
+            in_db.collapsed_duplicates, in_db.row_count) == (
+        len(customers), missing, excluded, len(customers) - missing - excluded - len(want), len(want))
 
 
 def _people(engine) -> sa.Table:
@@ -247,3 +254,104 @@ def test_installed_function_is_recognised_without_generating_it_again(monkeypatc
             )
         with pytest.raises(AssertionError, match="generated again"):
             identifiers.ensure_sql_function(eng)
+
+
+# ------------------------------------------------------------------------------------------------
+# what a freeze costs, counted without a clock (SQLite)
+# ------------------------------------------------------------------------------------------------
+def _sqlite_people(tmp_path, name, members, suppressed, *, ascii=True):
+    """A SQLite demo database with ``members`` customers (a few duplicates) and a suppression list."""
+    url = f"sqlite:///{tmp_path / name}"
+    eng = engine_for(url, create=True)
+    schema.create_demo_tables(eng)
+    schema.create_integration_tables(eng)
+    domain = "x.com" if ascii else "bücher.de"
+    seed.add_customers(eng, [{"email": f"P{i % (members - 5)}@{domain}", "first_name": f"n{i}", "city": "Paris"}
+                             for i in range(members)])
+    with eng.begin() as conn:
+        conn.execute(suppression.insert(), [{"identifier": f"s{i}@{domain}", "reason": "unsubscribed"}
+                                            for i in range(suppressed)])
+    return url, eng
+
+
+def test_sqlite_normalises_each_member_once_per_statement(tmp_path, monkeypatch):
+    """Non-ASCII identifiers go through the registered Python function: counting its calls shows
+    that the planner did not copy the normalisation into every place that names it (the
+    ``members`` subquery's OFFSET 0). Before, each member was normalised about eight times."""
+    calls = []
+    real = identifiers._sqlite_norm
+    monkeypatch.setattr(identifiers, "_sqlite_norm", lambda v: calls.append(v) or real(v))
+    url, eng = _sqlite_people(tmp_path, "once.db", members=200, suppressed=30, ascii=False)
+    try:
+        calls.clear()
+        result = _freeze(eng, "ONCE", True, ["1001", "1003"])
+        assert (result.row_count, result.collapsed_duplicates) == (195, 5)
+        # the counts (1) and the insert (1) per member ("P..."), the template split (1) per
+        # recipient (its normalised "p..."), and the suppression list's (2 per entry per statement)
+        assert sum(v.startswith("P") for v in calls) == 2 * 200
+        assert sum(v.startswith("p") for v in calls) == 195
+        assert sum(v.startswith("s") for v in calls) == 2 * 2 * 30
+    finally:
+        dispose_engine(url)
+
+
+def _vm_steps(eng, statements) -> int:
+    """SQLite virtual machine instructions (in units of 100) spent running ``statements``."""
+    steps = [0]
+    with eng.connect() as conn:
+        raw = conn.connection.driver_connection
+
+        def tick():
+            steps[0] += 1
+            return 0
+
+        raw.set_progress_handler(tick, 100)
+        try:
+            for stmt in statements:
+                conn.execute(stmt).fetchall()
+        finally:
+            raw.set_progress_handler(None, 0)
+        conn.rollback()
+    return steps[0]
+
+
+def test_sqlite_freeze_work_grows_linearly_with_members_and_suppression(tmp_path):
+    """Doubling both the target group and the suppression list about doubles the freeze's work.
+
+    A plan that scans the suppression list once per member (SQLite chose that for a LEFT JOIN to
+    it once the members became a subquery) quadruples it; measured in SQLite VM instructions,
+    not in seconds."""
+    from cheetah_assets.customers.freeze_sql import field_texts, insert_statement, selection
+    from cheetah_assets.customers.recipients import reflect_customers
+
+    work = []
+    for n in (1_000, 2_000):
+        url, eng = _sqlite_people(tmp_path, f"lin{n}.db", members=n, suppressed=n)
+        try:
+            customers = reflect_customers(eng, "customers")
+            texts = field_texts(customers, list(FIELDS.values()), eng.dialect)
+            counts, kept = selection(customers, target_group="all_customers", identifier_column="email",
+                                     field_exprs=texts, dialect="sqlite")
+            insert = insert_statement(f"LIN{n}", kept, ["1001", "1003"], list(FIELDS), "sqlite")
+            work.append(_vm_steps(eng, [counts, sa.select(sa.func.count()).select_from(insert.select.subquery())]))
+        finally:
+            dispose_engine(url)
+    assert 1.6 < work[1] / work[0] < 2.6, work
+
+
+def test_the_recipient_table_is_written_once_per_recipient(engine):
+    """The list's key is its only index (SQLite: a WITHOUT ROWID table, the key's b-tree itself),
+    and on PostgreSQL its identifiers are ordered bytewise, the order the freeze writes them in."""
+    inspector = sa.inspect(engine)
+    assert inspector.get_indexes("cheetah_recipient") == []
+    assert inspector.get_pk_constraint("cheetah_recipient")["constrained_columns"] == ["list_key", "identifier"]
+    with engine.connect() as conn:
+        if engine.dialect.name == "sqlite":
+            ddl = conn.exec_driver_sql("SELECT sql FROM sqlite_master WHERE name = 'cheetah_recipient'").scalar_one()
+            assert "WITHOUT ROWID" in ddl
+        else:
+            collation = conn.exec_driver_sql(
+                "SELECT collation_name FROM information_schema.columns "
+                "WHERE table_name = 'cheetah_recipient' AND column_name = 'identifier'"
+            ).scalar_one()
+            assert collation == "C"

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import distinct_on
 
 from .identifiers import norm_sql, template_index_sql
 from .schema import recipient, suppression, target_group_members
@@ -58,12 +59,40 @@ def selection(
 
     ``counts`` returns ``(in_target_group, missing, suppressed)`` (each member counted under the
     first reason that applies); ``kept`` has the columns ``ident`` (normalised) and ``f0..fn`` (the
-    ``field_exprs``), one row per normalised identifier.
+    ``field_exprs``), one row per normalised identifier, the lowest ``customer_pk`` winning.
+
+    Both read ``members``: each member of the target group with its normalised identifier, computed
+    once per row. Its ``OFFSET 0`` keeps the planners from merging it into the statements that read
+    it (SQLite's flattener and PostgreSQL's pull-up would copy the normalisation into every place
+    ``ident`` is named, four times per row). The suppression list is looked up by ``IN`` on SQLite
+    (an index of the list built once) and by a hash join elsewhere. The de-duplication:
+
+    * PostgreSQL: ``DISTINCT ON`` the identifier, ordered bytewise then by ``customer_pk``: one
+      sort, whose order is the list's primary key order (the insert appends to the index);
+    * elsewhere: ``min(customer_pk)`` per identifier over the small ``(ident, customer_pk)``
+      pairs, then that customer's fields read back by primary key (plain SQL; SQLite's grouping
+      yields the identifiers in its key order too).
     """
     ident_col = customers.c[identifier_column]
     ident = ident_col if isinstance(ident_col.type, sa.String) else sa.cast(ident_col, sa.String)
-    normalised = norm_sql(ident, dialect)
-
+    members = (
+        sa.select(
+            norm_sql(ident, dialect).label("ident"),
+            customers.c.customer_pk.label("pk"),
+            *([expr.label(f"f{i}") for i, expr in enumerate(field_exprs)] if dialect == "postgresql" else []),
+        )
+        .select_from(
+            customers.join(
+                target_group_members,
+                sa.and_(
+                    target_group_members.c.customer_pk == customers.c.customer_pk,
+                    target_group_members.c.target_group == target_group,
+                ),
+            )
+        )
+        .offset(0)
+        .subquery("members")
+    )
     s_norm = norm_sql(suppression.c.identifier, dialect)
     supp = (
         sa.select(s_norm.label("norm"))
@@ -71,49 +100,46 @@ def selection(
         .distinct()
         .subquery("supp")
     )
-    joined = customers.join(
-        target_group_members,
-        sa.and_(
-            target_group_members.c.customer_pk == customers.c.customer_pk,
-            target_group_members.c.target_group == target_group,
-        ),
-    ).outerjoin(supp, supp.c.norm == normalised)
-
-    is_missing = sa.or_(ident_col.is_(None), normalised == "")
-    flags = (
-        sa.select(
-            sa.case((is_missing, 1), else_=0).label("missing"),
-            sa.case((supp.c.norm.is_not(None), 1), else_=0).label("suppressed"),
-        )
-        .select_from(joined)
-        .subquery("flags")
-    )
+    if dialect == "sqlite":  # IN builds an index of the list once; a join to it would scan it per member
+        flagged, is_suppressed = members, members.c.ident.in_(sa.select(supp.c.norm))
+    else:  # a hash join (PostgreSQL), whatever the size of the list
+        flagged = members.outerjoin(supp, supp.c.norm == members.c.ident)
+        is_suppressed = supp.c.norm.is_not(None)
+    is_missing = sa.or_(members.c.ident.is_(None), members.c.ident == "")
     counts = sa.select(
         sa.func.count().label("in_target_group"),
-        sa.func.coalesce(sa.func.sum(flags.c.missing), 0).label("missing"),
+        sa.func.coalesce(sa.func.sum(sa.case((is_missing, 1), else_=0)), 0).label("missing"),
         sa.func.coalesce(
-            sa.func.sum(sa.case((sa.and_(flags.c.missing == 0, flags.c.suppressed == 1), 1), else_=0)), 0
+            sa.func.sum(sa.case((sa.and_(sa.not_(is_missing), is_suppressed), 1), else_=0)), 0
         ).label("suppressed"),
-    )
+    ).select_from(flagged)
 
-    ranked = (
-        sa.select(
-            normalised.label("ident"),
-            *[expr.label(f"f{i}") for i, expr in enumerate(field_exprs)],
-            sa.func.row_number()
-            .over(partition_by=normalised, order_by=customers.c.customer_pk)
-            .label("rn"),
+    eligible = sa.and_(members.c.ident != "", sa.not_(is_suppressed))  # a NULL ident fails the first
+    if dialect == "postgresql":
+        bytewise = members.c.ident.collate("C")  # the list's key order; equality is unchanged
+        # One sort of the eligible members by (ident, pk), the first of each kept: the rows come
+        # out in the primary key's order, so the list's index is appended to, not scattered into.
+        return counts, (
+            sa.select(members.c.ident, *[members.c[f"f{i}"] for i in range(len(field_exprs))])
+            .select_from(flagged)
+            .where(eligible)
+            .ext(distinct_on(bytewise))
+            .order_by(bytewise, members.c.pk)
+            .subquery("kept")
         )
-        .select_from(joined)
-        .where(sa.not_(is_missing), supp.c.norm.is_(None))
-        .subquery("ranked")
+    # Elsewhere the first member per identifier, then its fields read back by primary key: plain
+    # SQL, one sort of small (ident, pk) pairs with no field in it (SQLite yields them in order).
+    first = (
+        sa.select(members.c.ident, sa.func.min(members.c.pk).label("pk"))
+        .select_from(flagged)
+        .where(eligible)
+        .group_by(members.c.ident)
+        .subquery("first")
     )
-    kept = (
-        sa.select(ranked.c.ident, *[ranked.c[f"f{i}"] for i in range(len(field_exprs))])
-        .where(ranked.c.rn == 1)
-        .subquery("kept")
+    kept = sa.select(first.c.ident, *[expr.label(f"f{i}") for i, expr in enumerate(field_exprs)]).select_from(
+        first.join(customers, customers.c.customer_pk == first.c.pk)
     )
-    return counts, kept
+    return counts, kept.subquery("kept")
 
 
 def _attrs_json(names: Sequence[str], values: Sequence[Any], dialect: str) -> Any:
@@ -134,7 +160,7 @@ def insert_statement(key: str, kept, templates: Sequence[str], field_names: Sequ
         templates[0], sa.Text
     )
     values = [kept.c[f"f{i}"] for i in range(len(field_names))]
-    # No ORDER BY: the de-duplication's window already yields the rows by identifier (SQLite then
-    # appends to the primary key's b-tree, four times faster than in random order).
+    # No ORDER BY: the de-duplication already yields the rows by identifier, the list's key order
+    # (the key's b-tree is appended to, several times faster than in random order).
     rows = sa.select(sa.literal(key, sa.Text), kept.c.ident, template, _attrs_json(field_names, values, dialect))
     return recipient.insert().from_select(["list_key", "identifier", "template_id", "attrs"], rows)

@@ -240,8 +240,9 @@ def iter_recipient_chunks(
 ) -> Iterator[list[tuple[str, dict]]]:
     """The recipients of one template of a list, as chunks of ``(identifier, attrs)``.
 
-    Ordered by identifier (the database's order for the column: bytewise on SQLite and under a
-    "C"/"C.UTF-8" PostgreSQL collation). Each chunk is its own short query (keyset pagination on
+    Ordered by identifier (the database's order for the column: bytewise on SQLite, and on
+    PostgreSQL, whose column is created with collation "C"; a table created before that keeps the
+    database's collation). Each chunk is its own short query (keyset pagination on
     the primary key), so no transaction stays open while the caller works on a chunk. Read a list
     only once it is frozen (its ledger row has left PENDING): then it cannot change between chunks.
     """

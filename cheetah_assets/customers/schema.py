@@ -140,14 +140,19 @@ recipient_list = Table(
     Column("frozen_at", DateTime(timezone=True), nullable=False),
 )
 
+#: One row per recipient of a frozen list. The primary key is its only index, so a freeze writes
+#: each recipient into two structures on PostgreSQL (heap and key) and one on SQLite (a WITHOUT
+#: ROWID table is its key's b-tree); a template's recipients are read along the key, by
+#: identifier, with the template as a filter. On PostgreSQL the identifier is ordered bytewise
+#: (collation "C", as on SQLite): key comparisons are memcmp, and the freeze writes in that order.
 recipient = Table(
     "cheetah_recipient",
     metadata,
     Column("list_key", String(200), primary_key=True),
-    Column("identifier", String(320), primary_key=True),
+    Column("identifier", String(320).with_variant(String(320, collation="C"), "postgresql"), primary_key=True),
     Column("template_id", String(64), nullable=False),
     Column("attrs", Text, nullable=False),  # JSON: {cheetah field name: value}
-    Index("ix_cheetah_recipient_template", "list_key", "template_id"),
+    sqlite_with_rowid=False,
 )
 
 #: The send ledger: one row per (campaign, template, day). It is the single source of truth for
