@@ -22,7 +22,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from ..timeutil import utc
-from .freeze_sql import field_texts, insert_statement, selection
+from .freeze_sql import Selection, field_texts, insert_statement, selection
 from .identifiers import ensure_sql_function, register_sqlite_function
 from .recipients import (
     PG_LOCK_NAMESPACE,
@@ -240,13 +240,14 @@ def freeze_recipient_list(
             missing=missing,
         )
     texts = field_texts(customers, field_columns, engine.dialect) if in_database else None
-    counts_stmt, kept = selection(
+    chosen = selection(
         customers,
         target_group=target_group,
         identifier_column=identifier_column,
         field_exprs=texts if texts is not None else [customers.c[c] for c in field_columns],
         dialect=engine.dialect.name,
     )
+    kept = chosen.kept
     insert_stmt = None if texts is None else insert_statement(key, kept, templates, field_names, engine.dialect.name)
     frozen_at = utc(now) if now is not None else dt.datetime.now(dt.timezone.utc)
 
@@ -262,7 +263,7 @@ def freeze_recipient_list(
                     fields=fields,
                     field_names=field_names,
                     templates=templates,
-                    counts_stmt=counts_stmt,
+                    chosen=chosen,
                     insert_stmt=insert_stmt,
                     keep_stmt=sa.select(kept),
                     chunk_size=chunk_size,
@@ -286,7 +287,7 @@ def _freeze_locked(
     fields: dict[str, str],
     field_names: list[str],
     templates: tuple[str, ...],
-    counts_stmt,
+    chosen: Selection,
     insert_stmt,
     keep_stmt,
     chunk_size: int,
@@ -306,7 +307,9 @@ def _freeze_locked(
     if existing is not None and any(s not in UNLOCKED_STATES for s in states):
         return stored_result(conn, existing, templates, reused=True)
 
-    in_target_group, n_missing, n_suppressed = (int(v) for v in conn.execute(counts_stmt).one())
+    for stmt in chosen.setup:
+        conn.execute(stmt)
+    in_target_group, n_missing, n_suppressed = (int(v) for v in conn.execute(chosen.counts).one())
 
     conn.execute(sa.delete(recipient).where(recipient.c.list_key == key))
     if insert_stmt is not None:
@@ -317,6 +320,8 @@ def _freeze_locked(
         written = sum(per_template.values())
     else:
         per_template, written = _stream_rows(conn, key, keep_stmt, templates, field_names, chunk_size, progress)
+    for stmt in chosen.teardown:  # on an error the transaction's rollback takes it away
+        conn.execute(stmt)
     if progress is not None and (insert_stmt is not None or written == 0):
         progress(written)  # once at the end when no chunk reported
     if set(per_template) != set(templates):  # cannot happen; never commit a list that disagrees

@@ -11,6 +11,7 @@ streamed freeze renders them (``recipients.as_text``); when not, the caller stre
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import sqlalchemy as sa
@@ -47,6 +48,30 @@ def field_texts(customers: sa.Table, field_columns: Sequence[str], dialect: sa.e
     return None if any(e is None for e in out) else out
 
 
+#: SQLite: the members of the list being frozen, written once per freeze inside its transaction
+#: (and dropped before it commits), so that the counts and the insert read them without
+#: normalising each identifier or looking it up in the suppression list a second time.
+FREEZE_MEMBERS = sa.Table(
+    "cheetah_freeze_members",
+    sa.MetaData(),
+    sa.Column("ident", sa.Text),
+    sa.Column("pk", sa.Integer),
+    sa.Column("suppressed", sa.Integer),
+    prefixes=["TEMPORARY"],
+)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The statements of one freeze: run ``setup``, then ``counts`` (one row) and the insert of
+    (or the stream of) ``kept``, then ``teardown``, all in the freeze's transaction."""
+
+    setup: tuple
+    counts: Any
+    kept: Any
+    teardown: tuple
+
+
 def selection(
     customers: sa.Table,
     *,
@@ -54,55 +79,70 @@ def selection(
     identifier_column: str,
     field_exprs: Sequence[Any],
     dialect: str,
-):
-    """``(counts, kept)``: the counts statement, and the kept rows as a subquery.
+) -> Selection:
+    """The counts statement, and the kept rows as a subquery.
 
     ``counts`` returns ``(in_target_group, missing, suppressed)`` (each member counted under the
     first reason that applies); ``kept`` has the columns ``ident`` (normalised) and ``f0..fn`` (the
     ``field_exprs``), one row per normalised identifier, the lowest ``customer_pk`` winning.
 
-    Both read ``members``: each member of the target group with its normalised identifier, computed
-    once per row. Its ``OFFSET 0`` keeps the planners from merging it into the statements that read
-    it (SQLite's flattener and PostgreSQL's pull-up would copy the normalisation into every place
-    ``ident`` is named, four times per row). The suppression list is looked up by ``IN`` on SQLite
-    (an index of the list built once) and by a hash join elsewhere. The de-duplication:
+    Both read the members: each member of the target group with its normalised identifier,
+    computed once per row. The planners would copy the normalisation into every place that names
+    ``ident`` (SQLite's flattener, PostgreSQL's pull-up: about four times per row), so:
 
-    * PostgreSQL: ``DISTINCT ON`` the identifier, ordered bytewise then by ``customer_pk``: one
-      sort, whose order is the list's primary key order (the insert appends to the index);
-    * elsewhere: ``min(customer_pk)`` per identifier over the small ``(ident, customer_pk)``
-      pairs, then that customer's fields read back by primary key (plain SQL; SQLite's grouping
-      yields the identifiers in its key order too).
+    * SQLite: the members, with their suppression flag, are written once to a temporary table
+      (:data:`FREEZE_MEMBERS`) that both statements read. The suppression list is looked up by
+      ``IN`` (an index of the list built once; a join to it would scan it per member).
+    * Elsewhere: the members are a subquery behind ``OFFSET 0``, which no planner merges, and the
+      suppression list is a hash join (PostgreSQL), whatever its size.
+
+    The de-duplication: PostgreSQL ``DISTINCT ON`` the identifier, ordered bytewise then by
+    ``customer_pk`` (one sort, in the list's key order, so the insert appends to the key);
+    elsewhere ``min(customer_pk)`` per identifier over the small ``(ident, customer_pk)`` pairs,
+    then that customer's fields read back by primary key (plain SQL; SQLite's grouping yields the
+    identifiers in its key order too).
     """
     ident_col = customers.c[identifier_column]
     ident = ident_col if isinstance(ident_col.type, sa.String) else sa.cast(ident_col, sa.String)
-    members = (
-        sa.select(
-            norm_sql(ident, dialect).label("ident"),
-            customers.c.customer_pk.label("pk"),
-            *([expr.label(f"f{i}") for i, expr in enumerate(field_exprs)] if dialect == "postgresql" else []),
+    member_rows = sa.select(
+        norm_sql(ident, dialect).label("ident"),
+        customers.c.customer_pk.label("pk"),
+        *([expr.label(f"f{i}") for i, expr in enumerate(field_exprs)] if dialect == "postgresql" else []),
+    ).select_from(
+        customers.join(
+            target_group_members,
+            sa.and_(
+                target_group_members.c.customer_pk == customers.c.customer_pk,
+                target_group_members.c.target_group == target_group,
+            ),
         )
-        .select_from(
-            customers.join(
-                target_group_members,
-                sa.and_(
-                    target_group_members.c.customer_pk == customers.c.customer_pk,
-                    target_group_members.c.target_group == target_group,
-                ),
-            )
-        )
-        .offset(0)
-        .subquery("members")
     )
     s_norm = norm_sql(suppression.c.identifier, dialect)
-    supp = (
-        sa.select(s_norm.label("norm"))
-        .where(suppression.c.identifier.is_not(None), s_norm != "")
-        .distinct()
-        .subquery("supp")
-    )
-    if dialect == "sqlite":  # IN builds an index of the list once; a join to it would scan it per member
-        flagged, is_suppressed = members, members.c.ident.in_(sa.select(supp.c.norm))
-    else:  # a hash join (PostgreSQL), whatever the size of the list
+    setup: tuple = ()
+    teardown: tuple = ()
+    if dialect == "sqlite":
+        # The IN list needs neither DISTINCT nor the "" filter (one normalisation per entry);
+        # NULLs stay out of it: one NULL in a NOT IN list would exclude everybody.
+        in_list = sa.select(s_norm).where(suppression.c.identifier.is_not(None))
+        members = FREEZE_MEMBERS
+        fenced = member_rows.offset(0).subquery("m")  # ident computed once, then looked up
+        setup = (
+            sa.text("DROP TABLE IF EXISTS temp.cheetah_freeze_members"),
+            sa.schema.CreateTable(FREEZE_MEMBERS),
+            FREEZE_MEMBERS.insert().from_select(
+                ["ident", "pk", "suppressed"], sa.select(fenced.c.ident, fenced.c.pk, fenced.c.ident.in_(in_list))
+            ),
+        )
+        teardown = (sa.text("DROP TABLE temp.cheetah_freeze_members"),)
+        flagged, is_suppressed = members, members.c.suppressed == 1
+    else:
+        members = member_rows.offset(0).subquery("members")
+        supp = (
+            sa.select(s_norm.label("norm"))
+            .where(suppression.c.identifier.is_not(None), s_norm != "")
+            .distinct()
+            .subquery("supp")
+        )
         flagged = members.outerjoin(supp, supp.c.norm == members.c.ident)
         is_suppressed = supp.c.norm.is_not(None)
     is_missing = sa.or_(members.c.ident.is_(None), members.c.ident == "")
@@ -117,29 +157,25 @@ def selection(
     eligible = sa.and_(members.c.ident != "", sa.not_(is_suppressed))  # a NULL ident fails the first
     if dialect == "postgresql":
         bytewise = members.c.ident.collate("C")  # the list's key order; equality is unchanged
-        # One sort of the eligible members by (ident, pk), the first of each kept: the rows come
-        # out in the primary key's order, so the list's index is appended to, not scattered into.
-        return counts, (
+        kept = (
             sa.select(members.c.ident, *[members.c[f"f{i}"] for i in range(len(field_exprs))])
             .select_from(flagged)
             .where(eligible)
             .ext(distinct_on(bytewise))
             .order_by(bytewise, members.c.pk)
-            .subquery("kept")
         )
-    # Elsewhere the first member per identifier, then its fields read back by primary key: plain
-    # SQL, one sort of small (ident, pk) pairs with no field in it (SQLite yields them in order).
-    first = (
-        sa.select(members.c.ident, sa.func.min(members.c.pk).label("pk"))
-        .select_from(flagged)
-        .where(eligible)
-        .group_by(members.c.ident)
-        .subquery("first")
-    )
-    kept = sa.select(first.c.ident, *[expr.label(f"f{i}") for i, expr in enumerate(field_exprs)]).select_from(
-        first.join(customers, customers.c.customer_pk == first.c.pk)
-    )
-    return counts, kept.subquery("kept")
+    else:
+        first = (
+            sa.select(members.c.ident, sa.func.min(members.c.pk).label("pk"))
+            .select_from(flagged)
+            .where(eligible)
+            .group_by(members.c.ident)
+            .subquery("first")
+        )
+        kept = sa.select(first.c.ident, *[expr.label(f"f{i}") for i, expr in enumerate(field_exprs)]).select_from(
+            first.join(customers, customers.c.customer_pk == first.c.pk)
+        )
+    return Selection(setup=setup, counts=counts, kept=kept.subquery("kept"), teardown=teardown)
 
 
 def _attrs_json(names: Sequence[str], values: Sequence[Any], dialect: str) -> Any:
