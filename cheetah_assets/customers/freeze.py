@@ -247,8 +247,7 @@ def freeze_recipient_list(
         field_exprs=texts if texts is not None else [customers.c[c] for c in field_columns],
         dialect=engine.dialect.name,
     )
-    kept = chosen.kept
-    insert_stmt = None if texts is None else insert_statement(key, kept, templates, field_names, engine.dialect.name)
+    insert_stmt = None if texts is None else insert_statement(key, chosen.kept, templates, field_names, engine.dialect.name)
     frozen_at = utc(now) if now is not None else dt.datetime.now(dt.timezone.utc)
 
     for attempt in range(1, _FREEZE_ATTEMPTS + 1):
@@ -265,7 +264,6 @@ def freeze_recipient_list(
                     templates=templates,
                     chosen=chosen,
                     insert_stmt=insert_stmt,
-                    keep_stmt=sa.select(kept),
                     chunk_size=chunk_size,
                     progress=progress,
                     frozen_at=frozen_at,
@@ -289,7 +287,6 @@ def _freeze_locked(
     templates: tuple[str, ...],
     chosen: Selection,
     insert_stmt,
-    keep_stmt,
     chunk_size: int,
     progress: Callable[[int], None] | None,
     frozen_at: dt.datetime,
@@ -319,7 +316,9 @@ def _freeze_locked(
         per_template = template_counts(conn, key, templates)
         written = sum(per_template.values())
     else:
-        per_template, written = _stream_rows(conn, key, keep_stmt, templates, field_names, chunk_size, progress)
+        per_template, written = _stream_rows(
+            conn, key, sa.select(chosen.kept), templates, field_names, chunk_size, progress
+        )
     for stmt in chosen.teardown:  # on an error the transaction's rollback takes it away
         conn.execute(stmt)
     if progress is not None and (insert_stmt is not None or written == 0):

@@ -1,7 +1,8 @@
 """The statements of a freeze (no Dagster, no execution here): who is on a list, in SQL.
 
 :func:`selection` gives the counts and the kept rows (members of the target group, identifier
-present and not suppressed, one per normalised identifier, the lowest ``customer_pk`` winning).
+present and not suppressed, one per normalised identifier, the lowest ``customer_pk`` winning),
+with the statements to run before and after them (SQLite: the members' temporary table).
 :func:`insert_statement` turns the kept rows into one ``INSERT INTO cheetah_recipient … SELECT``:
 normalisation, de-duplication, suppression, the template split (:func:`.identifiers.template_index`)
 and the attrs JSON all run in the database, and no row passes through Python. :func:`field_texts`
