@@ -112,6 +112,7 @@ def _select(url: str) -> int:
     import sqlalchemy as sa
 
     from cheetah_assets.customers.engines import engine_for
+    from cheetah_assets.customers.freeze import PG_FREEZE_WORK_MEM
     from cheetah_assets.customers.freeze_sql import field_texts, insert_statement, selection
     from cheetah_assets.customers.identifiers import ensure_sql_function
     from cheetah_assets.customers.recipients import reflect_customers
@@ -121,14 +122,17 @@ def _select(url: str) -> int:
     customers = reflect_customers(engine, "customers")
     texts = field_texts(customers, list(FIELDS.values()), engine.dialect)
     chosen = selection(customers, target_group=GROUP, identifier_column="email", field_exprs=texts,
-                       dialect=engine.dialect.name)
+                       dialect=engine.dialect.name, field_names=list(FIELDS))
     rows = insert_statement("BENCH-select", chosen.kept, TEMPLATES, list(FIELDS), engine.dialect.name).select
     with engine.connect() as conn:
         if engine.dialect.name == "postgresql":  # as the freeze's transaction does
-            conn.exec_driver_sql("SET work_mem = '128MB'")
+            conn.exec_driver_sql(f"SET work_mem = '{PG_FREEZE_WORK_MEM}'")
+            conn.exec_driver_sql("SET jit = off")
         for stmt in chosen.setup:  # SQLite: the members' table (a write, but not of the list)
             conn.execute(stmt)
         conn.execute(chosen.counts).one()
+        for stmt in chosen.prune:
+            conn.execute(stmt)
         # Every column's length summed, so that no database skips computing one (a bare count(*)
         # lets both planners drop the template hash and the attrs JSON); a sum of lengths costs
         # less than max(), whose text comparisons would be counted against the freeze.

@@ -73,6 +73,14 @@ def test_database_template_split_equals_python(engine, values, count):
     assert [templates[i] for i in got] == [template_for(v, templates) for v in values]
 
 
+@settings(max_examples=300, deadline=None)
+@given(IDENTS, st.integers(1, 7))
+def test_sqlite_template_function_on_utf8_bytes_equals_python(value, count):
+    """The freeze hands SQLite's template function the identifier's UTF-8 bytes (CAST AS BLOB)."""
+    assert identifiers._sqlite_template_index(value.encode("utf-8"), count) == template_index(value, count)
+    assert identifiers._sqlite_template_index(value, count) == template_index(value, count)
+
+
 def test_template_split_is_balanced():
     counts = [0, 0, 0]
     for i in range(30_000):
@@ -281,7 +289,9 @@ def test_sqlite_normalises_each_member_once(tmp_path, monkeypatch):
     seven times."""
     calls = []
     real = identifiers._sqlite_norm
-    monkeypatch.setattr(identifiers, "_sqlite_norm", lambda v: calls.append(v) or real(v))
+    # (the template split hands it the identifier's UTF-8 bytes)
+    monkeypatch.setattr(identifiers, "_sqlite_norm",
+                        lambda v: calls.append(v.decode() if isinstance(v, bytes) else v) or real(v))
     url, eng = _sqlite_people(tmp_path, "once.db", members=200, suppressed=30, ascii=False)
     try:
         calls.clear()
@@ -336,10 +346,51 @@ def test_sqlite_freeze_work_grows_linearly_with_members_and_suppression(tmp_path
             chosen = selection(customers, target_group="all_customers", identifier_column="email",
                                field_exprs=texts, dialect="sqlite")
             insert = insert_statement(f"LIN{n}", chosen.kept, ["1001", "1003"], list(FIELDS), "sqlite")
-            work.append(_vm_steps(eng, [*chosen.setup, chosen.counts, insert, *chosen.teardown]))
+            work.append(_vm_steps(eng, [*chosen.setup, chosen.counts, *chosen.prune, insert, *chosen.teardown]))
         finally:
             dispose_engine(url)
     assert 1.6 < work[1] / work[0] < 2.6, work
+
+
+def test_sqlite_keeps_the_lowest_customer_whatever_order_the_members_come_in(tmp_path):
+    """The members are written sorted by (identifier, customer_pk) so that each identifier's first
+    row is its lowest customer; the upsert keeps the lowest one (and its fields) in any order: the
+    same fill with the customers of each identifier in descending order keeps the same rows."""
+    from cheetah_assets.customers.freeze_sql import field_texts, insert_statement, selection
+    from cheetah_assets.customers.recipients import reflect_customers
+
+    url = f"sqlite:///{tmp_path / 'order.db'}"
+    eng = engine_for(url, create=True)
+    try:
+        schema.create_demo_tables(eng)
+        schema.create_integration_tables(eng)
+        seed.add_customers(eng, [{"email": e, "first_name": f"n{i}", "city": "Paris"}
+                                 for i, e in enumerate(["b@x.com", "A@x.com", " a@x.com", "B@X.com", "a@x.com\t"])])
+        customers = reflect_customers(eng, "customers")
+        texts = field_texts(customers, list(FIELDS.values()), eng.dialect)
+        stored = {}
+        for order in ("ASC", "DESC"):
+            chosen = selection(customers, target_group="all_customers", identifier_column="email",
+                               field_exprs=texts, dialect="sqlite", field_names=list(FIELDS))
+            insert = insert_statement(f"ORDER-{order}", chosen.kept, ["1001"], list(FIELDS), "sqlite")
+            with eng.begin() as conn:
+                for stmt in chosen.setup:
+                    if isinstance(stmt, sa.Insert) and stmt.table.name == "cheetah_freeze_members":
+                        sql = str(stmt.compile(dialect=eng.dialect, compile_kwargs={"literal_binds": True}))
+                        assert "ORDER BY ident, members.pk ON CONFLICT" in sql
+                        sql = sql.replace("LIMIT ? OFFSET", "LIMIT -1 OFFSET")  # the one bind left unrendered
+                        stmt = sa.text(sql.replace("members.pk ON CONFLICT", f"members.pk {order} ON CONFLICT"))
+                    conn.execute(stmt)
+                counts = tuple(conn.execute(chosen.counts).one())
+                for stmt in (*chosen.prune, insert, *chosen.teardown):
+                    conn.execute(stmt)
+            stored[order] = (counts, _stored(eng, f"ORDER-{order}"))
+        assert stored["ASC"] == stored["DESC"] == (
+            (5, 0, 0),
+            {"a@x.com": ("1001", {"FNAME": "n1", "CITY": "Paris"}), "b@x.com": ("1001", {"FNAME": "n0", "CITY": "Paris"})},
+        )
+    finally:
+        dispose_engine(url)
 
 
 def test_the_recipient_table_is_written_once_per_recipient(engine):
@@ -353,8 +404,8 @@ def test_the_recipient_table_is_written_once_per_recipient(engine):
             ddl = conn.exec_driver_sql("SELECT sql FROM sqlite_master WHERE name = 'cheetah_recipient'").scalar_one()
             assert "WITHOUT ROWID" in ddl
         else:
-            collation = conn.exec_driver_sql(
-                "SELECT collation_name FROM information_schema.columns "
-                "WHERE table_name = 'cheetah_recipient' AND column_name = 'identifier'"
-            ).scalar_one()
-            assert collation == "C"
+            collations = dict(conn.exec_driver_sql(
+                "SELECT column_name, collation_name FROM information_schema.columns "
+                "WHERE table_name = 'cheetah_recipient' AND column_name IN ('list_key', 'identifier')"
+            ).all())
+            assert collations == {"list_key": "C", "identifier": "C"}

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from contextlib import contextmanager
 from json.encoder import encode_basestring
 from typing import Callable, Iterator, Sequence
@@ -64,6 +65,10 @@ _FREEZE_ATTEMPTS = 3
 #: PostgreSQL ``work_mem`` for the freeze's transaction (per sort, on the database server).
 PG_FREEZE_WORK_MEM = "128MB"
 
+#: SQLite: helper threads the freeze's sort of the members may use (a million members sorted in
+#: 1.86 s instead of 2.15 s with two, on two cores).
+SQLITE_SORT_THREADS = min(4, os.cpu_count() or 1)
+
 
 @contextmanager
 def list_transaction(engine: Engine, key: str) -> Iterator[Connection]:
@@ -97,6 +102,8 @@ def list_transaction(engine: Engine, key: str) -> Iterator[Connection]:
                     conn.invalidate()
         elif dialect == "sqlite":
             register_sqlite_function(conn.connection.driver_connection)  # engines not made by engine_for
+            # The members' sort may use helper threads (SQLite's sorter; only large sorts do).
+            conn.exec_driver_sql(f"PRAGMA threads = {SQLITE_SORT_THREADS}")
             conn.exec_driver_sql("BEGIN IMMEDIATE")
             try:
                 yield conn
@@ -246,6 +253,7 @@ def freeze_recipient_list(
         identifier_column=identifier_column,
         field_exprs=texts if texts is not None else [customers.c[c] for c in field_columns],
         dialect=engine.dialect.name,
+        field_names=field_names if texts is not None else None,
     )
     insert_stmt = None if texts is None else insert_statement(key, chosen.kept, templates, field_names, engine.dialect.name)
     frozen_at = utc(now) if now is not None else dt.datetime.now(dt.timezone.utc)
@@ -304,14 +312,19 @@ def _freeze_locked(
     if existing is not None and any(s not in UNLOCKED_STATES for s in states):
         return stored_result(conn, existing, templates, reused=True)
 
+    if conn.dialect.name == "postgresql":
+        # The de-duplication's sort in memory, not on disk; and no JIT compilation: the freeze's
+        # expressions run once per member, and compiling them cost more than it saved.
+        conn.exec_driver_sql(f"SET LOCAL work_mem = '{PG_FREEZE_WORK_MEM}'")
+        conn.exec_driver_sql("SET LOCAL jit = off")
     for stmt in chosen.setup:
         conn.execute(stmt)
     in_target_group, n_missing, n_suppressed = (int(v) for v in conn.execute(chosen.counts).one())
+    for stmt in chosen.prune:
+        conn.execute(stmt)
 
     conn.execute(sa.delete(recipient).where(recipient.c.list_key == key))
     if insert_stmt is not None:
-        if conn.dialect.name == "postgresql":  # the de-duplication's sort, in memory, not on disk
-            conn.exec_driver_sql(f"SET LOCAL work_mem = '{PG_FREEZE_WORK_MEM}'")
         conn.execute(insert_stmt)
         per_template = template_counts(conn, key, templates)
         written = sum(per_template.values())

@@ -2,7 +2,8 @@
 
 :func:`selection` gives the counts and the kept rows (members of the target group, identifier
 present and not suppressed, one per normalised identifier, the lowest ``customer_pk`` winning),
-with the statements to run before and after them (SQLite: the members' temporary table).
+with the statements to run around them (SQLite: the members' sorted temporary table, filled
+before the counts and pruned after them).
 :func:`insert_statement` turns the kept rows into one ``INSERT INTO cheetah_recipient … SELECT``:
 normalisation, de-duplication, suppression, the template split (:func:`.identifiers.template_index`)
 and the attrs JSON all run in the database, and no row passes through Python. :func:`field_texts`
@@ -12,11 +13,15 @@ streamed freeze renders them (``recipients.as_text``); when not, the caller stre
 
 from __future__ import annotations
 
+import functools
+import json
+import operator
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import distinct_on
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from .identifiers import norm_sql, template_index_sql
 from .schema import recipient, suppression, target_group_members
@@ -49,28 +54,63 @@ def field_texts(customers: sa.Table, field_columns: Sequence[str], dialect: sa.e
     return None if any(e is None for e in out) else out
 
 
-#: SQLite: the members of the list being frozen, written once per freeze inside its transaction
-#: (and dropped before it commits), so that the counts and the insert read them without
-#: normalising each identifier or looking it up in the suppression list a second time.
+#: SQLite: the list being frozen, one row per normalised identifier of the target group's members,
+#: written once per freeze inside its transaction (and dropped before it commits). ``pk`` is the
+#: lowest ``customer_pk`` with that identifier, ``attrs`` its attrs JSON (NULL when the freeze
+#: streams), ``n`` how many members have it. ``ident`` is "" for the members whose identifier is
+#: NULL or normalises to "" (both are missing). The counts and the suppression read it by key.
 FREEZE_MEMBERS = sa.Table(
     "cheetah_freeze_members",
     sa.MetaData(),
-    sa.Column("ident", sa.Text),
-    sa.Column("pk", sa.Integer),
-    sa.Column("suppressed", sa.Integer),
+    sa.Column("ident", sa.Text, primary_key=True),
+    sa.Column("pk", sa.Integer, nullable=False),
+    sa.Column("attrs", sa.Text),
+    sa.Column("n", sa.Integer, nullable=False),
     prefixes=["TEMPORARY"],
+    sqlite_with_rowid=False,
+)
+
+#: SQLite: the suppression list, normalised once per freeze (the counts and the prune read it).
+FREEZE_SUPPRESSED = sa.Table(
+    "cheetah_freeze_suppressed",
+    sa.MetaData(),
+    sa.Column("ident", sa.Text, primary_key=True),
+    prefixes=["TEMPORARY"],
+    sqlite_with_rowid=False,
 )
 
 
 @dataclass(frozen=True)
 class Selection:
-    """The statements of one freeze: run ``setup``, then ``counts`` (one row) and the insert of
-    (or the stream of) ``kept``, then ``teardown``, all in the freeze's transaction."""
+    """The statements of one freeze, all run in the freeze's transaction: ``setup``, then
+    ``counts`` (one row), then ``prune``, then the insert of (or the stream of) ``kept``, then
+    ``teardown``."""
 
     setup: tuple
     counts: Any
+    prune: tuple
     kept: Any
     teardown: tuple
+
+
+def _attrs_json(names: Sequence[str], values: Sequence[Any], dialect: str) -> Any:
+    """``{name: value}`` as JSON text, in the database (values are text or NULL).
+
+    PostgreSQL: the object is concatenated from ``to_json`` of each value (a third cheaper than
+    ``json_build_object``, which also spaces its output); the names are bound as their JSON text.
+    """
+    if dialect == "postgresql":
+        parts: list[Any] = []
+        for i, (name, value) in enumerate(zip(names, values)):
+            key = ("{" if i == 0 else ",") + json.dumps(name, ensure_ascii=False) + ":"
+            parts += [sa.literal(key, sa.Text), sa.func.coalesce(sa.cast(sa.func.to_json(value), sa.Text), "null")]
+        if not parts:
+            return sa.literal("{}", sa.Text)
+        return functools.reduce(operator.add, parts + [sa.literal("}", sa.Text)])
+    args: list[Any] = []
+    for name, value in zip(names, values):
+        args += [sa.literal(name, sa.Text), value]
+    return sa.func.json_object(*args, type_=sa.Text)
 
 
 def selection(
@@ -80,82 +120,71 @@ def selection(
     identifier_column: str,
     field_exprs: Sequence[Any],
     dialect: str,
+    field_names: Sequence[str] | None = None,
 ) -> Selection:
     """The counts statement, and the kept rows as a subquery.
 
     ``counts`` returns ``(in_target_group, missing, suppressed)`` (each member counted under the
-    first reason that applies); ``kept`` has the columns ``ident`` (normalised) and ``f0..fn`` (the
-    ``field_exprs``), one row per normalised identifier, the lowest ``customer_pk`` winning.
+    first reason that applies); ``kept`` has the columns ``ident`` (normalised), then either
+    ``attrs`` (the attrs JSON, on SQLite when ``field_names`` names the fields: the freeze writes
+    in the database) or ``f0..fn`` (the ``field_exprs``), one row per normalised identifier, the
+    lowest ``customer_pk`` winning, in the list's key order.
 
-    Both read the members: each member of the target group with its normalised identifier,
-    computed once per row. The planners would copy the normalisation into every place that names
-    ``ident`` (SQLite's flattener, PostgreSQL's pull-up: about four times per row), so:
+    Each member's identifier is normalised once. The planners would copy the normalisation into
+    every place that names ``ident`` (SQLite's flattener, PostgreSQL's pull-up: about four times
+    per row), so:
 
-    * SQLite: the members, with their suppression flag, are written once to a temporary table
-      (:data:`FREEZE_MEMBERS`) that both statements read. The suppression list is looked up by
-      ``IN`` (an index of the list built once; a join to it would scan it per member).
-    * Elsewhere: the members are a subquery behind ``OFFSET 0``, which no planner merges, and the
-      suppression list is a hash join (PostgreSQL), whatever its size.
-
-    The de-duplication: PostgreSQL ``DISTINCT ON`` the identifier, ordered bytewise then by
-    ``customer_pk`` (one sort, in the list's key order, so the insert appends to the key);
-    elsewhere ``min(customer_pk)`` per identifier over the small ``(ident, customer_pk)`` pairs,
-    then that customer's fields read back by primary key (plain SQL; SQLite's grouping yields the
-    identifiers in its key order too).
+    * SQLite: the members are written once, sorted, to :data:`FREEZE_MEMBERS` (``setup``). The
+      counts look each suppression entry up in its key (not each member up in the suppression
+      list: a few thousand probes instead of a million), ``prune`` deletes the missing and the
+      suppressed the same way, and ``kept`` reads the rest along the key, grouped by identifier:
+      ``min(pk)`` with the bare column ``attrs`` (SQLite takes a bare column of a ``min()``
+      aggregate from the row holding the minimum), or, when streaming, the lowest ``pk``'s
+      fields read back from the customer table.
+    * Elsewhere: the members are a subquery behind ``OFFSET 0``, which no planner merges, the
+      suppression list is a hash join (PostgreSQL), whatever its size, and the de-duplication is
+      ``DISTINCT ON`` the identifier, ordered bytewise then by ``customer_pk`` (one sort, in the
+      list's key order, so the insert appends to the key).
     """
     ident_col = customers.c[identifier_column]
     ident = ident_col if isinstance(ident_col.type, sa.String) else sa.cast(ident_col, sa.String)
-    member_rows = sa.select(
-        norm_sql(ident, dialect).label("ident"),
-        customers.c.customer_pk.label("pk"),
-        *([expr.label(f"f{i}") for i, expr in enumerate(field_exprs)] if dialect == "postgresql" else []),
-    ).select_from(
-        customers.join(
-            target_group_members,
-            sa.and_(
-                target_group_members.c.customer_pk == customers.c.customer_pk,
-                target_group_members.c.target_group == target_group,
-            ),
-        )
+    members_of_group = customers.join(
+        target_group_members,
+        sa.and_(
+            target_group_members.c.customer_pk == customers.c.customer_pk,
+            target_group_members.c.target_group == target_group,
+        ),
     )
     s_norm = norm_sql(suppression.c.identifier, dialect)
-    setup: tuple = ()
-    teardown: tuple = ()
     if dialect == "sqlite":
-        # The IN list needs neither DISTINCT nor the "" filter (one normalisation per entry);
-        # NULLs stay out of it: one NULL in a NOT IN list would exclude everybody.
-        in_list = sa.select(s_norm).where(suppression.c.identifier.is_not(None))
-        members = FREEZE_MEMBERS
-        fenced = member_rows.offset(0).subquery("m")  # ident computed once, then looked up
-        setup = (
-            sa.text("DROP TABLE IF EXISTS temp.cheetah_freeze_members"),
-            sa.schema.CreateTable(FREEZE_MEMBERS),
-            FREEZE_MEMBERS.insert().from_select(
-                ["ident", "pk", "suppressed"], sa.select(fenced.c.ident, fenced.c.pk, fenced.c.ident.in_(in_list))
-            ),
+        return _sqlite_selection(customers, members_of_group, norm_sql(ident, dialect), s_norm, field_exprs, field_names)
+
+    members = (
+        sa.select(
+            norm_sql(ident, dialect).label("ident"),
+            customers.c.customer_pk.label("pk"),
+            *[expr.label(f"f{i}") for i, expr in enumerate(field_exprs)],
         )
-        teardown = (sa.text("DROP TABLE temp.cheetah_freeze_members"),)
-        flagged, is_suppressed = members, members.c.suppressed == 1
-    else:
-        members = member_rows.offset(0).subquery("members")
-        supp = (
-            sa.select(s_norm.label("norm"))
-            .where(suppression.c.identifier.is_not(None), s_norm != "")
-            .distinct()
-            .subquery("supp")
-        )
-        flagged = members.outerjoin(supp, supp.c.norm == members.c.ident)
-        is_suppressed = supp.c.norm.is_not(None)
+        .select_from(members_of_group)
+        .offset(0)
+        .subquery("members")
+    )
+    supp = (
+        sa.select(s_norm.label("norm"))
+        .where(suppression.c.identifier.is_not(None), s_norm != "")
+        .distinct()
+        .subquery("supp")
+    )
+    flagged = members.outerjoin(supp, supp.c.norm == members.c.ident)
     is_missing = sa.or_(members.c.ident.is_(None), members.c.ident == "")
     counts = sa.select(
         sa.func.count().label("in_target_group"),
         sa.func.coalesce(sa.func.sum(sa.case((is_missing, 1), else_=0)), 0).label("missing"),
         sa.func.coalesce(
-            sa.func.sum(sa.case((sa.and_(sa.not_(is_missing), is_suppressed), 1), else_=0)), 0
+            sa.func.sum(sa.case((sa.and_(sa.not_(is_missing), supp.c.norm.is_not(None)), 1), else_=0)), 0
         ).label("suppressed"),
     ).select_from(flagged)
-
-    eligible = sa.and_(members.c.ident != "", sa.not_(is_suppressed))  # a NULL ident fails the first
+    eligible = sa.and_(members.c.ident != "", supp.c.norm.is_(None))  # a NULL ident fails the first
     if dialect == "postgresql":
         bytewise = members.c.ident.collate("C")  # the list's key order; equality is unchanged
         kept = (
@@ -165,7 +194,7 @@ def selection(
             .ext(distinct_on(bytewise))
             .order_by(bytewise, members.c.pk)
         )
-    else:
+    else:  # plain SQL: the lowest pk per identifier, its fields read back by key
         first = (
             sa.select(members.c.ident, sa.func.min(members.c.pk).label("pk"))
             .select_from(flagged)
@@ -176,28 +205,81 @@ def selection(
         kept = sa.select(first.c.ident, *[expr.label(f"f{i}") for i, expr in enumerate(field_exprs)]).select_from(
             first.join(customers, customers.c.customer_pk == first.c.pk)
         )
-    return Selection(setup=setup, counts=counts, kept=kept.subquery("kept"), teardown=teardown)
+    return Selection(setup=(), counts=counts, prune=(), kept=kept.subquery("kept"), teardown=())
 
 
-def _attrs_json(names: Sequence[str], values: Sequence[Any], dialect: str) -> Any:
-    """``{name: value}`` as JSON text, in the database (values are text or NULL)."""
-    args: list[Any] = []
-    for name, value in zip(names, values):
-        args += [sa.literal(name, sa.Text), value]
-    if dialect == "postgresql":
-        return sa.cast(sa.func.json_build_object(*args), sa.Text)
-    return sa.func.json_object(*args, type_=sa.Text)
+def _sqlite_selection(customers, members_of_group, ident, s_norm, field_exprs, field_names) -> Selection:
+    """:func:`selection` on SQLite: the list's table of identifiers (see there)."""
+    m, supp = FREEZE_MEMBERS, FREEZE_SUPPRESSED
+    attrs = _attrs_json(field_names, field_exprs, "sqlite") if field_names is not None else sa.null()
+    member_rows = (
+        sa.select(ident.label("ident"), customers.c.customer_pk.label("pk"), attrs.label("attrs"))
+        .select_from(members_of_group)
+        .offset(0)  # a subquery SQLite does not flatten: each identifier normalised once
+        .subquery("members")
+    )
+    # Sorted, so each identifier's first row is its lowest pk and its others update the row just
+    # written; the update keeps the lowest pk (and its attrs) whatever the order rows come in.
+    members = (
+        sa.select(sa.func.coalesce(member_rows.c.ident, "").label("ident"), member_rows.c.pk, member_rows.c.attrs,
+                  sa.literal(1, sa.Integer).label("n"))
+        .where(sa.true())  # SQLite's upsert after INSERT … SELECT wants a WHERE clause
+        .order_by("ident", "pk")
+    )
+    fill = sqlite_insert(m).from_select(["ident", "pk", "attrs", "n"], members)
+    fill = fill.on_conflict_do_update(
+        index_elements=[m.c.ident],
+        set_={
+            "n": m.c.n + fill.excluded.n,
+            "attrs": sa.case((fill.excluded.pk < m.c.pk, fill.excluded.attrs), else_=m.c.attrs),
+            "pk": sa.func.min(m.c.pk, fill.excluded.pk),
+        },
+    )
+    in_list = sa.select(supp.c.ident)
+    members_with = sa.select(sa.func.coalesce(sa.func.sum(m.c.n), 0))
+    counts = sa.select(
+        members_with.scalar_subquery().label("in_target_group"),
+        members_with.where(m.c.ident == "").scalar_subquery().label("missing"),
+        members_with.where(m.c.ident != "", m.c.ident.in_(in_list)).scalar_subquery().label("suppressed"),
+    )
+    if field_names is not None:
+        kept = sa.select(m.c.ident, m.c.attrs)
+    else:  # the fields of each identifier's lowest pk, read back from the customer table
+        kept = sa.select(m.c.ident, *[expr.label(f"f{i}") for i, expr in enumerate(field_exprs)]).select_from(
+            m.join(customers, customers.c.customer_pk == m.c.pk)
+        )
+    return Selection(
+        setup=(
+            sa.text("DROP TABLE IF EXISTS temp.cheetah_freeze_members"),
+            sa.text("DROP TABLE IF EXISTS temp.cheetah_freeze_suppressed"),
+            sa.schema.CreateTable(m),
+            sa.schema.CreateTable(supp),
+            fill,
+            # NULLs stay out: the list holds what an identifier can normalise to
+            supp.insert().prefix_with("OR IGNORE").from_select(
+                ["ident"], sa.select(s_norm).where(suppression.c.identifier.is_not(None))
+            ),
+        ),
+        counts=counts,
+        prune=(sa.delete(m).where(m.c.ident == ""), sa.delete(m).where(m.c.ident.in_(in_list))),
+        kept=kept.subquery("kept"),
+        teardown=(sa.text("DROP TABLE temp.cheetah_freeze_members"), sa.text("DROP TABLE temp.cheetah_freeze_suppressed")),
+    )
 
 
 def insert_statement(key: str, kept, templates: Sequence[str], field_names: Sequence[str], dialect: str):
     """``INSERT INTO cheetah_recipient (list_key, identifier, template_id, attrs) SELECT …`` of the
-    kept rows: each to ``templates[template_index(ident)]``, its fields as a JSON object."""
+    kept rows: each to ``templates[template_index(ident)]``, with its attrs JSON (``kept.attrs``
+    when the selection built it, else built here from ``f0..fn``)."""
     index = template_index_sql(kept.c.ident, len(templates), dialect)
     template = sa.case({i: t for i, t in enumerate(templates)}, value=index) if len(templates) > 1 else sa.literal(
         templates[0], sa.Text
     )
-    values = [kept.c[f"f{i}"] for i in range(len(field_names))]
+    if "attrs" in kept.c:
+        attrs = kept.c.attrs
+    else:
+        attrs = _attrs_json(field_names, [kept.c[f"f{i}"] for i in range(len(field_names))], dialect)
     # No ORDER BY: the de-duplication already yields the rows by identifier, the list's key order
     # (the key's b-tree is appended to, several times faster than in random order).
-    rows = sa.select(sa.literal(key, sa.Text), kept.c.ident, template, _attrs_json(field_names, values, dialect))
+    rows = sa.select(sa.literal(key, sa.Text), kept.c.ident, template, attrs)
     return recipient.insert().from_select(["list_key", "identifier", "template_id", "attrs"], rows)

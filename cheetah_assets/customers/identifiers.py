@@ -51,6 +51,7 @@ SQL_FUNCTION = "cheetah_norm"
 
 #: ``str.isspace`` within ASCII (no ASCII code point is in category Cf).
 _ASCII_STRIP = "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f "
+_ASCII_STRIP_BYTES = _ASCII_STRIP.encode("ascii")
 
 #: Two-key advisory lock serialising installs of the PostgreSQL function ("CHET", "NORM").
 _PG_LOCK = (0x43484554, 0x4E4F524D)
@@ -92,11 +93,19 @@ def template_index(identifier: str, count: int) -> int:
     return int.from_bytes(digest[:6], "big") % count  # the first 12 hex digits
 
 
-def _sqlite_template_index(value: Any, count: int, _sha256=hashlib.sha256) -> int | None:
-    """:func:`template_index`, with its ASCII path inlined (it runs once per recipient)."""
-    if isinstance(value, str) and value.isascii():
+def _sqlite_template_index(
+    value: Any, count: int, _sha256=hashlib.sha256, _from_bytes=int.from_bytes
+) -> int | None:
+    """:func:`template_index` of a SQLite value, with its ASCII path inlined (it runs once per
+    recipient). The freeze passes the identifier's UTF-8 bytes (``CAST(ident AS BLOB)``), which
+    spares SQLite's conversion to ``str`` and the encoding back; ``bytes.lower``/``strip`` on
+    ASCII are ``str.lower``/``strip``'s ASCII path, byte for byte."""
+    if isinstance(value, bytes):
+        if value.isascii():
+            return _from_bytes(_sha256(value.lower().strip(_ASCII_STRIP_BYTES)).digest()[:6], "big") % count
+    elif isinstance(value, str) and value.isascii():
         digest = _sha256(value.lower().strip(_ASCII_STRIP).encode()).digest()
-        return int.from_bytes(digest[:6], "big") % count
+        return _from_bytes(digest[:6], "big") % count
     norm_value = _sqlite_norm(value)
     return None if norm_value is None else template_index(norm_value, count)
 
@@ -142,19 +151,23 @@ def norm_sql(expr: Any, dialect: str) -> sa.sql.ColumnElement:
 
 
 def template_index_sql(normalised: Any, count: int, dialect: str) -> sa.sql.ColumnElement:
-    """:func:`template_index` of an already normalised identifier, in SQL.
+    """:func:`template_index` of an identifier that is already normalised, in SQL.
 
-    PostgreSQL: ``sha256`` of ``cheetah_norm(x)``'s UTF-8 bytes, its first 6 bytes read as a
-    48-bit integer, modulo ``count``. SQLite has no SHA-256 builtin: the registered function
-    ``cheetah_norm_template`` (:func:`template_index` itself) computes it.
+    The identifier is hashed as :func:`template_index` hashes it, normalised (again): that is the
+    identity on normalised ASCII, so only other text pays for it. PostgreSQL: ``sha256`` of its
+    UTF-8 bytes, the first 6 bytes read as a 48-bit integer, modulo ``count``. SQLite has no
+    SHA-256 builtin: the registered function ``cheetah_norm_template`` (:func:`template_index`
+    itself, given the identifier's UTF-8 bytes) computes it.
     """
     if count == 1:
         return sa.literal(0, sa.Integer)
     if dialect != "postgresql":
-        return sa.func.cheetah_norm_template(normalised, count, type_=sa.Integer)
+        return sa.func.cheetah_norm_template(sa.cast(normalised, sa.LargeBinary), count, type_=sa.Integer)
     from sqlalchemy.dialects.postgresql import BIT
 
-    first6 = sa.func.substring(sa.func.sha256(sa.func.convert_to(norm(normalised), "UTF8")), 1, 6)
+    ascii_text = sa.func.octet_length(normalised) == sa.func.length(normalised)
+    hashed = sa.case((ascii_text, normalised), else_=norm(normalised))
+    first6 = sa.func.substring(sa.func.sha256(sa.func.convert_to(hashed, "UTF8")), 1, 6)
     bits = sa.cast(sa.literal("x", sa.Text).concat(sa.func.encode(first6, "hex", type_=sa.Text)), BIT(48))
     return sa.cast(bits, sa.BigInteger) % count
 

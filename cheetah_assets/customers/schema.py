@@ -143,12 +143,14 @@ recipient_list = Table(
 #: One row per recipient of a frozen list. The primary key is its only index, so a freeze writes
 #: each recipient into two structures on PostgreSQL (heap and key) and one on SQLite (a WITHOUT
 #: ROWID table is its key's b-tree); a template's recipients are read along the key, by
-#: identifier, with the template as a filter. On PostgreSQL the identifier is ordered bytewise
-#: (collation "C", as on SQLite): key comparisons are memcmp, and the freeze writes in that order.
+#: identifier, with the template as a filter. On PostgreSQL both key columns are ordered bytewise
+#: (collation "C", as on SQLite): key comparisons are memcmp, not the database's locale (every
+#: insert compares the list key with its neighbours'; under C.UTF-8 that made a million-row write
+#: 1.5 times slower), and the freeze writes in that order.
 recipient = Table(
     "cheetah_recipient",
     metadata,
-    Column("list_key", String(200), primary_key=True),
+    Column("list_key", String(200).with_variant(String(200, collation="C"), "postgresql"), primary_key=True),
     Column("identifier", String(320).with_variant(String(320, collation="C"), "postgresql"), primary_key=True),
     Column("template_id", String(64), nullable=False),
     Column("attrs", Text, nullable=False),  # JSON: {cheetah field name: value}
