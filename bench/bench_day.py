@@ -25,8 +25,10 @@ For each run it prints the time of each stage: freeze (wall), then, summed over 
 workers, list read + CSV build, Base64 body build, import upload, the simulator's processing of
 the imports (polled; the simulator's own work, shown apart) and create/launch/approve; the sends'
 wall time; recipients per second; the peak RSS of the pipeline process and of the simulator
-process (VmHWM, each measured alone); and the ratios of the day against the raw limit and of
-the parallel day against the sequential one.
+process (VmHWM, each measured alone); the CPU seconds (user + system) of the pipeline process and of
+the simulator process over the day; and the ratios of the day against the raw limit (wall time;
+and the pipeline's own CPU, the simulator's excluded, against the raw limit's CPU) and of the
+parallel day against the sequential one.
 """
 
 from __future__ import annotations
@@ -58,6 +60,13 @@ TEMPLATES = ["1001", "1002", "1003", "1004"]
 INTEGRATION_TABLES = ["import_rejection", "send_ledger", "recipient", "recipient_list", "campaign_plan", "template_catalog"]
 
 
+def _cpu_seconds(pid: int | str = "self") -> float:
+    """User + system CPU seconds a process has used so far (its threads included)."""
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _hwm_kib(pid: int | str = "self") -> int:
     with open(f"/proc/{pid}/status") as fh:
         return next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:"))
@@ -77,6 +86,7 @@ def _raw(url: str, campaigns: int, audience: str) -> dict:
 
     c, m = schema.customers, schema.target_group_members
     rows = 0
+    cpu_started = _cpu_seconds()
     started = time.perf_counter()
     with engine_for(url).connect() as conn:
         for n in range(campaigns):
@@ -92,7 +102,8 @@ def _raw(url: str, campaigns: int, audience: str) -> dict:
                 base64.b64encode(data)
                 buf.seek(0)
                 buf.truncate()
-    return {"seconds": time.perf_counter() - started, "rows": rows, "rss_mib": _hwm_kib() / 1024}
+    return {"seconds": time.perf_counter() - started, "rows": rows, "rss_mib": _hwm_kib() / 1024,
+            "cpu": _cpu_seconds() - cpu_started}
 
 
 class _Timer:
@@ -188,7 +199,7 @@ def _day(url: str, sim_url: str, day: str, concurrency: int) -> dict:
     }
     config = {"loggers": {"console": {"config": {"log_level": "WARNING"}}},
               "ops": {"campaign_sends": {"config": {"concurrency": concurrency}}}}
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), _cpu_seconds()
     with dg.instance_for_test() as instance:
         prepared = dg.materialize(SEND_ASSETS[:3], partition_key=day, resources=resources, instance=instance,
                                   run_config={"loggers": config["loggers"]})
@@ -203,7 +214,7 @@ def _day(url: str, sim_url: str, day: str, concurrency: int) -> dict:
     return {
         "prepare_wall": prepare_wall, "send_wall": send_wall, "wall": time.perf_counter() - started,
         "stages": timer.sums, "approved": md["approved"].value, "recipients": md["recipients_accepted"].value,
-        "rss_mib": _hwm_kib() / 1024,
+        "rss_mib": _hwm_kib() / 1024, "cpu": _cpu_seconds() - cpu_started,
     }
 
 
@@ -244,11 +255,13 @@ def _simulator(day: dt.date):
             break
         except requests.RequestException:
             time.sleep(0.1)
-    state = {"url": url, "rss_mib": 0.0}
+    state = {"url": url, "rss_mib": 0.0, "cpu": 0.0}
+    cpu_started = _cpu_seconds(proc.pid)
     try:
         yield state
     finally:
         state["rss_mib"] = _hwm_kib(proc.pid) / 1024
+        state["cpu"] = _cpu_seconds(proc.pid) - cpu_started
         proc.terminate()
         proc.wait(timeout=30)
 
@@ -334,6 +347,7 @@ def _report(label: str, r: dict, sim_rss: float) -> None:
     for stage in ("list read + CSV build", "Base64 body build", "import upload", "simulator import processing",
                   "create/launch/approve"):
         print(f"    {stage:<28} {r['stages'].get(stage, 0.0):8.1f}s (summed over the send workers)")
+    print(f"    CPU: pipeline {r['cpu']:.1f} s, simulator {r['sim_cpu']:.1f} s (user + system, over the day)")
     print(f"    peak RSS: pipeline {r['rss_mib']:.0f} MiB, simulator {sim_rss:.0f} MiB")
 
 
@@ -361,13 +375,16 @@ def main(argv=None) -> int:
             _clear(url)
             with _simulator(day) as sim:
                 r = _run_child("day", url, sim["url"], day.isoformat(), str(concurrency))
+            r["sim_cpu"] = sim["cpu"]
             results[label] = (r, sim["rss_mib"])
             _report(f"{label} (concurrency {concurrency})", r, sim["rss_mib"])
     par, sim_rss = results["parallel"]
     print(f"summary: {args.campaigns} campaigns x {args.customers:,} customers ({args.backend}, audience "
           f"{args.audience}, {par['recipients']:,} recipients): day {par['wall']:.1f}s "
           f"({'within' if par['wall'] <= 600 else 'OVER'} the 10-minute goal) "
-          f"= {par['wall'] / raw['seconds']:.1f}x the raw limit ({raw['seconds']:.1f}s)"
+          f"= {par['wall'] / raw['seconds']:.1f}x the raw limit ({raw['seconds']:.1f}s); the pipeline's own CPU "
+          f"(the simulator's excluded) {par['cpu']:.1f}s = {par['cpu'] / raw['cpu']:.1f}x the raw limit's CPU "
+          f"({raw['cpu']:.1f}s; the simulator used {par['sim_cpu']:.1f}s)"
           + (f"; speed-up over sequential sends (sequential time / parallel time): day "
              f"{results['sequential'][0]['wall'] / par['wall']:.2f}x ({results['sequential'][0]['wall']:.1f}s), "
              f"sends alone {results['sequential'][0]['send_wall'] / par['send_wall']:.2f}x"

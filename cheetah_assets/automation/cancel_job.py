@@ -7,6 +7,7 @@ from ..cheetah.errors import CheetahError
 from ..cheetah.resource import CheetahMessagingResource
 from ..clock import ClockResource
 from ..customers.resource import CustomerDatabaseResource
+from ..runlog import RunLog
 from ..sending.cancel import CancelError, cancel_campaign
 from ..sending.metadata_columns import CANCEL_COLUMNS
 from ..sending.runs import owner_alive
@@ -34,7 +35,7 @@ def cancel_campaign_op(
 ) -> dg.Output[int]:
     customer_db.ensure_tables()
     try:
-        with cheetah.get_client(logger=context.log) as client:
+        with cheetah.get_client(logger=RunLog(context.log)) as client:
             outcomes = cancel_campaign(
                 client, customer_db.get_engine(), config.campaign_id, owner=context.run.run_id, now=clock.now,
                 owner_alive=owner_alive(context.instance),

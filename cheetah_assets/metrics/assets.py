@@ -38,6 +38,7 @@ from ..cheetah.errors import CheetahError
 from ..cheetah.resource import CheetahMessagingResource
 from ..clock import ClockResource
 from ..customers.resource import CustomerDatabaseResource
+from ..runlog import RunLog
 from ..tables import table
 from .analysis import AnalysisResult, build_analysis
 from .chart import CHART_FILE, curves_png, save_png
@@ -110,7 +111,7 @@ def campaign_metric_snapshots(
     name, day = keys["campaign"], day_number(keys["day"])
     engine = prepared_engine(customer_db)
     try:
-        with cheetah.get_client(logger=context.log) as client:
+        with cheetah.get_client(logger=RunLog(context.log)) as client:
             outcome = take_snapshot(client, engine, name, day, clock.now(), allow_early=config.allow_early)
     except SnapshotTooEarly as exc:
         context.log.info("Not due yet, nothing taken: %s", exc)

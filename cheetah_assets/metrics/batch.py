@@ -36,6 +36,7 @@ from ..cheetah.errors import CheetahError
 from ..cheetah.resource import CheetahMessagingResource
 from ..clock import ClockResource
 from ..customers.resource import CustomerDatabaseResource
+from ..runlog import RunLog
 from ..tables import table
 from .checks import prepared_engine
 from .columns import FAILED_COLUMNS
@@ -155,7 +156,7 @@ def take_due_snapshots(
     registered = set(context.instance.get_existing_dynamic_partitions(CAMPAIGN_PARTITIONS, sorted(named)))
     labels = campaign_names(engine, registered)
     taken, not_due, failed = 0, 0, []
-    with cheetah.get_client(logger=context.log) as client:
+    with cheetah.get_client(logger=RunLog(context.log)) as client:
         for result in take_snapshots(
             client, engine, keys, clock.now(), registered=registered, allow_early=config.allow_early
         ):

@@ -22,6 +22,7 @@ from ..cheetah.resource import CheetahMessagingResource
 from ..clock import ClockResource
 from ..customers import queries
 from ..customers.resource import CustomerDatabaseResource
+from ..runlog import RunLog
 from ..tables import table
 from . import ledger, plan
 from .cancel import cancel_leftover
@@ -81,7 +82,7 @@ def cheetah_template_catalog(
 ) -> dg.MaterializeResult:
     customer_db.ensure_tables()
     try:
-        with cheetah.get_client(logger=context.log) as client:
+        with cheetah.get_client(logger=RunLog(context.log)) as client:
             result = refresh_catalog(client, customer_db.get_engine(), _day(context), now=clock.now(), logger=context.log)
     except CheetahError as exc:
         raise _fail(exc) from None
@@ -189,7 +190,7 @@ def scheduled_campaigns(
     if catalog is None:
         raise dg.Failure(f"There is no template catalog for {day}: materialize cheetah_template_catalog for it first.")
     try:
-        with cheetah.get_client(logger=context.log) as client:
+        with cheetah.get_client(logger=RunLog(context.log)) as client:
             data_map = client.get_data_map()
             account = ledger.account_of(client.settings)
     except CheetahError as exc:
@@ -256,7 +257,7 @@ def recipient_lists(
     day = _day(context)
     engine = customer_db.get_engine()
     try:
-        with cheetah.get_client(logger=context.log) as client:
+        with cheetah.get_client(logger=RunLog(context.log)) as client:
             data_map = client.get_data_map()
     except CheetahError as exc:
         raise _fail(exc) from None
@@ -364,8 +365,9 @@ def campaign_sends(
         with cheetah.get_client(logger=logger) as worker_client:
             yield new_sender(worker_client, worker_owner(context.run.run_id, n), logger)
 
-    with cheetah.get_client(logger=context.log) as client:
-        sender = new_sender(client, context.run.run_id, context.log)
+    log = RunLog(context.log)  # the routine DEBUG lines (each call, each step) stay out of the event log
+    with cheetah.get_client(logger=log) as client:
+        sender = new_sender(client, context.run.run_id, log)
         # Handed-over sends whose schedule changed: deleted and re-created, or refused (changes.py).
         reconciled = reconcile_changes(sender, day, refreeze=refreezer(sender, customer_db.chunk_size))
         problems.extend(reconciled.problems)
@@ -373,7 +375,7 @@ def campaign_sends(
             context.log.warning(note)
         todo = [r for r in day_plan if r.status == plan.READY or r.send_key in reconciled.recreated]
         sent = send_all(todo, sender=sender, worker_sender=worker_sender, concurrency=config.concurrency,
-                        logger=context.log)
+                        logger=log)
         outcomes = sent.outcomes
         problems.extend(sent.problems)
         recorded = sender.ledger.for_day(day)

@@ -1,0 +1,87 @@
+"""What a run writes to its log (Dagster's event log): INFO and above; the routine DEBUG lines
+(each API call, each send step) go to the Python logger ``cheetah_assets.detail``, which a
+deployment can capture into the run's log (docs/deploy.md)."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import dagster as dg
+import pytest
+
+from cheetah_assets.customers import seed
+from cheetah_assets.customers.resource import CustomerDatabaseResource
+from cheetah_assets.runlog import DETAIL_LOGGER, RunLog
+from cheetah_assets.sending.parallel import CampaignLog
+
+from .conftest import make_resources
+from .helpers import run_cycle
+
+#: A routine call line of the client, e.g. "Cheetah PUT /services2/api/EmailCampaign: 200 OK (attempt 1)".
+CALL_LINE = re.compile(r"Cheetah (GET|POST|PUT|DELETE) /\S+: \d{3} .*\(attempt 1\)$")
+
+
+def test_run_log_keeps_info_and_above_and_hands_debug_to_the_detail_logger(caplog):
+    run_log, detail = logging.getLogger("test_run_log.run"), logging.getLogger("test_run_log.detail")
+    caplog.set_level(logging.DEBUG, logger="test_run_log")
+    log = CampaignLog(RunLog(run_log, detail))  # as a send worker wraps it: the prefix is kept
+    log.campaign = "C1"
+    log.debug("routine %s", "call")
+    log.info("state %s", "change")
+    log.log(logging.WARNING, "warn")
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        log.exception("failed")
+    got = [(r.name, r.levelname, r.getMessage(), bool(r.exc_info)) for r in caplog.records]
+    assert got == [
+        ("test_run_log.detail", "DEBUG", "[campaign C1] routine call", False),
+        ("test_run_log.run", "INFO", "[campaign C1] state change", False),
+        ("test_run_log.run", "WARNING", "[campaign C1] warn", False),
+        ("test_run_log.run", "ERROR", "[campaign C1] failed", True),
+    ]
+    assert RunLog(run_log, detail).isEnabledFor(logging.DEBUG)
+    detail.setLevel(logging.INFO)
+    try:
+        assert not RunLog(run_log, detail).isEnabledFor(logging.DEBUG)
+    finally:
+        detail.setLevel(logging.NOTSET)
+
+
+def _day_run(sim, db_url, instance):
+    engine = CustomerDatabaseResource(url=db_url).get_engine(create=True)
+    day = sim.admin.now().date()
+    seed.seed_demo(engine, customers=60, days=1, today=day, now=sim.admin.now())
+    result = run_cycle(make_resources(sim, db_url), day, instance)
+    assert result.success
+    return [(e.level, e.user_message) for e in instance.all_logs(result.run_id) if e.dagster_event is None]
+
+
+def test_a_runs_log_tells_each_send_without_a_line_per_api_call(sim, db_url, caplog):
+    """The state changes stay in the run's log; the routine call lines go to the detail logger
+    (a day of 240 sends wrote 4,575 of them into the event log, a third of the pipeline's CPU)."""
+    caplog.set_level(logging.DEBUG, logger=DETAIL_LOGGER)
+    with dg.DagsterInstance.ephemeral() as instance:
+        lines = _day_run(sim, db_url, instance)
+    messages = [m for _, m in lines]
+    assert not [m for m in messages if CALL_LINE.search(m)]
+    assert all(level >= logging.INFO for level, _ in lines)
+    assert any("APPROVE accepted" in m for m in messages) and any("imported" in m for m in messages)
+    detail = [r.getMessage() for r in caplog.records if r.name == DETAIL_LOGGER]
+    assert any(CALL_LINE.search(m) and m.startswith("[campaign ") for m in detail), detail[:5]
+
+
+def test_the_detail_logger_can_be_captured_into_the_runs_log(sim, db_url):
+    """docs/deploy.md: ``python_logs.managed_python_loggers`` brings the call lines back."""
+    overrides = {"python_logs": {"managed_python_loggers": [DETAIL_LOGGER], "python_log_level": "DEBUG"}}
+    with dg.instance_for_test(overrides=overrides) as instance:
+        lines = _day_run(sim, db_url, instance)
+    calls = [(level, m) for level, m in lines if CALL_LINE.search(m)]
+    assert calls and all(level == logging.DEBUG for level, _ in calls)
+    assert any("EmailCampaign" in m for _, m in calls)
+
+
+@pytest.fixture
+def db_url(tmp_path):
+    return f"sqlite:///{tmp_path / 'runlog.db'}"
