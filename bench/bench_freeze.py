@@ -112,7 +112,7 @@ def _select(url: str) -> int:
     import sqlalchemy as sa
 
     from cheetah_assets.customers.engines import engine_for
-    from cheetah_assets.customers.freeze import PG_FREEZE_WORK_MEM
+    from cheetah_assets.customers.freeze import pg_freeze_settings
     from cheetah_assets.customers.freeze_sql import field_texts, insert_statement, selection
     from cheetah_assets.customers.identifiers import ensure_sql_function
     from cheetah_assets.customers.recipients import reflect_customers
@@ -126,8 +126,7 @@ def _select(url: str) -> int:
     rows = insert_statement("BENCH-select", chosen.kept, TEMPLATES, list(FIELDS), engine.dialect.name).select
     with engine.connect() as conn:
         if engine.dialect.name == "postgresql":  # as the freeze's transaction does
-            conn.exec_driver_sql(f"SET work_mem = '{PG_FREEZE_WORK_MEM}'")
-            conn.exec_driver_sql("SET jit = off")
+            pg_freeze_settings(conn)
         for stmt in chosen.setup:  # SQLite: the members' table (a write, but not of the list)
             conn.execute(stmt)
         conn.execute(chosen.counts).one()

@@ -409,3 +409,90 @@ def test_the_recipient_table_is_written_once_per_recipient(engine):
                 "WHERE table_name = 'cheetah_recipient' AND column_name IN ('list_key', 'identifier')"
             ).all())
             assert collations == {"list_key": "C", "identifier": "C"}
+
+
+@pytest.mark.postgres
+def test_an_earlier_recipient_table_works_and_takes_the_documented_upgrade():
+    """A cheetah_recipient made before list_key had collation "C" keeps working; the statement
+    docs/deploy.md gives (read from there) upgrades it in place, rows kept."""
+    import pathlib
+    import re
+
+    doc = (pathlib.Path(__file__).resolve().parents[1] / "docs" / "deploy.md").read_text()
+    (upgrade,) = re.findall(r"`(ALTER TABLE cheetah_recipient [^`]+)`", doc)
+    with fresh_postgres_database() as url:
+        eng = engine_for(url)
+        schema.create_demo_tables(eng)
+        with eng.begin() as conn:  # the earlier shape: list_key in the database's collation
+            conn.exec_driver_sql(
+                "CREATE TABLE cheetah_recipient (list_key VARCHAR(200) NOT NULL, identifier VARCHAR(320) "
+                'COLLATE "C" NOT NULL, template_id VARCHAR(64) NOT NULL, attrs TEXT NOT NULL, '
+                "PRIMARY KEY (list_key, identifier))"
+            )
+        schema.create_integration_tables(eng)
+        seed.add_customers(eng, [{"email": f"p{i}@x.com", "first_name": "n", "city": "c"} for i in range(30)])
+        before = _freeze(eng, "OLD", True, ["1001", "1003"])
+        with eng.begin() as conn:
+            conn.exec_driver_sql(upgrade)
+            collation = conn.exec_driver_sql(
+                "SELECT collation_name FROM information_schema.columns "
+                "WHERE table_name = 'cheetah_recipient' AND column_name = 'list_key'"
+            ).scalar_one()
+        assert collation == "C"
+        assert len(_stored(eng, list_key("OLD", DAY))) == before.row_count == 30
+        after = _freeze(eng, "NEW", True, ["1001", "1003"])
+        assert _stored(eng, list_key("NEW", DAY)) == _stored(eng, list_key("OLD", DAY))
+        assert after.per_template == before.per_template
+        dispose_engine(url)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("group, by_key", [(150, True), (30_000, False)], ids=["a small group", "the whole base"])
+def test_postgres_reads_a_small_groups_customers_by_key(monkeypatch, group, by_key):
+    """An INSERT's plan is never parallel: at PostgreSQL's default random_page_cost (4) a small
+    group's members were joined to a full scan of the customer table (1.15 s a freeze at 5M
+    customers). The freeze's settings make the planner fetch them by key, and still scan the
+    table for a group that is all of it."""
+    from cheetah_assets.customers import freeze
+    from cheetah_assets.customers.freeze_sql import field_texts, insert_statement, selection
+    from cheetah_assets.customers.recipients import reflect_customers
+
+    with fresh_postgres_database() as url:
+        eng = engine_for(url)
+        schema.create_demo_tables(eng)
+        schema.create_integration_tables(eng)
+        identifiers.ensure_sql_function(eng)
+        with eng.begin() as conn:
+            conn.exec_driver_sql(
+                "INSERT INTO customers (customer_pk, email, first_name, city) "
+                "SELECT i, 'p' || i || '@x.com', 'n', 'c' FROM generate_series(1, 30000) AS i"
+            )
+            conn.exec_driver_sql(
+                "INSERT INTO target_group_members (target_group, customer_pk) "
+                f"SELECT 'g', i FROM generate_series(1, 30000, {30_000 // group}) AS i"
+            )
+            conn.exec_driver_sql("ANALYZE customers")
+            conn.exec_driver_sql("ANALYZE target_group_members")
+        customers = reflect_customers(eng, "customers")
+        texts = field_texts(customers, list(FIELDS.values()), eng.dialect)
+        chosen = selection(customers, target_group="g", identifier_column="email", field_exprs=texts,
+                           dialect="postgresql", field_names=list(FIELDS))
+        insert = insert_statement("PLAN", chosen.kept, ["1001", "1003"], list(FIELDS), "postgresql")
+        compiled = insert.compile(dialect=eng.dialect)
+
+        def scans_customers(settings) -> bool:
+            with eng.begin() as conn:
+                settings(conn)
+                plan = conn.exec_driver_sql("EXPLAIN (FORMAT JSON) " + str(compiled), compiled.params).scalar_one()
+            nodes, todo = [], [plan[0]["Plan"]]
+            while todo:
+                node = todo.pop()
+                nodes.append(node)
+                todo.extend(node.get("Plans", []))
+            return any(n["Node Type"] == "Seq Scan" and n.get("Relation Name") == "customers" for n in nodes)
+
+        assert scans_customers(freeze.pg_freeze_settings) is not by_key
+        if by_key:  # and the default cost scanned the whole table for it
+            monkeypatch.setattr(freeze, "PG_FREEZE_RANDOM_PAGE_COST", 4)
+            assert scans_customers(freeze.pg_freeze_settings)
+        dispose_engine(url)
