@@ -134,13 +134,13 @@ def selection(
     every place that names ``ident`` (SQLite's flattener, PostgreSQL's pull-up: about four times
     per row), so:
 
-    * SQLite: the members are written once, sorted, to :data:`FREEZE_MEMBERS` (``setup``). The
-      counts look each suppression entry up in its key (not each member up in the suppression
-      list: a few thousand probes instead of a million), ``prune`` deletes the missing and the
-      suppressed the same way, and ``kept`` reads the rest along the key, grouped by identifier:
-      ``min(pk)`` with the bare column ``attrs`` (SQLite takes a bare column of a ``min()``
-      aggregate from the row holding the minimum), or, when streaming, the lowest ``pk``'s
-      fields read back from the customer table.
+    * SQLite: the members are written once, sorted, to :data:`FREEZE_MEMBERS` (``setup``), one
+      row per identifier: an upsert keeps its lowest ``pk`` (and that member's attrs) and counts
+      its members. The counts look each suppression entry (normalised once, into
+      :data:`FREEZE_SUPPRESSED`) up in that key, not each member up in the suppression list (a
+      few thousand probes instead of a million); ``prune`` deletes the missing and the
+      suppressed the same way, and ``kept`` reads the rest along the key: no second sort, no
+      grouping. When streaming, the lowest ``pk``'s fields are read back from the customer table.
     * Elsewhere: the members are a subquery behind ``OFFSET 0``, which no planner merges, the
       suppression list is a hash join (PostgreSQL), whatever its size, and the de-duplication is
       ``DISTINCT ON`` the identifier, ordered bytewise then by ``customer_pk`` (one sort, in the
