@@ -114,7 +114,7 @@ def _select(url: str) -> int:
     from cheetah_assets.customers.engines import engine_for
     from cheetah_assets.customers.freeze import pg_freeze_settings
     from cheetah_assets.customers.freeze_sql import field_texts, insert_statement, selection
-    from cheetah_assets.customers.identifiers import ensure_sql_function
+    from cheetah_assets.customers.identifiers import ensure_sql_function, sqlite_text_is_utf8
     from cheetah_assets.customers.recipients import reflect_customers
 
     engine = engine_for(url)
@@ -123,7 +123,9 @@ def _select(url: str) -> int:
     texts = field_texts(customers, list(FIELDS.values()), engine.dialect)
     chosen = selection(customers, target_group=GROUP, identifier_column="email", field_exprs=texts,
                        dialect=engine.dialect.name, field_names=list(FIELDS))
-    rows = insert_statement("BENCH-select", chosen.kept, TEMPLATES, list(FIELDS), engine.dialect.name).select
+    utf8 = engine.dialect.name == "sqlite" and sqlite_text_is_utf8(engine)
+    rows = insert_statement("BENCH-select", chosen.kept, TEMPLATES, list(FIELDS), engine.dialect.name,
+                            sqlite_utf8=utf8).select
     with engine.connect() as conn:
         if engine.dialect.name == "postgresql":  # as the freeze's transaction does
             pg_freeze_settings(conn)

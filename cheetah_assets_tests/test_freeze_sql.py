@@ -13,7 +13,7 @@ import json
 
 import pytest
 import sqlalchemy as sa
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from cheetah_assets.customers import identifiers, schema, seed
@@ -61,24 +61,39 @@ def test_database_normalisation_equals_python(engine, values):
     ]
 
 
+#: Normalising once more changes these ("ß" + combining acute: "ss" + acute, then "sś" composed):
+#: the split is the stored (normalised) identifier's, which template_index normalises again.
+NOT_IDEMPOTENT = ["\u00df\u0301x@y.com", "ANGSTRO\u0308M\u212b@x.com"]
+
+
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(IDENTS, min_size=1, max_size=10), st.integers(1, 7))
+@example(NOT_IDEMPOTENT, 7)
+@example(NOT_IDEMPOTENT, 5)
 def test_database_template_split_equals_python(engine, values, count):
-    """The split from the normalised identifier (what the freeze stores) is template_for's."""
+    """The split from the normalised identifier (what the freeze stores) is template_for's of it,
+    on SQLite both from its text and from its UTF-8 bytes (what a UTF-8 database is handed)."""
     dialect = engine.dialect.name
     normalised = [normalise_identifier(v) for v in values]
-    got = _sql_values(engine, lambda e: identifiers.template_index_sql(e, count, dialect), normalised)
-    assert got == [template_index(v, count) for v in values]
     templates = [f"T{i}" for i in range(count)]
-    assert [templates[i] for i in got] == [template_for(v, templates) for v in values]
+    for utf8 in (False, True) if dialect == "sqlite" else (False,):
+        got = _sql_values(engine, lambda e: identifiers.template_index_sql(e, count, dialect, sqlite_utf8=utf8),
+                          normalised)
+        assert got == [template_index(n, count) for n in normalised]
+        assert [templates[i] for i in got] == [template_for(n, templates) for n in normalised]
 
 
 @settings(max_examples=300, deadline=None)
 @given(IDENTS, st.integers(1, 7))
+@example(NOT_IDEMPOTENT[0], 2)
+@example(NOT_IDEMPOTENT[1], 7)
 def test_sqlite_template_function_on_utf8_bytes_equals_python(value, count):
-    """The freeze hands SQLite's template function the identifier's UTF-8 bytes (CAST AS BLOB)."""
-    assert identifiers._sqlite_template_index(value.encode("utf-8"), count) == template_index(value, count)
-    assert identifiers._sqlite_template_index(value, count) == template_index(value, count)
+    """In a UTF-8 database the freeze hands SQLite's template function the stored identifier's
+    bytes (CAST AS BLOB): its split is template_index's of that identifier, as from its text."""
+    udf = identifiers._sqlite_template_index
+    stored = normalise_identifier(value)
+    assert udf(stored.encode("utf-8"), count) == udf(stored, count) == template_index(stored, count)
+    assert udf(value.encode("utf-8"), count) == udf(value, count)  # any value: bytes and text agree
 
 
 def test_template_split_is_balanced():
@@ -150,7 +165,8 @@ CUSTOMER = st.fixed_dictionaries(
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     st.lists(CUSTOMER, max_size=25),
-    st.lists(st.sampled_from(["A@x.com", "b@X.COM ", "\u200bab@x.com", "zz@x.com"]) | IDENTS, max_size=4, unique=True),
+    st.lists(st.sampled_from(["A@x.com", "a@x.com\t", "b@X.COM ", "\u200bab@x.com", "zz@x.com", " ", "\u200b"]) | IDENTS,
+             max_size=4, unique=True),
     st.integers(1, 4),
 )
 def test_freeze_in_the_database_equals_the_streamed_freeze(engine, customers, suppressed, n_templates):
@@ -344,8 +360,8 @@ def test_sqlite_freeze_work_grows_linearly_with_members_and_suppression(tmp_path
             customers = reflect_customers(eng, "customers")
             texts = field_texts(customers, list(FIELDS.values()), eng.dialect)
             chosen = selection(customers, target_group="all_customers", identifier_column="email",
-                               field_exprs=texts, dialect="sqlite")
-            insert = insert_statement(f"LIN{n}", chosen.kept, ["1001", "1003"], list(FIELDS), "sqlite")
+                               field_exprs=texts, dialect="sqlite", field_names=list(FIELDS))
+            insert = insert_statement(f"LIN{n}", chosen.kept, ["1001", "1003"], list(FIELDS), "sqlite", sqlite_utf8=True)
             work.append(_vm_steps(eng, [*chosen.setup, chosen.counts, *chosen.prune, insert, *chosen.teardown]))
         finally:
             dispose_engine(url)
@@ -495,4 +511,83 @@ def test_postgres_reads_a_small_groups_customers_by_key(monkeypatch, group, by_k
         if by_key:  # and the default cost scanned the whole table for it
             monkeypatch.setattr(freeze, "PG_FREEZE_RANDOM_PAGE_COST", 4)
             assert scans_customers(freeze.pg_freeze_settings)
+            monkeypatch.undo()
+            # the freeze itself runs these settings in its transaction, before its INSERT
+            executed: list[str] = []
+            sa.event.listen(eng, "before_cursor_execute", lambda c, cur, stmt, *a: executed.append(stmt))
+            result = freeze_recipient_list(eng, campaign_id="PLAN", send_date=DAY, target_group="g",
+                                           identifier_column="email", fields=FIELDS, template_ids=["1001", "1003"])
+            assert result.row_count == group
+            insert_at = next(i for i, stmt in enumerate(executed) if stmt.startswith("INSERT INTO cheetah_recipient"))
+            assert f"SET LOCAL random_page_cost = {freeze.PG_FREEZE_RANDOM_PAGE_COST}" in executed[:insert_at]
+        dispose_engine(url)
+
+
+def test_suppression_entries_that_normalise_alike_or_to_nothing(engine):
+    """Two suppression entries with one normal form, and entries that normalise to "": the freeze
+    neither fails nor counts a missing identifier as suppressed (each member under its first
+    reason); in the database as streamed."""
+    _empty(engine)
+    emails = ["a@x.com", " A@X.COM", None, " ", "\u200b", "b@x.com", "B@x.com"]
+    seed.add_customers(engine, [{"email": e, "first_name": f"n{i}", "city": "c"} for i, e in enumerate(emails)])
+    with engine.begin() as conn:
+        conn.execute(suppression.insert(), [{"identifier": s, "reason": "unsubscribed"}
+                                            for s in ["A@x.com", "a@x.com\t", " ", "\u200b"]])
+    for in_database in (True, False):
+        r = _freeze(engine, f"SUPP-{in_database}", in_database, ["1001", "1003"])
+        assert (r.in_target_group, r.excluded_missing_identifier, r.excluded_suppressed, r.collapsed_duplicates,
+                r.row_count) == (7, 3, 2, 1, 1)
+        assert set(_stored(engine, list_key(f"SUPP-{in_database}", DAY))) == {"b@x.com"}
+
+
+def test_a_utf16_sqlite_database_gets_the_same_template_split(tmp_path):
+    """PRAGMA encoding is fixed when a SQLite file is created, and can be UTF-16: there the bytes
+    of CAST(text AS BLOB) are not UTF-8. Before the fix 11 of 20 recipients went to the other
+    template; now the in-database freeze equals the streamed one and template_for."""
+    import sqlite3
+
+    path = tmp_path / "utf16.db"
+    raw = sqlite3.connect(path)
+    raw.execute("PRAGMA encoding = 'UTF-16le'")
+    raw.execute("CREATE TABLE t (x)")  # the encoding is written with the first table
+    raw.execute("DROP TABLE t")
+    raw.close()
+    url = f"sqlite:///{path}"
+    eng = engine_for(url)
+    try:
+        assert not identifiers.sqlite_text_is_utf8(eng)
+        schema.create_demo_tables(eng)
+        schema.create_integration_tables(eng)
+        seed.add_customers(eng, [{"email": f"Person{i}@x.com", "first_name": "n", "city": "c"} for i in range(20)]
+                           + [{"email": "Zoë@x.com", "first_name": "z", "city": "c"}])
+        templates = ["1001", "1003"]
+        for in_database in (True, False):
+            _freeze(eng, f"U16-{in_database}", in_database, templates)
+        stored = _stored(eng, list_key("U16-True", DAY))
+        assert stored == _stored(eng, list_key("U16-False", DAY))
+        assert {i: t for i, (t, _) in stored.items()} == {i: template_for(i, templates) for i in stored}
+    finally:
+        dispose_engine(url)
+
+
+def test_an_identifier_stored_as_invalid_utf8_fails_the_freeze(tmp_path):
+    """A TEXT identifier that is not UTF-8 (written as raw bytes): the freeze fails, in the database
+    as streamed, and stores no list (before the fix the in-database freeze stored it, and the list
+    could not be read back)."""
+    url = f"sqlite:///{tmp_path / 'bad.db'}"
+    eng = engine_for(url, create=True)
+    try:
+        schema.create_demo_tables(eng)
+        schema.create_integration_tables(eng)
+        with eng.begin() as conn:
+            conn.exec_driver_sql("INSERT INTO customers (customer_pk, email, first_name, city) VALUES "
+                                 "(1, CAST(X'C3412D4040' AS TEXT), 'bad', 'c'), (2, 'ok@x.com', 'ok', 'c')")
+            conn.exec_driver_sql("INSERT INTO target_group_members VALUES ('all_customers', 1), ('all_customers', 2)")
+        for in_database in (True, False):
+            with pytest.raises(sa.exc.OperationalError):
+                _freeze(eng, f"BAD-{in_database}", in_database, ["1", "2"])
+        with eng.connect() as conn:
+            assert conn.execute(sa.select(sa.func.count()).select_from(recipient)).scalar_one() == 0
+            assert conn.execute(sa.select(sa.func.count()).select_from(recipient_list)).scalar_one() == 0
+    finally:
         dispose_engine(url)

@@ -24,7 +24,7 @@ from sqlalchemy.exc import DBAPIError
 
 from ..timeutil import utc
 from .freeze_sql import Selection, field_texts, insert_statement, selection
-from .identifiers import ensure_sql_function, register_sqlite_function
+from .identifiers import ensure_sql_function, register_sqlite_function, sqlite_text_is_utf8
 from .recipients import (
     PG_LOCK_NAMESPACE,
     UNLOCKED_STATES,
@@ -273,7 +273,10 @@ def freeze_recipient_list(
         dialect=engine.dialect.name,
         field_names=field_names if texts is not None else None,
     )
-    insert_stmt = None if texts is None else insert_statement(key, chosen.kept, templates, field_names, engine.dialect.name)
+    sqlite_utf8 = engine.dialect.name == "sqlite" and sqlite_text_is_utf8(engine)
+    insert_stmt = None if texts is None else insert_statement(
+        key, chosen.kept, templates, field_names, engine.dialect.name, sqlite_utf8=sqlite_utf8
+    )
     frozen_at = utc(now) if now is not None else dt.datetime.now(dt.timezone.utc)
 
     for attempt in range(1, _FREEZE_ATTEMPTS + 1):

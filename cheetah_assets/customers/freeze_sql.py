@@ -267,11 +267,14 @@ def _sqlite_selection(customers, members_of_group, ident, s_norm, field_exprs, f
     )
 
 
-def insert_statement(key: str, kept, templates: Sequence[str], field_names: Sequence[str], dialect: str):
+def insert_statement(
+    key: str, kept, templates: Sequence[str], field_names: Sequence[str], dialect: str, *, sqlite_utf8: bool = False
+):
     """``INSERT INTO cheetah_recipient (list_key, identifier, template_id, attrs) SELECT …`` of the
     kept rows: each to ``templates[template_index(ident)]``, with its attrs JSON (``kept.attrs``
-    when the selection built it, else built here from ``f0..fn``)."""
-    index = template_index_sql(kept.c.ident, len(templates), dialect)
+    when the selection built it, else built here from ``f0..fn``). ``sqlite_utf8``: the SQLite
+    database stores text as UTF-8 (:func:`.identifiers.template_index_sql`)."""
+    index = template_index_sql(kept.c.ident, len(templates), dialect, sqlite_utf8=sqlite_utf8)
     template = sa.case({i: t for i, t in enumerate(templates)}, value=index) if len(templates) > 1 else sa.literal(
         templates[0], sa.Text
     )

@@ -97,12 +97,15 @@ def _sqlite_template_index(
     value: Any, count: int, _sha256=hashlib.sha256, _from_bytes=int.from_bytes
 ) -> int | None:
     """:func:`template_index` of a SQLite value, with its ASCII path inlined (it runs once per
-    recipient). The freeze passes the identifier's UTF-8 bytes (``CAST(ident AS BLOB)``), which
-    spares SQLite's conversion to ``str`` and the encoding back; ``bytes.lower``/``strip`` on
-    ASCII are ``str.lower``/``strip``'s ASCII path, byte for byte."""
+    recipient). In a UTF-8 database the freeze passes the identifier's bytes (``CAST(ident AS
+    BLOB)``), which spares SQLite's conversion to ``str`` and the encoding back; ``bytes.lower``/
+    ``strip`` on ASCII are ``str.lower``/``strip``'s ASCII path, byte for byte. Other bytes must be
+    UTF-8: text that is not (a TEXT value written as raw bytes) fails the freeze, as it fails the
+    streamed one, rather than be written to a list that could not be read back."""
     if isinstance(value, bytes):
         if value.isascii():
             return _from_bytes(_sha256(value.lower().strip(_ASCII_STRIP_BYTES)).digest()[:6], "big") % count
+        value = value.decode("utf-8")  # strict: see above
     elif isinstance(value, str) and value.isascii():
         digest = _sha256(value.lower().strip(_ASCII_STRIP).encode()).digest()
         return _from_bytes(digest[:6], "big") % count
@@ -125,6 +128,18 @@ def register_sqlite_function(dbapi_connection: Any) -> None:
     dbapi_connection.create_function(SQL_FUNCTION, 1, _sqlite_norm, deterministic=True)
     dbapi_connection.create_function(f"{SQL_FUNCTION}_template", 2, _sqlite_template_index, deterministic=True)
     dbapi_connection.create_function(f"{SQL_FUNCTION}_text", 1, _sqlite_text, deterministic=True)
+
+
+def sqlite_text_is_utf8(bind: Engine | Connection) -> bool:
+    """True if a SQLite database stores its text as UTF-8 (``PRAGMA encoding``, fixed when the
+    file was created; UTF-16 files exist)."""
+    def encoding(conn: Connection) -> str:
+        return str(conn.exec_driver_sql("PRAGMA encoding").scalar()).upper()
+
+    if isinstance(bind, Connection):
+        return encoding(bind) == "UTF-8"
+    with bind.connect() as conn:
+        return encoding(conn) == "UTF-8"
 
 
 def norm(expr: Any) -> sa.sql.ColumnElement:
@@ -150,19 +165,23 @@ def norm_sql(expr: Any, dialect: str) -> sa.sql.ColumnElement:
     return sa.case((ascii_text, sa.func.trim(sa.func.lower(expr), _ASCII_STRIP)), else_=norm(expr))
 
 
-def template_index_sql(normalised: Any, count: int, dialect: str) -> sa.sql.ColumnElement:
+def template_index_sql(
+    normalised: Any, count: int, dialect: str, *, sqlite_utf8: bool = False
+) -> sa.sql.ColumnElement:
     """:func:`template_index` of an identifier that is already normalised, in SQL.
 
     The identifier is hashed as :func:`template_index` hashes it, normalised (again): that is the
     identity on normalised ASCII, so only other text pays for it. PostgreSQL: ``sha256`` of its
     UTF-8 bytes, the first 6 bytes read as a 48-bit integer, modulo ``count``. SQLite has no
     SHA-256 builtin: the registered function ``cheetah_norm_template`` (:func:`template_index`
-    itself, given the identifier's UTF-8 bytes) computes it.
+    itself) computes it, given the identifier's bytes when ``sqlite_utf8`` says the database
+    stores text as UTF-8 (:func:`sqlite_text_is_utf8`; a UTF-16 file's bytes are not), else its text.
     """
     if count == 1:
         return sa.literal(0, sa.Integer)
     if dialect != "postgresql":
-        return sa.func.cheetah_norm_template(sa.cast(normalised, sa.LargeBinary), count, type_=sa.Integer)
+        arg = sa.cast(normalised, sa.LargeBinary) if sqlite_utf8 else normalised
+        return sa.func.cheetah_norm_template(arg, count, type_=sa.Integer)
     from sqlalchemy.dialects.postgresql import BIT
 
     ascii_text = sa.func.octet_length(normalised) == sa.func.length(normalised)
