@@ -28,13 +28,23 @@ class RunLog(logging.LoggerAdapter):
         super().__init__(run_log, {})
         self.detail = detail if detail is not None else logging.getLogger(DETAIL_LOGGER)
 
+    @staticmethod
+    def _level(level: int | str) -> int:
+        """A level's number; a name (as Dagster's log manager accepts) by logging's own names, an
+        unknown one as INFO (the run's log, never lost)."""
+        if isinstance(level, int):
+            return level
+        return logging.getLevelNamesMapping().get(str(level).upper(), logging.INFO)
+
     def _target(self, level: int):
         return self.logger if level >= logging.INFO else self.detail
 
-    def isEnabledFor(self, level: int) -> bool:  # noqa: N802 - logging's name
+    def isEnabledFor(self, level: int | str) -> bool:  # noqa: N802 - logging's name
+        level = self._level(level)
         return self._target(level).isEnabledFor(level)
 
-    def log(self, level, msg, *args, **kwargs) -> None:
+    def log(self, level: int | str, msg, *args, **kwargs) -> None:
+        level = self._level(level)
         target = self._target(level)
         if target.isEnabledFor(level):
             target.log(level, msg, *args, **kwargs)

@@ -30,6 +30,8 @@ def test_run_log_keeps_info_and_above_and_hands_debug_to_the_detail_logger(caplo
     log.debug("routine %s", "call")
     log.info("state %s", "change")
     log.log(logging.WARNING, "warn")
+    log.log("debug", "by name")  # Dagster's log manager takes level names too
+    log.log("WARNING", "named")
     try:
         raise ValueError("boom")
     except ValueError:
@@ -39,6 +41,8 @@ def test_run_log_keeps_info_and_above_and_hands_debug_to_the_detail_logger(caplo
         ("test_run_log.detail", "DEBUG", "[campaign C1] routine call", False),
         ("test_run_log.run", "INFO", "[campaign C1] state change", False),
         ("test_run_log.run", "WARNING", "[campaign C1] warn", False),
+        ("test_run_log.detail", "DEBUG", "[campaign C1] by name", False),
+        ("test_run_log.run", "WARNING", "[campaign C1] named", False),
         ("test_run_log.run", "ERROR", "[campaign C1] failed", True),
     ]
     assert RunLog(run_log, detail).isEnabledFor(logging.DEBUG)
@@ -49,27 +53,45 @@ def test_run_log_keeps_info_and_above_and_hands_debug_to_the_detail_logger(caplo
         detail.setLevel(logging.NOTSET)
 
 
-def _day_run(sim, db_url, instance):
+def _day_run(sim, db_url, instance, concurrency=None):
     engine = CustomerDatabaseResource(url=db_url).get_engine(create=True)
     day = sim.admin.now().date()
     seed.seed_demo(engine, customers=60, days=1, today=day, now=sim.admin.now())
-    result = run_cycle(make_resources(sim, db_url), day, instance)
+    result = run_cycle(make_resources(sim, db_url), day, instance, concurrency=concurrency)
     assert result.success
     return [(e.level, e.user_message) for e in instance.all_logs(result.run_id) if e.dagster_event is None]
 
 
-def test_a_runs_log_tells_each_send_without_a_line_per_api_call(sim, db_url, caplog):
-    """The state changes stay in the run's log; the routine call lines go to the detail logger
-    (a day of 240 sends wrote 4,575 of them into the event log, a third of the pipeline's CPU)."""
+@pytest.mark.parametrize("concurrency", [1, None], ids=["one send at a time", "parallel sends"])
+def test_a_runs_log_tells_each_send_without_a_line_per_api_call(sim, db_url, caplog, concurrency):
+    """The state changes stay in the run's log; the routine call lines and step lines go to the
+    detail logger (a day of 240 sends wrote 4,575 of them into the event log, a third of the
+    pipeline's CPU). Sequential sends go through the run's own sender, parallel ones through the
+    workers'."""
     caplog.set_level(logging.DEBUG, logger=DETAIL_LOGGER)
     with dg.DagsterInstance.ephemeral() as instance:
-        lines = _day_run(sim, db_url, instance)
+        lines = _day_run(sim, db_url, instance, concurrency)
     messages = [m for _, m in lines]
     assert not [m for m in messages if CALL_LINE.search(m)]
     assert all(level >= logging.INFO for level, _ in lines)
     assert any("APPROVE accepted" in m for m in messages) and any("imported" in m for m in messages)
     detail = [r.getMessage() for r in caplog.records if r.name == DETAIL_LOGGER]
-    assert any(CALL_LINE.search(m) and m.startswith("[campaign ") for m in detail), detail[:5]
+    assert any(CALL_LINE.search(m) for m in detail), detail[:5]
+    assert any(re.search(r": (find|import|create|launch|approve)$", m) for m in detail), detail[:5]  # step lines
+
+
+def test_no_asset_hands_the_run_log_to_a_client_unwrapped():
+    """Every run that gives a Cheetah client a logger wraps context.log in RunLog (a guard for the
+    assets the day's run above does not reach: metric snapshots, the cancellation job)."""
+    import pathlib
+
+    package = pathlib.Path(__file__).resolve().parents[1] / "cheetah_assets"
+    unwrapped = [f"{path.relative_to(package)}:{n}" for path in package.rglob("*.py")
+                 for n, line in enumerate(path.read_text().splitlines(), 1)
+                 if re.search(r"get_client\(logger=context\.log\)|Sender\(.*logger=context\.log", line)]
+    assert unwrapped == []
+    wrapped = [path for path in package.rglob("*.py") if "get_client(logger=RunLog(context.log))" in path.read_text()]
+    assert len(wrapped) >= 4  # the send path, the metric snapshots (one and batch), the cancellation job
 
 
 def test_the_detail_logger_can_be_captured_into_the_runs_log(sim, db_url):
