@@ -123,7 +123,7 @@ def _select(url: str) -> int:
     texts = field_texts(customers, list(FIELDS.values()), engine.dialect)
     chosen = selection(customers, target_group=GROUP, identifier_column="email", field_exprs=texts,
                        dialect=engine.dialect.name, field_names=list(FIELDS))
-    utf8 = engine.dialect.name == "sqlite" and sqlite_text_is_utf8(engine)
+    utf8 = sqlite_text_is_utf8(engine)
     rows = insert_statement("BENCH-select", chosen.kept, TEMPLATES, list(FIELDS), engine.dialect.name,
                             sqlite_utf8=utf8).select
     with engine.connect() as conn:

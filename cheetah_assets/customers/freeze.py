@@ -273,7 +273,7 @@ def freeze_recipient_list(
         dialect=engine.dialect.name,
         field_names=field_names if texts is not None else None,
     )
-    sqlite_utf8 = engine.dialect.name == "sqlite" and sqlite_text_is_utf8(engine)
+    sqlite_utf8 = sqlite_text_is_utf8(engine)
     insert_stmt = None if texts is None else insert_statement(
         key, chosen.kept, templates, field_names, engine.dialect.name, sqlite_utf8=sqlite_utf8
     )

@@ -130,16 +130,13 @@ def register_sqlite_function(dbapi_connection: Any) -> None:
     dbapi_connection.create_function(f"{SQL_FUNCTION}_text", 1, _sqlite_text, deterministic=True)
 
 
-def sqlite_text_is_utf8(bind: Engine | Connection) -> bool:
-    """True if a SQLite database stores its text as UTF-8 (``PRAGMA encoding``, fixed when the
-    file was created; UTF-16 files exist)."""
-    def encoding(conn: Connection) -> str:
-        return str(conn.exec_driver_sql("PRAGMA encoding").scalar()).upper()
-
-    if isinstance(bind, Connection):
-        return encoding(bind) == "UTF-8"
-    with bind.connect() as conn:
-        return encoding(conn) == "UTF-8"
+def sqlite_text_is_utf8(engine: Engine) -> bool:
+    """True if ``engine``'s database is SQLite and stores its text as UTF-8 (``PRAGMA encoding``,
+    fixed when the file was created; UTF-16 files exist); False for any other database."""
+    if engine.dialect.name != "sqlite":
+        return False
+    with engine.connect() as conn:
+        return str(conn.exec_driver_sql("PRAGMA encoding").scalar()).upper() == "UTF-8"
 
 
 def norm(expr: Any) -> sa.sql.ColumnElement:
