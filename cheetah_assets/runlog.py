@@ -4,8 +4,10 @@ Every line written to ``context.log`` is an event in the instance's event log: a
 committed, then read back by the UI. A day of 200 campaigns (240 sends) wrote 4,575 routine DEBUG
 lines (each API call, each send step's start) next to 1,601 INFO lines, and writing them took a
 third of the pipeline's CPU (``bench/bench_day.py``). :class:`RunLog` keeps INFO and above in the
-run's log (each send's state changes, retried or failed calls, warnings and errors) and hands the
-routine DEBUG lines to the Python logger ``cheetah_assets.detail``. A deployment that wants them in
+run's log (each send's start and outcome, progress on long work, retried or failed calls, warnings
+and errors) and hands the routine DEBUG lines (each call, each step) to the Python logger
+``cheetah_assets.detail``. The INFO lines are few too: two per send and one per recipient list,
+and progress lines only when the work takes long (:func:`every`). A deployment that wants them in
 the run's log too captures that logger in its ``dagster.yaml`` (docs/deploy.md)::
 
     python_logs:
@@ -16,6 +18,8 @@ the run's log too captures that logger in its ``dagster.yaml`` (docs/deploy.md):
 from __future__ import annotations
 
 import logging
+import time
+from typing import Callable
 
 #: The Python logger that receives a run's routine DEBUG lines.
 DETAIL_LOGGER = "cheetah_assets.detail"
@@ -48,3 +52,19 @@ class RunLog(logging.LoggerAdapter):
         target = self._target(level)
         if target.isEnabledFor(level):
             target.log(level, msg, *args, **kwargs)
+
+
+def every(seconds: float, emit: Callable[[int], None], clock: Callable[[], float] = time.monotonic) -> Callable[[int], None]:
+    """A progress callback for long work: it hands its count to ``emit`` only once ``seconds``
+    have passed since the callback was made and since its last line, so short work writes no
+    progress line at all."""
+    last = clock()
+
+    def progress(count: int) -> None:
+        nonlocal last
+        now = clock()
+        if now - last >= seconds:
+            last = now
+            emit(count)
+
+    return progress

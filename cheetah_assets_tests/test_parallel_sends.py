@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import logging
 import threading
 
 import dagster as dg
 import pytest
 
+from cheetah_assets.runlog import DETAIL_LOGGER
 from cheetah_assets.sending import ledger as sending_ledger
 from cheetah_assets.sending import plan
 from cheetah_assets.sending.assets import SEND_ASSETS, SEND_CHECKS
@@ -39,7 +41,8 @@ def engine(db_url, sim, day):
     return demo_database(db_url, sim, day, customers=60, campaigns=CAMPAIGNS)
 
 
-def test_a_run_at_concurrency_3_sends_every_campaign_exactly_once(sim, db_url, engine, day):
+def test_a_run_at_concurrency_3_sends_every_campaign_exactly_once(sim, db_url, engine, day, caplog):
+    caplog.set_level(logging.DEBUG, logger=DETAIL_LOGGER)
     with dg.DagsterInstance.ephemeral() as instance:
         result = run_cycle(make_resources(sim, db_url), day, instance, concurrency=3)
         assert result.success
@@ -47,12 +50,14 @@ def test_a_run_at_concurrency_3_sends_every_campaign_exactly_once(sim, db_url, e
         again = run_cycle(make_resources(sim, db_url), day, instance, concurrency=3)  # a re-run sends nothing
         assert again.success
     assert_exactly_once(sim, engine, sends=5)
-    # Each worker's lines name the campaign it works on, the API client's own lines included.
-    for cid, *_ in CAMPAIGNS:
+    # Each worker's lines name the campaign it works on: its start and outcome lines in the run's
+    # log, and the API client's own call lines (DEBUG, in the detail logger: cheetah_assets.runlog).
+    detail = [r.getMessage() for r in caplog.records if r.name == DETAIL_LOGGER]
+    for cid, _name, templates, _at in CAMPAIGNS:
         mine = [line for line in lines if line.startswith(f"[campaign {cid}] ")]
-        assert any("Cheetah POST /services2/api/Import" in line for line in mine) or any(
-            "imported" in line for line in mine), (cid, mine)
-    assert not any(line.startswith("[campaign") and not line.startswith("[campaign P") for line in lines)
+        assert len([line for line in mine if ": APPROVED: " in line]) == len(templates.split(",")), (cid, mine)
+        assert any(line.startswith(f"[campaign {cid}] Cheetah POST /services2/api/Import") for line in detail), cid
+    assert not any(line.startswith("[campaign") and not line.startswith("[campaign P") for line in lines + detail)
 
 
 def _frozen_day(sim, db_url, day) -> list[plan.PlanRow]:

@@ -12,10 +12,13 @@ import pytest
 
 from cheetah_assets.customers import seed
 from cheetah_assets.customers.resource import CustomerDatabaseResource
-from cheetah_assets.runlog import DETAIL_LOGGER, RunLog
+from cheetah_assets.runlog import DETAIL_LOGGER, RunLog, every
+from cheetah_assets.sending import plan as sending_plan
+from cheetah_assets.sending.assets import SEND_ASSETS
 from cheetah_assets.sending.parallel import CampaignLog
+from cheetah_assets.sending.protocol import Sender
 
-from .conftest import make_resources
+from .conftest import cheetah_resource, make_resources
 from .helpers import run_cycle
 
 #: A routine call line of the client, e.g. "Cheetah PUT /services2/api/EmailCampaign: 200 OK (attempt 1)".
@@ -74,10 +77,23 @@ def test_a_runs_log_tells_each_send_without_a_line_per_api_call(sim, db_url, cap
     messages = [m for _, m in lines]
     assert not [m for m in messages if CALL_LINE.search(m)]
     assert all(level >= logging.INFO for level, _ in lines)
-    assert any("APPROVE accepted" in m for m in messages) and any("imported" in m for m in messages)
     detail = [r.getMessage() for r in caplog.records if r.name == DETAIL_LOGGER]
     assert any(CALL_LINE.search(m) for m in detail), detail[:5]
     assert any(re.search(r": (find|import|create|launch|approve)$", m) for m in detail), detail[:5]  # step lines
+    assert any("APPROVE accepted" in m for m in detail) and any("completed into list" in m for m in detail)
+
+    # Two lines per send in the run's log, its start and its outcome, and one per recipient list;
+    # the steps between (import completed, one-file import progress, LAUNCH and APPROVE accepted)
+    # were three more per send: 1,601 INFO events in the day of 240 sends, now 680.
+    starts = [m for m in messages if re.search(r"send \d+ of \d+: ", m)]
+    outcomes = [m for m in messages if re.search(r": APPROVED: \d+ of \d+ recipients accepted(, \d+ rejected)?; "
+                                                  r"Cheetah campaign \S+ launched and approved to send at ", m)]
+    lists = [m for m in messages if re.search(r"recipient list \d+ of \d+: campaign \S+: \d+ recipients", m)]
+    sends = int(re.search(r"of (\d+):", starts[0]).group(1))
+    assert len(starts) == len(outcomes) == sends >= 2, messages
+    assert len(lists) == int(re.search(r"of (\d+):", lists[0]).group(1)) >= 2, messages
+    others = [m for m in messages if m not in set(starts) | set(outcomes) | set(lists)]
+    assert len(others) <= 10, others  # the day's own lines (catalog, plan, summary), none per send
 
 
 def test_no_asset_hands_the_run_log_to_a_client_unwrapped():
@@ -107,3 +123,44 @@ def test_the_detail_logger_can_be_captured_into_the_runs_log(sim, db_url):
 @pytest.fixture
 def db_url(tmp_path):
     return f"sqlite:///{tmp_path / 'runlog.db'}"
+
+
+def test_progress_lines_come_only_when_the_work_takes_long():
+    """``every``: a freeze that ends within the interval writes no progress line; a long one
+    writes one per interval, with the count reached."""
+    now = [100.0]
+    lines: list[int] = []
+    progress = every(10.0, lines.append, clock=lambda: now[0])
+    for count, t in [(1_000, 101.0), (5_000, 109.9), (10_000, 110.0), (12_000, 115.0), (30_000, 120.5), (31_000, 121)]:
+        now[0] = t
+        progress(count)
+    assert lines == [10_000, 30_000]
+
+
+@pytest.mark.parametrize("max_rows", [3, 100_000], ids=["several files", "one file"])
+def test_an_import_of_several_files_tells_its_progress_and_one_of_one_file_does_not(sim, db_url, caplog, max_rows):
+    """The import's "imported k of n" line is progress on long work: in the run's log (INFO)
+    after each file of a list that takes several, at DEBUG (the detail logger) for a one-file
+    list, whose send's outcome line says the same."""
+    engine = CustomerDatabaseResource(url=db_url).get_engine(create=True)
+    day = sim.admin.now().date()
+    seed.seed_demo(engine, customers=60, days=1, today=day, now=sim.admin.now())
+    with dg.DagsterInstance.ephemeral() as instance:
+        dg.materialize(SEND_ASSETS[:3], partition_key=day.isoformat(), resources=make_resources(sim, db_url),
+                       instance=instance)
+    row = next(r for r in sending_plan.load_plan(engine, day) if r.status == sending_plan.READY)
+    logger = logging.getLogger("test_run_log.imports")
+    with cheetah_resource(sim).get_client() as client, caplog.at_level(logging.DEBUG, "test_run_log.imports"):
+        sender = Sender(client=client, engine=engine, owner="run-1", now=sim.admin.now, logger=logger,
+                        step_backoff_seconds=0.01, max_rows_per_file=max_rows)
+        sender.ledger.ensure(campaign_id=row.campaign_id, template_id=row.template_id, send_date=day,
+                             list_key=row.list_key, send_at=row.send_at)
+        outcome = sender.send(row.send_key)
+    assert outcome.state == "APPROVED" and outcome.rows_in_list > 6, outcome
+    lines = [(r.levelno, r.getMessage()) for r in caplog.records if "recipients (" in r.getMessage()]
+    done = [int(re.search(r"imported (\d+) of", m).group(1)) for _, m in lines]
+    if max_rows == 3:
+        assert {level for level, _ in lines} == {logging.INFO}
+        assert done == list(range(3, outcome.rows_in_list, 3)) + [outcome.rows_in_list]
+    else:
+        assert lines and {level for level, _ in lines} == {logging.DEBUG} and done == [outcome.rows_in_list]

@@ -208,7 +208,7 @@ class CheetahClient:
             if on_poll is not None:
                 on_poll(status)
             if status.status == "COMPLETED":
-                self._log.info(
+                self._log.debug(
                     "Cheetah import %s completed into list %s: %d rows read, %d accepted, %d rejected",
                     import_id, status.list_id, status.rows_read, status.rows_accepted, len(status.rejected),
                 )
@@ -305,7 +305,7 @@ class CheetahClient:
             errors=by_status,
             expect_json=False,
         )
-        self._log.info("Cheetah campaign %s: %s accepted", camp_id, action)
+        self._log.debug("Cheetah campaign %s: %s accepted", camp_id, action)
 
     def launch_campaign(self, camp_id: ObjId) -> None:
         def bad_request(message: str) -> errors.CheetahError:

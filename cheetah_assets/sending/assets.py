@@ -22,7 +22,7 @@ from ..cheetah.resource import CheetahMessagingResource
 from ..clock import ClockResource
 from ..customers import queries
 from ..customers.resource import CustomerDatabaseResource
-from ..runlog import RunLog
+from ..runlog import RunLog, every
 from ..tables import table
 from . import ledger, plan
 from .cancel import cancel_leftover
@@ -49,6 +49,8 @@ warnings.filterwarnings("ignore", message="Specifying a partitions_def on an Ass
 
 
 GROUP = "send"
+#: Seconds between two progress lines of a long freeze (a short one writes none).
+PROGRESS_SECONDS = 10.0
 OWNERS = ["team:marketing-ops"]
 
 
@@ -275,7 +277,6 @@ def recipient_lists(
             campaigns.setdefault(r.campaign_id, []).append(r)
     records, total = [], 0
     for n, (campaign_id, rows) in enumerate(sorted(campaigns.items()), start=1):
-        context.log.info("freezing recipient list %d of %d: campaign %s", n, len(campaigns), campaign_id)
         result = queries.freeze_recipient_list(
             engine,
             campaign_id=campaign_id,
@@ -285,7 +286,12 @@ def recipient_lists(
             fields=fields,
             template_ids=[r.template_id for r in sorted(rows, key=lambda r: r.template_index)],
             chunk_size=customer_db.chunk_size,
-            progress=lambda k, cid=campaign_id: context.log.info("campaign %s: %d recipients so far", cid, k),
+            progress=every(PROGRESS_SECONDS, lambda k, cid=campaign_id: context.log.info(
+                "campaign %s: %d recipients written so far", cid, k)),
+        )
+        context.log.info(
+            "recipient list %d of %d: campaign %s: %d recipients%s", n, len(campaigns), campaign_id,
+            result.row_count, " (frozen earlier: its send has started)" if result.reused else "",
         )
         total += result.row_count
         records.append(

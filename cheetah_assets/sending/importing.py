@@ -199,7 +199,7 @@ class ListImporter:
         rejected: list[tuple[str, str]] = []
         done = 0
         chunks = queries.iter_recipient_rows(self.engine, row.list_key, row.template_id, header[1:], self.chunk_size)
-        for part in import_parts(chunks, header, self.max_rows_per_file, self.max_bytes_per_file):
+        for part_no, part in enumerate(import_parts(chunks, header, self.max_rows_per_file, self.max_bytes_per_file), 1):
             lid, acc, rej = self._import_file(row, part)
             if list_id is not None and not contract.same_id(lid, list_id):
                 raise ImportFailed(
@@ -207,7 +207,10 @@ class ListImporter:
                 )
             list_id, accepted, done = lid, accepted + acc, done + len(part)
             rejected.extend(rej)
-            self.logger.info(
+            # Progress in the run's log when the list takes more than one file; a one-file list's
+            # import is told by its send's outcome line.
+            self.logger.log(
+                logging.INFO if done < (row.rows_in_list or 0) or part_no > 1 else logging.DEBUG,
                 "%s: imported %d of %d recipients (%d rejected so far)",
                 row.cheetah_name, done, row.rows_in_list or done, len(rejected),
             )

@@ -70,8 +70,20 @@ def by_campaign(todo: Iterable[PlanRow]) -> list[list[PlanRow]]:
     return list(groups.values())
 
 
+def outcome_line(record: dict) -> str:
+    """One send's outcome in a sentence: the run's log has this line and the send's start line,
+    not one per step (each step's line goes to the detail logger: :mod:`cheetah_assets.runlog`)."""
+    name, state = record["cheetah_name"], record["state"]
+    if state == "APPROVED":
+        rejected = f", {record['rejected']} rejected" if record.get("rejected") else ""
+        return (f"{name}: APPROVED: {record['accepted']} of {record['recipients']} recipients accepted{rejected}; "
+                f"Cheetah campaign {record['camp_id']} launched and approved to send at {record['send_at']}")
+    return f"{name}: {state}" + (f": {record['note']}" if record.get("note") else "")
+
+
 def send_one(sender: Sender, r: PlanRow, logger, results: SendResults, lock: threading.Lock) -> None:
-    """One send, as far as it goes; its outcome or its problem goes into ``results``."""
+    """One send, as far as it goes; its outcome (and its line in the log) or its problem goes
+    into ``results``."""
     try:
         sender.ledger.ensure(
             campaign_id=r.campaign_id, template_id=r.template_id, send_date=r.send_date, list_key=r.list_key,
@@ -90,6 +102,7 @@ def send_one(sender: Sender, r: PlanRow, logger, results: SendResults, lock: thr
         record = {"campaign": r.campaign_id, "name": r.campaign_name, "template": r.template_id, **outcome}
         with lock:
             results.done[r.send_key] = record
+        logger.info("%s", outcome_line(record))
 
 
 def send_all(
