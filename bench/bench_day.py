@@ -364,6 +364,9 @@ def main(argv=None) -> int:
     day = dt.datetime.now(dt.timezone.utc).date()
     print(f"bench_day: {args.campaigns} campaigns x {args.customers:,} customers on {args.backend}, "
           f"audience {args.audience}, concurrency {args.concurrency}, {os.cpu_count()} cores", flush=True)
+    from bench.machine import speed_line
+
+    print(speed_line(), flush=True)
     with _database(args.backend) as url:
         _seed(url, args.customers, args.campaigns, day, args.audience)
         raw = _run_child("raw", url, str(args.campaigns), args.audience)
@@ -379,6 +382,7 @@ def main(argv=None) -> int:
             results[label] = (r, sim["rss_mib"])
             _report(f"{label} (concurrency {concurrency})", r, sim["rss_mib"])
     par, sim_rss = results["parallel"]
+    print(speed_line(), "(at the end)")
     print(f"summary: {args.campaigns} campaigns x {args.customers:,} customers ({args.backend}, audience "
           f"{args.audience}, {par['recipients']:,} recipients): day {par['wall']:.1f}s "
           f"({'within' if par['wall'] <= 600 else 'OVER'} the 10-minute goal) "

@@ -222,11 +222,15 @@ def main(argv=None) -> int:
         child(args.child, args.url, args.measure, args.tag)
         return 0
 
+    from bench.machine import speed_line
+
+    print(speed_line(), flush=True)
     results = {}
     for backend in args.backends.split(","):
         with _database(backend, args) as url:
             results[backend] = _measure(backend, url, args)
     print()
+    print(speed_line(), "(at the end)")
     failed = False
     for backend, r in results.items():
         if r is None:
