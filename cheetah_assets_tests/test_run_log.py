@@ -84,7 +84,7 @@ def test_a_runs_log_tells_each_send_without_a_line_per_api_call(sim, db_url, cap
 
     # Two lines per send in the run's log, its start and its outcome, and one per recipient list;
     # the steps between (import completed, one-file import progress, LAUNCH and APPROVE accepted)
-    # were three more per send: 1,601 INFO events in the day of 240 sends, now 680.
+    # were three more per send: 1,601 INFO events in the day of 240 sends; 680 by this count.
     starts = [m for m in messages if re.search(r"send \d+ of \d+: ", m)]
     outcomes = [m for m in messages if re.search(r": APPROVED: \d+ of \d+ recipients accepted(, \d+ rejected)?; "
                                                   r"Cheetah campaign \S+ launched and approved to send at ", m)]
