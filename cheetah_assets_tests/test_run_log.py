@@ -15,7 +15,7 @@ from cheetah_assets.customers.resource import CustomerDatabaseResource
 from cheetah_assets.runlog import DETAIL_LOGGER, RunLog, every
 from cheetah_assets.sending import plan as sending_plan
 from cheetah_assets.sending.assets import SEND_ASSETS
-from cheetah_assets.sending.parallel import CampaignLog
+from cheetah_assets.sending.parallel import CampaignLog, outcome_line
 from cheetah_assets.sending.protocol import Sender
 
 from .conftest import cheetah_resource, make_resources
@@ -164,3 +164,19 @@ def test_an_import_of_several_files_tells_its_progress_and_one_of_one_file_does_
         assert done == list(range(3, outcome.rows_in_list, 3)) + [outcome.rows_in_list]
     else:
         assert lines and {level for level, _ in lines} == {logging.DEBUG} and done == [outcome.rows_in_list]
+
+
+def test_a_sends_outcome_line_says_what_its_ledger_row_holds():
+    base = {"cheetah_name": "OPT-A-1001-20261207", "camp_id": 5031, "send_at": "2026-12-07T07:00:00+00:00",
+            "recipients": 9661, "accepted": 9623, "rejected": 38, "note": ""}
+    assert outcome_line({**base, "state": "APPROVED"}) == (
+        "OPT-A-1001-20261207: APPROVED: 9623 of 9661 recipients accepted, 38 rejected; Cheetah campaign 5031 "
+        "launched and approved to send at 2026-12-07T07:00:00+00:00")
+    assert outcome_line({**base, "state": "APPROVED", "rejected": 0}).startswith(
+        "OPT-A-1001-20261207: APPROVED: 9623 of 9661 recipients accepted; Cheetah campaign 5031")
+    # counts the ledger row lacks are left out, never printed as "None of None"
+    line = outcome_line({**base, "state": "APPROVED", "accepted": None, "note": "recovered by a look-up"})
+    assert "None" not in line and "recipients" not in line and line.endswith("(recovered by a look-up)")
+    assert outcome_line({**base, "state": "EMPTY", "note": "no recipients for this template"}) == (
+        "OPT-A-1001-20261207: EMPTY: no recipients for this template")
+    assert outcome_line({**base, "state": "MISSED"}) == "OPT-A-1001-20261207: MISSED"

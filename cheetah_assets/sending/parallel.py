@@ -74,10 +74,14 @@ def outcome_line(record: dict) -> str:
     """One send's outcome in a sentence: the run's log has this line and the send's start line,
     not one per step (each step's line goes to the detail logger: :mod:`cheetah_assets.runlog`)."""
     name, state = record["cheetah_name"], record["state"]
+    note = f" ({record['note']})" if record.get("note") else ""
     if state == "APPROVED":
-        rejected = f", {record['rejected']} rejected" if record.get("rejected") else ""
-        return (f"{name}: APPROVED: {record['accepted']} of {record['recipients']} recipients accepted{rejected}; "
-                f"Cheetah campaign {record['camp_id']} launched and approved to send at {record['send_at']}")
+        accepted, recipients = record.get("accepted"), record.get("recipients")
+        counts = "" if accepted is None or recipients is None else (
+            f" {accepted} of {recipients} recipients accepted"
+            + (f", {record['rejected']} rejected" if record.get("rejected") else "") + ";")
+        return (f"{name}: APPROVED:{counts} Cheetah campaign {record.get('camp_id')} launched and approved to send "
+                f"at {record.get('send_at')}{note}")
     return f"{name}: {state}" + (f": {record['note']}" if record.get("note") else "")
 
 
