@@ -73,16 +73,15 @@ def by_campaign(todo: Iterable[PlanRow]) -> list[list[PlanRow]]:
 def outcome_line(record: dict) -> str:
     """One send's outcome in a sentence: the run's log has this line and the send's start line,
     not one per step (each step's line goes to the detail logger: :mod:`cheetah_assets.runlog`)."""
-    name, state = record["cheetah_name"], record["state"]
-    note = f" ({record['note']})" if record.get("note") else ""
+    name, state, note = record["cheetah_name"], record["state"], record.get("note")
     if state == "APPROVED":
         accepted, recipients = record.get("accepted"), record.get("recipients")
         counts = "" if accepted is None or recipients is None else (
             f" {accepted} of {recipients} recipients accepted"
             + (f", {record['rejected']} rejected" if record.get("rejected") else "") + ";")
         return (f"{name}: APPROVED:{counts} Cheetah campaign {record.get('camp_id')} launched and approved to send "
-                f"at {record.get('send_at')}{note}")
-    return f"{name}: {state}" + (f": {record['note']}" if record.get("note") else "")
+                f"at {record.get('send_at')}" + (f" ({note})" if note else ""))
+    return f"{name}: {state}" + (f": {note}" if note else "")
 
 
 def send_one(sender: Sender, r: PlanRow, logger, results: SendResults, lock: threading.Lock) -> None:
