@@ -7,8 +7,10 @@ and the API's own ``message``; never from a request body or header, so none hold
 
 from __future__ import annotations
 
+import re
 from http import HTTPStatus
 from typing import Any, Callable, Iterator, Mapping
+from urllib.parse import urlsplit
 
 import requests
 from urllib3.exceptions import (
@@ -29,13 +31,15 @@ from .errors import (
     IpNotWhitelisted,
     NotFound,
     RateLimited,
+    Redirected,
     ServerError,
     TransportError,
 )
+from .settings import setting_label
 
 __all__ = [
     "ErrorFactory", "INVALID_CREDENTIALS_MESSAGE", "IP_NOT_WHITELISTED_MESSAGE", "call_name", "json_or_none",
-    "raise_for_common", "raise_for_token_reply", "refusal", "retries_made", "retries_text", "sentence",
+    "raise_for_common", "raise_for_token_reply", "redirect_error", "refusal", "retries_made", "retries_text", "sentence",
     "status_phrase", "transport_error",
 ]
 
@@ -110,6 +114,37 @@ def _exception_chain(exc: BaseException) -> Iterator[BaseException]:
 
 
 # --- errors ----------------------------------------------------------------------------------------
+_HOST_CHARS = re.compile(r"[A-Za-z0-9.:\[\]_-]{1,100}")
+
+
+def _redirect_target(location: str | None) -> str:
+    """Where a redirect points, as a host name only: never its path, query or user part (any of
+    which may carry a secret)."""
+    if not location or not location.strip():
+        return "no location"
+    try:
+        parts = urlsplit(location.strip())
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        return "an unreadable location"
+    if not host:
+        return "another path of the same host"
+    if not _HOST_CHARS.fullmatch(host):
+        return "an unreadable location"
+    return f"host {host}:{port}" if port else f"host {host}"
+
+
+def redirect_error(name: str, resp: requests.Response) -> CheetahError:
+    """The error of a 3xx reply: never followed (it would take the credentials or the recipients'
+    data elsewhere, or have us trust another server's answer), and never repeated."""
+    status = resp.status_code
+    return Redirected(
+        f"{name} was redirected ({status_phrase(status)}) to {_redirect_target(resp.headers.get('Location'))}, "
+        f"and the client never follows a redirect: check {setting_label('endpoint')}.",
+        status=status,
+    )
+
+
 def transport_error(
     name: str, exc: BaseException, *, repeatable: bool, host: str, timeout_seconds: float, max_retries: int
 ) -> CheetahError:
@@ -167,6 +202,8 @@ def raise_for_token_reply(resp: requests.Response) -> None:
     """A token reply other than 200: refused credentials, a closed IP whitelist, or the rest."""
     name = call_name("POST", TOKEN_PATH)
     status = resp.status_code
+    if 300 <= status < 400:
+        raise redirect_error(name, resp)
     body = json_or_none(resp)
     error = body.get("error") if isinstance(body, Mapping) else None
     if status == 403 and error == IP_NOT_WHITELISTED_ERROR:

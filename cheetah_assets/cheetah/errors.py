@@ -133,6 +133,11 @@ class TransportError(CheetahError):
     """
 
 
+class Redirected(CheetahError):
+    """3xx: the API answered with a redirect, which the client never follows (the credentials,
+    the recipients' CSV and our trust in a reply stay with the configured endpoint)."""
+
+
 class MalformedResponse(CheetahError):
     """The reply was not JSON, or lacked a key, or a value had the wrong type."""
 

@@ -23,6 +23,11 @@ parsed body or a typed error of :mod:`.errors` (:mod:`.error_mapping` says which
     path recovers by looking the campaign up by name.
 
   A GET whose 2xx reply is not JSON is repeated too (up to ``max_retries``, with backoff).
+* **Redirects** are never followed, for the token request and every API call
+  (``max_redirects = 0`` on the session, ``allow_redirects=False`` on each call): following one
+  would send the credentials or the recipients' CSV to whatever host it names, or have us trust
+  another server's answer. A 3xx is a :class:`~.errors.Redirected` naming the status and the
+  target host (never its query), and it is not repeated.
 * **Plain HTTP.** oauthlib refuses ``http://`` unless ``OAUTHLIB_INSECURE_TRANSPORT`` is set, and
   reads that variable at each call. Settings only accept ``http://`` for a loopback host (the
   simulator); for such an endpoint, and only for the duration of each of its own calls, the
@@ -61,6 +66,7 @@ from .error_mapping import (
     json_or_none,
     raise_for_common,
     raise_for_token_reply,
+    redirect_error,
     refusal,
     retries_made,
     retries_text,
@@ -111,6 +117,11 @@ def loopback_http_allowed() -> Iterator[None]:
                     os.environ[_INSECURE_ENV] = _insecure_saved
 
 
+def _no_redirects(url: str, headers: dict, request_kwargs: dict) -> tuple[str, dict, dict]:
+    """Token-request compliance hook: the token POST never follows a redirect either."""
+    return url, headers, {**request_kwargs, "allow_redirects": False}
+
+
 class RetryAlsoOn429(Retry):
     """urllib3 ``Retry`` that also repeats a 429 for *any* method, POST included.
 
@@ -142,11 +153,13 @@ class Transport:
         session = OAuth2Session(client=LegacyApplicationClient(client_id=settings.client_id.get_secret_value()))
         session.verify = True
         session.headers["Accept"] = "application/json"
+        session.max_redirects = 0  # a redirect is an error (Redirected), never followed
         session.mount(settings.endpoint + "/", HTTPAdapter(max_retries=self._retry_policy(REPEATABLE_METHODS)))
         session.mount(
             settings.endpoint + CAMPAIGN_PATH,
             HTTPAdapter(max_retries=self._retry_policy(REPEATABLE_CAMPAIGN_METHODS)),
         )
+        session.register_compliance_hook("access_token_request", _no_redirects)
         session.register_compliance_hook("access_token_response", self._on_token_response)
         self.session = session
         self._pacer = pacer_for(settings.endpoint, settings.cust_id, settings.max_requests_per_second)
@@ -225,6 +238,13 @@ class Transport:
             timeout_seconds=self.settings.timeout_seconds, max_retries=self.settings.max_retries,
         )
 
+    def _redirected(self, name: str, exc: requests.TooManyRedirects) -> CheetahError:
+        """The :class:`~.errors.Redirected` of the 3xx that ``max_redirects = 0`` refused to follow."""
+        if isinstance(exc.response, requests.Response):
+            self._log_call(exc.response)
+            return redirect_error(name, exc.response)
+        return CheetahError(f"{name} was redirected, and the client never follows a redirect.")
+
     def _log_call(self, resp: requests.Response, expected: frozenset[int] = frozenset()) -> None:
         """One line per call: method, path (no query), status, attempt (1 + transport retries)."""
         request = resp.request
@@ -259,13 +279,16 @@ class Transport:
                     self._pacer.wait()
                 with self._scope():
                     if body_file is None:
-                        resp = self.session.request(method, url, params=params, json=body, timeout=self.settings.timeout)
+                        resp = self.session.request(method, url, params=params, json=body, timeout=self.settings.timeout,
+                                                    allow_redirects=False)
                     else:  # streamed from the file (urllib3 rewinds it for its own retries)
                         body_file.seek(0)
                         resp = self.session.request(method, url, params=params, data=body_file, headers=_JSON,
-                                                    timeout=self.settings.timeout)
+                                                    timeout=self.settings.timeout, allow_redirects=False)
             except TokenExpiredError:  # oauthlib's own clock says so: same as a 401
                 pass
+            except requests.TooManyRedirects as exc:  # a 3xx with a Location (max_redirects = 0)
+                failure = self._redirected(name, exc)
             except requests.RequestException as exc:
                 # raised outside the handler: the original holds the request and its bearer header
                 failure = self._transport_error(name, exc, repeatable=repeatable)
@@ -273,6 +296,8 @@ class Transport:
                 raise failure
             if resp is not None:
                 self._log_call(resp, expected)
+                if 300 <= resp.status_code < 400:  # a 3xx without a Location
+                    raise redirect_error(name, resp)
             if resp is None or resp.status_code == 401:
                 if attempt == 2:
                     raise Unauthorized(
@@ -318,6 +343,8 @@ class Transport:
                 )
         except CheetahError as exc:  # raised by _on_token_response
             failure = type(exc)(exc.message, status=exc.status)
+        except requests.TooManyRedirects as exc:  # a 3xx with a Location (max_redirects = 0)
+            failure = self._redirected(call_name("POST", TOKEN_PATH), exc)
         except requests.RequestException as exc:
             failure = self._transport_error(call_name("POST", TOKEN_PATH), exc, repeatable=True)
         except OAuth2Error as exc:  # a 200 whose body oauthlib still refuses

@@ -1,0 +1,173 @@
+"""The client against replies a contract-honouring server may give that the simulator never does:
+redirects, error messages in other shapes, odd encodings, token replies, ``Retry-After`` values,
+listings that shift or ignore paging, and looser spellings of the same meaning.
+
+Real HTTP on loopback: :class:`Scripted` is a tiny server answering each ``(method, path)`` from a
+script (replies consumed in order, the last one repeating) and logging every request it received,
+so a test can prove what went over the wire (and what did not).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from cheetah_assets.cheetah import contract
+from cheetah_assets.cheetah.client import CheetahClient
+from cheetah_assets.cheetah.contract import CAMPAIGN_PATH, FOLDER_OBJECTS_PATH, FOLDER_PATH, IMPORT_PATH, TOKEN_PATH
+from cheetah_assets.cheetah.errors import CheetahError
+from cheetah_assets.cheetah.settings import CheetahSettings
+
+from .conftest import DEMO_CREDENTIALS
+
+TOKEN = {"access_token": "scripted-token", "token_type": "bearer", "expires_in": 28800}
+CAMPAIGN = {
+    "campId": 5001, "custId": 1234, "CampName": "Winter", "status": "DRAFT", "recipientCount": 3,
+    "CampParam": {"sendSchedule": {"startTime": "2026-11-23T15:00:00", "timeZone": "UTC"}},
+}
+CSV = b"EMAIL_ADDR\r\nalice@example.com\r\n"
+#: A reply: ``(status, headers, body)`` (a body that is not bytes is sent as JSON), or ``"DROP"``
+#: (the connection is closed without a reply), or a function of the request returning either.
+Reply = Any
+
+
+class Scripted:
+    """A loopback HTTP server answering from ``routes`` and logging what it received."""
+
+    def __init__(self) -> None:
+        self.routes: dict[tuple[str, str], list[Reply] | Reply] = {("POST", TOKEN_PATH): (200, {}, TOKEN)}
+        self.log: list[dict] = []
+        self._lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # keep test output quiet
+                pass
+
+            def _answer(self) -> None:
+                url = urlsplit(self.path)
+                length = int(self.headers.get("Content-Length") or 0)
+                request = {"method": self.command, "path": url.path, "query": parse_qs(url.query),
+                           "body": self.rfile.read(length) if length else b""}
+                out = server._next(request)
+                if out == "DROP":
+                    self.close_connection = True
+                    self.connection.shutdown(2)
+                    return
+                status, headers, data = out
+                if not isinstance(data, bytes):
+                    data = json.dumps(data).encode()
+                    headers = {"Content-Type": "application/json", **headers}
+                self.send_response(status)
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_PUT = do_DELETE = _answer
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.httpd.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def _next(self, request: dict) -> Reply:
+        with self._lock:
+            self.log.append(request)
+            script = self.routes.get((request["method"], request["path"]), (404, {}, {"message": "no route"}))
+            out = (script.pop(0) if len(script) > 1 else script[0]) if isinstance(script, list) else script
+        return out(request) if callable(out) else out
+
+    def count(self, method: str, path: str) -> int:
+        return sum(1 for r in self.log if r["method"] == method and r["path"] == path)
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def servers():
+    """``servers()`` starts a :class:`Scripted` server; all are stopped after the test."""
+    started: list[Scripted] = []
+
+    def start() -> Scripted:
+        started.append(Scripted())
+        return started[-1]
+
+    yield start
+    for server in started:
+        server.close()
+
+
+def client(server: Scripted, **overrides) -> CheetahClient:
+    raw = dict(endpoint=server.url, **DEMO_CREDENTIALS, max_retries="2", backoff_factor="0.01",
+               backoff_max_seconds="0.05", timeout_seconds="2", connect_timeout_seconds="1",
+               import_poll_interval_seconds="0.01", import_timeout_seconds="5")
+    raw.update(overrides)
+    return CheetahClient(CheetahSettings.from_raw(**raw))
+
+
+def raised(error: type[Exception], call: Callable[[], Any]) -> Exception:
+    with pytest.raises(error) as err:
+        call()
+    return err.value
+
+
+# --- 1. redirects are never followed ---------------------------------------------------------------
+def _start_time() -> dt.datetime:
+    return dt.datetime(2030, 1, 1, tzinfo=dt.timezone.utc)
+
+
+@pytest.mark.parametrize(
+    "status, method, path, call, name",
+    [
+        (307, "POST", TOKEN_PATH, lambda c: c.check_access(), "POST Token"),
+        (308, "POST", IMPORT_PATH, lambda c: c.start_import(list_name="L", file_name="f.csv", csv_bytes=CSV),
+         "POST Import"),
+        (302, "GET", CAMPAIGN_PATH, lambda c: c.get_campaign(5001), "GET EmailCampaign"),
+        (307, "PUT", CAMPAIGN_PATH, lambda c: c.launch_campaign(5001), "PUT EmailCampaign"),
+        (303, "POST", CAMPAIGN_PATH, lambda c: c.create_campaign(
+            name="n", template_obj_id="1001", list_id=9001, start_time=_start_time()), "POST EmailCampaign"),
+    ],
+)
+def test_a_redirect_is_never_followed_and_names_its_target_host(servers, status, method, path, call, name):
+    """The credentials, the recipients' CSV and our trust in a reply never go to another host: the
+    redirect is an error naming the status and the target host (not its query, which may carry
+    anything), and it is not repeated."""
+    ours, other = servers(), servers()
+    for route in (("POST", TOKEN_PATH), (method, path)):
+        other.routes[route] = (200, {}, {**TOKEN, **CAMPAIGN, "importId": 1})
+    target = f"http://localhost:{other.port}{path}?id=5001&secret=s3cr3t"
+    ours.routes[(method, path)] = (status, {"Location": target}, b"")
+    with client(ours) as c:
+        failure = raised(CheetahError, lambda: call(c))
+    assert other.log == []
+    assert ours.count(method, path) == 1
+    message = str(failure)
+    assert message.startswith(f"{name} was redirected") and str(status) in message and "localhost" in message
+    assert "s3cr3t" not in message and "?" not in message
+    assert failure.status == status
+
+
+@pytest.mark.parametrize(
+    "headers, where",
+    [({}, "to no location"), ({"Location": "/elsewhere?token=s3cr3t"}, "to another path of the same host"),
+     ({"Location": "http://user:s3cr3t@evil.example:8443/x?y=s3cr3t"}, "to host evil.example:8443")],
+)
+def test_a_redirect_without_a_location_or_to_a_path_is_an_error_too(servers, headers, where):
+    ours = servers()
+    ours.routes[("GET", FOLDER_PATH)] = (301, headers, b"")
+    with client(ours) as c:
+        failure = raised(CheetahError, c.get_folder)
+    assert f"GET Folder was redirected (301 Moved Permanently) {where}," in str(failure)
+    assert "s3cr3t" not in str(failure) and ours.count("GET", FOLDER_PATH) == 1
