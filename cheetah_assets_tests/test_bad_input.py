@@ -95,6 +95,32 @@ def _expect_identifiers(ctx: Ctx) -> None:
     assert audit.ok and audit.campaigns_checked == 1, audit
 
 
+def _unfreezable(ctx: Ctx) -> None:
+    """Campaign U's only member has an identifier stored as bytes that are not UTF-8 (SQLite keeps
+    what it is given); campaign C, on another group, is fine."""
+    seed.add_customers(ctx.engine, [{"email": "placeholder@example.com", "first_name": "Ann"}], groups=("bad_bytes",))
+    with ctx.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE customers SET email = CAST(X'6AFF40782E696F' AS TEXT) WHERE email = 'placeholder@example.com'"))
+    ctx.campaign(cid="U", group="bad_bytes", templates="1001,1003")
+    ctx.campaign(cid="C")
+
+
+def _expect_others_sent(ctx: Ctx) -> None:
+    """The list that cannot be frozen stops its own campaign, says why and what to fix, and fails the
+    run; the day's other campaign is sent."""
+    assert not ctx.result.success
+    assert {(r["campaign_id"], r["state"]) for r in ledger_rows(ctx.engine)} == {("C", "APPROVED")}
+    plan_rows = ctx.plan("U")
+    assert [r["status"] for r in plan_rows] == ["INVALID", "INVALID"], plan_rows
+    assert all("its recipient list could not be frozen" in r["reason"] and "nothing was sent for it" in r["reason"]
+               for r in plan_rows), plan_rows
+    (message,) = [m for m in failure_messages(ctx.result) if "U" in m]
+    assert "campaign U" in message and "could not be frozen" in message and "Traceback" not in message, message
+    ctx.sim.admin.advance(dt.timedelta(days=1))
+    (sent,) = ctx.sim.admin.sent()["campaigns"]
+    assert sent["name"].startswith("OPT-C-"), sent["name"]
+
+
 def _expect_missed(ctx: Ctx) -> None:
     assert ctx.result.success
     (row,) = ctx.plan()
@@ -207,6 +233,7 @@ CASES = [
     ("send time in the past", lambda c: c.campaign(at="05:00"), _expect_missed),
     ("NULL, empty, malformed and duplicate identifiers", lambda c: (_customers(c, [None, "  ", "not-an-address", "Dup@Example.com", "dup@example.com", "ok@example.com"]), c.campaign(templates="1002", group="edge")), _expect_identifiers),
     ("a campaign with zero recipients", lambda c: c.campaign(group="nobody"), _expect_empty),
+    ("a list that cannot be frozen, beside a good one", _unfreezable, _expect_others_sent),
     ("a batch the API rejects as too large", lambda c: (c.campaign(), c.sim.admin.add_fault(method="POST", path=f"{API}/Import", kind="status", status=413, times=1)), _expect_split),
     ("an import with an unknown field", _unknown_field, _expect_unknown_field),
     ("a reply that is not JSON", _malformed("<html>oops</html>"), _expect_malformed("not JSON")),

@@ -28,6 +28,7 @@ from . import ledger, plan
 from .cancel import cancel_leftover
 from .changes import reconcile_changes, refreezer
 from .catalog import load_catalog, refresh_catalog
+from .lists import freeze_day, unfrozen
 from .partitions import daily_partitions
 from .plan_checks import campaigns_valid, no_missed_sends
 from .metadata_columns import (
@@ -271,47 +272,17 @@ def recipient_lists(
     if ident.map_to not in columns:
         raise dg.Failure(f"The customers table has no column {ident.map_to!r} for the identifier field {ident.name}.")
     fields = {f.name: f.map_to for f in data_map.fields if not f.is_identifier and f.map_to in columns}
-    campaigns: dict[str, list[plan.PlanRow]] = {}
-    for r in plan.load_plan(engine, day):
-        if r.status == plan.READY:
-            campaigns.setdefault(r.campaign_id, []).append(r)
-    records, total = [], 0
-    for n, (campaign_id, rows) in enumerate(sorted(campaigns.items()), start=1):
-        result = queries.freeze_recipient_list(
-            engine,
-            campaign_id=campaign_id,
-            send_date=day,
-            target_group=rows[0].target_group,
-            identifier_column=ident.map_to,
-            fields=fields,
-            template_ids=[r.template_id for r in sorted(rows, key=lambda r: r.template_index)],
-            chunk_size=customer_db.chunk_size,
-            progress=every(PROGRESS_SECONDS, lambda k, cid=campaign_id: context.log.info(
-                "campaign %s: %d recipients written so far", cid, k)),
-        )
-        context.log.info(
-            "recipient list %d of %d: campaign %s: %d recipients%s", n, len(campaigns), campaign_id,
-            result.row_count, " (frozen earlier: its send has started)" if result.reused else "",
-        )
-        total += result.row_count
-        records.append(
-            {
-                "campaign": campaign_id,
-                "name": rows[0].campaign_name,
-                "recipients": result.row_count,
-                "per template": ", ".join(f"{t}: {c}" for t, c in result.per_template.items()),
-                "in target group": result.in_target_group,
-                "no identifier": result.excluded_missing_identifier,
-                "suppressed": result.excluded_suppressed,
-                "duplicates": result.collapsed_duplicates,
-                "frozen": "kept (send started)" if result.reused else "new",
-            }
-        )
+    lists = freeze_day(
+        engine, day, identifier_column=ident.map_to, fields=fields, chunk_size=customer_db.chunk_size, log=context.log,
+        progress_for=lambda cid: every(PROGRESS_SECONDS, lambda k: context.log.info(
+            "campaign %s: %d recipients written so far", cid, k)),
+    )
     return dg.MaterializeResult(
         metadata={
-            "dagster/row_count": total,
-            "campaigns": len(records),
-            "lists": table(LIST_COLUMNS, records),
+            "dagster/row_count": lists.total,
+            "campaigns": len(lists.records),
+            "failed": len(lists.failed),
+            "lists": table(LIST_COLUMNS, lists.records),
             "dagster/column_schema": dg.TableSchema(
                 columns=[
                     dg.TableColumn("list_key", "string", description="campaign_id/send_date"),
@@ -409,12 +380,15 @@ def campaign_sends(
         "recipients_rejected": sum(o["rejected"] or 0 for o in outcomes),
         "sends": table(SEND_COLUMNS, outcomes),
     }
-    if problems:
+    not_frozen = unfrozen(day_plan)  # their lists failed in recipient_lists: not sent, and a retry cannot help
+    if problems or not_frozen:
+        said = [f"{len(problems)} of {len(todo)} sends did not complete; nothing was sent twice. Re-execute to resume them."]
+        if not_frozen:
+            said = said[1 if not problems else 0:] + [f"{len(not_frozen)} campaign(s) not sent: no recipient list."]
         raise dg.Failure(
-            description=f"{len(problems)} of {len(todo)} sends did not complete; nothing was sent twice. "
-            "Re-execute to resume them. " + " | ".join(problems[:5]),
-            metadata=metadata,
-            allow_retries=True,
+            description=" ".join(said) + " " + " | ".join((not_frozen + problems)[:5]),
+            metadata={**metadata, "not_frozen": len(not_frozen)},
+            allow_retries=bool(problems),
         )
     return dg.MaterializeResult(metadata=metadata)
 
