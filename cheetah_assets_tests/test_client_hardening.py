@@ -21,7 +21,7 @@ import pytest
 from cheetah_assets.cheetah import contract
 from cheetah_assets.cheetah.client import CheetahClient
 from cheetah_assets.cheetah.contract import CAMPAIGN_PATH, FOLDER_OBJECTS_PATH, FOLDER_PATH, IMPORT_PATH, TOKEN_PATH
-from cheetah_assets.cheetah.errors import CheetahError
+from cheetah_assets.cheetah.errors import AlreadyLaunched, BadRequest, CheetahError, NameAlreadyExists
 from cheetah_assets.cheetah.settings import CheetahSettings
 
 from .conftest import DEMO_CREDENTIALS
@@ -171,3 +171,66 @@ def test_a_redirect_without_a_location_or_to_a_path_is_an_error_too(servers, hea
         failure = raised(CheetahError, c.get_folder)
     assert f"GET Folder was redirected (301 Moved Permanently) {where}," in str(failure)
     assert "s3cr3t" not in str(failure) and ours.count("GET", FOLDER_PATH) == 1
+
+
+# --- 2. the API's message, in whatever shape it comes ------------------------------------------------
+def _message_shapes(text: str) -> list[tuple[dict, bytes | dict]]:
+    """``text`` as ``message``, ``Message``, ``ERROR_DESCRIPTION``, a nested error object, and
+    plain text."""
+    return [
+        ({}, {"message": text}), ({}, {"Message": text}), ({}, {"ERROR_DESCRIPTION": text}),
+        ({}, {"error": {"code": 400, "Message": text}}), ({}, {"Error": text}),
+        ({"Content-Type": "text/plain; charset=utf-8"}, f"  {text}\r\n".encode()),
+        ({}, text.encode()),
+    ]
+
+
+@pytest.mark.parametrize("headers, body", _message_shapes(contract.ALREADY_LAUNCHED_MESSAGE))
+def test_already_launched_is_recognised_in_every_message_shape(servers, headers, body):
+    ours = servers()
+    ours.routes[("PUT", CAMPAIGN_PATH)] = (400, headers, body)
+    with client(ours) as c:
+        failure = raised(AlreadyLaunched, lambda: c.launch_campaign(5001))
+    assert str(failure) == "Campaign 5001 has been launched already."
+
+
+@pytest.mark.parametrize("headers, body", _message_shapes(contract.NAME_EXISTS_MESSAGE))
+def test_name_already_exists_is_recognised_in_every_message_shape(servers, headers, body):
+    ours = servers()
+    ours.routes[("POST", CAMPAIGN_PATH)] = (400, headers, body)
+    with client(ours) as c:
+        failure = raised(NameAlreadyExists, lambda: c.create_campaign(
+            name="n", template_obj_id="1001", list_id=9001, start_time=_start_time()))
+    assert str(failure) == "A campaign named 'n' already exists in folder 4242."
+
+
+@pytest.mark.parametrize(
+    "headers, body, message",
+    [
+        ({"Content-Type": "text/plain"}, b"  Bad\n   id  \n", "GET Folder was refused with 400 Bad Request: Bad id."),
+        ({"Content-Type": "text/html"}, b"Bad id", "GET Folder was refused with 400 Bad Request."),
+        ({"Content-Type": "text/plain"}, b"<html><body>Bad id</body></html>",
+         "GET Folder was refused with 400 Bad Request."),
+        ({"Content-Type": "text/plain"}, b"x" * 5000, "GET Folder was refused with 400 Bad Request."),
+        ({"Content-Type": "text/plain"}, b"y" * 400, "GET Folder was refused with 400 Bad Request: " + "y" * 200 + "\u2026."),
+        ({}, {"error": {"detail": "no message here"}}, "GET Folder was refused with 400 Bad Request."),
+    ],
+)
+def test_a_plain_text_message_is_trimmed_and_capped_and_html_is_never_echoed(servers, headers, body, message):
+    ours = servers()
+    ours.routes[("GET", FOLDER_PATH)] = (400, headers, body)
+    with client(ours) as c:
+        assert str(raised(BadRequest, c.get_folder)) == message
+
+
+@pytest.mark.parametrize("token_status, phrase", [(418, "418 I'm a Teapot"), (403, "403 Forbidden")])
+def test_a_plain_text_message_never_echoes_a_credential(servers, token_status, phrase):
+    secret = DEMO_CREDENTIALS["consumer_secret"]
+    ours = servers()
+    ours.routes[("GET", FOLDER_PATH)] = (400, {"Content-Type": "text/plain"}, f"bad password={secret}".encode())
+    ours.routes[("POST", TOKEN_PATH)] = [(200, {}, TOKEN), (token_status, {"Content-Type": "text/plain"},
+                                                            b"grant_type=password&username=someone")]
+    with client(ours) as c:
+        assert str(raised(BadRequest, c.get_folder)) == "GET Folder was refused with 400 Bad Request: bad password=[redacted]."
+        failure = raised(CheetahError, c.check_access)  # the token endpoint's text is never echoed
+    assert str(failure) == f"POST Token was refused with {phrase}."

@@ -2,7 +2,8 @@
 
 Pure functions of a reply (or a ``requests`` exception) and the call's name: the transport
 (:mod:`.transport`) raises what they return. Messages are built from the call's name, the status
-and the API's own ``message``; never from a request body or header, so none holds a secret.
+and the API's own message (:func:`reply_message`); never from a request body or header, and a
+plain-text reply is echoed only short, trimmed and with every registered credential redacted.
 """
 
 from __future__ import annotations
@@ -35,11 +36,12 @@ from .errors import (
     ServerError,
     TransportError,
 )
+from .redaction import install_secret_filter
 from .settings import setting_label
 
 __all__ = [
     "ErrorFactory", "INVALID_CREDENTIALS_MESSAGE", "IP_NOT_WHITELISTED_MESSAGE", "call_name", "json_or_none",
-    "raise_for_common", "raise_for_token_reply", "redirect_error", "refusal", "retries_made", "retries_text", "sentence",
+    "raise_for_common", "raise_for_token_reply", "redirect_error", "refusal", "reply_message", "retries_made", "retries_text", "sentence",
     "status_phrase", "transport_error",
 ]
 
@@ -96,6 +98,33 @@ def json_or_none(resp: requests.Response) -> Any:
         return resp.json()
     except ValueError:
         return None
+
+
+#: A plain-text error reply longer than this is not a message (a page, a dump): not echoed.
+_TEXT_MAX_BYTES = 1000
+#: How much of a plain-text message is echoed.
+_TEXT_MAX_CHARS = 200
+
+
+def reply_message(resp: requests.Response, *, plain_text: bool = True) -> str:
+    """The API's human message in an error reply (:func:`~.parsers.error_message`), or else, with
+    ``plain_text``, a short plain-text body: trimmed, capped, never HTML, credentials redacted.
+    The token endpoint passes ``plain_text=False``: its replies are read from known keys only."""
+    body = json_or_none(resp)
+    message = parsers.error_message(body)
+    if not message and body is None and plain_text:
+        message = _plain_text(resp)
+    return install_secret_filter().redact(message) if message else ""
+
+
+def _plain_text(resp: requests.Response) -> str:
+    content_type = resp.headers.get("Content-Type", "").lower()
+    if "html" in content_type or "xml" in content_type or len(resp.content) > _TEXT_MAX_BYTES:
+        return ""
+    text = " ".join(resp.content.decode("utf-8", errors="replace").split())
+    if text.startswith("<"):
+        return ""
+    return text if len(text) <= _TEXT_MAX_CHARS else text[:_TEXT_MAX_CHARS] + "\u2026"
 
 
 def _exception_chain(exc: BaseException) -> Iterator[BaseException]:
@@ -176,14 +205,14 @@ def transport_error(
     return TransportError(f"{name} failed: {what}.")
 
 
-def raise_for_common(name: str, resp: requests.Response, *, repeatable: bool) -> None:
-    """403, 429 and 5xx: the same for every call."""
+def raise_for_common(name: str, resp: requests.Response, *, repeatable: bool, plain_text: bool = True) -> None:
+    """403, 429 and 5xx: the same for every call (``plain_text``: see :func:`reply_message`)."""
     status = resp.status_code
     if status == 403:
         body = json_or_none(resp)
         if isinstance(body, Mapping) and body.get("error") == IP_NOT_WHITELISTED_ERROR:
             raise IpNotWhitelisted(IP_NOT_WHITELISTED_MESSAGE, status=403)
-        raise CheetahError(sentence(f"{name} was refused with 403 Forbidden", parsers.error_message(body)), status=403)
+        raise CheetahError(sentence(f"{name} was refused with 403 Forbidden", reply_message(resp, plain_text=plain_text)), status=403)
     retries = retries_made(resp)
     if status == 429:
         raise RateLimited(f"{name} was still rate-limited (429 Too Many Requests) after {retries_text(retries)}.")
@@ -210,16 +239,17 @@ def raise_for_token_reply(resp: requests.Response) -> None:
         raise IpNotWhitelisted(IP_NOT_WHITELISTED_MESSAGE, status=403)
     if status == 401 or (status == 400 and error in _REFUSED_CREDENTIALS):
         raise InvalidCredentials(INVALID_CREDENTIALS_MESSAGE, status=status)
-    raise_for_common(name, resp, repeatable=True)
+    raise_for_common(name, resp, repeatable=True, plain_text=False)
     raise CheetahError(
-        sentence(f"{name} was refused with {status_phrase(status)}", parsers.error_message(body)), status=status
+        sentence(f"{name} was refused with {status_phrase(status)}", reply_message(resp, plain_text=False)),
+        status=status,
     )
 
 
 def refusal(name: str, resp: requests.Response, errors: Mapping[int, ErrorFactory] | None) -> CheetahError:
     """The error of a 4xx reply to an API call: the call's own (``errors``) first, then generic."""
     status = resp.status_code
-    message = parsers.error_message(json_or_none(resp))
+    message = reply_message(resp)
     if errors and status in errors:
         err = errors[status](message)
         err.status = status

@@ -221,10 +221,24 @@ def parse_metrics(body: Any) -> records.CampaignMetrics:
     )
 
 
-def error_message(body: Any) -> str:
-    """The human ``message`` of an error reply (or its ``error`` code), never the request."""
-    if isinstance(body, Mapping):
-        for key in ("message", "error_description", "error"):
-            if isinstance(body.get(key), str) and body[key]:
-                return body[key]
+#: Where an error reply carries its human message, by preference (keys compared in any case).
+_MESSAGE_KEYS = ("message", "error_description", "error")
+
+
+def error_message(body: Any, *, nested: bool = True) -> str:
+    """The human message of an error reply, never the request: ``message``, ``error_description``
+    or the ``error`` code, keys in any case (``Message``), or the same inside an ``error`` object
+    (``{"error": {"message": ...}}``); "" when there is none."""
+    if not isinstance(body, Mapping):
+        return ""
+    by_key: dict[str, Any] = {}
+    for key, value in body.items():
+        if isinstance(key, str):
+            by_key.setdefault(key.lower(), value)
+    for key in _MESSAGE_KEYS:
+        value = by_key.get(key)
+        if nested and isinstance(value, Mapping):
+            value = error_message(value, nested=False)
+        if isinstance(value, str) and value.strip():
+            return value
     return ""
