@@ -10,10 +10,12 @@ import pytest
 from cheetah_assets.automation.cancel_job import cancel_campaign_job
 from cheetah_assets.automation.send_sensors import cancellation_sensor
 from cheetah_assets.customers import queries
+from cheetah_assets.sending.errors import SendError
 from cheetah_assets.sending.ledger import cheetah_name
+from cheetah_assets.sending.protocol import Sender
 
 from .conftest import cheetah_resource, make_resources
-from .helpers import CAMPAIGN_X, demo_database, failure_messages, ledger_rows, run_cycle
+from .helpers import CAMPAIGN_X, TWO_CAMPAIGNS, demo_database, failure_messages, ledger_rows, run_cycle
 
 
 @pytest.fixture
@@ -99,6 +101,103 @@ def test_rerunning_the_day_after_a_cancellation_deletes_the_prepared_send(sim, d
     (row,) = ledger_rows(engine)
     assert row["state"] == "CANCELLED"
     assert _sim_status(sim, row["cheetah_name"]) == "CANCELLED"
+
+
+CAMPAIGN_PATH = "/services2/api/EmailCampaign"
+
+
+def _unapplied_delete_is_one_clear_message(message: str) -> None:
+    assert "could not confirm" in message and "may still go out" in message
+    assert "pause or delete it in Cheetah Messaging" in message
+    assert "Traceback" not in message
+
+
+def test_a_delete_answered_ok_but_not_applied_is_not_recorded_cancelled(sim, db_url, engine, day):
+    """The cancel job reads the deletion back: a DELETE acknowledged but not applied fails the job
+    with what to do, the ledger keeps the send, and the next job (once Cheetah applies it) deletes
+    it (review: send-path finding 1)."""
+    res = make_resources(sim, db_url)
+    with dg.DagsterInstance.ephemeral() as instance:
+        assert run_cycle(res, day, instance).success
+        sim.admin.add_fault(kind="unapplied", method="DELETE", path=CAMPAIGN_PATH, times=None)
+        result = _cancel(res, instance)
+        assert not result.success
+        (message,) = failure_messages(result)
+        _unapplied_delete_is_one_clear_message(message)
+        (row,) = ledger_rows(engine)
+        assert row["state"] == "APPROVED"
+        assert "may still go out" in row["error"]
+        assert _sim_status(sim, row["cheetah_name"]) == "APPROVED"
+        sim.admin.clear_faults()
+        assert _cancel(res, instance).success
+    (row,) = ledger_rows(engine)
+    assert row["state"] == "CANCELLED"
+    assert _sim_status(sim, row["cheetah_name"]) == "CANCELLED"
+    sim.admin.advance(dt.timedelta(days=1))
+    assert sim.admin.sent()["campaigns"] == []
+
+
+def test_one_send_that_cannot_be_cancelled_does_not_stop_the_others(sim, db_url, day):
+    """A campaign with two templates: the first send's DELETE is not applied, the second's is. The
+    job fails for the first, and still deletes the second (which would otherwise go out)."""
+    engine = demo_database(db_url, sim, day, customers=30, campaigns=TWO_CAMPAIGNS)
+    res = make_resources(sim, db_url)
+    with dg.DagsterInstance.ephemeral() as instance:
+        assert run_cycle(res, day, instance).success
+        first, second = (r for r in ledger_rows(engine) if r["campaign_id"] == "A")
+        sim.admin.add_fault(kind="unapplied", method="DELETE", path=CAMPAIGN_PATH, times=3)  # the first's 3 attempts
+        result = _cancel(res, instance, "A")
+    assert not result.success
+    (message,) = failure_messages(result)
+    _unapplied_delete_is_one_clear_message(message)
+    assert first["send_key"] in message and second["send_key"] not in message
+    states = {r["send_key"]: r["state"] for r in ledger_rows(engine)}
+    assert (states[first["send_key"]], states[second["send_key"]]) == ("APPROVED", "CANCELLED")
+    assert _sim_status(sim, first["cheetah_name"]) == "APPROVED"
+    assert _sim_status(sim, second["cheetah_name"]) == "CANCELLED"
+
+
+def test_a_leftover_whose_delete_is_not_applied_fails_the_day(sim, db_url, engine, day):
+    """The day's run deletes a cancelled campaign's prepared send (``cancel_leftover``): a DELETE
+    answered 200 but not applied fails the run and leaves the ledger row as it was."""
+    res = make_resources(sim, db_url)
+    with dg.DagsterInstance.ephemeral() as instance:
+        assert run_cycle(res, day, instance).success
+        queries.set_campaign_status(engine, "X", "CANCELLED")
+        sim.admin.add_fault(kind="unapplied", method="DELETE", path=CAMPAIGN_PATH, times=None)
+        result = run_cycle(res, day, instance)
+        assert not result.success
+        _unapplied_delete_is_one_clear_message(" ".join(failure_messages(result)))
+        (row,) = ledger_rows(engine)
+        assert row["state"] == "APPROVED"
+        assert _sim_status(sim, row["cheetah_name"]) == "APPROVED"
+        sim.admin.clear_faults()
+        assert run_cycle(res, day, instance).success
+    (row,) = ledger_rows(engine)
+    assert row["state"] == "CANCELLED"
+    assert _sim_status(sim, row["cheetah_name"]) == "CANCELLED"
+
+
+def test_a_send_cancelled_mid_preparation_is_not_recorded_cancelled_unconfirmed(sim, db_url, engine, day):
+    """The protocol deletes a send cancelled while it was being prepared (``protocol._step``): a
+    DELETE answered 200 but not applied stops the send with the same clear message."""
+    res = make_resources(sim, db_url)
+    with dg.DagsterInstance.ephemeral() as instance:
+        sim.admin.add_fault(kind="status", status=503, method="PUT", path=CAMPAIGN_PATH, times=None)
+        assert not run_cycle(res, day, instance).success  # LAUNCH refused: the send stays CREATED
+    sim.admin.clear_faults()
+    (row,) = ledger_rows(engine)
+    assert row["state"] == "CREATED"
+    queries.set_campaign_status(engine, "X", "CANCELLED")
+    sim.admin.add_fault(kind="unapplied", method="DELETE", path=CAMPAIGN_PATH, times=None)
+    with cheetah_resource(sim).get_client() as client:
+        sender = Sender(client=client, engine=engine, owner="run-2", now=sim.admin.now, step_backoff_seconds=0.01)
+        with pytest.raises(SendError) as caught:
+            sender.send(row["send_key"])
+    _unapplied_delete_is_one_clear_message(str(caught.value))
+    (after,) = ledger_rows(engine)
+    assert after["state"] == "CREATED"
+    assert _sim_status(sim, row["cheetah_name"]) not in (None, "CANCELLED")
 
 
 # --- set-up checks --------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from ..cheetah.errors import CheetahError
 from ..customers.schema import campaign_schedule, send_ledger
 from . import ledger, statuses
 from .deletion import cancel_row
-from .errors import CancelError
+from .errors import CancelError, SendError
 from .protocol import Sender
 
 __all__ = [
@@ -70,13 +70,23 @@ def cancel_campaign(
     if not known and not rows:
         raise CancelError(f"There is no campaign {campaign_id!r} in the schedule or the send ledger.")
     outcomes: list[CancelOutcome] = []
+    problems: list[str] = []
     for row in rows:
         if row.state == ledger.CANCELLED:
             outcomes.append(CancelOutcome(row.send_key, row.cheetah_name, "already cancelled", row.camp_id))
         elif row.state in (ledger.MISSED, ledger.EMPTY) and row.camp_id is None:
             outcomes.append(CancelOutcome(row.send_key, row.cheetah_name, "never prepared", None))
         else:
-            outcomes.append(cancel_claimed(sender, sender.claim(row)))
+            # One send that cannot be cancelled never leaves the campaign's other sends to go out.
+            try:
+                outcomes.append(cancel_claimed(sender, sender.claim(row)))
+            except CheetahError as exc:
+                problems.append(f"{row.send_key}: {exc}")
+            except SendError as exc:
+                problems.append(str(exc) if row.send_key in str(exc) else f"{row.send_key}: {exc}")
+    if problems:
+        done = f" Its other {len(outcomes)} send(s) will not go out." if outcomes else ""
+        raise CancelError(" | ".join(problems) + done)
     return outcomes
 
 

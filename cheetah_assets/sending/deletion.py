@@ -22,6 +22,11 @@ class AlreadySent(CancelError):
     """The send's campaign went out already: it can no longer be deleted."""
 
 
+class CancelNotConfirmed(CancelError, NotConfirmed):
+    """Cheetah acknowledged the DELETE of a cancelled send's campaign, but it does not read back
+    deleted: it may still go out. The row is not marked CANCELLED."""
+
+
 class Deleter(Protocol):
     """What :func:`cancel_row` needs of the sender (``protocol.Sender`` is one)."""
 
@@ -29,6 +34,7 @@ class Deleter(Protocol):
     ledger: ledger.Ledger
     owner: str
     account: ledger.Account
+    step_backoff_seconds: float
 
     def before_cheetah_call(self, row: ledger.LedgerRow, step: str) -> None: ...
 
@@ -59,30 +65,39 @@ def _our_campaign(sender: Deleter, row: ledger.LedgerRow) -> tuple[Campaign | No
     return found, ""
 
 
-def cancel_row(sender: Deleter, row: ledger.LedgerRow) -> ledger.LedgerRow:
-    """Delete the Cheetah campaign of a claimed ledger row (if it has one of ours) and mark the
-    row CANCELLED."""
+def cancel_row(sender: Deleter, row: ledger.LedgerRow, *, attempts: int = 3) -> ledger.LedgerRow:
+    """Delete the Cheetah campaign of a claimed ledger row (if it has one of ours), read the
+    deletion back (:func:`_delete_and_read_back`), and only then mark the row CANCELLED.
+
+    A DELETE that Cheetah acknowledges but does not apply leaves the campaign to go out: then the
+    row keeps its state, its error says so, and :class:`CancelNotConfirmed` is raised (a
+    :class:`NotConfirmed` the protocol repeats, and a :class:`CancelError` the cancel job and the
+    day's run report); the next run, or the cancellation sensor, tries again."""
     if ledger.other_account(row, sender.account):
         raise CancelError(
             f"Send {row.send_key} went to another account ({row.account.describe() if row.account else '?'}), "
             f"not this one ({sender.account.describe()}); delete campaign {row.cheetah_name} there."
         )
     campaign, note = _our_campaign(sender, row)
-    if campaign is not None and campaign.status == "SENT":
-        raise CancelError(
-            f"Campaign {row.cheetah_name} (Cheetah id {campaign.camp_id}) was already sent; it cannot be cancelled."
+    if campaign is not None:
+        status = _delete_and_read_back(
+            sender, row, campaign, attempts=attempts, backoff_seconds=sender.step_backoff_seconds
         )
-    if campaign is not None and campaign.status != "CANCELLED":
-        sender.before_cheetah_call(row, "delete")
-        try:
-            sender.client.delete_campaign(campaign.camp_id)
-        except CampaignAlreadySent:
+        if status == "SENT":
             raise CancelError(
-                f"Campaign {row.cheetah_name} (Cheetah id {campaign.camp_id}) went out before it could be "
-                "deleted; it cannot be cancelled."
-            ) from None
-        except UnknownCampaign:
-            pass
+                f"Campaign {row.cheetah_name} (Cheetah id {campaign.camp_id}) was already sent; it cannot be cancelled."
+            )
+        if status not in _DELETED:
+            when = f" at {row.send_at:%Y-%m-%d %H:%M} UTC" if row.send_at is not None else ""
+            seen = "could not be read back" if status == "?" else f"still reads back as {status}"
+            message = (
+                f"Send {row.send_key} was cancelled on the Optimove side, but we could not confirm the deletion of "
+                f"campaign {row.cheetah_name} (Cheetah id {campaign.camp_id}) in Cheetah Messaging: after {attempts} "
+                f"DELETE attempts it {seen}, so it may still go out{when}. To stop it now, pause or delete it in "
+                "Cheetah Messaging; the cancellation is retried by the next run and by the cancellation sensor."
+            )
+            sender.ledger.note_error(row.send_key, sender.owner, message)
+            raise CancelNotConfirmed(message)
     return sender.ledger.advance(
         row.send_key,
         sender.owner,
@@ -105,12 +120,32 @@ def delete_ours(sender: Deleter, row: ledger.LedgerRow, *, attempts: int = 3, ba
         raise CancelError(f"Send {row.send_key} was not deleted:{note}")
     if campaign is None:
         return None
+    status = _delete_and_read_back(sender, row, campaign, attempts=attempts, backoff_seconds=backoff_seconds)
+    if status == "SENT":
+        raise AlreadySent(f"Campaign {row.cheetah_name} (Cheetah id {campaign.camp_id}) was already sent.")
+    if status in _DELETED:
+        return campaign
+    raise NotConfirmed(
+        f"Campaign {row.cheetah_name} (Cheetah id {campaign.camp_id}) could not be confirmed deleted in "
+        f"{attempts} attempts (it reads back as {status}); nothing was created in its place. Re-execute the run."
+    )
+
+
+#: What :func:`_delete_and_read_back` returns for a campaign confirmed deleted (CANCELLED, or unknown).
+_DELETED = frozenset({"CANCELLED", "UNKNOWN"})
+
+
+def _delete_and_read_back(
+    sender: Deleter, row: ledger.LedgerRow, campaign: Campaign, *, attempts: int, backoff_seconds: float
+) -> str:
+    """Delete ``campaign`` (ours) and read it back, up to ``attempts`` times; its last status:
+    CANCELLED or UNKNOWN (confirmed deleted), SENT (it went out), anything else (not confirmed:
+    a DELETE acknowledged but not applied reads back as the campaign's old status, "?" when the
+    read failed). A 404 on DELETE proves nothing: only the read-back decides."""
     status = campaign.status
     for attempt in range(attempts):
-        if status == "SENT":
-            raise AlreadySent(f"Campaign {row.cheetah_name} (Cheetah id {campaign.camp_id}) was already sent.")
-        if status == "CANCELLED":
-            return campaign
+        if status in ("SENT", "CANCELLED"):
+            return status
         if attempt:
             time.sleep(backoff_seconds * 2 ** (attempt - 1))
         sender.before_cheetah_call(row, "delete")
@@ -124,14 +159,7 @@ def delete_ours(sender: Deleter, row: ledger.LedgerRow, *, attempts: int = 3, ba
         try:
             status = sender.client.get_campaign(campaign.camp_id).status
         except UnknownCampaign:
-            return campaign
+            return "UNKNOWN"
         except TRANSIENT:
             status = "?"
-    if status == "SENT":
-        raise AlreadySent(f"Campaign {row.cheetah_name} (Cheetah id {campaign.camp_id}) was already sent.")
-    if status == "CANCELLED":
-        return campaign
-    raise NotConfirmed(
-        f"Campaign {row.cheetah_name} (Cheetah id {campaign.camp_id}) could not be confirmed deleted in "
-        f"{attempts} attempts (it reads back as {status}); nothing was created in its place. Re-execute the run."
-    )
+    return status
