@@ -234,3 +234,31 @@ def test_a_plain_text_message_never_echoes_a_credential(servers, token_status, p
         assert str(raised(BadRequest, c.get_folder)) == "GET Folder was refused with 400 Bad Request: bad password=[redacted]."
         failure = raised(CheetahError, c.check_access)  # the token endpoint's text is never echoed
     assert str(failure) == f"POST Token was refused with {phrase}."
+
+
+# --- 3. JSON is decoded from the bytes ---------------------------------------------------------------
+ACCENTED = [{"objId": "1001", "displayName": "Soldes d'été", "subject": "Prêt ? Ça commence"}]
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "text/plain; charset=ISO-8859-1", "application/json"])
+def test_utf8_json_with_a_wrong_or_missing_charset_label_is_decoded_as_utf8(servers, content_type):
+    """A wrong label must not turn "été" into "Ã©tÃ©" in the template catalog."""
+    ours = servers()
+    page = json.dumps({"objects": ACCENTED, "totalCount": 1}, ensure_ascii=False).encode("utf-8")
+    ours.routes[("GET", FOLDER_OBJECTS_PATH)] = (200, {"Content-Type": content_type}, page)
+    with client(ours) as c:
+        (template,) = list(c.iter_templates())
+    assert (template.display_name, template.subject) == ("Soldes d'été", "Prêt ? Ça commence")
+
+
+def test_a_reply_with_a_utf8_byte_order_mark_is_parsed(servers):
+    ours = servers()
+    bom = b"\xef\xbb\xbf"
+    ours.routes[("POST", TOKEN_PATH)] = (200, {"Content-Type": "application/json; charset=utf-8"},
+                                         bom + json.dumps(TOKEN).encode())
+    ours.routes[("GET", CAMPAIGN_PATH)] = (200, {"Content-Type": "application/json; charset=utf-8"},
+                                           bom + json.dumps({**CAMPAIGN, "CampName": "Été"}, ensure_ascii=False).encode())
+    with client(ours) as c:
+        campaign = c.get_campaign(5001)
+    assert (campaign.camp_id, campaign.name) == (5001, "Été")
+    assert ours.count("GET", CAMPAIGN_PATH) == 1

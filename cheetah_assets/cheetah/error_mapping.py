@@ -8,6 +8,7 @@ plain-text reply is echoed only short, trimmed and with every registered credent
 
 from __future__ import annotations
 
+import json
 import re
 from http import HTTPStatus
 from typing import Any, Callable, Iterator, Mapping
@@ -93,10 +94,14 @@ def sentence(prefix: str, detail: str) -> str:
 
 
 def json_or_none(resp: requests.Response) -> Any:
-    """The parsed body, or None. The decode error is never raised: it holds the body."""
+    """The parsed body, or None. The decode error is never raised: it holds the body.
+
+    Decoded from the bytes (JSON is UTF-8, or UTF-16/32 told by its first bytes, a byte-order
+    mark allowed), never through the ``Content-Type`` charset: ``text/plain`` without one would
+    make "été" into "Ã©tÃ©" without any error."""
     try:
-        return resp.json()
-    except ValueError:
+        return json.loads(resp.content)
+    except ValueError:  # UnicodeDecodeError included
         return None
 
 

@@ -44,6 +44,7 @@ parsed body or a typed error of :mod:`.errors` (:mod:`.error_mapping` says which
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import threading
@@ -319,6 +320,7 @@ class Transport:
         if body is None:
             raise MalformedResponse("The token reply is not JSON.")
         _token, self._issued_lifetime = parsers.parse_token(body)
+        resp.encoding = json.detect_encoding(resp.content)  # oauthlib reads ``resp.text`` as we read the bytes
         return resp
 
     def _fetch_token(self) -> None:
