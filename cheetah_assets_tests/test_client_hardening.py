@@ -21,7 +21,7 @@ import pytest
 from cheetah_assets.cheetah import contract
 from cheetah_assets.cheetah.client import CheetahClient
 from cheetah_assets.cheetah.contract import CAMPAIGN_PATH, FOLDER_OBJECTS_PATH, FOLDER_PATH, IMPORT_PATH, TOKEN_PATH
-from cheetah_assets.cheetah.errors import AlreadyLaunched, BadRequest, CheetahError, NameAlreadyExists
+from cheetah_assets.cheetah.errors import AlreadyLaunched, BadRequest, CheetahError, MalformedResponse, NameAlreadyExists
 from cheetah_assets.cheetah.settings import CheetahSettings
 
 from .conftest import DEMO_CREDENTIALS
@@ -262,3 +262,39 @@ def test_a_reply_with_a_utf8_byte_order_mark_is_parsed(servers):
         campaign = c.get_campaign(5001)
     assert (campaign.camp_id, campaign.name) == (5001, "Été")
     assert ours.count("GET", CAMPAIGN_PATH) == 1
+
+
+# --- 4. the token reply --------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "extra",
+    [{}, {"token_type": "bearer"}, {"token_type": "Bearer"}, {"token_type": "BEARER"},
+     {"token_type": "bearer", "expires_in": 28800.0}, {"token_type": "Bearer", "expires_in": "28800"}],
+)
+def test_a_bearer_token_in_any_spelling_is_used(servers, extra):
+    ours = servers()
+    ours.routes[("POST", TOKEN_PATH)] = (200, {}, {"access_token": "scripted-token", **extra})
+    ours.routes[("GET", FOLDER_PATH)] = (200, {}, {"id": 4242, "name": "Optimove"})
+    with client(ours) as c:
+        assert c.get_folder().name == "Optimove"
+        assert c.get_folder().name == "Optimove"
+    assert ours.count("POST", TOKEN_PATH) == 1  # the lifetime was read: the token is reused
+
+
+@pytest.mark.parametrize("token_type", [None, "JWT", "mac", "", 1, "bearer "])
+def test_a_token_of_another_type_is_refused_at_token_time(servers, token_type):
+    ours = servers()
+    ours.routes[("POST", TOKEN_PATH)] = (200, {}, {**TOKEN, "token_type": token_type})
+    with client(ours) as c:
+        failure = raised(MalformedResponse, c.check_access)
+    assert str(failure) == (
+        f"The token reply's 'token_type' should be 'bearer' (or absent), got {token_type!r}: "
+        "the client only speaks bearer tokens."
+    )
+    assert ours.count("POST", TOKEN_PATH) == 1 and failure.__context__ is None
+
+
+@pytest.mark.parametrize("expires_in", [28800.5, -1.0, float("inf"), "28800.0", True])
+def test_a_token_lifetime_that_is_not_a_whole_number_is_refused(expires_in):
+    with pytest.raises(MalformedResponse, match="expires_in"):
+        contract.parse_token({"access_token": "t", "expires_in": expires_in})
+    assert contract.parse_token({"access_token": "t", "expires_in": 28800.0}) == ("t", 28800)

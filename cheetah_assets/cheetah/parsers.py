@@ -76,10 +76,13 @@ def _opt_id(obj: Any, key: str, what: str) -> ObjId | None:
 
 
 def parse_count(value: Any, what: str, key: str) -> int:
-    """A count: a non-negative JSON integer, or the same number as a string of digits
-    (``"12000"``); anything else (``"1.5"``, ``"-3"``, ``"12k"``, a bool, a float) is malformed."""
+    """A count: a non-negative JSON integer, the same number as a string of digits (``"12000"``)
+    or as a whole float (``12000.0``, what some serialisers write); anything else (``12000.5``,
+    ``"1.5"``, ``"-3"``, ``"12k"``, a bool, NaN or infinity) is malformed."""
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
         return value
+    if isinstance(value, float) and value.is_integer() and value >= 0:
+        return int(value)
     if isinstance(value, str) and _COUNT_TEXT.fullmatch(value):
         return int(value)
     raise MalformedResponse(f"The {what} reply's '{key}' should be a non-negative whole number, got {value!r}.")
@@ -105,7 +108,16 @@ def parse_time(raw: Any, what: str, key: str) -> dt.datetime:
 
 
 def parse_token(body: Any) -> tuple[str, int]:
+    """The access token and its lifetime in seconds. ``token_type`` may be absent or ``bearer`` in
+    any case (what oauthlib then uses); anything else is refused here rather than failing every
+    later call inside oauthlib."""
     token = _req(body, "access_token", str, "token")
+    token_type = body.get("token_type", "bearer")
+    if not isinstance(token_type, str) or token_type.lower() != "bearer":
+        raise MalformedResponse(
+            f"The token reply's 'token_type' should be 'bearer' (or absent), got {token_type!r:.40}: "
+            "the client only speaks bearer tokens."
+        )
     expires_in = _opt_count(body, "expires_in", "token", DEFAULT_TOKEN_LIFETIME_S)
     return token, expires_in
 
