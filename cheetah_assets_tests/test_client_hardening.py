@@ -10,8 +10,10 @@ so a test can prove what went over the wire (and what did not).
 from __future__ import annotations
 
 import datetime as dt
+import email.utils
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 from urllib.parse import parse_qs, urlsplit
@@ -21,8 +23,9 @@ import pytest
 from cheetah_assets.cheetah import contract
 from cheetah_assets.cheetah.client import CheetahClient
 from cheetah_assets.cheetah.contract import CAMPAIGN_PATH, FOLDER_OBJECTS_PATH, FOLDER_PATH, IMPORT_PATH, TOKEN_PATH
-from cheetah_assets.cheetah.errors import AlreadyLaunched, BadRequest, CheetahError, MalformedResponse, NameAlreadyExists
+from cheetah_assets.cheetah.errors import AlreadyLaunched, BadRequest, CheetahError, MalformedResponse, NameAlreadyExists, RateLimited
 from cheetah_assets.cheetah.settings import CheetahSettings
+from cheetah_assets.cheetah.transport import RetryAlsoOn429
 
 from .conftest import DEMO_CREDENTIALS
 
@@ -298,3 +301,47 @@ def test_a_token_lifetime_that_is_not_a_whole_number_is_refused(expires_in):
     with pytest.raises(MalformedResponse, match="expires_in"):
         contract.parse_token({"access_token": "t", "expires_in": expires_in})
     assert contract.parse_token({"access_token": "t", "expires_in": 28800.0}) == ("t", 28800)
+
+
+# --- 5. Retry-After ----------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "header, seconds",
+    [("0.5", 0.5), ("1.5", 1.5), (" 2 ", 2.0), ("0", 0.0), ("100000", 300.0), ("100000.5", 300.0),
+     ("-1", 0.0), ("-0.5", 0.0), ("soon", 0.0), ("", 0.0), ("nan", 0.0), ("inf", 0.0), ("1e3", 0.0),
+     ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0)],
+)
+def test_retry_after_is_read_as_seconds_fractions_included_and_junk_is_absent(header, seconds):
+    """0 means "as if absent": urllib3 then waits the normal backoff."""
+    assert RetryAlsoOn429(retry_after_max=300).parse_retry_after(header) == seconds
+
+
+def test_retry_after_as_an_http_date_is_still_honoured():
+    when = email.utils.formatdate(time.time() + 120, usegmt=True)
+    assert 100 <= RetryAlsoOn429(retry_after_max=300).parse_retry_after(when) <= 120
+
+
+@pytest.mark.parametrize("header", ["0.05", "-1", "soon", "1e3"])
+@pytest.mark.parametrize("status", [429, 503])
+def test_a_get_answered_with_an_odd_retry_after_is_repeated(servers, status, header):
+    ours = servers()
+    ours.routes[("GET", CAMPAIGN_PATH)] = [(status, {"Retry-After": header}, {"message": "slow down"}),
+                                           (200, {}, CAMPAIGN)]
+    with client(ours) as c:
+        assert c.get_campaign(5001).status == "DRAFT"
+    assert ours.count("GET", CAMPAIGN_PATH) == 2
+
+
+@pytest.mark.parametrize("header", ["0.05", "-1", "soon"])
+def test_a_campaign_create_answered_429_is_repeated_and_never_said_to_have_taken_effect(servers, header):
+    """A 429 applied nothing: it is repeated even for the create, and when it persists it is
+    RateLimited, not "it may have taken effect"."""
+    ours = servers()
+    create = lambda c: c.create_campaign(name="n", template_obj_id="1001", list_id=9001, start_time=_start_time())
+    ours.routes[("POST", CAMPAIGN_PATH)] = [(429, {"Retry-After": header}, {}), (200, {}, {"campId": 5001})]
+    with client(ours) as c:
+        assert create(c) == 5001
+    assert ours.count("POST", CAMPAIGN_PATH) == 2
+    ours.routes[("POST", CAMPAIGN_PATH)] = (429, {"Retry-After": header}, {})
+    with client(ours) as c:
+        failure = raised(RateLimited, lambda: create(c))
+    assert str(failure) == "POST EmailCampaign was still rate-limited (429 Too Many Requests) after 2 retries."

@@ -47,6 +47,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import threading
 import time
 from http import HTTPStatus
@@ -56,6 +57,7 @@ import requests
 from oauthlib.oauth2 import LegacyApplicationClient, OAuth2Error, TokenExpiredError
 from requests.adapters import HTTPAdapter
 from requests_oauthlib import OAuth2Session
+from urllib3.exceptions import InvalidHeader
 from urllib3.util import Retry, parse_url
 
 from . import parsers
@@ -91,6 +93,7 @@ REPEATABLE_METHODS = frozenset({"GET", "PUT", "DELETE", "POST"})
 REPEATABLE_CAMPAIGN_METHODS = frozenset({"GET", "PUT", "DELETE"})
 
 _JSON = {"Content-Type": "application/json"}
+_RETRY_AFTER_SECONDS = re.compile(r"\s*[0-9]+(\.[0-9]+)?\s*")
 _INSECURE_ENV = "OAUTHLIB_INSECURE_TRANSPORT"
 _insecure_lock = threading.Lock()
 _insecure_users = 0
@@ -134,6 +137,17 @@ class RetryAlsoOn429(Retry):
         if status_code == HTTPStatus.TOO_MANY_REQUESTS and self.respect_retry_after_header:
             return True
         return super().is_retry(method, status_code, has_retry_after)
+
+    def parse_retry_after(self, retry_after: str) -> float:
+        """Seconds to wait: whole or fractional (``"1.5"``), or an HTTP date; capped at
+        ``retry_after_max``. Anything else (negative, junk) counts as absent (0: the backoff
+        applies) instead of urllib3's InvalidHeader, which would fail the call unrepeated."""
+        if _RETRY_AFTER_SECONDS.fullmatch(retry_after):
+            return min(float(retry_after), self.retry_after_max)
+        try:
+            return super().parse_retry_after(retry_after)  # an HTTP date
+        except InvalidHeader:
+            return 0.0
 
 
 class Transport:
