@@ -345,3 +345,71 @@ def test_a_campaign_create_answered_429_is_repeated_and_never_said_to_have_taken
     with client(ours) as c:
         failure = raised(RateLimited, lambda: create(c))
     assert str(failure) == "POST EmailCampaign was still rate-limited (429 Too Many Requests) after 2 retries."
+
+
+# --- 6. the template listing is complete or an error ---------------------------------------------------
+TEMPLATES = [{"objId": str(1000 + i), "displayName": f"Template {i}"} for i in range(1, 251)]
+
+
+def pager(templates: Callable[[int], list[dict]] = lambda _n: TEMPLATES, *, cap: int | None = None,
+          zero_based: bool = False, ignore_page: bool = False) -> Callable[[dict], Reply]:
+    """A Folder/Objects handler over ``templates(n)`` (the folder as it is at the n-th request)."""
+    served = [0]
+
+    def answer(request: dict) -> Reply:
+        served[0] += 1
+        items = templates(served[0])
+        number, size = int(request["query"]["pageNumber"][0]), int(request["query"]["pageSize"][0])
+        size = min(size, cap) if cap else size
+        number = 1 if ignore_page else number
+        start = (number if zero_based else number - 1) * size
+        return 200, {}, {"objects": items[start:start + size], "totalCount": len(items)}
+
+    return answer
+
+
+@pytest.mark.parametrize("options, pages", [({}, 3), ({"cap": 50}, 5)])
+def test_a_short_last_page_and_a_capped_page_size_still_list_everything(servers, options, pages):
+    ours = servers()
+    ours.routes[("GET", FOLDER_OBJECTS_PATH)] = pager(**options)
+    with client(ours) as c:
+        ids = [t.obj_id for t in c.iter_templates()]
+    assert ids == [t["objId"] for t in TEMPLATES] and ours.count("GET", FOLDER_OBJECTS_PATH) == pages
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"ignore_page": True}, "The template listing of folder 4242 stopped at 100 of its 250 templates: page 2 "
+                                "listed none that earlier pages had not (is pageNumber ignored?)."),
+        ({"zero_based": True}, "The template listing of folder 4242 ended at 150 of its 250 templates: page 3 "
+                               "was empty (does pageNumber start at 1?)."),
+    ],
+)
+def test_a_listing_that_cannot_be_complete_is_an_error_not_a_short_catalog(servers, options, message):
+    ours = servers()
+    ours.routes[("GET", FOLDER_OBJECTS_PATH)] = pager(**options)
+    with client(ours) as c:
+        assert str(raised(MalformedResponse, lambda: list(c.iter_templates()))) == message
+
+
+def test_a_template_deleted_between_pages_restarts_the_listing_once(servers):
+    """Template 1001 goes after page 1 was read: every page after it shifts by one, so 1101
+    would be skipped. The changed totalCount restarts the listing, which then lists them all."""
+    ours = servers()
+    ours.routes[("GET", FOLDER_OBJECTS_PATH)] = pager(lambda n: TEMPLATES if n == 1 else TEMPLATES[1:])
+    with client(ours) as c:
+        ids = [t.obj_id for t in c.iter_templates()]
+    assert len(ids) == len(set(ids)) and set(ids) >= {t["objId"] for t in TEMPLATES[1:]}
+    assert ours.count("GET", FOLDER_OBJECTS_PATH) == 2 + 3  # pages 1-2, then 1-3 again
+
+
+def test_a_listing_whose_count_keeps_changing_is_an_error(servers):
+    ours = servers()
+    ours.routes[("GET", FOLDER_OBJECTS_PATH)] = pager(lambda n: TEMPLATES[n - 1:])  # one fewer each time
+    with client(ours) as c:
+        failure = raised(MalformedResponse, lambda: list(c.iter_templates()))
+    assert str(failure) == (
+        "The template listing of folder 4242 changed while it was read, twice (248 templates, then 247): "
+        "run it again once the folder is not being edited."
+    )

@@ -125,7 +125,13 @@ class CheetahClient:
         return contract.parse_folder(body)
 
     def iter_templates(self, page_size: int = contract.DEFAULT_PAGE_SIZE) -> Iterator[Template]:
-        """Every template of the folder, fetched a page at a time as the iterator is consumed."""
+        """Every template of the folder, fetched a page at a time as the iterator is consumed.
+
+        Complete or an error: a listing that ends, or stops adding templates, short of its
+        ``totalCount`` raises :class:`~.errors.MalformedResponse` (a short catalog would read as
+        "no such template"). A ``totalCount`` that changes between pages (a template added or
+        deleted: the pages shift) restarts the listing from page 1, once; templates already
+        yielded are not repeated (one deleted meanwhile may have been)."""
         if not isinstance(page_size, int) or not 1 <= page_size <= contract.MAX_PAGE_SIZE:
             raise ValueError(
                 f"page_size must be a whole number from 1 to {contract.MAX_PAGE_SIZE}, got {page_size!r}."
@@ -133,25 +139,50 @@ class CheetahClient:
         return self._template_pages(page_size)
 
     def _template_pages(self, page_size: int) -> Iterator[Template]:
-        seen: set[str] = set()
-        received = 0
-        page = 1
-        while True:
-            body = self.transport.call(
-                "GET",
-                FOLDER_OBJECTS_PATH,
-                params=contract.folder_objects_query(self.settings.folder_id, page, page_size),
-                errors={404: self._unknown_folder},
-            )
-            objects, total = contract.parse_folder_page(body)
-            received += len(objects)
-            for template in objects:
-                if template.obj_id not in seen:  # a listing shifting under us must not repeat one
-                    seen.add(template.obj_id)
-                    yield template
-            if not objects or received >= total:
-                return
-            page += 1
+        what = f"The template listing of folder {self.settings.folder_id}"
+        yielded: set[str] = set()
+        for last_pass in (False, True):
+            listed: set[str] = set()  # this pass's unique objIds
+            first_total: int | None = None
+            page = 1
+            while True:
+                body = self.transport.call(
+                    "GET",
+                    FOLDER_OBJECTS_PATH,
+                    params=contract.folder_objects_query(self.settings.folder_id, page, page_size),
+                    errors={404: self._unknown_folder},
+                )
+                objects, total = contract.parse_folder_page(body)
+                if first_total is None:
+                    first_total = total
+                elif total != first_total:
+                    if last_pass:
+                        raise errors.MalformedResponse(
+                            f"{what} changed while it was read, twice ({first_total} templates, then {total}): "
+                            "run it again once the folder is not being edited."
+                        )
+                    self._log.info("%s changed while it was read (%d templates, then %d): listing it again",
+                                   what, first_total, total)
+                    break
+                new = [t for t in objects if t.obj_id not in listed]
+                listed.update(t.obj_id for t in new)
+                for template in new:
+                    if template.obj_id not in yielded:  # a restarted listing must not repeat one
+                        yielded.add(template.obj_id)
+                        yield template
+                if len(listed) >= total:
+                    return
+                if not objects:
+                    raise errors.MalformedResponse(
+                        f"{what} ended at {len(listed)} of its {total} templates: page {page} was empty "
+                        "(does pageNumber start at 1?)."
+                    )
+                if not new:
+                    raise errors.MalformedResponse(
+                        f"{what} stopped at {len(listed)} of its {total} templates: page {page} listed none "
+                        "that earlier pages had not (is pageNumber ignored?)."
+                    )
+                page += 1
 
     # --- imports ---------------------------------------------------------------------------------
     def start_import(
