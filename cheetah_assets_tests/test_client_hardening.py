@@ -413,3 +413,25 @@ def test_a_listing_whose_count_keeps_changing_is_an_error(servers):
         "The template listing of folder 4242 changed while it was read, twice (248 templates, then 247): "
         "run it again once the folder is not being edited."
     )
+
+
+# --- 7. an import reply about another import ---------------------------------------------------------
+IMPORT = {"importId": 77, "status": "COMPLETED", "listId": 9001, "rowsRead": 1, "rowsAccepted": 1}
+
+
+@pytest.mark.parametrize("asked, answered", [(77, 77), (77, "77"), ("77", 77), ("import-7", "import-7")])
+def test_an_import_reply_about_the_import_asked_for_is_read(servers, asked, answered):
+    ours = servers()
+    ours.routes[("GET", IMPORT_PATH)] = (200, {}, {**IMPORT, "importId": answered})
+    with client(ours) as c:
+        assert c.get_import(asked).import_id == answered
+        assert c.wait_for_import(asked).status == "COMPLETED"
+
+
+@pytest.mark.parametrize("answered", [78, "78", "import-77"])
+def test_an_import_reply_about_another_import_is_malformed(servers, answered):
+    ours = servers()
+    ours.routes[("GET", IMPORT_PATH)] = (200, {}, {**IMPORT, "importId": answered})
+    with client(ours) as c:
+        failure = raised(MalformedResponse, lambda: c.wait_for_import(77))
+    assert str(failure) == f"The Import reply for import 77 is about import {answered}."

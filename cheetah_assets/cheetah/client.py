@@ -225,7 +225,10 @@ class CheetahClient:
             params=contract.id_query(import_id),
             errors={404: lambda m: errors.UnknownImport(f"Cheetah Messaging has no import {import_id}.")},
         )
-        return contract.parse_import(body)
+        status = contract.parse_import(body)
+        if not contract.same_id(status.import_id, import_id):  # never poll one import by another's reply
+            raise errors.MalformedResponse(f"The Import reply for import {import_id} is about import {status.import_id}.")
+        return status
 
     def wait_for_import(
         self, import_id: ObjId, *, on_poll: Callable[[ImportStatus], None] | None = None
