@@ -60,6 +60,7 @@ from .changes import handed_over
 from .deletion import cancel_row
 from .errors import ClaimedElsewhere, ListSizeMismatch, LostClaim, NotConfirmed, SendError, stopped
 from .importing import ListImporter
+from .late import stop_if_late
 
 __all__ = ["Sender", "SendError", "SendOutcome", "ClaimedElsewhere"]
 
@@ -236,6 +237,8 @@ class Sender:
         if self._cancelled_on_our_side(row):
             # Cancelled on our side meanwhile: delete what of ours exists in Cheetah instead of sending.
             return cancel_row(self, row)
+        if (late := stop_if_late(self, row, self.now())) is not None:
+            return late  # its time passed while it was interrupted: deleted and MISSED, not sent late
         if row.state == ledger.PENDING:
             count = queries.count_recipients(self.engine, row.list_key, row.template_id)
             if count == 0:
