@@ -14,9 +14,9 @@ import pytest
 import sqlalchemy as sa
 from hypothesis import given, settings, strategies as st
 
-from cheetah_assets.customers import schema
+from cheetah_assets.customers import schema, seed
 from cheetah_assets.customers.resource import CustomerDatabaseResource
-from cheetah_assets.customers.schema import campaign_schedule, send_ledger, target_group_members
+from cheetah_assets.customers.schema import campaign_schedule, customers, send_ledger, target_group_members
 from cheetah_assets.sending import ledger, plan
 from cheetah_assets.sending.cancel import cancel_campaign
 from cheetah_assets.sending.changes import reconcile_changes, refreezer
@@ -194,6 +194,68 @@ def test_a_target_group_change_is_sent_to_the_new_group(sim, db_url, engine, day
     sent = _sent(sim)
     assert [c["name"] for c in sent["campaigns"]] == [row["cheetah_name"]]
     audit = audit_sends(engine, sent)  # exactly the re-frozen list
+    assert audit.ok, audit
+
+
+def test_a_target_group_change_beside_an_empty_template_never_sends_the_old_group(sim, db_url, day):
+    """Campaign Y has two templates; the old group's one member goes to one of them, so the other's
+    send is EMPTY. The group then changes. Regression: the EMPTY send kept the list locked, its
+    re-freeze failed, and the re-created send went out anyway, to the old group's member."""
+    engine = demo_database(db_url, sim, day, customers=6)
+    with engine.begin() as conn:
+        pks = [r[0] for r in conn.execute(sa.select(customers.c.customer_pk).order_by(customers.c.customer_pk))]
+        conn.execute(target_group_members.insert(), [{"target_group": "old_group", "customer_pk": pks[0]}]
+                     + [{"target_group": "new_group", "customer_pk": pk} for pk in pks[1:4]])
+    seed.add_campaign(engine, campaign_id="Y", name="Y", send_date=day, send_time="11:00", time_zone="UTC",
+                      template_ids="1001,1003", target_group="old_group")
+    with dg.DagsterInstance.ephemeral() as instance:
+        assert run_cycle(make_resources(sim, db_url), day, instance).success
+        assert sorted(r["state"] for r in ledger_rows(engine)) == ["APPROVED", "EMPTY"]
+        with engine.begin() as conn:
+            conn.execute(campaign_schedule.update().where(campaign_schedule.c.campaign_id == "Y").values(target_group="new_group"))
+        sim.admin.advance(dt.timedelta(minutes=30))
+        result = run_cycle(make_resources(sim, db_url), day, instance)
+        assert result.success, failure_messages(result)
+    with engine.connect() as conn:
+        old_member, *new_members = [
+            norm for (norm,) in conn.execute(
+                sa.select(sa.func.lower(customers.c.email)).where(customers.c.customer_pk.in_(pks[:4])).order_by(customers.c.customer_pk)
+            )
+        ]
+    sent = _sent(sim)
+    mailed = sorted(r["identifier"] for c in sent["campaigns"] for r in c["recipients"])
+    assert old_member not in mailed, mailed
+    assert mailed == sorted(new_members), mailed
+    audit = audit_sends(engine, sent)
+    assert audit.ok, audit
+
+
+def test_a_campaign_whose_list_cannot_be_re_frozen_sends_nothing_until_it_can(sim, db_url, engine, day, monkeypatch):
+    """Regression: when the re-freeze after a change failed, the re-based send was still in the
+    run's to-do list (the plan said READY) and went out with the old list."""
+    import cheetah_assets.sending.assets as send_assets
+
+    def broken_refreezer(sender, chunk_size=10_000):
+        def refreeze(c):
+            raise RuntimeError("the customer database went away")
+        return refreeze
+
+    small = "winter_shoppers"
+    with dg.DagsterInstance.ephemeral() as instance:
+        assert run_cycle(make_resources(sim, db_url), day, instance).success
+        _reschedule(engine, target_group=small)
+        monkeypatch.setattr(send_assets, "refreezer", broken_refreezer)
+        failed = run_cycle(make_resources(sim, db_url), day, instance)
+        assert not failed.success
+        assert any("could not be re-frozen" in m for m in failure_messages(failed)), failure_messages(failed)
+        (row,) = ledger_rows(engine)
+        assert (row["state"], row["revision"]) == ("PENDING", 1)  # the old campaign deleted, nothing new sent
+        monkeypatch.undo()
+        assert run_cycle(make_resources(sim, db_url), day, instance).success
+    sent = _sent(sim)
+    (campaign,) = sent["campaigns"]
+    assert campaign["name"] == ledger.cheetah_name("X", "1002", day, 1)
+    audit = audit_sends(engine, sent)  # exactly the list of the new group
     assert audit.ok, audit
 
 

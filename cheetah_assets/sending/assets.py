@@ -350,7 +350,8 @@ def campaign_sends(
         problems.extend(reconciled.problems)
         for note in reconciled.notes:
             context.log.warning(note)
-        todo = [r for r in day_plan if r.status == plan.READY or r.send_key in reconciled.recreated]
+        todo = [r for r in day_plan if (r.status == plan.READY or r.send_key in reconciled.recreated)
+                and r.campaign_id not in reconciled.blocked]  # blocked: its list is the old one
         sent = send_all(todo, sender=sender, worker_sender=worker_sender, concurrency=config.concurrency,
                         logger=log)
         outcomes = sent.outcomes

@@ -75,6 +75,9 @@ class Reconciled:
     notes: list[str] = field(default_factory=list)
     #: refusals and failures, one sentence per send: the run must fail with them.
     problems: list[str] = field(default_factory=list)
+    #: campaigns whose list could not be re-frozen after a change: none of their sends goes out in
+    #: this run (the frozen list is the old one).
+    blocked: set[str] = field(default_factory=set)
 
 
 def scheduled(c: queries.ScheduledCampaign) -> tuple[str | None, dt.datetime | None, str | None]:
@@ -164,8 +167,10 @@ def reconcile_changes(
         # the recipients between them, so a template added or removed changes every send's list.
         if touched and c is not None and scheduled(c)[0] is not None:
             try:
+                recreated += _rebase_empty(sender, campaign_id, day, scheduled(c)[1])
                 refreeze(c)
             except Exception as exc:  # noqa: BLE001 - the next run's recipient_lists re-freezes it
+                out.blocked.add(campaign_id)
                 out.problems.append(
                     f"campaign {campaign_id}: its sends were re-based after a change, but its list could not be "
                     f"re-frozen ({type(exc).__name__}: {exc}); nothing was sent for them: re-execute the run."
@@ -173,6 +178,25 @@ def reconcile_changes(
                 continue
             out.recreated.extend(recreated)
     return out
+
+
+def _rebase_empty(sender: Reconciler, campaign_id: str, day: dt.date, send_at: dt.datetime | None) -> list[str]:
+    """Re-base the campaign's EMPTY sends to PENDING before its list is re-derived: the templates
+    split the new list between them, so a send that had nobody may have recipients now (and an
+    EMPTY send must not keep the list locked). Nothing of theirs is in Cheetah to delete."""
+    keys = []
+    for row in sender.ledger.for_day(day):
+        if row.campaign_id != campaign_id or row.state != ledger.EMPTY or ledger.other_account(row, sender.account):
+            continue
+        claimed = _claim(sender, row)
+        try:
+            if claimed.state == ledger.EMPTY:
+                note = "its campaign's list is re-derived after a change; prepared again from the new list"
+                sender.ledger.recreate(claimed.send_key, sender.owner, send_at=send_at, note=note)
+                keys.append(claimed.send_key)
+        finally:
+            sender.ledger.release(row.send_key, sender.owner)
+    return keys
 
 
 @dataclass(frozen=True)
