@@ -26,6 +26,10 @@ from cheetah_assets.cheetah.contract import CAMPAIGN_PATH, FOLDER_OBJECTS_PATH, 
 from cheetah_assets.cheetah.errors import AlreadyLaunched, BadRequest, CheetahError, MalformedResponse, NameAlreadyExists, RateLimited
 from cheetah_assets.cheetah.settings import CheetahSettings
 from cheetah_assets.cheetah.transport import RetryAlsoOn429
+from cheetah_assets.sending import ledger as sending_ledger
+from cheetah_assets.sending.adoption import ownership_problem
+from cheetah_assets.sending.errors import ListSizeMismatch
+from cheetah_assets.sending.protocol import Sender
 
 from .conftest import DEMO_CREDENTIALS
 
@@ -435,3 +439,34 @@ def test_an_import_reply_about_another_import_is_malformed(servers, answered):
     with client(ours) as c:
         failure = raised(MalformedResponse, lambda: c.wait_for_import(77))
     assert str(failure) == f"The Import reply for import 77 is about import {answered}."
+
+
+# --- 8. an unknown recipient count is never a match ----------------------------------------------------
+def _ledger_row(accepted: int | None):
+    day = dt.date(2030, 1, 1)
+    return sending_ledger.LedgerRow(
+        send_key=sending_ledger.send_key("A", "1001", day), campaign_id="A", template_id="1001", send_date=day,
+        list_key=f"A/{day}", cheetah_name=sending_ledger.cheetah_name("A", "1001", day), state=sending_ledger.CREATED,
+        send_at=_start_time(), rows_in_list=accepted, list_id=9001, rows_accepted=accepted, rows_rejected=0,
+        camp_id=5001, claimed_by="run", claim_expires_at=None, error=None,
+    )
+
+
+@pytest.mark.parametrize("accepted", [0, 3, None])
+def test_a_campaign_reply_without_recipient_count_never_passes_the_size_check(accepted):
+    """The launch's size check (Sender._check_list_size uses nothing of the Sender) and the
+    adoption rule both fail closed on an unknown count, and say it is unknown."""
+    row = _ledger_row(accepted)
+    body = {**CAMPAIGN, "CampName": row.cheetah_name, "CustId": 1234,
+            "CampParam": {"sendSchedule": contract.format_start_time(row.send_at)}}
+    del body["recipientCount"]
+    campaign = contract.parse_campaign(body)
+    assert campaign.recipient_count is None
+    with pytest.raises(ListSizeMismatch) as err:
+        Sender._check_list_size(None, row, campaign.recipient_count)
+    assert "None" not in str(err.value)
+    if accepted is not None:
+        assert "would go to an unknown number of recipients" in str(err.value)
+        assert "its reply gives no recipientCount" in str(err.value)
+    problem = ownership_problem(campaign, row, cust_id=1234, folder_id=4242)
+    assert problem is not None and "None" not in problem and "unknown number of recipients" in problem

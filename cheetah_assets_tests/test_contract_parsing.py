@@ -1,7 +1,8 @@
 """The contract's parsers and the id codec, property-based (Hypothesis): ids are opaque (a number
 or a string, kept and passed back exactly as received, stored losslessly as text); extra fields
 and any key order are ignored; counts are non-negative whole numbers (a numeric string or a whole
-float is the same number) and nothing else; statuses are exact and known; names are exact strings."""
+float is the same number) and nothing else; statuses are known values (in any ASCII case and
+spacing); names are exact strings."""
 
 from __future__ import annotations
 
@@ -46,7 +47,7 @@ bad_counts = st.one_of(
     st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
 )
 bad_ids = st.one_of(
-    st.booleans(), st.floats(), st.sampled_from(["", " ", "\t\n"]), st.lists(st.integers(), max_size=2),
+    st.booleans(), st.floats().filter(lambda f: not (f.is_integer() and abs(f) <= 2**53)), st.sampled_from(["", " ", "\t\n"]), st.lists(st.integers(), max_size=2),
     st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
 )
 # extra keys that the contract does not name (prefixed so they never collide with a real one)
@@ -200,22 +201,28 @@ def test_a_missing_or_null_metric_is_malformed(key):
 
 
 # --- statuses and names -------------------------------------------------------------------------
+def _known(status: str, vocabulary: tuple[str, ...]) -> bool:
+    """Whether the parsers read ``status`` as one of ``vocabulary`` (ASCII case and spacing aside)."""
+    trimmed = status.strip()
+    return trimmed.isascii() and trimmed.upper() in vocabulary
+
+
 @EXAMPLES
-@given(st.text(max_size=12).filter(lambda s: s not in CAMPAIGN_STATUSES))
+@given(st.text(max_size=12).filter(lambda s: not _known(s, CAMPAIGN_STATUSES)))
 def test_unknown_campaign_statuses_are_rejected(status):
     with pytest.raises(MalformedResponse, match="status"):
         parse_campaign(campaign_body(5001, 9001, "1001", 4242, status=status))
 
 
 @EXAMPLES
-@given(st.text(max_size=12).filter(lambda s: s not in IMPORT_PENDING + IMPORT_DONE))
+@given(st.text(max_size=12).filter(lambda s: not _known(s, IMPORT_PENDING + IMPORT_DONE)))
 def test_unknown_import_statuses_are_rejected(status):
     with pytest.raises(MalformedResponse, match="status"):
         parse_import({"importId": 1, "status": status, "listId": 9001})
 
 
-@pytest.mark.parametrize("status", ["draft", "Sent", " SENT", "CANCELED", "PAUSED"])
-def test_statuses_are_exact(status):
+@pytest.mark.parametrize("status", ["CANCELED", "PAUSED", "SENT!", "S ENT", "\u017fENT", "DRAFTS", ""])
+def test_statuses_are_known_values_only(status):
     with pytest.raises(MalformedResponse, match="status"):
         parse_campaign(campaign_body(5001, 9001, "1001", 4242, status=status))
 
@@ -251,3 +258,90 @@ def test_a_string_id_variant_reply_parses_to_the_same_values_with_ids_as_served(
     report = {"campId": camp, "asOf": "2026-03-03T10:00:00Z", **{k: n for k in METRIC_NAMES}}
     varied = contract.parse_metrics(vary_reply(report))
     assert varied.camp_id == str(camp) and varied.counts == contract.parse_metrics(report).counts
+
+
+# --- liberal where the meaning is unchanged --------------------------------------------------------
+@pytest.mark.parametrize("spelled, status", [("draft", "DRAFT"), ("Sent", "SENT"), (" SENT", "SENT"),
+                                             ("Approved\n", "APPROVED"), ("\tcancelled ", "CANCELLED")])
+def test_a_known_campaign_status_is_read_in_any_case_and_spacing(spelled, status):
+    assert parse_campaign(campaign_body(5001, 9001, "1001", 4242, status=spelled)).status == status
+
+
+@pytest.mark.parametrize("spelled, status", [("Completed", "COMPLETED"), (" COMPLETED ", "COMPLETED"),
+                                             ("queued", "QUEUED"), ("Failed", "FAILED")])
+def test_a_known_import_status_is_read_in_any_case_and_spacing(spelled, status):
+    assert parse_import({"importId": 1, "status": spelled, "listId": 9001}).status == status
+
+
+@pytest.mark.parametrize("value, n", [(12000.0, 12000), (0.0, 0), (12000, 12000), ("12000", 12000)])
+def test_a_whole_float_count_is_that_count(value, n):
+    body = {"campId": 5001, "asOf": "2026-03-03T10:00:00Z", **{k: value for k in METRIC_NAMES}}
+    assert set(contract.parse_metrics(body).counts.values()) == {n}
+    got = parse_import({"importId": 1, "status": "COMPLETED", "listId": 9001, "rowsRead": value, "rowsAccepted": value})
+    assert (got.rows_read, got.rows_accepted) == (n, n)
+    assert parse_campaign(campaign_body(5001, 9001, "1001", 4242, recipients=value)).recipient_count == n
+
+
+@pytest.mark.parametrize("value, kept", [(77.0, 77), (-3.0, -3), (77, 77), ("77", "77")])
+def test_a_whole_float_id_is_that_number(value, kept):
+    got = contract.parse_campaign_id({"campId": value})
+    assert got == kept and type(got) is type(kept)
+    assert parse_import({"importId": value, "status": "QUEUED"}).import_id == kept
+
+
+@pytest.mark.parametrize("value", [77.5, True, False, float("nan"), float("inf"), 2.0**60])
+def test_a_float_id_that_is_not_an_exact_whole_number_is_malformed(value):
+    with pytest.raises(MalformedResponse, match="campId"):
+        contract.parse_campaign_id({"campId": value})
+
+
+def test_a_missing_or_null_recipient_count_is_unknown_not_zero():
+    body = campaign_body(5001, 9001, "1001", 4242)
+    assert parse_campaign({**body, "recipientCount": None}).recipient_count is None
+    del body["recipientCount"]
+    assert parse_campaign(body).recipient_count is None
+
+
+def data_map(*fields: dict) -> dict:
+    return {"id": 77, "name": "Optimove", "fields": [
+        {"name": "EMAIL_ADDR", "mapTo": "email", "type": "string", "isIdentifier": True}, *fields]}
+
+
+@pytest.mark.parametrize("raw, flag", [(True, True), (False, False), ("true", True), ("FALSE", False),
+                                       ("True", True), (1, True), (0, False), (None, False)])
+def test_is_identifier_accepts_the_spellings_of_a_boolean(raw, flag):
+    body = data_map({"name": "FNAME", "mapTo": "first_name", "isIdentifier": raw})
+    parsed = contract.parse_data_map(body)
+    assert parsed.by_name()["FNAME"].is_identifier is flag
+
+
+@pytest.mark.parametrize("raw", ["yes", "1", 2, -1, 1.0, [], "t"])
+def test_is_identifier_refuses_anything_else(raw):
+    with pytest.raises(MalformedResponse, match="isIdentifier"):
+        contract.parse_data_map(data_map({"name": "FNAME", "mapTo": "first_name", "isIdentifier": raw}))
+
+
+@pytest.mark.parametrize("map_to", [None, "", "  "])
+def test_an_unmapped_field_other_than_the_identifier_is_skipped(map_to):
+    body = data_map({"name": "NICKNAME", "mapTo": map_to}, {"name": "FNAME", "mapTo": "first_name"})
+    parsed = contract.parse_data_map(body)
+    assert [f.name for f in parsed.fields] == ["EMAIL_ADDR", "FNAME"] and parsed.identifier.map_to == "email"
+    without = data_map({"name": "NICKNAME"})
+    assert [f.name for f in contract.parse_data_map(without).fields] == ["EMAIL_ADDR"]
+
+
+@pytest.mark.parametrize("map_to", [None, "", " "])
+def test_the_identifier_must_be_mapped(map_to):
+    body = data_map()
+    body["fields"][0]["mapTo"] = map_to
+    with pytest.raises(MalformedResponse, match="mapTo"):
+        contract.parse_data_map(body)
+    del body["fields"][0]["mapTo"]
+    with pytest.raises(MalformedResponse, match="mapTo"):
+        contract.parse_data_map(body)
+
+
+@pytest.mark.parametrize("map_to", [5, ["email"], True])
+def test_a_map_to_that_is_not_text_is_malformed(map_to):
+    with pytest.raises(MalformedResponse, match="mapTo"):
+        contract.parse_data_map(data_map({"name": "FNAME", "mapTo": map_to}))

@@ -57,8 +57,16 @@ def _opt(obj: Any, key: str, typ: type | tuple[type, ...], what: str, default: A
     return default if _value(obj, key, what) is None else _req(obj, key, typ, what)
 
 
+#: The largest whole float that is exactly one integer (beyond it, ``77.0`` may not be 77).
+_EXACT_FLOAT = 2**53
+
+
 def parse_id(value: Any, what: str, key: str) -> ObjId:
-    """An id as received: a JSON number or a non-blank string (never a bool, float or null)."""
+    """An id as received: a JSON number or a non-blank string (never a bool or null). A number
+    written as a whole float (``77.0``, what some serialisers write) is that integer; any other
+    float is malformed."""
+    if isinstance(value, float) and value.is_integer() and abs(value) <= _EXACT_FLOAT:
+        return int(value)
     if not is_id(value):
         raise MalformedResponse(
             f"The {what} reply's '{key}' should be an id (a number or a non-empty string), got {value!r}."
@@ -92,9 +100,32 @@ def _req_count(obj: Any, key: str, what: str) -> int:
     return parse_count(_present(obj, key, what), what, key)
 
 
-def _opt_count(obj: Any, key: str, what: str, default: int = 0) -> int:
+def _opt_count(obj: Any, key: str, what: str, default: int | None = 0) -> Any:
     value = _value(obj, key, what)
     return default if value is None else parse_count(value, what, key)
+
+
+def _status(obj: Any, vocabulary: tuple[str, ...], what: str) -> str:
+    """``obj["status"]``, one of ``vocabulary`` in any ASCII case and spacing (``" Completed"``);
+    a value the contract does not know is malformed."""
+    raw = _req(obj, "status", str, what)
+    status = raw.strip()
+    status = status.upper() if status.isascii() else status
+    if status not in vocabulary:
+        raise MalformedResponse(f"The {what} reply's 'status' is not one the contract knows: {raw!r}.")
+    return status
+
+
+def _flag(obj: Any, key: str, what: str) -> bool:
+    """A yes/no: ``true``/``false``, the same as text in any case, or ``1``/``0``; absent is no."""
+    value = _value(obj, key, what)
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    if type(value) is int and value in (0, 1):
+        return value == 1
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise MalformedResponse(f"The {what} reply's '{key}' should be true or false, got {value!r:.40}.")
 
 
 # --- replies -------------------------------------------------------------------------------------
@@ -123,17 +154,22 @@ def parse_token(body: Any) -> tuple[str, int]:
 
 
 def parse_data_map(body: Any) -> records.DataMap:
+    """The Data Map. A field other than the identifier with no ``mapTo`` (null, absent or blank)
+    maps to no customer column: it is left out (a template using it is then refused by name, as
+    one using a field not in the Data Map). The identifier must be mapped."""
     what = "Data Map"
     fields = []
     for raw in _req(body, "fields", list, what):
-        fields.append(
-            records.DataMapField(
-                name=_req(raw, "name", str, what),
-                map_to=_req(raw, "mapTo", str, what),
-                type=_opt(raw, "type", str, what, "string"),
-                is_identifier=_opt(raw, "isIdentifier", bool, what, False),
-            )
-        )
+        name = _req(raw, "name", str, what)
+        is_identifier = _flag(raw, "isIdentifier", what)
+        map_to = _opt(raw, "mapTo", str, what, "")
+        if not map_to.strip():
+            if is_identifier:
+                raise MalformedResponse(f"The {what} reply's identifier field {name!r} has no 'mapTo' column.")
+            continue
+        fields.append(records.DataMapField(
+            name=name, map_to=map_to, type=_opt(raw, "type", str, what, "string"), is_identifier=is_identifier,
+        ))
     return records.DataMap(id=_req_id(body, "id", what), name=_opt(body, "name", str, what, ""), fields=tuple(fields))
 
 
@@ -179,9 +215,7 @@ def parse_import(body: Any) -> records.ImportStatus:
         records.Rejection(row=_req_count(r, "row", what), reason=_req(r, "reason", str, what))
         for r in _opt(body, "rejected", list, what, [])
     )
-    status = _req(body, "status", str, what)
-    if status not in records.IMPORT_PENDING + records.IMPORT_DONE:
-        raise MalformedResponse(f"The Import reply's 'status' is not one the contract knows: {status!r}.")
+    status = _status(body, records.IMPORT_PENDING + records.IMPORT_DONE, what)
     reason = None
     if status == "FAILED":
         raw = body.get("reason", body.get("message"))
@@ -203,9 +237,7 @@ def parse_campaign_id(body: Any) -> ObjId:
 
 def parse_campaign(body: Any) -> records.Campaign:
     what = "EmailCampaign"
-    status = _req(body, "status", str, what)
-    if status not in records.CAMPAIGN_STATUSES:
-        raise MalformedResponse(f"The EmailCampaign reply's 'status' is not one the contract knows: {status!r}.")
+    status = _status(body, records.CAMPAIGN_STATUSES, what)
     obj = _opt(body, "Obj", dict, what, {})
     folder_id = _opt_id(obj, "parent_obj_id", what)
     if folder_id is None:
@@ -215,7 +247,7 @@ def parse_campaign(body: Any) -> records.Campaign:
         cust_id=_req_id(body, "custId", what),
         name=_req(body, "CampName", str, what),
         status=status,
-        recipient_count=_opt_count(body, "recipientCount", what),
+        recipient_count=_opt_count(body, "recipientCount", what, None),  # absent: unknown, not 0
         camp_param=_opt(body, "CampParam", dict, what, {}),
         template_obj_id=_opt_id(body, "TemplateObjId", what),
         list_id=_opt_id(body, "ToFilterId", what),

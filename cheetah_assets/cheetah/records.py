@@ -103,7 +103,8 @@ class Campaign:
     cust_id: ObjId
     name: str
     status: str
-    recipient_count: int
+    #: None when the reply does not say (unknown, never taken for 0: a size check then fails closed).
+    recipient_count: int | None
     camp_param: Mapping[str, Any] = field(default_factory=dict)
     #: As the reply echoes them (None when it does not): the template, the list (``ToFilterId``)
     #: and the folder (``Obj.parent_obj_id``, or ``folderId``) the campaign was created with.

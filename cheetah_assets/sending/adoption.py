@@ -41,9 +41,10 @@ def ownership_problem(campaign: Campaign, row: LedgerRow, *, cust_id: ObjId, fol
     if campaign.list_id is not None:
         if row.list_id is None or not same_id(campaign.list_id, row.list_id):
             return f"it goes to list {campaign.list_id}, not ours ({row.list_id if row.list_id is not None else 'none yet'})"
-    elif row.rows_accepted is None or campaign.recipient_count != row.rows_accepted:
+    elif row.rows_accepted is None or campaign.recipient_count != row.rows_accepted:  # unknown (None): no match
+        theirs = "unknown number of" if campaign.recipient_count is None else campaign.recipient_count
         return (
-            f"its reply names no list, and its {campaign.recipient_count} recipients are not the "
+            f"its reply names no list, and its {theirs} recipients are not the "
             f"{row.rows_accepted if row.rows_accepted is not None else 'unknown number of'} we imported"
         )
     return None

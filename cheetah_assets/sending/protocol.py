@@ -422,18 +422,20 @@ class Sender:
         )
         return campaign.camp_id
 
-    def _check_list_size(self, row: ledger.LedgerRow, recipient_count: int) -> None:
+    def _check_list_size(self, row: ledger.LedgerRow, recipient_count: int | None) -> None:
         if row.rows_accepted is None:
             raise ListSizeMismatch(
                 f"Campaign {row.cheetah_name} was not launched: the number of recipients Cheetah accepted into "
                 "its list is not recorded, so its size cannot be checked. Re-executing alone will not help: "
                 "check the campaign and its list in Cheetah Messaging."
             )
-        if recipient_count != row.rows_accepted:
+        if recipient_count != row.rows_accepted:  # an unknown count (None) is never a match
+            size, why = (recipient_count, "something else changed it") if recipient_count is not None else (
+                "an unknown number of", "its reply gives no recipientCount")
             raise ListSizeMismatch(
-                f"Campaign {row.cheetah_name} would go to {recipient_count} recipients but {row.rows_accepted} "
+                f"Campaign {row.cheetah_name} would go to {size} recipients but {row.rows_accepted} "
                 "were accepted at import; it was not launched. Re-executing alone will not help: check its list "
-                f"{row.list_id} in Cheetah Messaging (something else changed it)."
+                f"{row.list_id} in Cheetah Messaging ({why})."
             )
 
     def _import(self, row: ledger.LedgerRow) -> tuple[ObjId, int, list[tuple[str, str]]]:
