@@ -8,7 +8,7 @@ import dagster as dg
 import pytest
 
 from cheetah_assets.automation.cancel_job import cancel_campaign_job
-from cheetah_assets.automation.send_sensors import cancellation_sensor
+from cheetah_assets.automation.send_sensors import MAX_REQUESTS, cancellation_sensor
 from cheetah_assets.customers import queries
 from cheetah_assets.sending.errors import SendError
 from cheetah_assets.sending.ledger import cheetah_name
@@ -198,6 +198,67 @@ def test_a_send_cancelled_mid_preparation_is_not_recorded_cancelled_unconfirmed(
     (after,) = ledger_rows(engine)
     assert after["state"] == "CREATED"
     assert _sim_status(sim, row["cheetah_name"]) not in (None, "CANCELLED")
+
+
+def _cancellation_tick(instance, res, cursor):
+    """One evaluation of the cancellation sensor, its cursor carried over as the daemon does."""
+    ctx = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"customer_db": res["customer_db"]})
+    data = cancellation_sensor.evaluate_tick(ctx)
+    return data.run_requests or [], data.cursor, data.skip_message
+
+
+def _as_the_daemon_would(request, **run) -> dict:
+    """The tags the daemon gives the run it launches for ``request``."""
+    return {**request.tags, "dagster/run_key": request.run_key, "dagster/sensor_name": cancellation_sensor.name, **run}
+
+
+def test_the_sensor_requests_a_failed_cancellation_again_under_a_new_run_key(sim, db_url, engine, day):
+    """A cancel job that failed (its DELETE not applied) is requested again on a later tick, with a
+    new run key (the daemon never launches a key twice), but not while its run is still running;
+    after a few failed runs of the same state the sensor stops and says so (review: send-path
+    finding 4)."""
+    res = make_resources(sim, db_url)
+    with dg.DagsterInstance.ephemeral() as instance:
+        assert run_cycle(res, day, instance).success
+        queries.set_campaign_status(engine, "X", "CANCELLED")
+        sim.admin.add_fault(kind="unapplied", method="DELETE", path=CAMPAIGN_PATH, times=None)
+        (first,), cursor, _ = _cancellation_tick(instance, res, None)
+        launched = cancel_campaign_job.execute_in_process(
+            run_config=first.run_config, tags=_as_the_daemon_would(first), resources=res, instance=instance,
+            raise_on_error=False,
+        )
+        assert not launched.success
+        (second,), cursor, _ = _cancellation_tick(instance, res, cursor)
+        assert second.run_config == first.run_config and second.run_key != first.run_key
+        running = instance.create_run_for_job(
+            cancel_campaign_job, run_config=second.run_config, tags=_as_the_daemon_would(second),
+            status=dg.DagsterRunStatus.STARTED,
+        )
+        requests, cursor, _ = _cancellation_tick(instance, res, cursor)
+        assert requests == []  # its run is still running
+        instance.report_run_failed(running)
+        keys = {first.run_key, second.run_key}
+        while True:  # each failed run is requested again, up to a bound
+            requests, cursor, skipped = _cancellation_tick(instance, res, cursor)
+            if not requests:
+                break
+            (again,) = requests
+            assert again.run_key not in keys
+            keys.add(again.run_key)
+            instance.report_run_failed(instance.create_run_for_job(
+                cancel_campaign_job, run_config=again.run_config, tags=_as_the_daemon_would(again),
+            ))
+        assert len(keys) == MAX_REQUESTS
+        assert f"the cancellation of X failed {MAX_REQUESTS} times" in skipped and "cancel_campaign_job" in skipped
+        (row,) = ledger_rows(engine)
+        assert row["state"] == "APPROVED"
+        # Once Cheetah applies the DELETE, the job (run by hand) completes, and the sensor rests.
+        sim.admin.clear_faults()
+        assert _cancel(res, instance).success
+        requests, cursor, skipped = _cancellation_tick(instance, res, cursor)
+        assert requests == [] and "no cancelled campaign" in skipped
+    (row,) = ledger_rows(engine)
+    assert row["state"] == "CANCELLED" and _sim_status(sim, row["cheetah_name"]) == "CANCELLED"
 
 
 # --- set-up checks --------------------------------------------------------------------------------

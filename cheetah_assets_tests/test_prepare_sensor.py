@@ -256,3 +256,23 @@ def test_a_day_handed_over_then_requested_again_after_its_send_times_reports_its
     world.sim.admin.set_now(at(17))
     sent = world.sim.admin.sent(recipients=False)["campaigns"]
     assert sorted(c["sendCount"] for c in sent) == [1, 1], sent  # nothing created or sent again
+
+
+def test_a_schedule_change_that_is_reverted_gets_a_run_key_of_its_own(world):
+    """11:00 -> 10:45 -> back to 11:00: three requests with three run keys. The daemon skips a
+    run key the sensor used before, so a key made from the due set alone repeated for the revert
+    and no run was launched (review: send-path finding 4). An unchanged due set requests nothing."""
+    from cheetah_assets.customers.schema import campaign_schedule
+
+    d = dt.datetime.now(UTC).date()
+    at = lambda h, m=0: dt.datetime.combine(d, dt.time(h, m), tzinfo=UTC)  # noqa: E731
+    world.add("R", d, "11:00", "UTC")
+    keys = []
+    for i, send_time in enumerate(("11:00", "10:45", "11:00")):
+        with world.engine.begin() as conn:
+            conn.execute(campaign_schedule.update().where(campaign_schedule.c.campaign_id == "R").values(send_time=send_time))
+        (request,) = world.tick(at(9, 30 + 2 * i))  # due from 09:00 (lead 2 h)
+        assert request.partition_key == d.isoformat()
+        keys.append(request.run_key)
+        assert world.tick(at(9, 31 + 2 * i)) == []  # unchanged: no second request
+    assert len(set(keys)) == 3, keys

@@ -10,9 +10,16 @@ also records when each campaign was first seen (so MISSED means first seen too l
 With no cursor (its first tick on an instance, e.g. ``./run dev`` after ``./run demo``, whose run
 was not the sensor's), every date with a due campaign is new to it and is requested: it cannot
 know what was handed over. That run sends nothing twice and reports the handed-over sends SENT.
+
+Run keys: the daemon never launches a run key the sensor used before, so a key made from the due
+set alone would repeat when a change is reverted (11:00 -> 10:45 -> 11:00), and the revert would
+never be prepared. Each request's key therefore ends with a sequence number kept in the cursor
+(after an epoch drawn when there is no cursor, so a reset cursor cannot reuse old keys); an
+unchanged due set is still requested only once, because the cursor's digests are compared first.
 """
 
 import json
+import secrets
 
 import dagster as dg
 
@@ -30,6 +37,19 @@ def _cursor(raw: str | None) -> dict:
     except ValueError:
         return {}
     return value if isinstance(value, dict) else {}
+
+
+def next_run_key(cursor: dict, prefix: str) -> str:
+    """``prefix`` with a suffix no earlier request of this cursor's line had: the cursor's epoch
+    and its next sequence number (both kept in ``cursor``, updated in place)."""
+    epoch = cursor.get("epoch")
+    if not isinstance(epoch, str) or not epoch.isalnum():
+        epoch = cursor["epoch"] = secrets.token_hex(4)
+        cursor["seq"] = 0
+    seq = cursor.get("seq")
+    seq = (seq if isinstance(seq, int) and not isinstance(seq, bool) and seq >= 0 else 0) + 1
+    cursor["seq"] = seq
+    return f"{prefix}-{epoch}.{seq}"
 
 
 @dg.sensor(
@@ -59,15 +79,17 @@ def campaign_preparation_sensor(
         seen.record_seen(engine, [(r.campaign_id, r.send_date) for r in rows], now)
     due = preparation.due_digests(rows, now, lead)
     days = preparation.changed_days(previous.get("due") or {}, due)
-    context.update_cursor(json.dumps({"all": everything, "due": due}, sort_keys=True))
-    if not days:
-        return dg.SkipReason(f"no change in the campaigns due on {first}..{last} (lead time {lead or 'none'})")
-    return [
+    cursor = {"all": everything, "due": due, "epoch": previous.get("epoch"), "seq": previous.get("seq")}
+    requests = [
         dg.RunRequest(
-            run_key=f"prepare-{day}-{due[day]}", partition_key=day, tags={"cheetah/prepare": day}
+            run_key=next_run_key(cursor, f"prepare-{day}-{due[day]}"), partition_key=day, tags={"cheetah/prepare": day}
         )
         for day in days
     ]
+    context.update_cursor(json.dumps(cursor, sort_keys=True))
+    if not requests:
+        return dg.SkipReason(f"no change in the campaigns due on {first}..{last} (lead time {lead or 'none'})")
+    return requests
 
 
 PREPARE_SENSORS = [campaign_preparation_sensor]

@@ -2,12 +2,28 @@
 
 
 import hashlib
+import json
 
 import dagster as dg
 
 from ..customers.resource import CustomerDatabaseResource
 from ..sending.cancel import pending_cancellations
 from .cancel_job import cancel_campaign_job
+from .metric_sensors import read_cursor
+from .prepare_sensor import next_run_key
+
+#: How many cancel runs the sensor requests for one unchanged state of a campaign's sends before
+#: it stops and leaves the campaign to an operator (each run already repeats its DELETEs).
+MAX_REQUESTS = 5
+#: The tag the daemon gives a run launched for a run request's key.
+RUN_KEY_TAG = "dagster/run_key"
+
+
+def _run_finished(instance: dg.DagsterInstance, run_key: str) -> bool:
+    """Whether the run launched for ``run_key`` has finished (True if there is none: the daemon
+    creates it before it stores the cursor, so it was never launched or was deleted)."""
+    runs = instance.get_runs(filters=dg.RunsFilter(tags={RUN_KEY_TAG: run_key}), limit=1)
+    return not runs or runs[0].is_finished
 
 
 @dg.sensor(
@@ -17,26 +33,53 @@ from .cancel_job import cancel_campaign_job
     description=(
         "Keeps the two systems in agreement: a campaign cancelled on the Optimove side (status "
         "CANCELLED or CANCELED, in any case) whose send was already prepared in Cheetah Messaging is "
-        "deleted there by the cancellation job."
+        "deleted there by the cancellation job, requested again (up to a few times) while a run of "
+        "it has finished and the sends are still not cancelled."
     ),
 )
 def cancellation_sensor(context: dg.SensorEvaluationContext, customer_db: CustomerDatabaseResource):
+    """One request per campaign whose sends' state is new; the same state is requested again only
+    once the run requested for it has finished and the sends are still pending (the run failed:
+    a DELETE not applied, say), at most :data:`MAX_REQUESTS` times. Each request gets a run key
+    of its own (``prepare_sensor.next_run_key``): the daemon never launches a key twice."""
     customer_db.ensure_tables()
-    requests = []
+    previous = read_cursor(context.cursor)
+    before = previous.get("campaigns") if isinstance(previous.get("campaigns"), dict) else {}
+    cursor: dict = {"epoch": previous.get("epoch"), "seq": previous.get("seq"), "campaigns": {}}
+    requests, given_up = [], []
     for campaign_id, sends in pending_cancellations(customer_db.get_engine()).items():
-        # The run key changes when the campaign's sends change, so a send that raced the
-        # cancellation gets its own run; the same state is never requested twice.
+        # The state changes when the campaign's sends change, so a send that raced the
+        # cancellation gets its own run.
         state = hashlib.sha1(repr(sorted(sends)).encode()).hexdigest()[:12]
+        last = before.get(campaign_id)
+        last = last if isinstance(last, dict) and last.get("state") == state else None
+        tries = last.get("requests") if last and isinstance(last.get("requests"), int) else 0
+        if last and isinstance(last.get("run_key"), str) and not _run_finished(context.instance, last["run_key"]):
+            cursor["campaigns"][campaign_id] = last  # its run is still queued or running
+            continue
+        if tries >= MAX_REQUESTS:
+            cursor["campaigns"][campaign_id] = last
+            given_up.append(campaign_id)
+            continue
+        run_key = next_run_key(cursor, f"cancel-{campaign_id}-{state}")
+        cursor["campaigns"][campaign_id] = {"state": state, "run_key": run_key, "requests": tries + 1}
         requests.append(
             dg.RunRequest(
-                run_key=f"cancel-{campaign_id}-{state}",
+                run_key=run_key,
                 run_config={"ops": {"cancel_campaign_op": {"config": {"campaign_id": campaign_id}}}},
                 tags={"cheetah/campaign_id": campaign_id},
             )
         )
-    if not requests:
-        return dg.SkipReason("no cancelled campaign has a send left in Cheetah Messaging")
-    return requests
+    context.update_cursor(json.dumps(cursor, sort_keys=True))
+    if requests:
+        return requests
+    if given_up:
+        return dg.SkipReason(
+            f"the cancellation of {', '.join(given_up)} failed {MAX_REQUESTS} times; see the failed "
+            "cancel_campaign_job runs, fix what they name (or pause or delete the campaign in Cheetah "
+            "Messaging), then launch cancel_campaign_job for it by hand"
+        )
+    return dg.SkipReason("no cancelled campaign has a send left in Cheetah Messaging")
 
 
 SEND_SENSORS = [cancellation_sensor]
