@@ -18,6 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 from urllib.parse import parse_qs, urlsplit
 
+import dagster as dg
 import pytest
 
 from cheetah_assets.cheetah import contract
@@ -31,7 +32,8 @@ from cheetah_assets.sending.adoption import ownership_problem
 from cheetah_assets.sending.errors import ListSizeMismatch
 from cheetah_assets.sending.protocol import Sender
 
-from .conftest import DEMO_CREDENTIALS
+from .conftest import DEMO_CREDENTIALS, make_resources
+from .helpers import TWO_CAMPAIGNS, assert_exactly_once, demo_database, failure_texts, run_cycle
 
 TOKEN = {"access_token": "scripted-token", "token_type": "bearer", "expires_in": 28800}
 CAMPAIGN = {
@@ -470,3 +472,29 @@ def test_a_campaign_reply_without_recipient_count_never_passes_the_size_check(ac
         assert "its reply gives no recipientCount" in str(err.value)
     problem = ownership_problem(campaign, row, cust_id=1234, folder_id=4242)
     assert problem is not None and "None" not in problem and "unknown number of recipients" in problem
+
+
+# --- 9. a LAUNCH whose reply was lost: repeated by the transport, confirmed by reading back -----------
+@pytest.mark.slow(seconds=15)
+@pytest.mark.parametrize(
+    "refusal",
+    [json.dumps({"Message": contract.ALREADY_LAUNCHED_MESSAGE}),
+     json.dumps({"error": {"message": contract.ALREADY_LAUNCHED_MESSAGE}}),
+     contract.ALREADY_LAUNCHED_MESSAGE],
+    ids=["Message", "nested", "plain text"],
+)
+def test_a_lost_launch_reply_is_repeated_and_the_send_confirmed_by_reading_it_back(sim, db_url, day, refusal):
+    """The first LAUNCH is applied and its reply lost; the transport repeats the PUT, which is
+    refused as "already launched" (in another message shape than the simulator's). The protocol
+    recovers within the run: it reads the campaign back before recording LAUNCHED, and every
+    campaign goes out exactly once."""
+    engine = demo_database(db_url, sim, day, customers=40, campaigns=TWO_CAMPAIGNS)
+    sim.admin.add_fault(method="PUT", path=CAMPAIGN_PATH, kind="apply_then_drop", times=1)
+    sim.admin.add_fault(method="PUT", path=CAMPAIGN_PATH, kind="malformed", status=400, body=refusal, after=1, times=1)
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = run_cycle(make_resources(sim, db_url), day, instance, concurrency=1)
+    assert result.success, failure_texts(result)
+    assert [f["fired"] for f in sim.admin.faults()] == [1, 1]
+    puts = [r for r in sim.admin.requests() if r["method"] == "PUT" and r["path"] == CAMPAIGN_PATH]
+    assert len(puts) == 3 * 2 + 1  # LAUNCH and APPROVE of each send, and the one repeat
+    assert_exactly_once(sim, engine)

@@ -88,8 +88,14 @@ RETRY_AFTER_MAX_SECONDS = 300
 #: HTTP statuses retried where the call is safe to repeat.
 RETRY_STATUSES = frozenset({500, 502, 503, 504})
 #: Methods repeatable at transport level outside EmailCampaign (POST there: token and Import).
+#: Repeating an Import POST whose reply was lost is deliberate: the repeat is the very same file
+#: into the same list, whose rows are keyed by the identifier (a re-import replaces them
+#: [assumed]); the send protocol re-imports the same way when a step fails, and the list-size
+#: check before LAUNCH stops a campaign whose list came out different.
 REPEATABLE_METHODS = frozenset({"GET", "PUT", "DELETE", "POST"})
-#: Methods repeatable at transport level on EmailCampaign: creating a campaign is not.
+#: Methods repeatable at transport level on EmailCampaign: creating a campaign is not. A repeated
+#: PUT action is answered "already launched" (or applies nothing new); the protocol takes neither
+#: for a confirmation before reading the campaign's status back.
 REPEATABLE_CAMPAIGN_METHODS = frozenset({"GET", "PUT", "DELETE"})
 
 _JSON = {"Content-Type": "application/json"}
