@@ -276,3 +276,33 @@ def test_a_schedule_change_that_is_reverted_gets_a_run_key_of_its_own(world):
         keys.append(request.run_key)
         assert world.tick(at(9, 31 + 2 * i)) == []  # unchanged: no second request
     assert len(set(keys)) == 3, keys
+
+
+def test_after_an_outage_of_several_days_the_dates_it_skipped_are_still_planned_and_reported(world):
+    """The sensor normally reads from today - 2. After an outage of five days its first tick reads
+    from where its last tick did (bounded), so campaigns 3 and 4 days back are planned and reported
+    OVERDUE or MISSED, never sent late (review: send-path finding 10)."""
+    d = dt.datetime.now(UTC).date()
+    for back in (1, 2, 3, 4):
+        world.add(f"D{back}", d - dt.timedelta(days=back), "11:00", "UTC")
+
+    def tick(now, cursor):  # without World.tick: the simulator's clock never goes back
+        from cheetah_assets.definitions import defs
+
+        ctx = dg.build_sensor_context(
+            instance=world.instance, cursor=cursor, repository_def=defs.get_repository_def(),
+            resources={"customer_db": CustomerDatabaseResource(url=world.db_url), "clock": _clock(now)},
+        )
+        data = campaign_preparation_sensor.evaluate_tick(ctx)
+        return sorted(r.partition_key for r in data.run_requests or []), data.cursor
+
+    before, cursor = tick(dt.datetime.combine(d - dt.timedelta(days=5), dt.time(12), tzinfo=UTC), None)
+    assert before == []  # the last tick before the outage: nothing due yet (it reads d-7 .. d-3)
+    after, cursor = tick(dt.datetime.combine(d, dt.time(6), tzinfo=UTC), cursor)
+    assert after == [(d - dt.timedelta(days=b)).isoformat() for b in (4, 3, 2, 1)]
+    assert tick(dt.datetime.combine(d, dt.time(6, 1), tzinfo=UTC), cursor)[0] == []  # back to the usual window
+    result = world.run(dt.datetime.combine(d, dt.time(6), tzinfo=UTC), (d - dt.timedelta(days=4)).isoformat())
+    assert world.plan()["D4"]["status"] == "OVERDUE"  # known since d-5, never handed over
+    (check,) = [e for e in result.get_asset_check_evaluations() if e.asset_check_key.name == "no_missed_sends"]
+    assert check.passed is False and "D4 (OVERDUE)" in check.description
+    assert ledger_rows(world.engine) == [] and world.sim.admin.sent()["campaigns"] == []

@@ -16,7 +16,7 @@ from cheetah_assets.configuration import account_time_zone, lead_time_minutes, p
 from cheetah_assets.sending import preparation
 from cheetah_assets.sending.partitions import build_daily_partitions
 from cheetah_assets.sending.plan import PlanProblem, resolve_send_at
-from cheetah_assets.sending.timing import days_ahead, is_due, prepare_at, window
+from cheetah_assets.sending.timing import MAX_DAYS_BEHIND, days_ahead, is_due, prepare_at, window
 
 UTC = dt.timezone.utc
 #: UTC-12 and UTC+14 (the extremes), half and quarter hours, and zones with DST both ways.
@@ -107,6 +107,16 @@ def test_dst_both_ways_in_paris():
 def test_the_window_reaches_two_days_ahead_for_a_lead_of_up_to_22_hours_and_further_beyond():
     assert days_ahead(None) == days_ahead(dt.timedelta(hours=2)) == days_ahead(dt.timedelta(hours=22)) == 2
     assert days_ahead(dt.timedelta(hours=22, minutes=1)) == 3 and days_ahead(dt.timedelta(days=7)) == 9
+
+
+def test_after_an_outage_the_window_starts_where_the_last_tick_did_but_at_most_14_days_back():
+    now = dt.datetime(2026, 12, 20, 6, tzinfo=UTC)
+    today, lead = now.date(), dt.timedelta(hours=2)
+    usual = window(now, "UTC", lead)
+    assert usual[0] == today - dt.timedelta(days=2)
+    assert window(now, "UTC", lead, last_first=today - dt.timedelta(days=1)) == usual  # the usual tick
+    assert window(now, "UTC", lead, last_first=today - dt.timedelta(days=7)) == (today - dt.timedelta(days=7), usual[1])
+    assert window(now, "UTC", lead, last_first=today - dt.timedelta(days=60))[0] == today - dt.timedelta(days=MAX_DAYS_BEHIND) == today - dt.timedelta(days=14)
 
 
 @settings(max_examples=200, deadline=None)

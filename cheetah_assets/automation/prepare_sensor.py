@@ -7,6 +7,10 @@ catalog, plans it (due campaigns READY, the others WAITING) and hands the READY 
 exactly once. Nothing changed: a skip, and no other query. When the window's rows change, it
 also records when each campaign was first seen (so MISSED means first seen too late).
 
+After an outage (its last tick's window started before today - 2), a tick also reads the dates
+since its last tick's window, at most 14 days back (``timing.window``): their campaigns are
+planned and reported MISSED or OVERDUE instead of going unnoticed.
+
 With no cursor (its first tick on an instance, e.g. ``./run dev`` after ``./run demo``, whose run
 was not the sensor's), every date with a due campaign is new to it and is requested: it cannot
 know what was handed over. That run sends nothing twice and reports the handed-over sends SENT.
@@ -18,6 +22,7 @@ never be prepared. Each request's key therefore ends with a sequence number kept
 unchanged due set is still requested only once, because the cursor's digests are compared first.
 """
 
+import datetime as dt
 import json
 import secrets
 
@@ -37,6 +42,13 @@ def _cursor(raw: str | None) -> dict:
     except ValueError:
         return {}
     return value if isinstance(value, dict) else {}
+
+
+def _date(raw: object) -> dt.date | None:
+    try:
+        return dt.date.fromisoformat(raw) if isinstance(raw, str) else None
+    except ValueError:
+        return None
 
 
 def next_run_key(cursor: dict, prefix: str) -> str:
@@ -67,19 +79,24 @@ def campaign_preparation_sensor(
     context: dg.SensorEvaluationContext, customer_db: CustomerDatabaseResource, clock: ClockResource
 ):
     now, lead = clock.now(), clock.lead_time()
-    first, last = window(now, clock.account_time_zone, lead)
+    previous = _cursor(context.cursor)
+    usual_first, last = window(now, clock.account_time_zone, lead)
+    # After an outage, start where the last tick did: the dates skipped meanwhile are planned too.
+    first, _ = window(now, clock.account_time_zone, lead, last_first=_date(previous.get("from")))
     start = daily_partitions.start.date()
     first = max(first, start)
     engine = customer_db.get_engine()
     rows = preparation.load_window(engine, first, last) if first <= last else []
-    previous = _cursor(context.cursor)
     everything = preparation.all_digest(rows)
     if everything != previous.get("all"):
         seen.ensure_table(engine)
         seen.record_seen(engine, [(r.campaign_id, r.send_date) for r in rows], now)
     due = preparation.due_digests(rows, now, lead)
     days = preparation.changed_days(previous.get("due") or {}, due)
-    cursor = {"all": everything, "due": due, "epoch": previous.get("epoch"), "seq": previous.get("seq")}
+    cursor = {
+        "all": everything, "due": due, "from": usual_first.isoformat(), "epoch": previous.get("epoch"),
+        "seq": previous.get("seq"),
+    }
     requests = [
         dg.RunRequest(
             run_key=next_run_key(cursor, f"prepare-{day}-{due[day]}"), partition_key=day, tags={"cheetah/prepare": day}

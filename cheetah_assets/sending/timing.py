@@ -10,6 +10,10 @@
   time: campaign zones run from UTC-12 to UTC+14, so a date D starts as early as D-1 10:00 UTC
   and ends as late as D+1 12:00 UTC; seen from an account zone in the same range, that is
   ``[today - 2, today + ahead]`` with ``ahead`` growing with the lead time.
+* After the sensor was stopped (an outage, a paused daemon), its first tick starts the window
+  where its last tick's did, at most :data:`MAX_DAYS_BEHIND` days back: the dates it did not
+  watch meanwhile are planned, and their campaigns reported MISSED or OVERDUE (never sent late),
+  instead of being silently skipped.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ DEFAULT_LEAD = dt.timedelta(minutes=120)
 MAX_LEAD = dt.timedelta(days=7)
 #: Days before the account's today whose campaigns can still be before their send time.
 DAYS_BEHIND = 2
+#: How far back the window reaches after the sensor was stopped (see :func:`window`).
+MAX_DAYS_BEHIND = 14
 
 
 def days_ahead(lead: dt.timedelta | None) -> int:
@@ -40,10 +46,19 @@ def business_day(now: dt.datetime, zone: str) -> dt.date:
     return now.astimezone(ZoneInfo(zone)).date()
 
 
-def window(now: dt.datetime, zone: str, lead: dt.timedelta | None) -> tuple[dt.date, dt.date]:
-    """The first and last send date the preparation sensor reads (inclusive)."""
+def window(
+    now: dt.datetime, zone: str, lead: dt.timedelta | None, *, last_first: dt.date | None = None
+) -> tuple[dt.date, dt.date]:
+    """The first and last send date the preparation sensor reads (inclusive).
+
+    ``last_first``: the first date of the sensor's previous tick. After an outage it is older
+    than today - 2, and the window starts there (but not before today - :data:`MAX_DAYS_BEHIND`),
+    so no date goes unread between two ticks."""
     today = business_day(now, zone)
-    return today - dt.timedelta(days=DAYS_BEHIND), today + dt.timedelta(days=days_ahead(lead))
+    first = today - dt.timedelta(days=DAYS_BEHIND)
+    if last_first is not None:
+        first = min(first, max(last_first, today - dt.timedelta(days=MAX_DAYS_BEHIND)))
+    return first, today + dt.timedelta(days=days_ahead(lead))
 
 
 def prepare_at(send_at: dt.datetime, lead: dt.timedelta | None) -> dt.datetime | None:
