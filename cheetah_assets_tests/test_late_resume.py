@@ -16,10 +16,11 @@ import dagster as dg
 import pytest
 
 from cheetah_assets.cheetah.client import CheetahClient
+from cheetah_assets.customers.schema import campaign_schedule
 from cheetah_assets.sending import plan
 
 from .conftest import cheetah_resource, make_resources
-from .helpers import CAMPAIGN_X, demo_database, ledger_rows, run_cycle
+from .helpers import CAMPAIGN_X, demo_database, failure_messages, ledger_rows, run_cycle
 
 
 class Crash(Exception):
@@ -75,3 +76,68 @@ def test_a_send_resumed_before_its_time_goes_out_at_its_time(sim, db_url, day, m
     sim.admin.advance(dt.timedelta(days=1))
     (sent,) = sim.admin.sent(recipients=False)["campaigns"]
     assert sent["sendCount"] == 1 and sent["sentAt"].startswith(f"{day.isoformat()}T11:00"), sent
+
+
+# ------------------------------------------------------------------------------------------------
+# What the MISSED and CANCELLED messages promise: a later time (or send_late) sends it after all
+# ------------------------------------------------------------------------------------------------
+def _reschedule(engine, **values):
+    with engine.begin() as conn:
+        conn.execute(campaign_schedule.update().where(campaign_schedule.c.campaign_id == "X").values(**values))
+
+
+def test_a_send_missed_in_the_ledger_goes_out_once_at_the_later_time_it_is_given(sim, db_url, day, monkeypatch):
+    """Regression: a ledger MISSED was final; the plan said MISSED whatever the schedule said
+    (the message's "give it a later time" did nothing)."""
+    engine, _ = _interrupted_then_resumed(sim, db_url, day, monkeypatch, "create_campaign", dt.time(14, 0))
+    old_name = ledger_rows(engine)[0]["cheetah_name"]
+    _reschedule(engine, send_time="16:00")
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = run_cycle(make_resources(sim, db_url), day, instance)
+        assert result.success, failure_messages(result)
+        assert run_cycle(make_resources(sim, db_url), day, instance).success  # again: nothing more
+    (row,) = ledger_rows(engine)
+    assert (row["state"], row["revision"]) == ("APPROVED", 1), row
+    assert "missed" in row["history"] and "16:00" in row["history"], row["history"]
+    sim.admin.advance(dt.timedelta(days=1))
+    sent = sim.admin.sent(recipients=False)
+    assert [(c["name"], c["startTime"][:16], c["sendCount"]) for c in sent["campaigns"]] == [
+        (row["cheetah_name"], f"{day}T16:00", 1)
+    ]
+    assert row["cheetah_name"] != old_name
+
+
+def test_a_send_missed_in_the_ledger_goes_out_late_with_send_late(sim, db_url, day, monkeypatch):
+    engine, _ = _interrupted_then_resumed(sim, db_url, day, monkeypatch, "launch_campaign", dt.time(14, 0))
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = run_cycle(make_resources(sim, db_url), day, instance, send_late=True)
+        assert result.success, failure_messages(result)
+    (row,) = ledger_rows(engine)
+    assert row["state"] == "APPROVED" and row["send_at"] > dt.datetime.combine(day, dt.time(14, 0)), row
+    sim.admin.advance(dt.timedelta(days=1))
+    (campaign,) = sim.admin.sent(recipients=False)["campaigns"]
+    assert campaign["sendCount"] == 1 and campaign["startTime"][:13] == f"{day}T14", campaign
+
+
+def test_a_cancelled_campaign_scheduled_again_says_so_and_goes_out_only_with_a_new_time(sim, db_url, day):
+    """Regression: a campaign cancelled (and deleted in Cheetah), then set back to SCHEDULED, was
+    planned CANCELLED for good, with every check green: never sent, and nothing said why."""
+    engine = demo_database(db_url, sim, day, customers=12, campaigns=CAMPAIGN_X)
+    with dg.DagsterInstance.ephemeral() as instance:
+        assert run_cycle(make_resources(sim, db_url), day, instance).success
+        _reschedule(engine, status="CANCELLED")
+        assert run_cycle(make_resources(sim, db_url), day, instance).success
+        assert ledger_rows(engine)[0]["state"] == "CANCELLED"
+        _reschedule(engine, status="SCHEDULED")
+        assert run_cycle(make_resources(sim, db_url), day, instance).success
+        (p,) = plan.load_plan(engine, day)
+        assert p.status == plan.INVALID and "cancelled" in p.reason and "new send time" in p.reason, p
+        assert ledger_rows(engine)[0]["state"] == "CANCELLED"
+        _reschedule(engine, send_time="12:00")
+        result = run_cycle(make_resources(sim, db_url), day, instance)
+        assert result.success, failure_messages(result)
+    (row,) = ledger_rows(engine)
+    assert (row["state"], row["revision"]) == ("APPROVED", 1), row
+    sim.admin.advance(dt.timedelta(days=1))
+    sent = sim.admin.sent(recipients=False)
+    assert [(c["name"], c["startTime"][:16]) for c in sent["campaigns"]] == [(row["cheetah_name"], f"{day}T12:00")]

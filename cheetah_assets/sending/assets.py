@@ -28,6 +28,7 @@ from . import ledger, plan
 from .cancel import cancel_leftover
 from .changes import reconcile_changes, refreezer
 from .catalog import load_catalog, refresh_catalog
+from .late import revive
 from .lists import freeze_day, unfrozen
 from .partitions import daily_partitions
 from .plan_checks import campaigns_valid, no_missed_sends
@@ -352,6 +353,8 @@ def campaign_sends(
             context.log.warning(note)
         todo = [r for r in day_plan if (r.status == plan.READY or r.send_key in reconciled.recreated)
                 and r.campaign_id not in reconciled.blocked]  # blocked: its list is the old one
+        for note in revive(sender, todo):  # MISSED or CANCELLED before, READY again: a new revision
+            context.log.info(note)
         sent = send_all(todo, sender=sender, worker_sender=worker_sender, concurrency=config.concurrency,
                         logger=log)
         outcomes = sent.outcomes

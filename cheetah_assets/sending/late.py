@@ -12,7 +12,7 @@ Sending late is a decision: ``send_late`` on the day's run, as for a send first 
 from __future__ import annotations
 
 from ..cheetah.errors import UnknownCampaign
-from . import ledger
+from . import ledger, plan
 from .deletion import AlreadySent, Deleter, delete_ours
 
 #: Ledger states from which a send still has a Cheetah step that would hand it over.
@@ -46,3 +46,28 @@ def stop_if_late(sender: Deleter, row: ledger.LedgerRow, now) -> ledger.LedgerRo
             "send_late."
         ),
     )
+
+
+def revive(sender, todo) -> list[str]:
+    """Re-base to PENDING (a new revision, under a new name) each send of ``todo`` that the ledger
+    has MISSED or CANCELLED: the plan made it READY again (a new send time, or ``send_late``;
+    :func:`.plan._again`). Nothing of its old campaign is in Cheetah to go out (MISSED and
+    CANCELLED are recorded only once nothing went out and ours was deleted). One note per send."""
+    notes = []
+    for r in todo:
+        if not (r.reason or "").startswith(plan.AGAIN):
+            continue  # READY for another reason: a send that became MISSED or CANCELLED since stays so
+        row = sender.ledger.get(r.send_key)
+        if row is None or row.state not in (ledger.MISSED, ledger.CANCELLED) or ledger.other_account(row, sender.account):
+            continue
+        claimed = sender.ledger.claim(row.send_key, sender.owner, owner_alive=sender.owner_alive)
+        if claimed is None:
+            continue  # another run holds it: the protocol reports it when it gets there
+        try:
+            if claimed.state in (ledger.MISSED, ledger.CANCELLED):
+                note = f"{claimed.state.lower()} before, {r.reason or 'prepared again'}"
+                sender.ledger.recreate(claimed.send_key, sender.owner, send_at=r.send_at, note=note)
+                notes.append(f"{claimed.send_key}: {note}")
+        finally:
+            sender.ledger.release(claimed.send_key, sender.owner)
+    return notes

@@ -33,6 +33,10 @@ STATUSES = (READY, WAITING, SENT, MISSED, OVERDUE, INVALID, CANCELLED)
 _HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)(?::([0-5]\d))?$")
 #: How far ahead a late send (``send_late``) is scheduled, to leave time to prepare it.
 LATE_SEND_MARGIN = dt.timedelta(minutes=15)
+#: A MISSED or CANCELLED send is prepared again for a new send time at least this far ahead.
+AGAIN_LEAD = dt.timedelta(minutes=5)
+#: How the reason of a plan row made READY again by :func:`_again` starts (and only such a row's).
+AGAIN = ("missed at ", "cancelled at ")
 
 
 class PlanProblem(ValueError):
@@ -192,6 +196,15 @@ def _plan_campaign(
             status, reason = CANCELLED, "cancelled on the Optimove side"
         elif done is not None and (change := handover_change(done, send_at, templates, c.target_group)):
             reason = f"changed after hand-over ({change}): campaign_sends deletes and re-creates it, or says why not"
+        elif done is not None and not (problem or status_problem) and (
+            again := _again(done, send_at, now, send_late)
+        ) is not None:
+            reason, at = again  # READY: campaign_sends re-bases the row (sending/late.py)
+        elif done is not None and done.state == ledger.CANCELLED and done.send_at == send_at:
+            status, reason = INVALID, (
+                f"it was cancelled ({done.error or 'deleted in Cheetah Messaging'}) and is scheduled again; a cancelled "
+                "send is not re-created at its old time: give it a new send time to send it after all"
+            )
         elif done is not None and done.state in (ledger.APPROVED, ledger.MISSED, ledger.EMPTY, ledger.CANCELLED):
             status = {ledger.APPROVED: SENT, ledger.MISSED: MISSED, ledger.EMPTY: SENT, ledger.CANCELLED: CANCELLED}[done.state]
             reason, at = done.error, done.send_at
@@ -223,6 +236,23 @@ def _plan_campaign(
             )
         )
     return rows
+
+
+def _again(
+    done: ledger.LedgerRow, send_at: dt.datetime | None, now: dt.datetime, send_late: bool
+) -> tuple[str, dt.datetime] | None:
+    """(reason, time) when a MISSED or CANCELLED send of ours is to be prepared again: it was given
+    a new send time at least :data:`AGAIN_LEAD` ahead, or (MISSED only) the day runs with
+    ``send_late``. None otherwise: it stays as the ledger says."""
+    if done.state not in (ledger.MISSED, ledger.CANCELLED) or send_at is None:
+        return None
+    was = AGAIN[0] if done.state == ledger.MISSED else AGAIN[1]
+    if send_at != done.send_at and send_at - now >= AGAIN_LEAD:
+        return f"{was}{fmt_utc(done.send_at) if done.send_at else '?'}; prepared again for {fmt_utc(send_at)}", send_at
+    if done.state == ledger.MISSED and send_late:
+        at = now + LATE_SEND_MARGIN
+        return f"{AGAIN[0]}{fmt_utc(done.send_at) if done.send_at else '?'}; sent late, run with send_late", at
+    return None
 
 
 def _handed_over_elsewhere(row: ledger.LedgerRow | None) -> str | None:
