@@ -270,3 +270,16 @@ def _assets():
     from cheetah_assets.sending.assets import SEND_ASSETS
 
     return SEND_ASSETS
+
+
+def test_an_import_that_ended_failed_says_when_re_executing_will_not_help():
+    """Regression: a FAILED import (a file Cheetah could not take) said only "re-execute the run to
+    resume", which fails the same way forever when the file is the problem."""
+    from cheetah_assets.cheetah.errors import ImportFailed
+    from cheetah_assets.sending.errors import stopped
+
+    error = stopped("X/1002/2026-11-23", "IMPORTING", ImportFailed("Import 7 ended FAILED after reading 0 rows; Cheetah's reason: bad CSV."))
+    text = str(error)
+    assert "Import 7 ended FAILED" in text and "bad CSV" in text
+    assert "If it fails the same way again, re-executing will not help" in text and "fix what Cheetah's reason names" in text
+    assert not getattr(error, "permanent", False)  # Cheetah's own trouble may pass: a re-execution is worth it

@@ -6,7 +6,7 @@ run can help: a transient error says "re-execute"; a permanent one says what to 
 
 from __future__ import annotations
 
-from ..cheetah.errors import BadRequest, CheetahError, UnknownList, UnknownTemplate
+from ..cheetah.errors import BadRequest, CheetahError, ImportFailed, UnknownList, UnknownTemplate
 
 
 class SendError(RuntimeError):
@@ -57,6 +57,12 @@ def stopped(key: str, state: str, exc: CheetahError) -> SendError:
             error = SendError(f"Send {key} stopped at {state}: {exc} {advice}")
             error.permanent = True
             return error
+    if isinstance(exc, ImportFailed):  # Cheetah's own trouble goes away; a file it cannot take does not
+        return SendError(
+            f"Send {key} stopped at {state}: {exc} Nothing was sent; re-execute the run to import the list again. "
+            "If it fails the same way again, re-executing will not help: fix what Cheetah's reason names (the "
+            "list's data, or the Data Map), then re-execute."
+        )
     return SendError(f"Send {key} stopped at {state}: {exc} Nothing was sent twice; re-execute the run to resume.")
 
 
