@@ -23,8 +23,17 @@ from cheetah_assets.customers.queries import freeze_recipient_list, template_for
 from cheetah_assets.customers.resource import CustomerDatabaseResource
 from cheetah_assets.customers.schema import recipient, recipient_list, suppression, target_group_members
 
-from .conftest import make_resources
-from .helpers import audit_sends, demo_tables_engine, ledger_rows, run_cycle
+from .conftest import cheetah_resource, make_resources
+from .helpers import (
+    CAMPAIGN_X,
+    audit_sends,
+    demo_database,
+    demo_tables_engine,
+    frozen,
+    ledger_rows,
+    run_cycle,
+    wrongly_mailed,
+)
 from .pg import fresh_postgres_database
 
 DAY = dt.date(2025, 11, 24)
@@ -314,3 +323,116 @@ def test_template_assignment_of_plain_identifiers_is_unchanged():
     for ident in ("ann@example.com", "bob.smith42@shop.example", "x"):
         digest = hashlib.sha256(ident.lower().encode("utf-8")).hexdigest()
         assert template_for(ident, ["1001", "1003"]) == ["1001", "1003"][int(digest[:12], 16) % 2]
+
+
+# ------------------------------------------------------------------------------------------------
+# suppressions added after the freeze (review finding 6): left out when the list is imported
+# ------------------------------------------------------------------------------------------------
+IMPORT_PATH = "/services2/api/Import"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def late_db(request, db_url, sim):
+    """(url, engine) of a demo database of 12 customers with campaign X (template 1002, 11:00 UTC)."""
+    day = sim.admin.now().date()
+    if request.param == "sqlite":
+        yield db_url, demo_database(db_url, sim, day, customers=12, campaigns=CAMPAIGN_X)
+        return
+    with fresh_postgres_database() as url:
+        yield url, demo_database(url, sim, day, customers=12, campaigns=CAMPAIGN_X)
+
+
+def _locked_by_a_failed_import(sim, url, engine, instance) -> list[str]:
+    """The 06:00 run: every import answered 503, so the send stays IMPORTING and its list is locked
+    (a re-run cannot re-freeze it). The list's recipients, normalised, sorted."""
+    day = sim.admin.now().date()
+    sim.admin.add_fault(kind="status", status=503, method="POST", path=IMPORT_PATH, times=None)
+    assert not run_cycle(make_resources(sim, url), day, instance).success
+    assert [r["state"] for r in ledger_rows(engine)] == ["IMPORTING"]
+    sim.admin.clear_faults()
+    sim.admin.advance(dt.timedelta(hours=1))
+    return sorted(frozen(engine, f"X/{day}", "1002"))
+
+
+def _run_messages(instance, result) -> list[str]:
+    return [e.user_message for e in instance.all_logs(result.run_id) if e.dagster_event is None]
+
+
+def _spellings(address: str) -> list[str]:
+    """``address`` as people type it into an unsubscribe form: capitals, surrounding blanks, and
+    a full-width first letter."""
+    return [address.upper(), f"\u00a0 {address}\t", _FULL_WIDTH[address[0]] + address[1:]]
+
+
+def test_a_suppression_added_after_the_freeze_is_left_out_of_the_send(sim, late_db):
+    """Review finding 6 (demo r8): the import failed, the person unsubscribed, the re-run sent them
+    anyway (the list is frozen and locked, and the import read it as it was). Fails before the fix:
+    the victim is mailed."""
+    url, engine = late_db
+    day = sim.admin.now().date()
+    with dg.DagsterInstance.ephemeral() as instance:
+        members = _locked_by_a_failed_import(sim, url, engine, instance)
+        victim = members[0]
+        seed.add_suppression(engine, victim.upper(), reason="unsubscribed")
+        result = run_cycle(make_resources(sim, url), day, instance)
+        assert result.success
+        messages = _run_messages(instance, result)
+    (row,) = ledger_rows(engine)
+    assert (row["state"], row["rows_in_list"], row["rows_accepted"], row["rows_rejected"]) == (
+        "APPROVED", len(members), len(members) - 1, 0)
+    sim.admin.advance(dt.timedelta(hours=8))
+    sent = sim.admin.sent()
+    (campaign,) = sent["campaigns"]
+    assert sorted(normalise_identifier(r["identifier"]) for r in campaign["recipients"]) == members[1:]
+    assert wrongly_mailed(engine, sent) == (0, [])
+    said = [m for m in messages if "1 recipient suppressed since the list was frozen was left out" in m]
+    assert any(": APPROVED: " in m for m in said), messages  # the send's outcome line says it
+
+
+def test_a_late_suppression_in_another_spelling_is_matched(sim, late_db):
+    """Capitals, surrounding blanks (a no-break space, a tab) and a full-width letter: each matches
+    the frozen identifier as the freeze would have matched it. Fails before the fix."""
+    url, engine = late_db
+    day = sim.admin.now().date()
+    with dg.DagsterInstance.ephemeral() as instance:
+        members = _locked_by_a_failed_import(sim, url, engine, instance)
+        victims = members[:3]
+        for i, victim in enumerate(victims):  # one spelling each
+            spelling = _spellings(victim)[i]
+            assert spelling != victim and normalise_identifier(spelling) == victim
+            seed.add_suppression(engine, spelling, reason="unsubscribed")
+        result = run_cycle(make_resources(sim, url), day, instance)
+        assert result.success
+        messages = _run_messages(instance, result)
+    (row,) = ledger_rows(engine)
+    assert (row["state"], row["rows_accepted"]) == ("APPROVED", len(members) - 3)
+    sim.admin.advance(dt.timedelta(hours=8))
+    sent = sim.admin.sent()
+    (campaign,) = sent["campaigns"]
+    assert sorted(normalise_identifier(r["identifier"]) for r in campaign["recipients"]) == members[3:]
+    assert wrongly_mailed(engine, sent) == (0, [])
+    assert any("3 recipients suppressed since the list was frozen were left out" in m for m in messages), messages
+
+
+def test_everyone_suppressed_after_the_freeze_ends_empty_with_no_campaign(sim, late_db):
+    """Nobody left to send to: the send ends EMPTY like any empty list, and nothing is created in
+    Cheetah (no list, no campaign). Fails before the fix: the campaign goes to all of them."""
+    url, engine = late_db
+    day = sim.admin.now().date()
+    with dg.DagsterInstance.ephemeral() as instance:
+        members = _locked_by_a_failed_import(sim, url, engine, instance)
+        for m in members:
+            seed.add_suppression(engine, f" {m.upper()} ", reason="unsubscribed")
+        result = run_cycle(make_resources(sim, url), day, instance)
+        assert result.success
+        messages = _run_messages(instance, result)
+    (row,) = ledger_rows(engine)
+    assert (row["state"], row["camp_id"], row["list_id"], row["rows_accepted"]) == ("EMPTY", None, None, 0)
+    with cheetah_resource(sim).get_client() as client:
+        assert client.find_campaign(row["cheetah_name"]) is None
+    assert not [r for r in sim.admin.requests() if r["method"] == "POST" and r["path"].endswith("/EmailCampaign")]
+    assert sim.admin.lists(rows=False) == []
+    sim.admin.advance(dt.timedelta(hours=8))
+    assert sim.admin.sent()["campaigns"] == []
+    assert any(f"{len(members)} recipients suppressed since the list was frozen were left out" in m
+               for m in messages), messages

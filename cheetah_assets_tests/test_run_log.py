@@ -172,11 +172,34 @@ def test_a_sends_outcome_line_says_what_its_ledger_row_holds():
     assert outcome_line({**base, "state": "APPROVED"}) == (
         "OPT-A-1001-20261207: APPROVED: 9623 of 9661 recipients accepted, 38 rejected; Cheetah campaign 5031 "
         "launched and approved to send at 2026-12-07T07:00:00+00:00")
-    assert outcome_line({**base, "state": "APPROVED", "rejected": 0}).startswith(
-        "OPT-A-1001-20261207: APPROVED: 9623 of 9661 recipients accepted; Cheetah campaign 5031")
+    assert outcome_line({**base, "state": "APPROVED", "recipients": 9623, "rejected": 0}).startswith(
+        "OPT-A-1001-20261207: APPROVED: 9623 of 9623 recipients accepted; Cheetah campaign 5031")
     # counts the ledger row lacks are left out, never printed as "None of None"
     line = outcome_line({**base, "state": "APPROVED", "accepted": None, "note": "recovered by a look-up"})
     assert "None" not in line and "recipients" not in line and line.endswith("(recovered by a look-up)")
     assert outcome_line({**base, "state": "EMPTY", "note": "no recipients for this template"}) == (
         "OPT-A-1001-20261207: EMPTY: no recipients for this template")
     assert outcome_line({**base, "state": "MISSED"}) == "OPT-A-1001-20261207: MISSED"
+
+
+def test_an_outcome_line_says_who_the_import_left_out():
+    """The frozen rows the import's files did not hold (each row of its files is accepted or
+    rejected, ListImporter checks it) are those it left out, suppressed since the freeze (review
+    finding 6); said once, also when the send's note says it already."""
+    base = {"cheetah_name": "OPT-A-1001-20261207", "camp_id": 5031, "send_at": "2026-12-07T07:00:00+00:00",
+            "recipients": 9661, "accepted": 9620, "rejected": 38, "note": ""}
+    assert outcome_line({**base, "state": "APPROVED"}) == (
+        "OPT-A-1001-20261207: APPROVED: 9620 of 9661 recipients accepted, 38 rejected; 3 recipients suppressed "
+        "since the list was frozen were left out; Cheetah campaign 5031 launched and approved to send at "
+        "2026-12-07T07:00:00+00:00")
+    assert "; 1 recipient suppressed since the list was frozen was left out;" in outcome_line(
+        {**base, "state": "APPROVED", "accepted": 9622})
+    nobody = {**base, "state": "EMPTY", "accepted": 0, "rejected": 0}
+    assert outcome_line({**nobody, "note": "no campaign was created."}) == (
+        "OPT-A-1001-20261207: EMPTY: 9661 recipients suppressed since the list was frozen were left out; "
+        "no campaign was created.")
+    said = "9661 recipients suppressed since the list was frozen were left out; no campaign was created."
+    assert outcome_line({**nobody, "note": said}) == f"OPT-A-1001-20261207: EMPTY: {said}"
+    # before the import (no counts yet), and when Cheetah rejected everyone, nobody was left out
+    assert outcome_line({**base, "state": "EMPTY", "accepted": None, "rejected": None, "note": "x"}).endswith("EMPTY: x")
+    assert outcome_line({**base, "state": "EMPTY", "accepted": 0, "rejected": 9661, "note": "x"}).endswith("EMPTY: x")

@@ -113,6 +113,14 @@ def _attrs_json(names: Sequence[str], values: Sequence[Any], dialect: str) -> An
     return sa.func.json_object(*args, type_=sa.Text)
 
 
+def suppressed_norms(dialect: str) -> sa.Select:
+    """The suppression list, normalised: one column ``norm``, NULL and blank entries left out (they
+    match no identifier), repeats kept. The freeze leaves these out of a list; the import leaves
+    out those of a frozen list suppressed since (:func:`.recipients.late_suppressed`)."""
+    s_norm = norm_sql(suppression.c.identifier, dialect)
+    return sa.select(s_norm.label("norm")).where(suppression.c.identifier.is_not(None), s_norm != "")
+
+
 def selection(
     customers: sa.Table,
     *,
@@ -169,12 +177,7 @@ def selection(
         .offset(0)
         .subquery("members")
     )
-    supp = (
-        sa.select(s_norm.label("norm"))
-        .where(suppression.c.identifier.is_not(None), s_norm != "")
-        .distinct()
-        .subquery("supp")
-    )
+    supp = suppressed_norms(dialect).distinct().subquery("supp")
     flagged = members.outerjoin(supp, supp.c.norm == members.c.ident)
     is_missing = sa.or_(members.c.ident.is_(None), members.c.ident == "")
     counts = sa.select(

@@ -1,6 +1,11 @@
 """Importing a send's frozen recipient list: files within the limits, each polled until every row
 is accepted or rejected with its reason.
 
+The files hold the frozen list less whoever was suppressed since it was frozen (a list is frozen
+up to days before its send, and stays as it was once its send started): the suppression list is
+matched against the list in the database when the import starts (``recipients.late_suppressed``),
+and the import checks that its files hold exactly the list's rows less those.
+
 Memory stays flat whatever the list's size: recipients stream from the database in chunks
 straight into a CSV on disk (:class:`ImportPart`), and the client streams the request body
 (the CSV in Base64) from another temporary file (``CheetahClient.start_import``)."""
@@ -12,7 +17,7 @@ import io
 import json
 import logging
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
 
 import sqlalchemy as sa
@@ -22,9 +27,27 @@ from ..cheetah.client import CheetahClient
 from ..cheetah.contract import ObjId
 from ..cheetah.errors import ImportFailed, ImportTooLarge
 from ..customers import queries
+from ..customers.recipients import late_suppressed
 from ..customers.schema import recipient_list
 from .errors import SendError
 from .ledger import LedgerRow
+
+
+def left_out_note(count: int) -> str:
+    """What a send says of the frozen recipients its import left out: suppressed after the freeze."""
+    if count == 1:
+        return "1 recipient suppressed since the list was frozen was left out"
+    return f"{count} recipients suppressed since the list was frozen were left out"
+
+
+def left_out_of(record: dict) -> int:
+    """How many frozen recipients a send's import left out, from its outcome record: ``recipients``
+    (the frozen list's rows) less ``accepted`` and ``rejected`` (the rows of its files, which
+    :meth:`ListImporter.run` checks are the frozen rows less those it left out); 0 before the import."""
+    frozen, accepted, rejected = record.get("recipients"), record.get("accepted"), record.get("rejected")
+    if frozen is None or accepted is None or rejected is None:
+        return 0
+    return max(0, frozen - accepted - rejected)
 
 
 def list_fields(engine: sa.Engine, list_key: str) -> tuple[str, ...]:
@@ -190,15 +213,27 @@ class ListImporter:
     chunk_size: int
     max_rows_per_file: int
     max_bytes_per_file: int
+    #: after :meth:`run`: how many frozen recipients it left out (suppressed since the freeze).
+    left_out: int = field(default=0, init=False)
 
-    def run(self, row: LedgerRow) -> tuple[ObjId, int, list[tuple[str, str]]]:
-        """Import the row's frozen recipients: (list id, rows accepted, [(identifier, reason)])."""
+    def run(self, row: LedgerRow) -> tuple[ObjId | None, int, list[tuple[str, str]]]:
+        """Import the row's frozen recipients, less those suppressed since the freeze: (list id,
+        rows accepted, [(identifier, reason)]). The list id is None, and nothing was imported, when
+        every recipient was left out (the send then ends EMPTY, as any list without recipients)."""
         header = [self.identifier_name, *list_fields(self.engine, row.list_key)]
         list_id: ObjId | None = None
         accepted = 0
         rejected: list[tuple[str, str]] = []
         done = 0
-        chunks = queries.iter_recipient_rows(self.engine, row.list_key, row.template_id, header[1:], self.chunk_size)
+        # Matched once per attempt: the files and the count below agree on who was left out.
+        suppressed = late_suppressed(self.engine, row.list_key, row.template_id)
+        self.left_out = len(suppressed)
+        expected = (row.rows_in_list or 0) - self.left_out
+        if suppressed:  # the send's outcome line says it too (parallel.outcome_line)
+            self.logger.debug("%s: %s", row.cheetah_name, left_out_note(self.left_out))
+        chunks = queries.iter_recipient_rows(
+            self.engine, row.list_key, row.template_id, header[1:], self.chunk_size, leave_out=suppressed
+        )
         for part_no, part in enumerate(import_parts(chunks, header, self.max_rows_per_file, self.max_bytes_per_file), 1):
             lid, acc, rej = self._import_file(row, part)
             if list_id is not None and not contract.same_id(lid, list_id):
@@ -210,16 +245,16 @@ class ListImporter:
             # Progress in the run's log when the list takes more than one file; a one-file list's
             # import is told by its send's outcome line.
             self.logger.log(
-                logging.INFO if done < (row.rows_in_list or 0) or part_no > 1 else logging.DEBUG,
+                logging.INFO if done < expected or part_no > 1 else logging.DEBUG,
                 "%s: imported %d of %d recipients (%d rejected so far)",
-                row.cheetah_name, done, row.rows_in_list or done, len(rejected),
+                row.cheetah_name, done, expected or done, len(rejected),
             )
-        if done != (row.rows_in_list or 0):
+        if done != expected:
+            left_out = f" less the {self.left_out} suppressed since it was frozen" if self.left_out else ""
             raise SendError(
-                f"The frozen list of {row.send_key} yielded {done} rows but holds {row.rows_in_list}; nothing was "
-                "created. Re-materialize the recipient list."
+                f"The frozen list of {row.send_key} yielded {done} rows to import but holds {row.rows_in_list}"
+                f"{left_out}; nothing was created. Re-materialize the recipient list."
             )
-        assert list_id is not None
         return list_id, accepted, rejected
 
     def _import_file(self, row, part: ImportPart) -> tuple[ObjId, int, list[tuple[str, str]]]:

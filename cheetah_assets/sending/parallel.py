@@ -24,6 +24,7 @@ from typing import Any, Callable, ContextManager, Iterable, Sequence
 
 from ..cheetah.errors import CheetahError
 from .errors import SendError
+from .importing import left_out_note, left_out_of
 from .plan import PlanRow
 from .protocol import Sender
 
@@ -72,16 +73,23 @@ def by_campaign(todo: Iterable[PlanRow]) -> list[list[PlanRow]]:
 
 def outcome_line(record: dict) -> str:
     """One send's outcome in a sentence: the run's log has this line and the send's start line,
-    not one per step (each step's line goes to the detail logger: :mod:`cheetah_assets.runlog`)."""
+    not one per step (each step's line goes to the detail logger: :mod:`cheetah_assets.runlog`).
+    It says how many frozen recipients the import left out, suppressed since the freeze."""
     name, state, note = record["cheetah_name"], record["state"], record.get("note")
+    left_out = left_out_of(record)
+    said = left_out_note(left_out) if left_out else ""
+    if said in (note or ""):
+        said = ""  # the note says it already
     if state == "APPROVED":
         accepted, recipients = record.get("accepted"), record.get("recipients")
         counts = "" if accepted is None or recipients is None else (
             f" {accepted} of {recipients} recipients accepted"
-            + (f", {record['rejected']} rejected" if record.get("rejected") else "") + ";")
+            + (f", {record['rejected']} rejected" if record.get("rejected") else "") + ";"
+            + (f" {said};" if said else ""))
         return (f"{name}: APPROVED:{counts} Cheetah campaign {record.get('camp_id')} launched and approved to send "
                 f"at {record.get('send_at')}" + (f" ({note})" if note else ""))
-    return f"{name}: {state}" + (f": {note}" if note else "")
+    told = "; ".join(filter(None, [said, note]))
+    return f"{name}: {state}" + (f": {told}" if told else "")
 
 
 def send_one(sender: Sender, r: PlanRow, logger, results: SendResults, lock: threading.Lock) -> None:
