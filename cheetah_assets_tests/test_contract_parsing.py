@@ -345,3 +345,52 @@ def test_the_identifier_must_be_mapped(map_to):
 def test_a_map_to_that_is_not_text_is_malformed(map_to):
     with pytest.raises(MalformedResponse, match="mapTo"):
         contract.parse_data_map(data_map({"name": "FNAME", "mapTo": map_to}))
+
+
+@pytest.mark.parametrize(
+    "schedule, expected",
+    [
+        ({"startTime": "2026-11-23T15:00:00", "timeZone": "UTC"}, dt.datetime(2026, 11, 23, 15, tzinfo=dt.timezone.utc)),
+        ({"startTime": "2026-11-23T15:00:00", "timeZone": "utc"}, dt.datetime(2026, 11, 23, 15, tzinfo=dt.timezone.utc)),
+        ({"startTime": "2026-11-23T15:00:00", "timeZone": " Utc "}, dt.datetime(2026, 11, 23, 15, tzinfo=dt.timezone.utc)),
+        ({"startTime": "2026-11-23T15:00:00", "timeZone": None}, dt.datetime(2026, 11, 23, 15, tzinfo=dt.timezone.utc)),
+        ({"startTime": "2026-11-23T15:00:00"}, dt.datetime(2026, 11, 23, 15, tzinfo=dt.timezone.utc)),
+        ({"startTime": "2026-11-23T16:00:00", "timeZone": "Europe/Paris"}, dt.datetime(2026, 11, 23, 15, tzinfo=dt.timezone.utc)),
+        ({"startTime": "2026-11-23T15:00:00Z", "timeZone": "Europe/Paris"}, dt.datetime(2026, 11, 23, 15, tzinfo=dt.timezone.utc)),
+        ({}, None),
+        (None, None),
+    ],
+)
+def test_a_campaigns_start_time_is_read_in_every_harmless_shape(schedule, expected):
+    """Regression: an echoed time zone "utc" or null raised ZoneInfoNotFoundError/TypeError."""
+    from cheetah_assets.cheetah.records import Campaign
+
+    param = {} if schedule is None else {"sendSchedule": schedule}
+    campaign = Campaign(camp_id=1, cust_id=2, name="n", status="DRAFT", recipient_count=1, camp_param=param)
+    assert campaign.start_time == expected
+
+
+@pytest.mark.parametrize(
+    "schedule",
+    [
+        "2026-11-23T15:00:00",
+        ["2026-11-23T15:00:00"],
+        {"startTime": 1763910000},
+        {"startTime": "23/11/2026 15:00"},
+        {"startTime": "2026-11-23T15:00:00", "timeZone": "Mars/Olympus"},
+        {"startTime": "2026-11-23T15:00:00", "timeZone": 0},
+    ],
+)
+def test_a_start_time_that_cannot_be_read_is_a_value_error_and_never_adopted(schedule):
+    """Regression: a sendSchedule that is a string, or a numeric startTime, raised AttributeError or
+    TypeError through the adoption check (a traceback instead of "no start time to compare")."""
+    from cheetah_assets.cheetah.records import Campaign
+    from cheetah_assets.sending.adoption import ownership_problem
+
+    campaign = Campaign(camp_id=1, cust_id=2, name="OPT-X", status="DRAFT", recipient_count=1,
+                        camp_param={"sendSchedule": schedule})
+    with pytest.raises(ValueError):
+        campaign.start_time
+    row = type("Row", (), {"cheetah_name": "OPT-X", "send_at": dt.datetime(2026, 11, 23, 15, tzinfo=dt.timezone.utc),
+                           "template_id": "1", "list_id": None, "rows_accepted": 1})()
+    assert ownership_problem(campaign, row, cust_id=2, folder_id=3) == "its reply shows no start time to compare with ours"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any, Mapping
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .errors import MalformedResponse
 from .ids import ObjId
@@ -114,9 +114,19 @@ class Campaign:
 
     @property
     def start_time(self) -> dt.datetime | None:
-        sched = (self.camp_param or {}).get("sendSchedule") or {}
+        """The start time the reply shows (None when it shows none); :class:`ValueError` when it
+        shows one that cannot be read (then nothing is adopted on it)."""
+        sched = self.camp_param.get("sendSchedule") if isinstance(self.camp_param, Mapping) else None
+        if not sched:
+            return None
+        if not isinstance(sched, Mapping):
+            raise ValueError(f"sendSchedule is not an object: {sched!r:.60}")
         raw = sched.get("startTime")
-        return parse_start_time(raw, sched.get("timeZone", "UTC")) if raw else None
+        if raw is None or raw == "":
+            return None
+        if not isinstance(raw, str):
+            raise ValueError(f"startTime is not a string: {raw!r:.60}")
+        return parse_start_time(raw, sched.get("timeZone"))
 
 
 @dataclass(frozen=True)
@@ -138,9 +148,21 @@ def format_start_time(when: dt.datetime) -> dict[str, str]:
     return {"startTime": utc.isoformat(), "timeZone": "UTC"}
 
 
-def parse_start_time(raw: str, tz: str = "UTC") -> dt.datetime:
-    """A start time as an aware UTC datetime; one without an offset is in ``tz``."""
+def parse_start_time(raw: str, tz: Any = "UTC") -> dt.datetime:
+    """A start time as an aware UTC datetime; one without an offset is in ``tz`` (an IANA name;
+    "UTC" in any case, or none, is UTC). :class:`ValueError` for anything else."""
     value = dt.datetime.fromisoformat(raw)
     if value.tzinfo is None:
-        value = value.replace(tzinfo=ZoneInfo(tz))
+        value = value.replace(tzinfo=_zone(tz))
     return value.astimezone(dt.timezone.utc)
+
+
+def _zone(tz: Any) -> dt.tzinfo:
+    if tz is None or (isinstance(tz, str) and tz.strip().upper() in ("", "UTC")):
+        return dt.timezone.utc
+    if not isinstance(tz, str):
+        raise ValueError(f"timeZone is not a name: {tz!r:.40}")
+    try:
+        return ZoneInfo(tz.strip())
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"timeZone {tz!r:.40} is not an IANA time zone") from None
