@@ -387,6 +387,11 @@ def test_a_suppression_added_after_the_freeze_is_left_out_of_the_send(sim, late_
     assert wrongly_mailed(engine, sent) == (0, [])
     said = [m for m in messages if "1 recipient suppressed since the list was frozen was left out" in m]
     assert any(": APPROVED: " in m for m in said), messages  # the send's outcome line says it
+    (mat,) = [e.event_specific_data.materialization for e in result.get_asset_materialization_events()
+              if e.asset_key == dg.AssetKey("campaign_sends")]
+    assert mat.metadata["recipients_left_out_suppressed"].value == 1  # and the asset's metadata
+    (record,) = mat.metadata["sends"].value.records
+    assert "1 recipient suppressed since the list was frozen was left out" in record.data["note"], record.data
 
 
 def test_a_late_suppression_in_another_spelling_is_matched(sim, late_db):
@@ -428,6 +433,7 @@ def test_everyone_suppressed_after_the_freeze_ends_empty_with_no_campaign(sim, l
         messages = _run_messages(instance, result)
     (row,) = ledger_rows(engine)
     assert (row["state"], row["camp_id"], row["list_id"], row["rows_accepted"]) == ("EMPTY", None, None, 0)
+    assert "suppressed since the list was frozen" in row["error"] and "rejected" not in row["error"], row["error"]
     with cheetah_resource(sim).get_client() as client:
         assert client.find_campaign(row["cheetah_name"]) is None
     assert not [r for r in sim.admin.requests() if r["method"] == "POST" and r["path"].endswith("/EmailCampaign")]

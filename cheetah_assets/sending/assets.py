@@ -28,6 +28,7 @@ from . import ledger, plan
 from .cancel import cancel_leftover
 from .changes import reconcile_changes, refreezer
 from .catalog import load_catalog, refresh_catalog
+from .importing import left_out_note, left_out_of
 from .late import revive
 from .lists import freeze_day, unfrozen
 from .partitions import daily_partitions
@@ -382,7 +383,8 @@ def campaign_sends(
         "changed_after_handover": "\n".join(reconciled.notes + reconciled.problems) or "none",
         "recipients_accepted": sum(o["accepted"] or 0 for o in outcomes),
         "recipients_rejected": sum(o["rejected"] or 0 for o in outcomes),
-        "sends": table(SEND_COLUMNS, outcomes),
+        "recipients_left_out_suppressed": sum(left_out_of(o) for o in outcomes),
+        "sends": table(SEND_COLUMNS, [_with_left_out(o) for o in outcomes]),
     }
     not_frozen = unfrozen(day_plan)  # their lists failed in recipient_lists: not sent, and a retry cannot help
     if problems or not_frozen:
@@ -395,6 +397,14 @@ def campaign_sends(
             allow_retries=bool(problems),
         )
     return dg.MaterializeResult(metadata=metadata)
+
+
+def _with_left_out(o: dict) -> dict:
+    """A send's record with its note saying who the import left out (suppressed since the freeze)."""
+    n = left_out_of(o)
+    if not n or left_out_note(n) in (o.get("note") or ""):
+        return o
+    return {**o, "note": "; ".join(filter(None, [left_out_note(n), o.get("note")]))}
 
 
 SEND_ASSETS = [cheetah_template_catalog, scheduled_campaigns, recipient_lists, campaign_sends]

@@ -10,9 +10,9 @@ state      step                                               how a repeat is ha
 =========  =================================================  =================================
 PENDING    claim; note IMPORTING and the account (endpoint,    nothing sent to Cheetah yet
            Cust_ID) it goes to (locks the frozen list)
-IMPORTING  import every recipient into the list named after    rows are keyed by identifier:
-           the send, poll until each row is accepted or        importing again replaces them
-           rejected with its reason
+IMPORTING  import every recipient (less those suppressed since   rows are keyed by identifier:
+           the freeze) into the list named after the send,     importing again replaces them
+           poll until each is accepted or rejected (a reason)
 IMPORTED   create the campaign from the template, list and     the name is unique in the folder:
            execution time; read it back                        a repeat finds it by name, and
                                                                adopts it only if provably ours
@@ -59,7 +59,7 @@ from .adoption import check_ours, foreign
 from .changes import handed_over
 from .deletion import cancel_row
 from .errors import ClaimedElsewhere, ListSizeMismatch, LostClaim, NotConfirmed, SendError, stopped
-from .importing import ListImporter
+from .importing import ListImporter, left_out_note
 from .late import stop_if_late
 
 __all__ = ["Sender", "SendError", "SendOutcome", "ClaimedElsewhere"]
@@ -269,12 +269,11 @@ class Sender:
                 )
             list_id, accepted, rejected = self._import(row)
             self.ledger.record_rejections(key, rejected)
-            if accepted == 0:
-                return self.ledger.advance(
-                    key, self.owner, ledger.EMPTY, list_id=list_id, rows_accepted=0, rows_rejected=len(rejected),
-                    error=f"Cheetah rejected all {len(rejected)} recipients (see cheetah_import_rejection); "
-                    "no campaign was created.",
-                )
+            if accepted == 0:  # list_id None: everyone was suppressed since the freeze, nothing imported
+                why = (f"Cheetah rejected all {len(rejected)} recipients (see cheetah_import_rejection)" if list_id is not None
+                       else f"{left_out_note(row.rows_in_list or 0)}, so nothing was imported")
+                return self.ledger.advance(key, self.owner, ledger.EMPTY, list_id=list_id, rows_accepted=0,
+                                           rows_rejected=len(rejected), error=f"{why}; no campaign was created.")
             steps.append("imported")
             return self.ledger.advance(
                 key, self.owner, ledger.IMPORTED, list_id=list_id, rows_accepted=accepted, rows_rejected=len(rejected)
