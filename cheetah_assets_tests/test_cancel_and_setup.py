@@ -303,6 +303,11 @@ def test_unknown_prop_map_id_blocks_the_day(sim, db_url, engine, day):
         result = run_cycle(make_resources(sim, db_url, prop_map_id="404"), day, instance)
     check = _check(result, "account_setup")
     assert check.passed is False and "PROP_MAP_ID" in check.description
+    # one clear sentence: the template-field check fails with the same sentence, not a traceback
+    (failure,) = failure_messages(result)  # the blocking check's own failure, and only it
+    assert "account_setup" in failure and "UnknownDataMap" not in failure
+    fields = _check(result, "template_fields_mapped")
+    assert fields.passed is False and "PROP_MAP_ID" in fields.description and "\n" not in fields.description
     materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
     assert materialized == {"cheetah_template_catalog"}  # the blocking check stopped the rest
     assert ledger_rows(engine) == []

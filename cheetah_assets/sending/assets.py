@@ -149,8 +149,16 @@ def template_fields_mapped(
     context: dg.AssetCheckExecutionContext, cheetah: CheetahMessagingResource, customer_db: CustomerDatabaseResource
 ) -> dg.AssetCheckResult:
     engine = customer_db.get_engine()
-    with cheetah.get_client() as client:
-        data_map = client.get_data_map()
+    try:
+        with cheetah.get_client() as client:
+            data_map = client.get_data_map()
+    except CheetahError as exc:  # e.g. an unknown PROP_MAP_ID: account_setup says it too, in one sentence
+        return dg.AssetCheckResult(
+            passed=False,
+            severity=dg.AssetCheckSeverity.WARN,
+            description=f"No template's fields could be checked: {exc}",
+            metadata={"problems": table(PROBLEM_COLUMNS, [])},
+        )
     catalog = load_catalog(engine, dt.date.fromisoformat(context.partition_key)) or {}
     bad = [f for f in check_customer_database(engine, data_map, catalog) if not f.ok and not f.blocking]
     return dg.AssetCheckResult(
