@@ -364,10 +364,23 @@ def test_setup_command_prints_one_line_per_check(tls_sim, db_url, engine):
     sim = tls_sim
     ok = _setup_cli(sim, db_url)
     assert ok.returncode == 0, ok.stdout + ok.stderr
-    # five checks pass; the send-path check warns: no CHEETAH_TEST_ADDRESS in this environment
-    assert [line.split()[0] for line in ok.stdout.splitlines()] == ["ok"] * 4 + ["warn", "ok"], ok.stdout
+    # six checks pass; the send-path check warns: no CHEETAH_TEST_ADDRESS in this environment
+    assert [line.split()[0] for line in ok.stdout.splitlines()] == ["ok"] * 4 + ["warn", "ok", "ok"], ok.stdout
+    assert "ok    templates: 6 templates in the folder" in ok.stdout
     assert "warn  send_path: CHEETAH_TEST_ADDRESS is not set" in ok.stdout
     bad = _setup_cli(sim, db_url, consumer_secret="not-the-secret")
     assert bad.returncode == 1
     assert "FAIL  credentials: Cheetah Messaging refused the credentials" in bad.stdout
     assert "Traceback" not in bad.stdout + bad.stderr and "not-the-secret" not in bad.stdout + bad.stderr
+
+
+def test_setup_command_names_each_template_field_whose_column_is_missing(tls_sim, tmp_path):
+    """Set-up step 3 from the shell: template 1006 personalises with CITY, mapped to the dropped
+    column ``city``. One line names the template, the field and the column; the command fails."""
+    url = f"sqlite:///{tmp_path / 'nocity.db'}"
+    demo_database(url, tls_sim, tls_sim.admin.now().date(), customers=10, alter="ALTER TABLE customers DROP COLUMN city")
+    out = _setup_cli(tls_sim, url)
+    assert out.returncode == 1, out.stdout + out.stderr
+    (line,) = [line for line in out.stdout.splitlines() if "CITY" in line]
+    assert line.startswith("FAIL  template_1006:") and "'city'" in line, line
+    assert "Traceback" not in out.stdout + out.stderr
