@@ -384,3 +384,23 @@ def test_setup_command_names_each_template_field_whose_column_is_missing(tls_sim
     (line,) = [line for line in out.stdout.splitlines() if "CITY" in line]
     assert line.startswith("FAIL  template_1006:") and "'city'" in line, line
     assert "Traceback" not in out.stdout + out.stderr
+
+
+@pytest.mark.parametrize(
+    "url, expected",
+    [
+        ("postgresql+psycopg2://postgres:pw-SECRET-1@127.0.0.1:5432/cheetah_no_such_database", "does not exist"),
+        ("postgresql+psycopg2://postgres:pw-SECRET-1@127.0.0.1:1/customers", "127.0.0.1"),
+        ("sqlite:////nonexistent-dir/customers.db", "/nonexistent-dir/customers.db does not exist"),
+    ],
+    ids=["no-such-database", "unreachable-server", "bad-path"],
+)
+def test_setup_command_names_a_customer_database_it_cannot_open(tls_sim, url, expected):
+    """One FAIL line naming CUSTOMER_DB_URL and the problem (never the password); the Cheetah
+    checks are still printed; exit 1."""
+    out = _setup_cli(tls_sim, url)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "Traceback" not in out.stdout + out.stderr and "pw-SECRET-1" not in out.stdout + out.stderr
+    assert "ok    credentials:" in out.stdout and "ok    data_map:" in out.stdout
+    (line,) = [line for line in out.stdout.splitlines() if line.startswith("FAIL")]
+    assert line.startswith("FAIL  identifier_column:") and "CUSTOMER_DB_URL" in line and expected in line, line

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from ..cheetah.contract import DataMap
 from ..cheetah.errors import CheetahError, ConfigurationError, MalformedResponse
 from ..customers import queries
+from ..customers.engines import CustomerDatabaseError, engine_for, safe_url
 from .catalog import CatalogEntry
 from .findings import Finding, failures
 from .send_path_check import check_send_path
@@ -80,6 +81,8 @@ def check_customer_database(
         columns = set(queries.reflect_customers(engine).columns.keys())
     except queries.CustomerSchemaError as exc:  # no customers table: the sentence names the database
         return [Finding("identifier_column", False, str(exc))]
+    except sa.exc.SQLAlchemyError as exc:  # unreachable server, no such database, refused login
+        return [Finding("identifier_column", False, database_problem(engine.url, exc))]
     findings = []
     if ident.map_to in columns:
         findings.append(Finding("identifier_column", True, f"customers.{ident.map_to} holds the identifier {ident.name}"))
@@ -108,6 +111,35 @@ def check_customer_database(
     return findings
 
 
+def database_problem(url: str | sa.URL, exc: Exception) -> str:
+    """One sentence for a customer database that cannot be opened: its URL without the password,
+    and the first line of the driver's reason (the password masked there too, should it appear)."""
+    reason = getattr(exc, "orig", None) or exc
+    lines = [line.strip() for line in str(reason).splitlines() if line.strip()]
+    first = lines[0] if lines else type(exc).__name__
+    try:
+        shown, password = safe_url(url), sa.make_url(url).password
+    except sa.exc.ArgumentError:  # not even a URL: show none of it
+        shown, password = "(not a database URL)", None
+    if password:
+        first = first.replace(str(password), "***")
+    return f"Cannot open the customer database {shown} (CUSTOMER_DB_URL): {first}"
+
+
+def customer_database_findings(
+    url: str, data_map: DataMap, catalog: dict[str, CatalogEntry] | None = None
+) -> list[Finding]:
+    """:func:`check_customer_database` on the database at ``url``; a database that cannot be
+    opened (a missing SQLite file, a URL that is not one, a missing driver) is one failed finding."""
+    try:
+        engine = engine_for(url)
+    except CustomerDatabaseError as exc:
+        return [Finding("identifier_column", False, str(exc))]
+    except (sa.exc.SQLAlchemyError, ImportError) as exc:  # ImportError: the URL's driver is not installed
+        return [Finding("identifier_column", False, database_problem(url, exc))]
+    return check_customer_database(engine, data_map, catalog)
+
+
 def folder_catalog(resource) -> tuple[dict[str, CatalogEntry] | None, list[Finding]]:
     """Every template of the account's folder, as the day's catalog holds it; or a finding saying
     why the folder's templates could not be listed."""
@@ -133,7 +165,6 @@ def main(argv: list[str] | None = None) -> int:
 
     from .. import configuration
     from ..cheetah.resource import ENV_VARS, TEST_ADDRESS_VAR, CheetahMessagingResource
-    from ..customers.resource import CustomerDatabaseResource
 
     if configuration.demo_requested():
         resources = configuration.demo_resources()
@@ -154,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     if data_map is not None:
         catalog, listed = folder_catalog(cheetah)
         findings += listed
-        findings += check_customer_database(CustomerDatabaseResource(url=url).get_engine(), data_map, catalog)
+        findings += customer_database_findings(url, data_map, catalog)
     for f in findings:
         print(f"{'ok  ' if f.ok else 'FAIL' if fails_setup(f) else 'warn'}  {f.check}: {f.message}")
     return 1 if any(fails_setup(f) for f in findings) else 0
