@@ -404,3 +404,19 @@ def test_setup_command_names_a_customer_database_it_cannot_open(tls_sim, url, ex
     assert "ok    credentials:" in out.stdout and "ok    data_map:" in out.stdout
     (line,) = [line for line in out.stdout.splitlines() if line.startswith("FAIL")]
     assert line.startswith("FAIL  identifier_column:") and "CUSTOMER_DB_URL" in line and expected in line, line
+
+
+def test_a_folder_not_named_optimove_is_a_warning(sim):
+    """Set-up step 5 names the folder "Optimove": a Folder ID naming another folder (a typo?) is
+    said, as a warning (its templates can still be used), and does not block the day."""
+    from cheetah_assets.sending.setup import check_account, failures
+
+    sim.admin.add_account(
+        consumerKey="other-key", consumerSecret="other-secret", clientId="other-client",
+        custId=999, folder={"id": 5555, "name": "Archive - DO NOT USE", "parentId": 1},
+    )
+    findings, data_map = check_account(cheetah_resource(sim, folder_id="5555"))
+    (folder,) = [f for f in findings if f.check == "folder"]
+    assert folder.ok is False and folder.blocking is False, folder
+    assert "'Archive - DO NOT USE'" in folder.message and "'Optimove'" in folder.message
+    assert data_map is not None and not failures(findings, blocking=True)

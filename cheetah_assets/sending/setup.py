@@ -47,15 +47,21 @@ def check_account(resource) -> tuple[list[Finding], DataMap | None]:
         except CheetahError as exc:
             findings.append(Finding("folder", False, str(exc)))
         else:
-            ok = folder.name == EXPECTED_FOLDER_NAME
-            findings.append(
-                Finding(
-                    "folder",
-                    True,
-                    f"Folder ID {folder.id} is the folder {folder.name!r}"
-                    + ("" if ok else f" (the guide names it {EXPECTED_FOLDER_NAME!r}; templates are read from it anyway)"),
+            # Set-up step 5 names the folder "Optimove"; another name may be a mistyped Folder ID
+            # (campaigns would be created there). Its templates still work: a warning, not a block.
+            if folder.name == EXPECTED_FOLDER_NAME:
+                findings.append(Finding("folder", True, f"Folder ID {folder.id} is the folder {folder.name!r}"))
+            else:
+                findings.append(
+                    Finding(
+                        "folder",
+                        False,
+                        f"Folder ID {folder.id} is the folder {folder.name!r}, not the folder named "
+                        f"{EXPECTED_FOLDER_NAME!r} of set-up step 5: check Folder ID (its templates are "
+                        "used and its campaigns created there all the same).",
+                        blocking=False,
+                    )
                 )
-            )
         try:
             data_map = client.get_data_map()
             ident = data_map.identifier
