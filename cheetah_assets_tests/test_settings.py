@@ -112,3 +112,38 @@ def test_credentials_are_secret_strings_never_shown():
     for text in shown:
         for secret in SECRETS.values():
             assert secret not in text
+
+
+@pytest.mark.parametrize(
+    "endpoint", ["https://api.example.com/services2/api", "https://api.example.com/services2/", "https://api.example.com/v1"]
+)
+def test_an_endpoint_with_a_path_is_refused_saying_to_give_the_host_only(endpoint):
+    """A path would be prefixed to every call (/v1/services2/...), which then reads as refused
+    credentials: it is refused at configuration time."""
+    with pytest.raises(ConfigurationError) as err:
+        CheetahSettings(endpoint=endpoint, cust_id=1, folder_id=2, prop_map_id=3, **SECRETS)
+    assert "host only" in str(err.value) and "(endpoint, env CHEETAH_ENDPOINT)" in str(err.value)
+
+
+@pytest.mark.parametrize("endpoint", ["https://api.example.com", "https://api.example.com/", "https://api.example.com:8443//"])
+def test_an_endpoint_without_a_path_is_kept_as_the_host(endpoint):
+    settings = CheetahSettings(endpoint=endpoint, cust_id=1, folder_id=2, prop_map_id=3, **SECRETS)
+    assert settings.endpoint == endpoint.rstrip("/")
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        "https://api.example.com/?access_token=TOKEN-q7",
+        "https://api.example.com?access_token=TOKEN-q7",
+        "https://api.example.com/#TOKEN-q7",
+        "http://example.com/?access_token=TOKEN-q7",
+        "ftp://api.example.com/?access_token=TOKEN-q7",
+        "https://api.example.com/TOKEN-q7/api",
+    ],
+)
+def test_an_endpoint_refused_is_never_echoed_past_its_host(endpoint):
+    """A query, fragment or path may hold a token: the message shows the scheme and host only."""
+    with pytest.raises(ConfigurationError) as err:
+        CheetahSettings(endpoint=endpoint, cust_id=1, folder_id=2, prop_map_id=3, require_https=True, **SECRETS)
+    assert "TOKEN-q7" not in str(err.value) and "access_token" not in str(err.value)

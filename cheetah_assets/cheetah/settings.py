@@ -245,6 +245,8 @@ def is_loopback_host(host: str) -> bool:
 
 
 def _normalise_endpoint(raw: Any, *, require_https: bool = False) -> str:
+    """``scheme://host[:port]``. A message never shows more than that of the value given: a path,
+    query or fragment may hold a token."""
     label = setting_label("endpoint")
     if not isinstance(raw, str):
         raise ConfigurationError(f"{label} is missing.")
@@ -257,25 +259,37 @@ def _normalise_endpoint(raw: Any, *, require_https: bool = False) -> str:
         raise ConfigurationError(f"{label} must not contain a user name or password.")
     scheme = (url.scheme or "").lower()
     if scheme not in ("http", "https") or not url.host:
-        raise ConfigurationError(f"{label} must be an https:// URL with a host name, got {text!r}.")
+        raise ConfigurationError(
+            f"{label} must be an https:// URL with a host name, e.g. https://api.example.com"
+            + (f", got one starting {scheme}://." if scheme and url.host is not None else ".")
+        )
+    shown = f"{scheme}://{url.netloc}"
     if url.query is not None or url.fragment is not None:
-        raise ConfigurationError(f"{label} must not have a query or fragment, got {text!r}.")
+        raise ConfigurationError(
+            f"{label} must not have a query or fragment: give the host only ({shown}), not shown here in full."
+        )
     if scheme == "http" and require_https:
         raise InsecureEndpoint(
             f"{label} must use https:// in a deployment (plain http:// is only for the simulator, which "
-            f"CHEETAH_DEMO=1 selects with its own demo credentials), got {text!r}."
+            f"CHEETAH_DEMO=1 selects with its own demo credentials), got {shown!r}."
         )
     if scheme == "http" and not is_loopback_host(url.host):
         raise InsecureEndpoint(
             f"{label} must use https:// (plain http:// is accepted only for this machine's "
-            f"loopback address, e.g. the simulator), got {text!r}."
+            f"loopback address, e.g. the simulator), got {shown!r}."
         )
     path = (url.path or "").rstrip("/")
     if path.lower().endswith("/services2"):
         raise ConfigurationError(
-            f"{label} must be the API host without /services2 (the client adds the paths), got {text!r}."
+            f"{label} must be the API host without /services2 (the client adds the paths): give the host "
+            f"only, {shown}."
         )
-    return f"{scheme}://{url.netloc}{path}"
+    if path:  # it would prefix every call (/v1/services2/...), which then reads as refused credentials
+        raise ConfigurationError(
+            f"{label} must be the API host only, without a path (the client adds /services2/...): give "
+            f"{shown}, not a URL under it."
+        )
+    return shown
 
 
 def _parse_whole(name: str, raw: Any) -> int:
