@@ -111,6 +111,39 @@ def test_a_failed_delivery_says_which_channel(webhook):
         _alerts(hook=url).notify(Alert("run_failure", "t", "x"))
 
 
+@pytest.mark.parametrize("status", [404, 500])
+def test_a_failed_webhook_never_shows_its_secret_path(webhook, status):
+    """A webhook URL's path and query are its secret; the error (kept in the sensor's tick
+    history) shows its scheme and host only."""
+    url, hook = webhook
+    hook.status = status
+    secret_url = url.replace("/hook", "/services/T0001/B0002/hooksecretXYZ?token=tok-q9")
+    with pytest.raises(AlertDeliveryError) as err:
+        _alerts(hook=secret_url).notify(Alert("run_failure", "t", "x"))
+    _assert_no_secret(err.value)
+    assert f"webhook: HTTPError: {status}" in str(err.value) and url.rsplit("/", 1)[0] in str(err.value)
+
+
+def test_an_unreachable_webhook_never_shows_its_secret_path():
+    import socket
+
+    with socket.socket() as probe:  # a loopback port nobody listens on once closed
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    secret_url = f"http://127.0.0.1:{port}/services/T0001/B0002/hooksecretXYZ?token=tok-q9"
+    with pytest.raises(AlertDeliveryError) as err:
+        _alerts(hook=secret_url).notify(Alert("run_failure", "t", "x"))
+    _assert_no_secret(err.value)
+    assert "webhook: ConnectionError" in str(err.value) and f"http://127.0.0.1:{port}" in str(err.value)
+
+
+def _assert_no_secret(exc: BaseException) -> None:
+    seen = exc
+    while seen is not None:  # nor in a chained cause
+        assert "hooksecretXYZ" not in str(seen) and "tok-q9" not in str(seen) and "/services/" not in str(seen), seen
+        seen = seen.__cause__ or seen.__context__
+
+
 @pytest.mark.parametrize("url", ["http://alerts.example.com/hook", "ftp://127.0.0.1/x"])
 def test_a_webhook_is_https_except_on_loopback(url):
     with pytest.raises(AlertDeliveryError, match="https://"):

@@ -107,11 +107,31 @@ class AlertsResource(dg.ConfigurableResource):
             try:
                 send(alert)
                 delivered.append(channel)
-            except (OSError, smtplib.SMTPException, requests.RequestException, ValueError) as exc:
+            except requests.RequestException as exc:  # its text holds the URL: the webhook's secret
+                problems.append(f"{channel}: {self._webhook_problem(exc)}")
+            except (OSError, smtplib.SMTPException, ValueError) as exc:
                 problems.append(f"{channel}: {type(exc).__name__}: {exc}")
         if problems:
             raise AlertDeliveryError(f"Alert {alert.title!r} was not delivered by " + "; ".join(problems))
         return delivered
+
+    def _webhook_host(self) -> str:
+        """``scheme://host[:port]`` of the webhook: the only part of its URL fit for a message (the
+        path and query of an incoming webhook are its secret)."""
+        try:
+            parts = urlsplit(self.webhook_url.strip())
+            port = f":{parts.port}" if parts.port else ""
+            return f"{parts.scheme}://{parts.hostname}{port}" if parts.hostname else "the webhook"
+        except ValueError:
+            return "the webhook"
+
+    def _webhook_problem(self, exc: requests.RequestException) -> str:
+        """What went wrong, without the URL that requests puts in every message."""
+        response = getattr(exc, "response", None)
+        if response is not None:
+            reason = f" {response.reason}" if response.reason else ""
+            return f"{type(exc).__name__}: {response.status_code}{reason} from {self._webhook_host()}"
+        return f"{type(exc).__name__}: no answer from {self._webhook_host()}"
 
     def _post(self, alert: Alert) -> None:
         url = self.webhook_url.strip()
