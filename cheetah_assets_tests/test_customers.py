@@ -464,11 +464,11 @@ def test_iter_chunks_cover_each_recipient_exactly_once(engine):
 
 
 def test_the_import_reads_the_list_less_those_suppressed_since_it_was_frozen(engine):
-    """Review finding 6: ``late_suppressed`` finds the frozen recipients of one template now on the
-    suppression list, whatever its spelling (capitals, blanks around it, full-width letters), and
-    ``iter_recipient_rows`` leaves them out of the same pages of the list, also a page they fill
-    (fails before the fix: neither exists, and the import sent them)."""
-    from cheetah_assets.customers.recipients import late_suppressed
+    """Review finding 6: ``suppressed_now`` is the suppression list as the freeze matches it, whatever
+    the spelling (capitals, blanks around it, full-width letters), and ``iter_recipient_rows``
+    leaves those frozen recipients out of the same pages of the list, also a page they fill, and
+    counts them (fails before the fix: the import sent them)."""
+    from cheetah_assets.customers.recipients import SuppressedNow, suppressed_now
 
     seed_demo(engine, customers=600, days=1, today=TODAY, now=NOW)
     result = _freeze(engine, templates=("1001", "1003"))
@@ -479,23 +479,32 @@ def test_the_import_reads_the_list_less_those_suppressed_since_it_was_frozen(eng
             .where(recipient.c.list_key == key, recipient.c.template_id == "1001")
             .order_by(recipient.c.identifier)
         ).scalars().all()
-        other = conn.execute(sa.select(recipient.c.identifier).where(
-            recipient.c.list_key == key, recipient.c.template_id == "1003")).scalars().first()
-    assert len(idents) > 40 and late_suppressed(engine, key, "1001") == frozenset()  # the freeze's own are out
+
+    clock = [0.0]
+    shared = SuppressedNow(engine, max_age=60, clock=lambda: clock[0])  # as a sender's imports share it
+
+    def read(template, suppressed=lambda: suppressed_now(engine)):
+        skipped = [0]
+        pages = list(iter_recipient_rows(engine, key, template, ["FNAME"], 10, leave_out=suppressed(), skipped=skipped))
+        return [[row[0] for row in page] for page in pages], skipped[0]
+
+    assert len(idents) > 40 and read("1001", shared)[1] == 0  # the freeze left out the suppressed of its time
     gone = [*idents[10:20], idents[3], idents[-1]]  # the second page of 10, and two more
     full_width = {chr(c): chr(c + 0xFEE0) for c in range(0x21, 0x7F)}
     for n, ident in enumerate(gone):
         spelling = [ident.upper(), f"\u00a0{ident}\t", "".join(full_width.get(c, c) for c in ident)][n % 3]
         add_suppression(engine, spelling)
-    add_suppression(engine, other.upper())  # another template's recipient: not this send's
     add_suppression(engine, "nobody@example.invalid")
-    assert late_suppressed(engine, key, "1001") == frozenset(gone)
-    assert late_suppressed(engine, key, "1003") == {other}
-    pages = list(iter_recipient_rows(engine, key, "1001", ["FNAME"], 10, leave_out=frozenset(gone)))
+    assert read("1001", shared)[1] == 0  # a sender reuses what it read for a minute ...
+    clock[0] = 61.0
+    assert read("1001", shared)[1] == len(gone)  # ... and reads it again after that
+    pages, skipped = read("1001")  # an import on its own reads it afresh
+    assert skipped == len(gone) and set(gone) <= suppressed_now(engine)
     # the list's pages of 10, less those left out; the page they filled is skipped
     expected = [[i for i in idents[at:at + 10] if i not in gone] for at in range(0, len(idents), 10)]
-    assert [[row[0] for row in page] for page in pages] == [page for page in expected if page]
+    assert pages == [page for page in expected if page]
     assert len(pages) < len(expected)
+    assert read("1003")[1] == 0  # another template's recipients: none of these
 
 
 def test_concurrent_freezes_leave_one_consistent_list(engine):

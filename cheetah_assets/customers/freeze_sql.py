@@ -116,7 +116,7 @@ def _attrs_json(names: Sequence[str], values: Sequence[Any], dialect: str) -> An
 def suppressed_norms(dialect: str) -> sa.Select:
     """The suppression list, normalised: one column ``norm``, NULL and blank entries left out (they
     match no identifier), repeats kept. The freeze leaves these out of a list; the import leaves
-    out those of a frozen list suppressed since (:func:`.recipients.late_suppressed`)."""
+    out those of a frozen list suppressed since (:func:`.recipients.suppressed_now`)."""
     s_norm = norm_sql(suppression.c.identifier, dialect)
     return sa.select(s_norm.label("norm")).where(suppression.c.identifier.is_not(None), s_norm != "")
 

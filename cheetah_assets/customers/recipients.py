@@ -15,6 +15,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import operator
+import threading
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -215,10 +217,11 @@ def lock_for_replace(conn: Connection, key: str) -> None:
 # reading a frozen list
 # ------------------------------------------------------------------------------------------------
 def _raw_recipient_chunks(
-    engine: Bind, list_key: str, template_id: str, chunk_size: int, leave_out: AbstractSet[str] = frozenset()
+    engine: Bind, list_key: str, template_id: str, chunk_size: int, leave_out: AbstractSet[str] = frozenset(),
+    skipped: list[int] | None = None,
 ) -> Iterator[list[tuple[str, str]]]:
     """``(identifier, attrs JSON text)`` chunks of one template of a list, by identifier, less the
-    identifiers in ``leave_out`` (a chunk they empty is skipped)."""
+    identifiers in ``leave_out`` (a chunk they empty is skipped; ``skipped[0]`` counts them)."""
     if chunk_size < 1:
         raise ValueError("chunk_size must be at least 1")
     base = sa.select(recipient.c.identifier, recipient.c.attrs).where(
@@ -232,6 +235,8 @@ def _raw_recipient_chunks(
         if not rows:
             return
         kept = [r for r in rows if r[0] not in leave_out] if leave_out else rows
+        if skipped is not None:
+            skipped[0] += len(rows) - len(kept)
         if kept:
             yield kept
         if len(rows) < chunk_size:
@@ -261,19 +266,21 @@ def iter_recipient_rows(
     fields: Sequence[str],
     chunk_size: int,
     leave_out: AbstractSet[str] = frozenset(),
+    skipped: list[int] | None = None,
 ) -> Iterator[list[tuple]]:
     """The same recipients as :func:`iter_recipient_chunks`, in the same chunks and order, as
     tuples ``(identifier, value of each of fields in that order)`` (None for a field the attrs
     lack): the send path's CSV rows. Each chunk's attrs are parsed by one ``json.loads``.
 
-    ``leave_out``: identifiers (as the list stores them) not to yield, those of
-    :func:`late_suppressed`; the chunks are the same pages of the list, less them."""
+    ``leave_out``: identifiers (as the list stores them) not to yield (the import's:
+    :func:`suppressed_now`); the chunks are the same pages of the list, less them, and
+    ``skipped[0]`` counts those left out."""
     fields = tuple(fields)
     if len(fields) == 1:
         pick = lambda attrs, name=fields[0]: (attrs[name],)  # noqa: E731 - itemgetter of one is no tuple
     else:
         pick = operator.itemgetter(*fields) if fields else (lambda attrs: ())
-    for rows in _raw_recipient_chunks(engine, list_key, template_id, chunk_size, leave_out):
+    for rows in _raw_recipient_chunks(engine, list_key, template_id, chunk_size, leave_out, skipped):
         dicts = json.loads("[" + ",".join(attrs for _, attrs in rows) + "]")
         try:
             values = list(map(pick, dicts))
@@ -290,30 +297,35 @@ def count_recipients(engine: Bind, list_key: str, template_id: str) -> int:
         return int(conn.execute(stmt).scalar_one())
 
 
-def late_suppressed(engine: Bind, list_key: str, template_id: str) -> frozenset[str]:
-    """The recipients of one template of a frozen list who are on the suppression list now, by
-    their identifiers as the list stores them (normalised): suppressed after the list was frozen,
-    since the freeze left out everyone suppressed then. The import leaves them out
-    (``sending.importing.ListImporter``): nobody suppressed is ever mailed.
+#: Seconds a sender (one per run, or per worker of a run) reuses the normalised suppression list
+#: for its imports: a day's hundreds of sends would each normalise it again (19,000 entries cost
+#: 40-70 ms). A new run always reads it afresh.
+SUPPRESSION_REUSE_SECONDS = 60.0
 
-    One query, run in the database: each suppression entry normalised once, exactly as the freeze
-    normalises it (:func:`.freeze_sql.suppressed_norms`), and looked up in the list's key
-    ``(list_key, identifier)`` by a correlated subquery, which no planner turns into a scan of the
-    list. Its cost follows the suppression list's size, not the list's (19,000 entries against a
-    list of a million: about 40 ms on SQLite, 70 ms on PostgreSQL). Only the matches come back.
-    """
+
+def suppressed_now(engine: Bind) -> frozenset[str]:
+    """The suppression list as the freeze matches it: each entry normalised in the database
+    (:func:`.freeze_sql.suppressed_norms`). The import leaves out the frozen recipients in it
+    (suppressed since the freeze, as the freeze left out everyone suppressed then)."""
     with connect(engine) as conn:
-        supp = suppressed_norms(conn.dialect.name).subquery("supp")
-        # No COLLATE: the comparison takes the column's collation (PostgreSQL: "C", or the database's
-        # for an older table), the one its key is built with, so every probe is an index search.
-        hit = (
-            sa.select(recipient.c.identifier)
-            .where(recipient.c.list_key == list_key, recipient.c.identifier == supp.c.norm,
-                   recipient.c.template_id == template_id)
-            .scalar_subquery()
-        )
-        probed = sa.select(hit.label("hit")).select_from(supp).subquery("probed")
-        return frozenset(conn.execute(sa.select(probed.c.hit).where(probed.c.hit.is_not(None))).scalars())
+        return frozenset(conn.execute(suppressed_norms(conn.dialect.name)).scalars())
+
+
+class SuppressedNow:
+    """:func:`suppressed_now`, read again once it is older than ``max_age`` seconds (thread-safe:
+    the workers of a run may share one)."""
+
+    def __init__(self, engine: Bind, max_age: float = SUPPRESSION_REUSE_SECONDS, clock=time.monotonic):
+        self.engine, self.max_age, self.clock = engine, max_age, clock
+        self._lock = threading.Lock()
+        self._read: tuple[float, frozenset[str]] | None = None
+
+    def __call__(self) -> frozenset[str]:
+        with self._lock:
+            now = self.clock()
+            if self._read is None or now - self._read[0] > self.max_age:
+                self._read = (now, suppressed_now(self.engine))
+            return self._read[1]
 
 
 def recipient_preview(engine: Bind, list_key: str, limit: int = 10):

@@ -2,9 +2,9 @@
 is accepted or rejected with its reason.
 
 The files hold the frozen list less whoever was suppressed since it was frozen (a list is frozen
-up to days before its send, and stays as it was once its send started): the suppression list is
-matched against the list in the database when the import starts (``recipients.late_suppressed``),
-and the import checks that its files hold exactly the list's rows less those.
+up to days before its send, and stays as it was once its send started): each row read is looked
+up in the suppression list as the freeze normalises it (``recipients.suppressed_now``), and the
+import checks that its files hold exactly the list's rows less those it left out.
 
 Memory stays flat whatever the list's size: recipients stream from the database in chunks
 straight into a CSV on disk (:class:`ImportPart`), and the client streams the request body
@@ -18,7 +18,7 @@ import json
 import logging
 import tempfile
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator
+from typing import AbstractSet, Callable, Iterable, Iterator
 
 import sqlalchemy as sa
 
@@ -27,7 +27,7 @@ from ..cheetah.client import CheetahClient
 from ..cheetah.contract import ObjId
 from ..cheetah.errors import ImportFailed, ImportTooLarge
 from ..customers import queries
-from ..customers.recipients import late_suppressed
+from ..customers.recipients import suppressed_now
 from ..customers.schema import recipient_list
 from .errors import SendError
 from .ledger import LedgerRow
@@ -213,6 +213,9 @@ class ListImporter:
     chunk_size: int
     max_rows_per_file: int
     max_bytes_per_file: int
+    #: The normalised suppression list now (the sender's :class:`~..customers.recipients.SuppressedNow`,
+    #: shared by its imports; by default read afresh for this import).
+    suppressed: Callable[[], AbstractSet[str]] | None = None
     #: after :meth:`run`: how many frozen recipients it left out (suppressed since the freeze).
     left_out: int = field(default=0, init=False)
 
@@ -225,14 +228,11 @@ class ListImporter:
         accepted = 0
         rejected: list[tuple[str, str]] = []
         done = 0
-        # Matched once per attempt: the files and the count below agree on who was left out.
-        suppressed = late_suppressed(self.engine, row.list_key, row.template_id)
-        self.left_out = len(suppressed)
-        expected = (row.rows_in_list or 0) - self.left_out
-        if suppressed:  # the send's outcome line says it too (parallel.outcome_line)
-            self.logger.debug("%s: %s", row.cheetah_name, left_out_note(self.left_out))
+        total = row.rows_in_list or 0
+        skipped = [0]  # frozen recipients on the suppression list now: suppressed since the freeze
         chunks = queries.iter_recipient_rows(
-            self.engine, row.list_key, row.template_id, header[1:], self.chunk_size, leave_out=suppressed
+            self.engine, row.list_key, row.template_id, header[1:], self.chunk_size,
+            leave_out=(self.suppressed or (lambda: suppressed_now(self.engine)))(), skipped=skipped,
         )
         for part_no, part in enumerate(import_parts(chunks, header, self.max_rows_per_file, self.max_bytes_per_file), 1):
             lid, acc, rej = self._import_file(row, part)
@@ -244,12 +244,16 @@ class ListImporter:
             rejected.extend(rej)
             # Progress in the run's log when the list takes more than one file; a one-file list's
             # import is told by its send's outcome line.
+            expected = total - skipped[0]
             self.logger.log(
                 logging.INFO if done < expected or part_no > 1 else logging.DEBUG,
                 "%s: imported %d of %d recipients (%d rejected so far)",
                 row.cheetah_name, done, expected or done, len(rejected),
             )
-        if done != expected:
+        self.left_out = skipped[0]
+        if self.left_out:  # the send's outcome line says it too (parallel.outcome_line)
+            self.logger.debug("%s: %s", row.cheetah_name, left_out_note(self.left_out))
+        if done + self.left_out != total:
             left_out = f" less the {self.left_out} suppressed since it was frozen" if self.left_out else ""
             raise SendError(
                 f"The frozen list of {row.send_key} yielded {done} rows to import but holds {row.rows_in_list}"

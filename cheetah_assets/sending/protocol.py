@@ -53,6 +53,7 @@ from ..cheetah.errors import (
     StartTimeInPast,
 )
 from ..customers import queries
+from ..customers.recipients import SuppressedNow
 from ..customers.schema import campaign_schedule
 from . import ledger, statuses
 from .adoption import check_ours, foreign
@@ -138,6 +139,7 @@ class Sender:
         self.ledger = ledger.Ledger(self.engine, self.now)
         self.account = ledger.account_of(self.client.settings)
         self._identifier: str | None = None
+        self._suppressed = SuppressedNow(self.engine)  # for this sender's imports (reread each minute)
         self._renewed_at: dt.datetime | None = None
 
     # ------------------------------------------------------------------------------------------
@@ -443,6 +445,6 @@ class Sender:
         return ListImporter(
             client=self.client, engine=self.engine, logger=self.logger, identifier_name=self._identifier,
             before_call=lambda step: self.before_cheetah_call(row, step), on_poll=lambda: self._renew(row),
-            chunk_size=self.chunk_size, max_rows_per_file=self.max_rows_per_file,
+            chunk_size=self.chunk_size, max_rows_per_file=self.max_rows_per_file, suppressed=self._suppressed,
             max_bytes_per_file=self.max_bytes_per_file,
         ).run(row)
