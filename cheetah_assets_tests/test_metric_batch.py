@@ -18,11 +18,15 @@ from cheetah_assets.automation.jobs import metric_snapshot_batch_job
 from cheetah_assets.automation.metric_sensors import (
     BATCH_WAIT,
     campaign_analysis_sensor,
+    register_sent_campaigns_sensor,
     request_metric_snapshots_sensor,
 )
+from cheetah_assets.customers.schema import send_ledger
+from cheetah_assets.metrics.analysis import compute_analysis
 from cheetah_assets.metrics.assets import METRIC_CHECKS, campaign_analysis, campaign_metric_snapshots, campaigns_partitions
-from cheetah_assets.metrics.batch import MAX_ATTEMPTS, parse_partition
-from cheetah_assets.metrics.snapshots import run_key
+from cheetah_assets.metrics.batch import MAX_ATTEMPTS, RETRY_DELAYS, parse_partition
+from cheetah_assets.metrics.snapshots import SnapshotError, run_key, take_snapshot
+from cheetah_assets.sending.ledger import Account, account_of
 
 from .conftest import cheetah_resource, make_resources
 from .test_metric_sensors import Ticker, batch_partitions, definitions
@@ -126,9 +130,9 @@ def test_a_failing_campaign_is_isolated_reported_and_retried_by_the_next_tick(si
     insert_send(engine, "OPT-BAD-1004-D", send_at=send_at, camp_id=987654)  # Cheetah has no such campaign: 404, always
     ticker = Ticker(instance, db_url, definitions(db_url, cheetah_resource(sim)))
     now = send_at + DAY + BATCH_WAIT
-    # The first report request (OPT-BAD's, first in name order) fails by itself; the fault makes
-    # the second one (OPT-GD0's) fail once too, a passing Cheetah error.
-    sim.admin.add_fault(kind="status", method="GET", path=REPORT, status=404, after=1, times=1)
+    # The first report request (OPT-BAD's, first in name order) fails by itself (404); the fault makes
+    # the second one (OPT-GD0's) fail with 503 for every attempt of the client: a passing Cheetah error.
+    sim.admin.add_fault(kind="status", method="GET", path=REPORT, status=503, after=1, times=5)
     (first,) = run_batches(sim, db_url, instance, ticker, now)
     keys = batch_partitions(ticker.runs[-1])
     assert keys == sorted(["OPT-BAD-1004-D|day_1", *(run_key(c.name, 1) for c in good)])
@@ -140,27 +144,116 @@ def test_a_failing_campaign_is_isolated_reported_and_retried_by_the_next_tick(si
     assert "2 of 4 snapshots were not taken (2 taken)" in failure.step_failure_data.error.message
     table = failure.step_failure_data.user_failure_data.metadata["failed_snapshots"].value
     assert sorted((r.data["partition"], r.data["attempt"], r.data["retried"]) for r in table.records) == [
-        (bad, 1, True), (flaky, 1, True)
+        (bad, 1, False), (flaky, 1, True)
     ]
     assert {str(k) for k in instance.get_materialized_partitions(KEYS)} == set(keys[2:])
-    assert observations(instance, bad)[-1]["snapshot_failed"] == "Cheetah Messaging has no campaign 987654."
+    # A campaign Cheetah does not know (deleted there?) is permanent: said so, never asked for again.
+    reason = observations(instance, bad)[-1]["snapshot_failed"]
+    assert reason.startswith("Cheetah Messaging has no campaign 987654.") and "deleted" in reason
 
-    # The next tick asks for those two again (attempt 2), in one run: the flaky one is taken now.
-    (second,) = run_batches(sim, db_url, instance, ticker, now + MINUTE)
-    assert sorted(batch_partitions(ticker.runs[-1])) == [bad, flaky]
-    assert ticker.runs[-1].run_config["ops"]["take_due_snapshots"]["config"]["attempts"] == {bad: 2, flaky: 2}
-    assert not second.success
+    # The flaky one is asked for again once its back-off has passed (attempt 2), and taken.
+    assert run_batches(sim, db_url, instance, ticker, now + MINUTE) == []
+    (second,) = run_batches(sim, db_url, instance, ticker, now + RETRY_DELAYS[0])
+    assert batch_partitions(ticker.runs[-1]) == [flaky]
+    assert ticker.runs[-1].run_config["ops"]["take_due_snapshots"]["config"]["attempts"] == {flaky: 2}
+    assert second.success
     assert {str(k) for k in instance.get_materialized_partitions(KEYS)} == set(keys[1:])
-    # The bad one is tried up to MAX_ATTEMPTS in all, then left to snapshots_on_time and a backfill.
-    for attempt in range(3, MAX_ATTEMPTS + 1):
-        (run,) = run_batches(sim, db_url, instance, ticker, now + attempt * MINUTE)
-        assert batch_partitions(ticker.runs[-1]) == [bad] and not run.success
-    assert observations(instance, bad)[-1] | {"snapshot_failed": ""} == {"snapshot_failed": "", "attempt": MAX_ATTEMPTS, "retried": False}
-    assert run_batches(sim, db_url, instance, ticker, now + 10 * MINUTE) == []
-    # Nothing good was asked for twice.
+    assert run_batches(sim, db_url, instance, ticker, now + DAY) == []
+    # Nothing good was asked for twice, the deleted one once.
     requested = ticker.run_keys()
     assert all(requested.count(k) == 1 for k in keys[2:]) and requested.count(flaky) == 2
-    assert requested.count(bad) == MAX_ATTEMPTS
+    assert requested.count(bad) == 1
+
+
+def test_retries_are_spaced_out_over_hours_then_left_to_snapshots_on_time(sim, db_url, engine, send_at, instance):  # noqa: F811
+    """Regression: the four attempts came one a minute (a 409 or a 20-minute outage lost the day)."""
+    a = send_campaign(sim, engine, "OPT-RTY-1004-D", 30, send_at)
+    key = run_key(a.name, 1)
+    ticker = Ticker(instance, db_url, definitions(db_url, cheetah_resource(sim)))
+    sim.admin.add_fault(kind="status", method="GET", path=REPORT, status=503, times=None)  # down until cleared
+    when = send_at + DAY + BATCH_WAIT
+    (run,) = run_batches(sim, db_url, instance, ticker, when)
+    assert not run.success
+    for attempt, delay in enumerate(RETRY_DELAYS, 1):
+        last = observations(instance, key)[-1]
+        assert last["attempt"] == attempt and last["retried"] is True
+        assert last["retry_at"] == (when + delay).timestamp() and last["failed_at"] == when.timestamp()
+        # While it waits, the ticks ask for nothing.
+        for wait in (MINUTE, delay / 2, delay - MINUTE):
+            assert run_batches(sim, db_url, instance, ticker, when + wait) == []
+        when += delay
+        (run,) = run_batches(sim, db_url, instance, ticker, when)
+        assert batch_partitions(ticker.runs[-1]) == [key] and not run.success
+    assert len(RETRY_DELAYS) + 1 == MAX_ATTEMPTS and sum(RETRY_DELAYS, dt.timedelta()) >= dt.timedelta(hours=5)
+    assert observations(instance, key)[-1] | {"snapshot_failed": ""} == {
+        "snapshot_failed": "", "attempt": MAX_ATTEMPTS, "retried": False, "failed_at": when.timestamp()
+    }
+    assert run_batches(sim, db_url, instance, ticker, when + DAY) == []
+
+
+def test_a_twenty_minute_outage_at_the_due_time_loses_nothing(sim, db_url, engine, send_at, instance):  # noqa: F811
+    a = send_campaign(sim, engine, "OPT-OUT20-1004-D", 30, send_at)
+    key = run_key(a.name, 1)
+    ticker = Ticker(instance, db_url, definitions(db_url, cheetah_resource(sim)))
+    sim.admin.add_fault(kind="status", method="GET", path=REPORT, status=503, times=None)
+    due = send_at + DAY
+    taken = []
+    for minutes in range(0, 24 * 60, 5):  # every 5 minutes for a day; Cheetah is back 20 min after the first try
+        if minutes == 50:
+            sim.admin.clear_faults()
+        taken += [r.success for r in run_batches(sim, db_url, instance, ticker, due + minutes * MINUTE)]
+    assert taken[-1] is True and taken.count(True) == 1 and len(taken) <= 3
+    assert {str(k) for k in instance.get_materialized_partitions(KEYS)} == {key}
+
+
+def test_a_send_recorded_against_another_account_is_never_registered_nor_fetched(sim, db_url, engine, send_at, instance):  # noqa: F811
+    """Regression: a send of the old account (another endpoint and Cust_ID) had its camp_id fetched
+    from the current account, storing another campaign's counts."""
+    ours = send_campaign(sim, engine, "OPT-NEW-1004-X", 40, send_at)
+    current = account_of(cheetah_resource(sim).settings())
+    old = Account("https://api.old-region.example.com", "999")
+    insert_send(engine, "OPT-OLD-1001-Y", send_at=send_at - 3 * MINUTE * 60, camp_id=ours.camp_id, template_id="1001")
+    with engine.begin() as conn:
+        for name, account in (("OPT-OLD-1001-Y", old), (ours.name, current)):
+            conn.execute(send_ledger.update().where(send_ledger.c.cheetah_name == name).values(
+                endpoint=account.endpoint, cust_id=account.cust_id))
+    ticker = Ticker(instance, db_url, definitions(db_url, cheetah_resource(sim)))
+    skipped = ticker.tick(register_sent_campaigns_sensor, send_at - 2 * MINUTE * 60)  # only the old one has gone out
+    assert "OPT-OLD-1001-Y" in skipped.skip_message and "another account" in skipped.skip_message
+    assert old.describe() in skipped.skip_message
+    (run,) = run_batches(sim, db_url, instance, ticker, send_at + DAY + BATCH_WAIT)
+    assert run.success and batch_partitions(ticker.runs[-1]) == [run_key(ours.name, 1)]
+    assert instance.get_dynamic_partitions(campaigns_partitions.name) == [ours.name]
+    assert set(snapshot_rows(engine)) == {(ours.name, 1)}
+    # Asked for by hand (a backfill), it is refused, naming both accounts, and nothing is fetched.
+    with cheetah_resource(sim).get_client() as client:
+        with pytest.raises(SnapshotError) as err:
+            take_snapshot(client, engine, "OPT-OLD-1001-Y", 1, send_at + DAY, account=account_of(client.settings))
+    assert old.describe() in str(err.value) and current.describe() in str(err.value)
+    assert set(snapshot_rows(engine)) == {(ours.name, 1)}
+
+
+def test_a_catch_up_after_an_outage_is_marked_late_in_the_metadata_and_the_analysis(sim, db_url, engine, send_at, instance):  # noqa: F811
+    """Regression: days caught up after an outage stored today's counts under old days, unmarked."""
+    a = send_campaign(sim, engine, "OPT-LATE-1004-D", 200, send_at)
+    ticker = Ticker(instance, db_url, definitions(db_url, cheetah_resource(sim)))
+    resume = send_at + 3 * DAY + 7 * MINUTE * 60  # the daemon was down since before the send
+    (run,) = run_batches(sim, db_url, instance, ticker, resume)
+    assert run.success
+    metadata = {
+        parse_partition(r.partition_key)[1]: {k: v.value for k, v in r.asset_materialization.metadata.items()}
+        for r in instance.fetch_materializations(KEYS, limit=10).records
+    }
+    assert {d: m["late"] for d, m in metadata.items()} == {1: True, 2: True, 3: True}
+    assert metadata[1]["taken_at"] == resume.timestamp() and metadata[1]["due_at"] == (send_at + DAY).timestamp()
+    with engine.connect() as conn:
+        (campaign,) = compute_analysis(conn, resume).campaigns
+    assert [p.late for p in campaign.curve] == [True, True, True]
+    assert "late" in campaign.status and "1, 2, 3" in campaign.status
+    # Day 4, taken on time, is not late.
+    (day_4,) = run_batches(sim, db_url, instance, ticker, send_at + 4 * DAY + BATCH_WAIT)
+    (record,) = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=KEYS, asset_partitions=[run_key(a.name, 4)]), limit=1).records
+    assert record.asset_materialization.metadata["late"].value is False
 
 
 def test_backfills_not_due_early_and_unknown_partitions_next_to_the_batches(sim, db_url, engine, send_at, instance):  # noqa: F811

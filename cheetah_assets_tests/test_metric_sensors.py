@@ -86,6 +86,7 @@ class Ticker:
             instance_ref=self.instance.get_ref(),  # as in the daemon: partition keys are validated
             cursor=self.cursors.get(sensor.name),
             resources={
+                "cheetah": self.defs.resources["cheetah"],  # the account the sends must be recorded against
                 "customer_db": CustomerDatabaseResource(url=self.db_url),
                 "clock": ClockResource(fixed_now=now.isoformat()),
             },

@@ -32,6 +32,7 @@ import json
 
 import dagster as dg
 
+from ..cheetah.resource import CheetahMessagingResource
 from ..clock import ClockResource
 from ..customers.resource import CustomerDatabaseResource
 from ..metrics import snapshots
@@ -43,8 +44,9 @@ from ..metrics.assets import (
     latest_storage_id,
 )
 from ..metrics.batch import BATCH_SIZE
-from ..metrics.due import campaigns_sent_since, snapshots_due
+from ..metrics.due import campaigns_sent_since, describe_elsewhere, snapshots_due
 from ..metrics.keys import SENDS, STATUS
+from ..sending.ledger import account_of
 from ..sending.runs import LIVE_RUN_STATUSES
 from ..timeutil import parse_iso
 from .jobs import campaign_analysis_job, metric_snapshot_batch_job
@@ -92,22 +94,33 @@ def _later(a: dt.datetime | None, b: dt.datetime) -> dt.datetime:
     default_status=dg.DefaultSensorStatus.RUNNING,
     description=(
         "Registers each sent Cheetah campaign as a cheetah_campaigns partition of "
-        "campaign_metric_snapshots, once its send time has passed (ledger state APPROVED)."
+        "campaign_metric_snapshots, once its send time has passed (ledger state APPROVED). A send "
+        "recorded against another Cheetah account (endpoint, Cust_ID) is left out, saying so."
     ),
 )
 def register_sent_campaigns_sensor(
-    context: dg.SensorEvaluationContext, customer_db: CustomerDatabaseResource, clock: ClockResource
+    context: dg.SensorEvaluationContext,
+    cheetah: CheetahMessagingResource,
+    customer_db: CustomerDatabaseResource,
+    clock: ClockResource,
 ):
     engine = customer_db.get_engine()
     snapshots.prepare_database(engine)
+    account = account_of(cheetah.settings())  # no request: the settings only
     now = clock.now()
     since = _time(read_cursor(context.cursor).get("t"))
     cursor = json.dumps({"t": _later(since, now).isoformat()})
-    sent = list(dict.fromkeys(name for name, _ in campaigns_sent_since(engine, now, since)))
+    elsewhere: list = []
+    found = campaigns_sent_since(engine, now, since, account=account, elsewhere=elsewhere)
+    sent = list(dict.fromkeys(name for name, _ in found))
     known = context.instance.get_existing_dynamic_partitions(PARTITIONS, sent) if sent else set()
     new = [name for name in sent if name not in known]
+    left_out = describe_elsewhere(elsewhere, account) if elsewhere else ""
     if not new:
-        return dg.SensorResult(skip_reason=f"no newly sent campaign ({len(sent)} re-read, all registered)", cursor=cursor)
+        reason = f"no newly sent campaign ({len(sent)} re-read, all registered)"
+        return dg.SensorResult(skip_reason=f"{reason}; {left_out}" if left_out else reason, cursor=cursor)
+    if left_out:
+        context.log.warning(left_out)
     context.log.info("registering %d sent campaigns: %s", len(new), ", ".join(new[:20]) + (" …" if len(new) > 20 else ""))
     return dg.SensorResult(dynamic_partitions_requests=[campaigns_partitions.build_add_request(new)], cursor=cursor)
 
@@ -189,10 +202,14 @@ def batch_requests(keys: list[str], attempts: dict[str, int], stamp: str) -> lis
     ),
 )
 def request_metric_snapshots_sensor(
-    context: dg.SensorEvaluationContext, customer_db: CustomerDatabaseResource, clock: ClockResource
+    context: dg.SensorEvaluationContext,
+    cheetah: CheetahMessagingResource,
+    customer_db: CustomerDatabaseResource,
+    clock: ClockResource,
 ):
     engine = customer_db.get_engine()
     snapshots.prepare_database(engine)
+    account = account_of(cheetah.settings())  # no request: the settings only
     now = clock.now()
     state = read_cursor(context.cursor)
     last_tick = _time(state.get("t"))
@@ -221,7 +238,10 @@ def request_metric_snapshots_sensor(
         last_tick=last_tick,
         registered=registered,
         registered_since_last_tick=registered_since_last_tick,
+        account=account,
     )
+    if plan.other_account:
+        context.log.warning(describe_elsewhere(plan.other_account, account))
     # Failures since the last tick: on the first tick (no cursor) the catch-up above asks for
     # every due day not taken on time anyway, so older failures start from here.
     seen = state.get("o")

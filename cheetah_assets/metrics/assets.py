@@ -47,6 +47,7 @@ from .columns import CAMPAIGN_COLUMNS, CURVE_COLUMNS
 from .keys import CAMPAIGN_PARTITIONS, GROUP, OWNERS, REPORTS_POOL, SENDS
 from .snapshot_events import failure_of, log_outcome, not_due_observation, snapshot_metadata
 from .snapshots import SNAPSHOT_DAYS, SnapshotError, SnapshotTooEarly, day_key, day_number, take_snapshot
+from ..sending.ledger import account_of
 from .status import campaign_names
 from .views import campaign_status
 
@@ -112,7 +113,9 @@ def campaign_metric_snapshots(
     engine = prepared_engine(customer_db)
     try:
         with cheetah.get_client(logger=RunLog(context.log)) as client:
-            outcome = take_snapshot(client, engine, name, day, clock.now(), allow_early=config.allow_early)
+            outcome = take_snapshot(
+                client, engine, name, day, clock.now(), allow_early=config.allow_early, account=account_of(client.settings)
+            )
     except SnapshotTooEarly as exc:
         context.log.info("Not due yet, nothing taken: %s", exc)
         yield not_due_observation(context.asset_key, context.partition_key, exc)

@@ -37,6 +37,7 @@ from ..cheetah.resource import CheetahMessagingResource
 from ..clock import ClockResource
 from ..customers.resource import CustomerDatabaseResource
 from ..runlog import RunLog
+from ..sending.ledger import Account, account_of
 from ..tables import table
 from .checks import prepared_engine
 from .columns import FAILED_COLUMNS
@@ -51,6 +52,13 @@ BATCH_SIZE = 1000
 
 #: Attempts per partition, the first included: as many as the asset's retry policy allows.
 MAX_ATTEMPTS = 4
+
+#: How long after a failed attempt the next one comes (the n-th entry after attempt n). Spread
+#: over hours: a campaign paused in Cheetah (409) or a Reports outage of an hour is outlasted,
+#: while the last attempt still comes before the day is overdue (``due.SNAPSHOT_GRACE``, 6 h:
+#: the first attempt waits at most ``BATCH_WAIT``, 30 min, then 15 min + 1 h + 4 h).
+RETRY_DELAYS = (dt.timedelta(minutes=15), dt.timedelta(hours=1), dt.timedelta(hours=4))
+assert len(RETRY_DELAYS) == MAX_ATTEMPTS - 1
 
 #: After this many Cheetah errors in a row, the rest of the batch is not tried (an account-wide
 #: outage: credentials, whitelist, the service down); they are reported as failed, not attempted.
@@ -82,8 +90,10 @@ def take_snapshots(
     *,
     registered: Collection[str],
     allow_early: bool = False,
+    account: Account | None = None,
 ) -> Iterator[PartitionResult]:
-    """Take each partition's snapshot in turn; one that fails never stops the others."""
+    """Take each partition's snapshot in turn; one that fails never stops the others. A send
+    recorded against another ``account`` than the client's is refused, not fetched."""
     in_a_row = 0
     for key in keys:
         if in_a_row >= BREAK_AFTER:
@@ -108,7 +118,7 @@ def take_snapshots(
             yield PartitionResult(key, failed=SnapshotFailed(reason, transient=False, retryable=False))
             continue
         try:
-            outcome = take_snapshot(client, engine, name, day, now, allow_early=allow_early)
+            outcome = take_snapshot(client, engine, name, day, now, allow_early=allow_early, account=account)
         except SnapshotTooEarly as exc:
             yield PartitionResult(key, not_due=exc)
             continue
@@ -158,7 +168,8 @@ def take_due_snapshots(
     taken, not_due, failed = 0, 0, []
     with cheetah.get_client(logger=RunLog(context.log)) as client:
         for result in take_snapshots(
-            client, engine, keys, clock.now(), registered=registered, allow_early=config.allow_early
+            client, engine, keys, clock.now(), registered=registered, allow_early=config.allow_early,
+            account=account_of(client.settings),
         ):
             if result.outcome is not None:
                 log_outcome(context.log, result.outcome)

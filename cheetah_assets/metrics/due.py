@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from ..customers.schema import metric_snapshot, send_ledger
+from ..sending.ledger import Account
 from ..timeutil import utc
 from .snapshots import APPROVED, DAY, DAYS, day_key, run_key
 
@@ -42,29 +43,60 @@ def _sent() -> sa.ColumnElement[bool]:
     return sa.and_(send_ledger.c.state == APPROVED, send_ledger.c.camp_id.is_not(None))
 
 
+#: The columns the sensors read of a send: its name and time, and the account it went to.
+_SEND_COLUMNS = (send_ledger.c.cheetah_name, send_ledger.c.send_at, send_ledger.c.endpoint, send_ledger.c.cust_id)
+
+
+def _in_account(rows, account: Account | None, elsewhere: list | None) -> list[tuple[str, dt.datetime]]:
+    """(name, send time) of the rows sent from ``account`` or with no account recorded (sends that
+    predate the ledger's account columns); the others go to ``elsewhere`` as (name, their account).
+    A send from another account is never registered nor fetched: its camp_id means nothing here."""
+    out = []
+    for r in rows:
+        theirs = None if r.endpoint is None else Account(r.endpoint, r.cust_id)
+        if account is not None and theirs is not None and theirs != account:
+            if elsewhere is not None:
+                elsewhere.append((r.cheetah_name, theirs))
+            continue
+        out.append((r.cheetah_name, utc(r.send_at)))
+    return out
+
+
+def describe_elsewhere(elsewhere: Sequence[tuple[str, Account]], account: Account, limit: int = 10) -> str:
+    """One line naming the sends left out because they went to another account."""
+    names = ", ".join(f"{name} ({theirs.describe()})" for name, theirs in elsewhere[:limit])
+    return (
+        f"{len(elsewhere)} sent campaigns left out, recorded against another account than the configured one "
+        f"({account.describe()}); their metrics are never fetched here: {names}" + (" …" if len(elsewhere) > limit else "")
+    )
+
+
 def campaigns_sent_since(
     engine: Engine,
     now: dt.datetime,
     since: dt.datetime | None,
     *,
     slack: dt.timedelta = REGISTRATION_SLACK,
+    account: Account | None = None,
+    elsewhere: list | None = None,
 ) -> list[tuple[str, dt.datetime]]:
     """(name, send time) of APPROVED sends whose send time has come, oldest first.
 
     With ``since`` (the previous tick), only those sent after ``since - slack`` or whose ledger
     row changed after it: the new ones, plus a bounded overlap. A send recorded as APPROVED only
     after its send time (a run that recovered a lost reply the next day) is found by its
-    ``updated_at``. Without ``since``, every sent campaign.
+    ``updated_at``. Without ``since``, every sent campaign. With ``account``, only those sent from
+    it (or with no account recorded); the others are added to ``elsewhere`` (:func:`_in_account`).
     """
     now = utc(now)
     t = send_ledger.c
-    query = sa.select(t.cheetah_name, t.send_at).where(_sent(), t.send_at <= now)
+    query = sa.select(*_SEND_COLUMNS).where(_sent(), t.send_at <= now)
     if since is not None:
         floor = utc(since) - slack
         query = query.where(sa.or_(t.send_at > floor, t.updated_at > floor))
     with engine.connect() as conn:
         rows = conn.execute(query.order_by(t.send_at, t.cheetah_name)).all()
-    return [(r.cheetah_name, utc(r.send_at)) for r in rows]
+    return _in_account(rows, account, elsewhere)
 
 
 class DueSnapshot(NamedTuple):
@@ -111,7 +143,7 @@ def _days_in(send_at: dt.datetime, lo: dt.datetime, hi: dt.datetime) -> list[tup
 
 
 def sends_with_days_due(
-    engine: Engine, lo: dt.datetime, hi: dt.datetime
+    engine: Engine, lo: dt.datetime, hi: dt.datetime, *, account: Account | None = None, elsewhere: list | None = None
 ) -> list[tuple[str, dt.datetime]]:
     """(name, send time) of APPROVED sends with a snapshot day due in ``(lo, hi]``.
 
@@ -124,12 +156,17 @@ def sends_with_days_due(
     ranges = _merge((lo - k * DAY, hi - k * DAY) for k in DAYS)
     cond = sa.or_(*(sa.and_(t.send_at > a, t.send_at <= b) for a, b in ranges))
     with engine.connect() as conn:
-        rows = conn.execute(sa.select(t.cheetah_name, t.send_at).where(_sent(), cond)).all()
-    return [(r.cheetah_name, utc(r.send_at)) for r in rows]
+        rows = conn.execute(sa.select(*_SEND_COLUMNS).where(_sent(), cond)).all()
+    return _in_account(rows, account, elsewhere)
 
 
 def sends_named(
-    engine: Engine, names: Collection[str], *, sent_after: dt.datetime | None = None
+    engine: Engine,
+    names: Collection[str],
+    *,
+    sent_after: dt.datetime | None = None,
+    account: Account | None = None,
+    elsewhere: list | None = None,
 ) -> list[tuple[str, dt.datetime]]:
     """(name, send time) of the APPROVED sends among ``names`` (chunked ``IN`` queries),
     optionally only those sent after ``sent_after`` (then, for many names, one range query over
@@ -140,14 +177,12 @@ def sends_named(
     if sent_after is not None and len(names) > 4 * _IN_CHUNK:
         wanted = set(names)
         with engine.connect() as conn:
-            rows = conn.execute(sa.select(t.cheetah_name, t.send_at).where(_sent(), *extra)).all()
-        return [(r.cheetah_name, utc(r.send_at)) for r in rows if r.cheetah_name in wanted]
+            rows = conn.execute(sa.select(*_SEND_COLUMNS).where(_sent(), *extra)).all()
+        return _in_account([r for r in rows if r.cheetah_name in wanted], account, elsewhere)
     with engine.connect() as conn:
         for chunk in _chunks(sorted(set(names))):
-            rows = conn.execute(
-                sa.select(t.cheetah_name, t.send_at).where(_sent(), t.cheetah_name.in_(chunk), *extra)
-            ).all()
-            out.extend((r.cheetah_name, utc(r.send_at)) for r in rows)
+            rows = conn.execute(sa.select(*_SEND_COLUMNS).where(_sent(), t.cheetah_name.in_(chunk), *extra)).all()
+            out.extend(_in_account(rows, account, elsewhere))
     return out
 
 
@@ -179,6 +214,8 @@ class DuePlan:
     newly_registered: int = 0  # partitions added since the last tick
     not_registered: list[str] = field(default_factory=list)  # due, but not (yet) a partition
     already_taken: int = 0  # caught-up days left out: taken on time already
+    #: (name, account) of sends with a day due, left out: recorded against another account
+    other_account: list[tuple[str, Account]] = field(default_factory=list)
 
 
 def snapshots_due(
@@ -189,6 +226,7 @@ def snapshots_due(
     registered: Callable[[list[str]], Collection[str]],
     registered_since_last_tick: Callable[[], Collection[str]],
     horizon: dt.timedelta = CATCH_UP_HORIZON,
+    account: Account | None = None,
 ) -> DuePlan:
     """The campaign-days to request at ``now``: each one once, never before it is due.
 
@@ -206,7 +244,8 @@ def snapshots_due(
     *after* the first ``registered``, so a campaign registered between the two calls counts as new
     (all its due days) rather than both new and old: no campaign-day is asked for twice. Every name
     in the plan was a partition in this tick: confirmed by ``registered``, or listed by
-    ``registered_since_last_tick``.
+    ``registered_since_last_tick``. With ``account``, a send recorded against another account is
+    left out (``plan.other_account``), registered or not.
     """
     now = utc(now)
     floor = now - horizon
@@ -215,7 +254,7 @@ def snapshots_due(
 
     window: list[tuple[str, dt.datetime]] = []
     if last_tick is not None:
-        window = sends_with_days_due(engine, lo, now)
+        window = sends_with_days_due(engine, lo, now, account=account, elsewhere=plan.other_account)
     plan.window_sends = len(window)
     known = set(registered(sorted({name for name, _ in window}))) if window else set()
     new = set(registered_since_last_tick())
@@ -230,7 +269,9 @@ def snapshots_due(
         plan.due.extend(DueSnapshot(due, name, k) for k, due in _days_in(send_at, lo, now))
 
     caught_up: dict[str, list[DueSnapshot]] = {}
-    for name, send_at in sends_named(engine, new, sent_after=floor - len(DAYS) * DAY):
+    for name, send_at in sends_named(
+        engine, new, sent_after=floor - len(DAYS) * DAY, account=account, elsewhere=plan.other_account
+    ):
         days = [DueSnapshot(due, name, k) for k, due in _days_in(send_at, floor, now)]
         if days:
             caught_up[name] = days

@@ -25,6 +25,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from ..cheetah.contract import METRIC_NAMES, CampaignMetrics, ObjId, id_from_db, id_to_db, same_id
 from ..customers.schema import create_integration_tables, metric_snapshot, send_ledger
+from ..sending.ledger import Account
 from ..timeutil import utc
 
 #: The seven snapshot days, as partition keys of the ``day`` dimension.
@@ -59,6 +60,11 @@ class UnknownCampaignName(SnapshotError):
 
 class CampaignNotSent(SnapshotError):
     pass
+
+
+class OtherAccount(SnapshotError):
+    """The send was recorded against another Cheetah account: its camp_id means nothing (or another
+    campaign) in the configured one, so it is never fetched there."""
 
 
 class SnapshotTooEarly(SnapshotError):
@@ -101,6 +107,8 @@ class SentCampaign:
     campaign_id: str
     template_id: str
     send_date: dt.date
+    #: The account the send went to (None: recorded before the ledger kept it).
+    account: Account | None = None
 
     @property
     def sent(self) -> bool:
@@ -180,6 +188,7 @@ def _campaign(row: Mapping) -> SentCampaign:
         campaign_id=row["campaign_id"],
         template_id=row["template_id"],
         send_date=row["send_date"],
+        account=None if row["endpoint"] is None else Account(row["endpoint"], row["cust_id"]),
     )
 
 
@@ -191,6 +200,8 @@ _CAMPAIGN_COLUMNS = (
     send_ledger.c.campaign_id,
     send_ledger.c.template_id,
     send_ledger.c.send_date,
+    send_ledger.c.endpoint,
+    send_ledger.c.cust_id,
 )
 
 
@@ -309,15 +320,28 @@ def take_snapshot(
     now: dt.datetime,
     *,
     allow_early: bool = False,
+    account: Account | None = None,
 ) -> SnapshotOutcome:
     """Fetch campaign ``cheetah_name``'s report for snapshot ``day`` and store it.
 
-    Raises :class:`UnknownCampaignName`, :class:`CampaignNotSent`, :class:`SnapshotTooEarly`, or
-    the client's errors (``MetricsNotReady`` when Cheetah has not sent it yet).
+    ``account`` is the client's (``ledger.account_of(client.settings)``): a send recorded against
+    another account is refused before anything is fetched (:class:`OtherAccount`); its camp_id
+    would name another campaign, or none, here. A send recorded before the ledger kept accounts
+    is taken as before.
+
+    Raises :class:`UnknownCampaignName`, :class:`CampaignNotSent`, :class:`OtherAccount`,
+    :class:`SnapshotTooEarly`, or the client's errors (``MetricsNotReady`` when Cheetah has not
+    sent it yet).
     """
     day_key(day)  # validates
     now = utc(now)
     campaign = load_campaign(engine, cheetah_name)
+    if account is not None and campaign.account is not None and campaign.account != account:
+        raise OtherAccount(
+            f"Campaign {cheetah_name} was sent from {campaign.account.describe()}, not from the configured account "
+            f"({account.describe()}): its metrics are not fetched here (its camp_id {campaign.camp_id} may name "
+            "another campaign in this account)."
+        )
     due = check_due(campaign, day, now, allow_early=allow_early)
     metrics = client.get_metrics(campaign.camp_id)
     if not same_id(metrics.camp_id, campaign.camp_id):
