@@ -36,7 +36,7 @@ import dagster as dg
 
 from .cheetah.errors import ConfigurationError
 from .cheetah.resource import CheetahMessagingResource
-from .cheetah.settings import ENV_VARS, demo_account
+from .cheetah.settings import ENV_VARS, demo_account, setting_problems
 from .customers.resource import CustomerDatabaseResource
 from .sending.timing import DEFAULT_LEAD, MAX_LEAD
 
@@ -141,7 +141,8 @@ def missing_variables(env: Mapping[str, str] | None = None) -> list[str]:
 
 
 def configuration_problems(env: Mapping[str, str] | None = None) -> list[str]:
-    """Everything wrong with a deployment's environment that can be told without a network call."""
+    """Everything wrong with a deployment's environment that can be told without a network call:
+    the variables not set, then every malformed value, all at once (none counts as configured)."""
     env = os.environ if env is None else env
     problems = []
     missing = missing_variables(env)
@@ -153,6 +154,11 @@ def configuration_problems(env: Mapping[str, str] | None = None) -> list[str]:
             f"{ENV_VARS['endpoint']} must be an https:// URL (plain http:// is only for the simulator, "
             f"which {DEMO_SWITCH}=1 selects with its own demo credentials)"
         )
+    # Every malformed value, each on its own (a plain-http endpoint is said above, once).
+    given = {field: env.get(var, "") for field, var in ENV_VARS.items() if env.get(var, "").strip()}
+    if not endpoint.lower().startswith("https://"):
+        given.pop("endpoint", None)
+    problems += [problem.rstrip(".") for problem in setting_problems(given, require_https=True)]
     return problems
 
 

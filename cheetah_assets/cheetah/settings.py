@@ -29,7 +29,7 @@ from .errors import ConfigurationError, InsecureEndpoint
 
 __all__ = [
     "CheetahSettings", "Setting", "ENV_VARS", "demo_account", "is_loopback_host", "setting_label",
-    "setting_of", "account_settings",
+    "setting_of", "account_settings", "setting_problems",
 ]
 
 
@@ -303,6 +303,28 @@ def _parse_whole(name: str, raw: Any) -> int:
         return int(text, 10)
     except ValueError:
         raise ConfigurationError(f"{label} must be a whole number, got {text!r}.") from None
+
+
+def setting_problems(raw: dict[str, Any], *, require_https: bool = True) -> list[str]:
+    """Every given value's problem, each checked on its own (one sentence each, in the model's
+    order): unlike constructing :class:`CheetahSettings`, which stops at the first. Blank values
+    and credentials are not checked here (a missing one is the caller's to name)."""
+    problems = []
+    for name in CheetahSettings.model_fields:
+        value = raw.get(name)
+        if name not in raw or not _given(value):
+            continue
+        kind = _kind(name)
+        try:
+            if kind == _URL:
+                _normalise_endpoint(value, require_https=require_https)
+            elif kind == _ID:
+                _positive(name, _parse_whole(name, value))
+            elif kind == _NUMBER:
+                _in_bounds(name, _parse_number(name, value))
+        except ConfigurationError as exc:
+            problems.append(str(exc))
+    return problems
 
 
 def _positive(name: str, value: int) -> int:
