@@ -158,7 +158,7 @@ def test_a_failing_campaign_is_isolated_reported_and_retried_by_the_next_tick(si
     assert ticker.runs[-1].run_config["ops"]["take_due_snapshots"]["config"]["attempts"] == {flaky: 2}
     assert second.success
     assert {str(k) for k in instance.get_materialized_partitions(KEYS)} == set(keys[1:])
-    assert run_batches(sim, db_url, instance, ticker, now + DAY) == []
+    assert run_batches(sim, db_url, instance, ticker, now + 2 * RETRY_DELAYS[-1]) == []  # day 2 is not due yet
     # Nothing good was asked for twice, the deleted one once.
     requested = ticker.run_keys()
     assert all(requested.count(k) == 1 for k in keys[2:]) and requested.count(flaky) == 2
@@ -188,7 +188,7 @@ def test_retries_are_spaced_out_over_hours_then_left_to_snapshots_on_time(sim, d
     assert observations(instance, key)[-1] | {"snapshot_failed": ""} == {
         "snapshot_failed": "", "attempt": MAX_ATTEMPTS, "retried": False, "failed_at": when.timestamp()
     }
-    assert run_batches(sim, db_url, instance, ticker, when + DAY) == []
+    assert run_batches(sim, db_url, instance, ticker, when + 4 * RETRY_DELAYS[-1]) == []
 
 
 def test_a_twenty_minute_outage_at_the_due_time_loses_nothing(sim, db_url, engine, send_at, instance):  # noqa: F811
@@ -260,7 +260,7 @@ def test_backfills_not_due_early_and_unknown_partitions_next_to_the_batches(sim,
     a = send_campaign(sim, engine, "OPT-BFX-1004-D", 50, send_at)
     ticker = Ticker(instance, db_url, definitions(db_url, cheetah_resource(sim)))
     now = send_at + DAY + BATCH_WAIT
-    sim.admin.add_fault(kind="status", method="GET", path=REPORT, status=404, times=1)
+    sim.admin.add_fault(kind="status", method="GET", path=REPORT, status=503, times=5)  # every attempt of the client
     (failed,) = run_batches(sim, db_url, instance, ticker, now)
     assert not failed.success and observations(instance, run_key(a.name, 1))[-1]["retried"] is True
     # Re-fetched through the asset before the next tick (a backfill, or the CLI): not asked for again.

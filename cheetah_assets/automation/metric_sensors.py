@@ -6,7 +6,8 @@
    send comes, once; after an outage it catches up every day that fell due meanwhile. All the
    partitions of a tick go in one run of ``metric_snapshot_batch_job`` (``metrics/batch.py``; at
    most ``BATCH_SIZE`` per run), each recorded as its own partition's materialization; a partition
-   that failed in a batch (its observation says so) is asked for again by the next tick. A few
+   that failed in a batch (its observation says so) is asked for again once its back-off has passed
+   (``batch.RETRY_DELAYS``: 15 min, 1 h, 4 h; it waits in the cursor meanwhile). A few
    days due for minutes only wait for more (``BATCH_MIN``, ``BATCH_WAIT``): in steady state one
    run per 30 minutes, or per 250 due days, whichever comes first.
 3. ``campaign_analysis_sensor`` requests ``campaign_analysis`` (with its checks and
@@ -131,14 +132,31 @@ def _latest_observation(instance: dg.DagsterInstance) -> int:
     return records[0].storage_id if records else 0
 
 
-def failed_to_retry(instance: dg.DagsterInstance, after: int) -> tuple[dict[str, int], int]:
-    """The partitions a batch run failed on since event ``after`` that it marked ``retried`` and
-    that no run has materialized since, with the number of their next attempt; and the new cursor.
+#: A failed partition waiting for its retry, in the request sensor's cursor ("w"):
+#: key -> [next attempt, retry time (epoch seconds, or None: at once), storage id of the failure].
+Waiting = dict[str, tuple[int, float | None, int]]
+
+
+def read_waiting(raw: object) -> Waiting:
+    """The cursor's waiting retries; anything malformed is dropped (the overdue check still sees it)."""
+    out: Waiting = {}
+    if isinstance(raw, dict):
+        for key, value in raw.items():
+            if isinstance(value, list) and len(value) == 3 and isinstance(value[0], int) and isinstance(value[2], int):
+                at = value[1] if isinstance(value[1], (int, float)) else None
+                out[str(key)] = (value[0], at, value[2])
+    return out
+
+
+def failed_to_retry(instance: dg.DagsterInstance, after: int, waiting: Waiting | None = None) -> tuple[Waiting, int]:
+    """The partitions a batch run failed on since event ``after`` that it marked ``retried``, with
+    those already ``waiting``, less any that a run has materialized since its failure: each with the
+    number of its next attempt and when it is due (the failure's ``retry_at``); and the new cursor.
 
     One paged read of the snapshot asset's observations after ``after`` (only the batch's failures
     and not-due notes are observations: a handful), and one bounded look-up of later materializations.
     """
-    retry: dict[str, tuple[int, int]] = {}  # key -> (next attempt, storage id of the failure)
+    retry: Waiting = dict(waiting or {})
     cursor, last = None, after
     while True:
         page = instance.fetch_observations(
@@ -152,23 +170,24 @@ def failed_to_retry(instance: dg.DagsterInstance, after: int) -> tuple[dict[str,
             if obs is None or obs.partition is None or "snapshot_failed" not in metadata:
                 continue
             if metadata.get("retried") is not None and metadata["retried"].value:
-                retry[obs.partition] = (int(metadata["attempt"].value) + 1, record.storage_id)
+                at = metadata.get("retry_at")
+                retry[obs.partition] = (int(metadata["attempt"].value) + 1, None if at is None else float(at.value), record.storage_id)
             else:
                 retry.pop(obs.partition, None)
         cursor = page.cursor
         if not page.has_more:
             break
     if retry:
-        since = min(s for _, s in retry.values())
+        since = min(s for _, _, s in retry.values())
         done = instance.fetch_materializations(
             dg.AssetRecordsFilter(asset_key=campaign_metric_snapshots.key, asset_partitions=sorted(retry), after_storage_id=since),
             limit=PAGE,
         )
         for record in done.records:
             key = record.partition_key
-            if key in retry and record.storage_id > retry[key][1]:
+            if key in retry and record.storage_id > retry[key][2]:
                 del retry[key]  # taken since (a re-execution, a backfill)
-    return {k: n for k, (n, _) in retry.items()}, last
+    return retry, last
 
 
 def batch_requests(keys: list[str], attempts: dict[str, int], stamp: str) -> list[dg.RunRequest]:
@@ -197,7 +216,8 @@ def batch_requests(keys: list[str], attempts: dict[str, int], stamp: str) -> lis
     description=(
         "Requests each registered campaign's metric snapshot for day k (1..7) once k days have passed "
         "since its send, exactly once; all the partitions due at a tick go in one run of "
-        "metric_snapshot_batch_job (a partition that failed there is asked for again, up to 4 attempts). "
+        "metric_snapshot_batch_job (a partition that failed there is asked for again 15 min, 1 h and 4 h after "
+        "each failure: up to 4 attempts). "
         "After a pause it requests every day that fell due meanwhile (up to a week back)."
     ),
 )
@@ -244,13 +264,17 @@ def request_metric_snapshots_sensor(
         context.log.warning(describe_elsewhere(plan.other_account, account))
     # Failures since the last tick: on the first tick (no cursor) the catch-up above asks for
     # every due day not taken on time anyway, so older failures start from here.
+    # A failure is asked for again once its back-off has passed (its retry_at, batch.RETRY_DELAYS);
+    # until then it waits in the cursor ("w").
     seen = state.get("o")
     if last_tick is None or not isinstance(seen, int):
-        attempts, seen = {}, _latest_observation(instance)
+        waiting, seen = {}, _latest_observation(instance)
     else:
-        attempts, seen = failed_to_retry(instance, seen)
+        waiting, seen = failed_to_retry(instance, seen, read_waiting(state.get("w")))
+    attempts = {k: n for k, (n, at, _) in waiting.items() if at is None or at <= now.timestamp()}
+    later = {k: list(v) for k, v in waiting.items() if k not in attempts}
     tick = _later(last_tick, now)
-    cursor = json.dumps({"t": tick.isoformat(), "p": partitions_cursor, "o": seen})
+    cursor = json.dumps({"t": tick.isoformat(), "p": partitions_cursor, "o": seen, **({"w": later} if later else {})})
     if plan.not_registered:
         context.log.info(
             "%d sent campaigns have a day due but are not registered yet (register_sent_campaigns_sensor "
@@ -260,7 +284,11 @@ def request_metric_snapshots_sensor(
         )
     keys = list(dict.fromkeys([*(d.run_key for d in plan.due), *sorted(attempts)]))
     if not keys:
-        return dg.SensorResult(skip_reason="no snapshot day has come since the last tick", cursor=cursor)
+        reason = "no snapshot day has come since the last tick"
+        if later:
+            first = dt.datetime.fromtimestamp(min(v[1] for v in later.values()), dt.timezone.utc)
+            reason += f"; {len(later)} failed snapshots wait for their retry (the next at {first:%Y-%m-%d %H:%M} UTC)"
+        return dg.SensorResult(skip_reason=reason, cursor=cursor)
     if not attempts and len(keys) < BATCH_MIN and min(d.due_at for d in plan.due) > now - BATCH_WAIT:
         # Gathered for one run: the cursor stays, so the next tick asks for these again and more.
         return dg.SensorResult(

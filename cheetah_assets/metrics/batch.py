@@ -15,9 +15,11 @@ asset ``campaign_metric_snapshots`` would have recorded for that partition, thro
 * failed (a Cheetah error for one campaign, a ledger that does not allow it): an ``AssetObservation``
   with ``snapshot_failed`` (the reason), ``attempt`` and ``retried``, and the others go on. The op
   then fails, naming every failed partition in a table, so the run is red and the failed-run alert
-  fires. The next tick of the request sensor reads those observations and asks for each retryable
-  one again, up to :data:`MAX_ATTEMPTS` attempts in all (the asset's own retry policy allows as many);
-  after that the partition is left to ``snapshots_on_time`` (overdue after the grace) and a backfill.
+  fires. The request sensor reads those observations and asks for each retryable one again once its
+  back-off has passed (``retry_at``: :data:`RETRY_DELAYS` after the failure, so a paused campaign or
+  an outage of an hour is outlasted), up to :data:`MAX_ATTEMPTS` attempts in all; after that the
+  partition is left to ``snapshots_on_time`` (overdue after the grace) and a backfill. A campaign
+  Cheetah does not know (404: deleted there?) is not retried.
 
 Backfills (the UI, ``dagster job backfill -j metric_snapshot_job``) and
 ``dagster asset materialize --partition`` still run the asset, one partition per run.
@@ -59,6 +61,11 @@ MAX_ATTEMPTS = 4
 #: the first attempt waits at most ``BATCH_WAIT``, 30 min, then 15 min + 1 h + 4 h).
 RETRY_DELAYS = (dt.timedelta(minutes=15), dt.timedelta(hours=1), dt.timedelta(hours=4))
 assert len(RETRY_DELAYS) == MAX_ATTEMPTS - 1
+
+
+def retry_delay(attempt: int) -> dt.timedelta:
+    """How long after failed attempt ``attempt`` the next one comes (0: a partition not tried, as 1)."""
+    return RETRY_DELAYS[min(max(attempt, 1), len(RETRY_DELAYS)) - 1]
 
 #: After this many Cheetah errors in a row, the rest of the batch is not tried (an account-wide
 #: outage: credentials, whitelist, the service down); they are reported as failed, not attempted.
@@ -166,9 +173,10 @@ def take_due_snapshots(
     registered = set(context.instance.get_existing_dynamic_partitions(CAMPAIGN_PARTITIONS, sorted(named)))
     labels = campaign_names(engine, registered)
     taken, not_due, failed = 0, 0, []
+    now = clock.now()
     with cheetah.get_client(logger=RunLog(context.log)) as client:
         for result in take_snapshots(
-            client, engine, keys, clock.now(), registered=registered, allow_early=config.allow_early,
+            client, engine, keys, now, registered=registered, allow_early=config.allow_early,
             account=account_of(client.settings),
         ):
             if result.outcome is not None:
@@ -188,17 +196,22 @@ def take_due_snapshots(
             else:
                 attempt = config.attempts.get(result.key, 1) - (0 if result.attempted else 1)
                 retried = result.failed.retryable and attempt < MAX_ATTEMPTS
+                retry_at = now + retry_delay(attempt) if retried else None
                 failed.append({"partition": result.key, "attempt": attempt, "retried": retried, "reason": result.failed.description})
-                context.log.error("%s not taken (attempt %d%s): %s", result.key, attempt, ", retried" if retried else "", result.failed.description)
+                context.log.error(
+                    "%s not taken (attempt %d%s): %s", result.key, attempt,
+                    f", retried at {retry_at:%Y-%m-%d %H:%M} UTC" if retry_at else "", result.failed.description,
+                )
+                metadata = {
+                    "snapshot_failed": dg.MetadataValue.text(result.failed.description),
+                    "attempt": dg.MetadataValue.int(attempt),
+                    "retried": dg.MetadataValue.bool(retried),
+                    "failed_at": dg.MetadataValue.timestamp(now),
+                }
+                if retry_at is not None:
+                    metadata["retry_at"] = dg.MetadataValue.timestamp(retry_at)
                 context.log_event(
-                    dg.AssetObservation(
-                        asset_key=SNAPSHOTS, partition=result.key, description=result.failed.description,
-                        metadata={
-                            "snapshot_failed": dg.MetadataValue.text(result.failed.description),
-                            "attempt": dg.MetadataValue.int(attempt),
-                            "retried": dg.MetadataValue.bool(retried),
-                        },
-                    )
+                    dg.AssetObservation(asset_key=SNAPSHOTS, partition=result.key, description=result.failed.description, metadata=metadata)
                 )
     summary = {"taken": taken, "not_due": not_due, "failed": len(failed), "partitions": len(keys)}
     if failed:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import dagster as dg
 
 from ..cheetah.contract import METRIC_NAMES
-from ..cheetah.errors import TRANSIENT, CheetahError, MetricsNotReady
+from ..cheetah.errors import TRANSIENT, CheetahError, MetricsNotReady, UnknownCampaign
 from ..tables import table
 from .analysis import RATES, Restatement, rate
 from .columns import RESTATEMENT_COLUMNS
@@ -99,6 +99,14 @@ def failure_of(exc: Exception, cheetah_name: str) -> SnapshotFailed | None:
             "Messaging (paused, or its start time moved?) and re-execute this partition once it has gone out.",
             transient=False,
             retryable=True,
+        )
+    if isinstance(exc, UnknownCampaign):
+        # Permanent: asking again every few hours for a week would only fill the run list with red.
+        return SnapshotFailed(
+            f"{exc} Was campaign {cheetah_name} deleted in Cheetah Messaging? Its metrics cannot be fetched any more; "
+            "not retried (re-execute this partition if the campaign comes back).",
+            transient=False,
+            retryable=False,
         )
     if isinstance(exc, CheetahError):
         return SnapshotFailed(str(exc), transient=isinstance(exc, TRANSIENT), retryable=True)
