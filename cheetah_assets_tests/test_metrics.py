@@ -296,9 +296,12 @@ def test_a_day_that_has_not_come_is_not_due_and_an_early_one_is_provisional(sim,
         # The analysis says the early day is provisional, in its status and its columns.
         meta = mat_metadata(materialize_analysis(sim, db_url, instance))
         (row,) = [r.data for r in meta["campaigns"].records]
-        assert row["status"] == "provisional (day 2 taken early)" and row["provisional"] is True
+        # Day 1, taken 23 h after it came, is late (the counts of then): said so too.
+        assert row["status"] == "provisional (day 2 taken early); day 1 taken late (counts of when taken)"
+        assert row["provisional"] is True and row["late"] is True
         curve = {r.data["day"]: r.data for r in meta["curves"].records}
         assert (curve[1]["provisional"], curve[2]["provisional"]) == (False, True)
+        assert (curve[1]["late"], curve[2]["late"]) == (True, False)
         assert meta["campaigns_provisional"] == 1
 
         # Day 2 fetched again once it has come: no longer provisional.
@@ -306,7 +309,7 @@ def test_a_day_that_has_not_come_is_not_due_and_an_early_one_is_provisional(sim,
         snapshot(sim, db_url, instance, c.name, 2)
         meta = mat_metadata(materialize_analysis(sim, db_url, instance))
         (row,) = [r.data for r in meta["campaigns"].records]
-        assert row["status"] == "in progress (day 2 of 7)" and row["provisional"] is False
+        assert row["status"] == "in progress (day 2 of 7); day 1 taken late (counts of when taken)" and row["provisional"] is False
 
 
 def test_unknown_or_unsent_campaign_fails_with_a_clear_message(sim, db_url, engine, send_at):

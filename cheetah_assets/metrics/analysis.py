@@ -30,7 +30,7 @@ from ..cheetah.contract import METRIC_NAMES, ObjId, id_from_db, id_to_db
 from ..customers.recipients import Bind, connect, lock_for_replace
 from ..customers.schema import campaign_analysis, metric_snapshot, send_ledger
 from ..timeutil import utc
-from .snapshots import COLUMNS, DAY, DAYS
+from .snapshots import COLUMNS, DAY, DAYS, is_late
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -160,6 +160,8 @@ class CurvePoint:
     restated: tuple[str, ...] = ()  # Optimove names lower than on the previous reported day
     #: Taken before its day had come (``allow_early``): the counts so far, not the day's.
     provisional: bool = False
+    #: Taken after its day's grace (a catch-up after an outage): the counts of when it was taken.
+    late: bool = False
 
     def rates(self) -> dict[str, float | None]:
         return {name: rate(self.counts[num], self.counts[den]) for name, (num, den) in RATES.items()}
@@ -197,16 +199,23 @@ class CampaignAnalysis:
         return [p.day for p in self.curve if p.provisional]
 
     @property
+    def late_days(self) -> list[int]:
+        return [p.day for p in self.curve if p.late]
+
+    @property
     def status(self) -> str:
         """Where the campaign's week stands, in words: ``in progress (day 3 of 7)``, ``final (day 7)``,
-        or ``provisional (day 6, 7 taken early)`` when a snapshot was taken before its day."""
+        or ``provisional (day 6, 7 taken early)`` when a snapshot was taken before its day; days
+        taken late (after an outage) are named: ``…; day 1, 2 taken late``."""
+        late = self.late_days
+        suffix = f"; day {', '.join(map(str, late))} taken late (counts of when taken)" if late else ""
         early = self.provisional_days
         if early:
-            return f"provisional (day {', '.join(map(str, early))} taken early)"
+            return f"provisional (day {', '.join(map(str, early))} taken early)" + suffix
         if self.latest_day == len(DAYS):
             missing = len(DAYS) - self.days_reported
-            return f"final (day {self.latest_day})" + (f", {missing} earlier days not taken" if missing else "")
-        return f"in progress (day {self.latest_day} of {len(DAYS)})"
+            return f"final (day {self.latest_day})" + (f", {missing} earlier days not taken" if missing else "") + suffix
+        return f"in progress (day {self.latest_day} of {len(DAYS)})" + suffix
 
     def rates(self) -> dict[str, float | None]:
         return self.latest.rates()
@@ -284,6 +293,7 @@ def compute_analysis(conn: Connection, now: dt.datetime) -> AnalysisResult:
                 counts={METRIC_NAMES[k]: r[c] for k, c in COLUMNS.items()},
                 restated=tuple(lowered.get((name, r["day"]), ())),
                 provisional=send_at is not None and utc(r["fetched_at"]) < send_at + r["day"] * DAY,
+                late=send_at is not None and is_late(utc(r["fetched_at"]), send_at + r["day"] * DAY),
             )
             for r in rows
         )

@@ -168,6 +168,7 @@ def _campaigns_table(result: AnalysisResult, names: dict[str, str], limit: int =
                 **c.rates(),
                 "restated": c.restated,
                 "provisional": bool(c.provisional_days),
+                "late": bool(c.late_days),
             }
             for c in result.newest_first()
         ),
@@ -187,6 +188,7 @@ def _curve_table(result: AnalysisResult, campaigns: int = 25) -> dg.MetadataValu
                 **p.rates(),
                 "restated": ", ".join(p.restated),
                 "provisional": p.provisional,
+                "late": p.late,
             }
             for c in result.newest_first()[:campaigns]
             for p in c.curve

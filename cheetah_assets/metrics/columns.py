@@ -31,6 +31,7 @@ CAMPAIGN_COLUMNS = [
     *columns("""
         restated    | bool | a count was lower on a day than on the previous reported day
         provisional | bool | a snapshot was taken before its day came (allow_early)
+        late        | bool | a snapshot was taken after its day's grace (a catch-up): counts of when taken
     """),
 ]
 #: One row per campaign and day: the seven-day curves as numbers.
@@ -45,6 +46,7 @@ CURVE_COLUMNS = [
     *columns("""
         restated    | string | counts lower than on the previous reported day
         provisional | bool   | taken before its day came (allow_early)
+        late        | bool   | taken after its day's grace (a catch-up): the counts of when it was taken
     """),
 ]
 #: Restated counts (a snapshot's, and those the check lists).

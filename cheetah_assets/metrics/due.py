@@ -21,7 +21,7 @@ from sqlalchemy.engine import Engine
 from ..customers.schema import metric_snapshot, send_ledger
 from ..sending.ledger import Account
 from ..timeutil import utc
-from .snapshots import APPROVED, DAY, DAYS, day_key, run_key
+from .snapshots import APPROVED, DAY, DAYS, SNAPSHOT_GRACE, day_key, run_key
 
 #: How far back the request sensor catches up: after an outage (or on its very first tick) it
 #: requests every day that became due within this horizon, once. Older days are left to a
@@ -289,11 +289,9 @@ def snapshots_due(
 # ------------------------------------------------------------------------------------------------
 # overdue snapshots (the snapshots_on_time check and the overdue-snapshot alert ask the same)
 # ------------------------------------------------------------------------------------------------
-#: How long after its day comes a snapshot may still be missing before it is overdue. The request
-#: sensor asks for a day within a minute of its due time and the run takes seconds; six hours
-#: outlasts the snapshot's retry policy, a daemon restart and a Cheetah outage of a few hours
-#: without raising a false alarm, and still flags a missing day on the day it was due.
-SNAPSHOT_GRACE = dt.timedelta(hours=6)
+# SNAPSHOT_GRACE (how long a day may be missing before it is overdue) is defined in .snapshots,
+# which also calls a snapshot taken after it *late*; imported above, for the functions below and
+# for the callers that read it here (the checks, the alert).
 
 
 def overdue_window(now: dt.datetime, grace: dt.timedelta = SNAPSHOT_GRACE) -> tuple[dt.datetime, dt.datetime]:

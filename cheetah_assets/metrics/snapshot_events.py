@@ -42,6 +42,9 @@ def snapshot_metadata(outcome: SnapshotOutcome, campaign_name: str) -> dict:
         "replaced_earlier_snapshot": dg.MetadataValue.bool(outcome.replaced),
         "taken_early": dg.MetadataValue.bool(outcome.early),
         "provisional": dg.MetadataValue.bool(outcome.early),
+        # Taken after its day's grace (a catch-up): the counts of taken_at, not of the day.
+        "late": dg.MetadataValue.bool(outcome.late),
+        "taken_at": dg.MetadataValue.timestamp(snap.fetched_at),
         # Floats, so Dagster's plots tab draws them per partition.
         **{k: dg.MetadataValue.float(rate(optimove[num], optimove[den]) or 0.0) for k, (num, den) in RATES.items()},
     }
@@ -61,6 +64,11 @@ def log_outcome(log, outcome: SnapshotOutcome) -> None:
     if outcome.restated:
         log.warning(
             "%s day %d restates %s below day %d's", snap.cheetah_name, snap.day, ", ".join(outcome.restated), prev.day if prev else 0
+        )
+    if outcome.late:
+        log.warning(
+            "%s day %d taken late (%s after its day came): the counts of the time taken, not of day %d",
+            snap.cheetah_name, snap.day, snap.fetched_at - outcome.due_at, snap.day,
         )
     if outcome.early:
         log.warning("%s day %d taken early (allow_early): provisional until day %d has come", snap.cheetah_name, snap.day, snap.day)

@@ -33,6 +33,14 @@ SNAPSHOT_DAYS: list[str] = [f"day_{k}" for k in range(1, 8)]
 DAYS = range(1, len(SNAPSHOT_DAYS) + 1)
 DAY = dt.timedelta(days=1)
 
+#: How long after its day comes a snapshot may still be missing before it is overdue (the
+#: snapshots_on_time check, the overdue alert); one taken later than this is *late*: its counts
+#: are those of the time it was taken (a catch-up after an outage), not of its day. The request
+#: sensor asks for a day within a minute of its due time and the run takes seconds; six hours
+#: outlasts the snapshot's retries (``batch.RETRY_DELAYS``), a daemon restart and a Cheetah outage
+#: of a few hours without raising a false alarm, and still flags a missing day on the day it was due.
+SNAPSHOT_GRACE = dt.timedelta(hours=6)
+
 #: The ledger state of a send that Cheetah Messaging sends (or has sent) at ``send_at``.
 APPROVED = "APPROVED"
 
@@ -149,6 +157,8 @@ class SnapshotOutcome:
     restated: list[str]  # Cheetah names of counts lower than ``previous``'s
     replaced: bool  # this day had a snapshot already, now replaced
     early: bool  # taken before its day had come (``allow_early``)
+    #: taken more than SNAPSHOT_GRACE after its day came: the counts of the time taken, not of the day
+    late: bool = False
 
 
 # ------------------------------------------------------------------------------------------------
@@ -367,4 +377,10 @@ def take_snapshot(
         restated=snap.lower_than(previous),
         replaced=replaced,
         early=now < due,
+        late=is_late(now, due),
     )
+
+
+def is_late(fetched_at: dt.datetime, due_at: dt.datetime) -> bool:
+    """Whether a snapshot fetched at ``fetched_at`` says more than its day (due at ``due_at``) did."""
+    return fetched_at > due_at + SNAPSHOT_GRACE
