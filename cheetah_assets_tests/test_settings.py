@@ -147,3 +147,35 @@ def test_an_endpoint_refused_is_never_echoed_past_its_host(endpoint):
     with pytest.raises(ConfigurationError) as err:
         CheetahSettings(endpoint=endpoint, cust_id=1, folder_id=2, prop_map_id=3, require_https=True, **SECRETS)
     assert "TOKEN-q7" not in str(err.value) and "access_token" not in str(err.value)
+
+
+@pytest.mark.parametrize("name", ["folder_id", "prop_map_id"])
+@pytest.mark.parametrize(
+    "given, kept",
+    [("004242", "004242"), ("OPTIMOVE-FOLDER", "OPTIMOVE-FOLDER"), ("  pm-77 ", "pm-77"), ("4242", 4242), (4242, 4242)],
+    ids=["leading-zeros", "text", "stripped", "digits", "number"],
+)
+def test_folder_and_data_map_ids_are_opaque_and_sent_as_given(name, given, kept):
+    """The contract's folder and Data Map ids are opaque: kept as given (a plain decimal number
+    is sent as the JSON number it always was), passed to the API unchanged."""
+    import datetime as dt
+
+    from cheetah_assets.cheetah.client import CheetahClient
+
+    settings = CheetahSettings(**{"endpoint": "https://api.example.com", "cust_id": 1, "folder_id": 2,
+                                  "prop_map_id": 3, **SECRETS, name: given})
+    assert getattr(settings, name) == kept and type(getattr(settings, name)) is type(kept)
+    client, calls = CheetahClient(settings), []
+    client.transport.call = lambda method, path, **kw: calls.append(kw) or {"campId": 5001}
+    client.create_campaign(name="N", template_obj_id="1001", list_id=9001,
+                           start_time=dt.datetime(2030, 1, 1, 12, tzinfo=dt.timezone.utc))
+    (call,) = calls
+    sent = call["body"]["Obj"]["parent_obj_id"] if name == "folder_id" else call["body"]["PropMapId"]
+    assert sent == kept and type(sent) is type(kept)
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-3", "12.5"])
+def test_cust_id_stays_a_positive_whole_number(value):
+    """Cust_ID is not among the contract's opaque ids (the campaign body's ``CustId`` is a number)."""
+    with pytest.raises(ConfigurationError, match=r"Cust_ID \(cust_id, env CHEETAH_CUST_ID\)"):
+        CheetahSettings(endpoint="https://api.example.com", cust_id=value, folder_id=2, prop_map_id=3, **SECRETS)

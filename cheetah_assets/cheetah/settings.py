@@ -26,6 +26,7 @@ from urllib3.exceptions import LocationParseError
 from urllib3.util import parse_url
 
 from .errors import ConfigurationError, InsecureEndpoint
+from .ids import ObjId
 
 __all__ = [
     "CheetahSettings", "Setting", "ENV_VARS", "demo_account", "is_loopback_host", "setting_label",
@@ -48,7 +49,7 @@ class Setting:
 
 
 #: the kinds of value, by how they are parsed
-_URL, _ID, _CREDENTIAL, _NUMBER = "url", "id", "credential", "number"
+_URL, _ID, _OPAQUE_ID, _CREDENTIAL, _NUMBER = "url", "id", "opaque id", "credential", "number"
 
 
 class CheetahSettings(BaseModel):
@@ -58,8 +59,10 @@ class CheetahSettings(BaseModel):
     values; :meth:`from_raw` is the same and says so. Empty or blank values count as unset; every
     missing required setting is named in one message; an unknown one is a ``TypeError``. The
     repr shows the endpoint and the ids, never the credentials. Each field's description is the
-    docstring under it (``use_attribute_docstrings``). The ids (Cust_ID, Folder ID, PROP_MAP_ID)
-    are positive whole numbers, as the set-up guide hands them out.
+    docstring under it (``use_attribute_docstrings``). Cust_ID is a positive whole number (the
+    campaign body's ``CustId``); Folder ID and PROP_MAP_ID are opaque ids (the contract's
+    "Conventions"): kept as given, stripped, a plain decimal number as the int it always was (so it
+    is sent as the JSON number it always was), any other text ("004242", "OPT-1") as that string.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True, use_attribute_docstrings=True)
@@ -79,15 +82,16 @@ class CheetahSettings(BaseModel):
         label="Cust_ID", env="CHEETAH_CUST_ID", demo="1234", meaning="Cust_ID",
     )]
     """Cust_ID: the account's customer id (a whole number)."""
-    folder_id: Annotated[int, Field(gt=0), Setting(
+    folder_id: Annotated[ObjId, Setting(
         label="Folder ID", env="CHEETAH_FOLDER_ID", demo="4242", meaning='Folder ID of the "Optimove" folder',
     )]
     """Folder ID of the folder (e.g. 'Optimove') holding the email templates, where campaigns are
-    created."""
-    prop_map_id: Annotated[int, Field(gt=0), Setting(
+    created (opaque: kept as given)."""
+    prop_map_id: Annotated[ObjId, Setting(
         label="PROP_MAP_ID", env="CHEETAH_PROP_MAP_ID", demo="77", meaning="PROP_MAP_ID (the Data Map)",
     )]
-    """PROP_MAP_ID: id of the Data Map whose field names head the recipient import files."""
+    """PROP_MAP_ID: id of the Data Map whose field names head the recipient import files (opaque: kept
+    as given)."""
     consumer_key: Annotated[SecretStr, Setting(
         label="Consumer Key", env="CHEETAH_CONSUMER_KEY", demo="demo-consumer-key",
         meaning="API access credentials: Consumer Key",
@@ -153,6 +157,8 @@ class CheetahSettings(BaseModel):
             return _normalise_endpoint(value, require_https=bool(info.data.get("require_https")))
         if kind == _ID:
             return _positive(info.field_name, _parse_whole(info.field_name, value))
+        if kind == _OPAQUE_ID:
+            return _parse_opaque_id(info.field_name, value)
         if kind == _CREDENTIAL:
             return value if isinstance(value, SecretStr) else SecretStr(str(value).strip())
         if kind == _NUMBER:
@@ -222,6 +228,8 @@ def _kind(name: str) -> str | None:
         return _CREDENTIAL
     if name in ENV_VARS and annotation is int:
         return _ID
+    if annotation == ObjId:
+        return _OPAQUE_ID
     if annotation in (int, float):
         return _NUMBER
     return None
@@ -305,6 +313,19 @@ def _parse_whole(name: str, raw: Any) -> int:
         raise ConfigurationError(f"{label} must be a whole number, got {text!r}.") from None
 
 
+def _parse_opaque_id(name: str, raw: Any) -> ObjId:
+    """An opaque id as given: an int as is; text stripped, and a plain decimal number without
+    leading zeros read as that int (what it always was); any other text kept as the string."""
+    if isinstance(raw, bool) or not isinstance(raw, (int, str)):
+        raise ConfigurationError(f"{setting_label(name)} must be an id (a number or text), got a {type(raw).__name__}.")
+    if isinstance(raw, int):
+        return raw
+    text = raw.strip()
+    if not text:
+        raise ConfigurationError(f"{setting_label(name)} is missing.")
+    return int(text) if text.isascii() and text.isdigit() and (text == "0" or not text.startswith("0")) else text
+
+
 def setting_problems(raw: dict[str, Any], *, require_https: bool = True) -> list[str]:
     """Every given value's problem, each checked on its own (one sentence each, in the model's
     order): unlike constructing :class:`CheetahSettings`, which stops at the first. Blank values
@@ -320,6 +341,8 @@ def setting_problems(raw: dict[str, Any], *, require_https: bool = True) -> list
                 _normalise_endpoint(value, require_https=require_https)
             elif kind == _ID:
                 _positive(name, _parse_whole(name, value))
+            elif kind == _OPAQUE_ID:
+                _parse_opaque_id(name, value)
             elif kind == _NUMBER:
                 _in_bounds(name, _parse_number(name, value))
         except ConfigurationError as exc:
