@@ -101,10 +101,9 @@ class CheetahClient:
         self.transport.check_access()
 
     # --- account ---------------------------------------------------------------------------------
-    def _unknown_folder(self, message: str = "") -> errors.CheetahError:
-        refused = f" (it refused the id: {message})" if message else ""
+    def _unknown_folder(self, _message: str) -> errors.CheetahError:
         return errors.UnknownFolder(
-            f"Cheetah Messaging has no folder with {setting_label('folder_id')} {self.settings.folder_id}{refused}."
+            f"Cheetah Messaging has no folder with {setting_label('folder_id')} {self.settings.folder_id}."
         )
 
     def get_data_map(self) -> DataMap:
@@ -113,19 +112,15 @@ class CheetahClient:
             "GET",
             DATA_MAP_PATH,
             params=contract.id_query(pid),
-            # 400: an id of a shape the account does not use (ids are opaque: the setting is kept as given)
             errors={404: lambda m: errors.UnknownDataMap(
                 f"Cheetah Messaging has no Data Map with {setting_label('prop_map_id')} {pid}."
-            ), 400: lambda m: errors.UnknownDataMap(
-                f"Cheetah Messaging has no Data Map with {setting_label('prop_map_id')} {pid} (it refused the id: {m})."
             )},
         )
         return contract.parse_data_map(body)
 
     def get_folder(self) -> Folder:
         body = self.transport.call(
-            "GET", FOLDER_PATH, params=contract.id_query(self.settings.folder_id),
-            errors={404: lambda m: self._unknown_folder(), 400: self._unknown_folder},
+            "GET", FOLDER_PATH, params=contract.id_query(self.settings.folder_id), errors={404: self._unknown_folder}
         )
         return contract.parse_folder(body)
 
@@ -155,7 +150,7 @@ class CheetahClient:
                     "GET",
                     FOLDER_OBJECTS_PATH,
                     params=contract.folder_objects_query(self.settings.folder_id, page, page_size),
-                    errors={404: lambda m: self._unknown_folder()},
+                    errors={404: self._unknown_folder},
                 )
                 objects, total = contract.parse_folder_page(body)
                 if first_total is None:

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from ..cheetah.client import CheetahClient
 from ..cheetah.contract import Template
+from ..cheetah.errors import BadRequest
 from ..customers.queries import lock_for_replace
 from ..customers.schema import template_catalog
 
@@ -39,7 +40,10 @@ def refresh_catalog(
     The day's previous catalog is replaced in the same transaction, so a reader sees either the
     old or the new catalog, never half of one; other days' catalogs are kept.
     """
-    folder = client.get_folder()
+    try:
+        folder = client.get_folder()
+    except BadRequest as exc:  # an id of a shape the account does not take (ids are opaque: kept as given)
+        raise BadRequest(f"Folder ID {client.settings.folder_id} was not accepted: {exc}") from None
     count, preview, rows = 0, [], []
     with engine.begin() as conn:
         lock_for_replace(conn, f"catalog/{catalog_date.isoformat()}")

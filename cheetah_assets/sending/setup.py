@@ -13,7 +13,7 @@ import sys
 import sqlalchemy as sa
 
 from ..cheetah.contract import DataMap
-from ..cheetah.errors import CheetahError, ConfigurationError, MalformedResponse
+from ..cheetah.errors import CheetahError, ConfigurationError, MalformedResponse, UnknownDataMap, UnknownFolder
 from ..customers import queries
 from ..customers.engines import CustomerDatabaseError, engine_for, safe_url
 from .catalog import CatalogEntry
@@ -44,8 +44,10 @@ def check_account(resource) -> tuple[list[Finding], DataMap | None]:
         findings.append(Finding("credentials", True, "the consumer key, secret and client identifier are accepted"))
         try:
             folder = client.get_folder()
-        except CheetahError as exc:
+        except UnknownFolder as exc:
             findings.append(Finding("folder", False, str(exc)))
+        except CheetahError as exc:  # e.g. a 400: an id of a shape the account does not use (ids are opaque)
+            findings.append(Finding("folder", False, f"Folder ID {client.settings.folder_id} was not accepted: {exc}"))
         else:
             # Set-up step 5 names the folder "Optimove"; another name may be a mistyped Folder ID
             # (campaigns would be created there). Its templates still work: a warning, not a block.
@@ -65,8 +67,11 @@ def check_account(resource) -> tuple[list[Finding], DataMap | None]:
         try:
             data_map = client.get_data_map()
             ident = data_map.identifier
-        except (CheetahError, MalformedResponse) as exc:
+        except (UnknownDataMap, MalformedResponse) as exc:
             findings.append(Finding("data_map", False, str(exc)))
+            return findings, None
+        except CheetahError as exc:  # as for the folder: the id may be of a shape the account does not use
+            findings.append(Finding("data_map", False, f"PROP_MAP_ID {client.settings.prop_map_id} was not accepted: {exc}"))
             return findings, None
         findings.append(
             Finding("data_map", True, f"PROP_MAP_ID {data_map.id}: identifier {ident.name} maps to {ident.map_to!r}")
