@@ -28,10 +28,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _demo(tmp_path, *args: str) -> str:
+def _demo(tmp_path, *args: str, port: int | None = None) -> str:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CHEETAH_", "CUSTOMER_DB_URL"))}
     env.update(
-        CHEETAH_DEMO_DIR=str(tmp_path / "demo"), CHEETAH_SIM_PORT=str(_free_port()),
+        CHEETAH_DEMO_DIR=str(tmp_path / "demo"), CHEETAH_SIM_PORT=str(port or _free_port()),
         DAGSTER_HOME=str(tmp_path / "users_home"),
     )
     proc = subprocess.run(
@@ -73,7 +73,10 @@ def _sent(state):
 @pytest.mark.slow(seconds=70)
 def test_a_week_of_history_through_the_pipeline_kept_and_continued_by_a_second_run(tmp_path):
     home, state = tmp_path / "demo" / "dagster_home", tmp_path / "demo" / "simulator.db"
-    out = _demo(tmp_path)
+    # One port for both runs, as `./run demo` twice: the ledger records the endpoint it sent to, and
+    # the metric path snapshots only sends of the account (endpoint, Cust_ID) it is configured for.
+    port = _free_port()
+    out = _demo(tmp_path, port=port)
     assert str(home) in out and "Simulated" in out and "campaign_metric_snapshots" in out
     # it reports what Cheetah Messaging sent today, read back: every approved send went out once
     assert "What Cheetah Messaging sent" in out and "Campaign analysis at" in out
@@ -101,7 +104,7 @@ def test_a_week_of_history_through_the_pipeline_kept_and_continued_by_a_second_r
     today = dt.datetime.combine(dt.datetime.now(dt.timezone.utc).date(), dt.time(6), tzinfo=dt.timezone.utc)
     assert clock >= today + dt.timedelta(days=1)  # the next morning: today's first snapshot day
 
-    _demo(tmp_path)  # again, without --fresh: the history is kept and the clock goes on
+    _demo(tmp_path, port=port)  # again, without --fresh: the history is kept and the clock goes on
     second = _history(home)
     assert first.runs < second.runs and first.snapshots < second.snapshots
     assert not second.failed and not second.relaunched  # nothing snapshotted twice
