@@ -396,9 +396,11 @@ def campaign_sends(
     }
     not_frozen = unfrozen(day_plan)  # their lists failed in recipient_lists: not sent, and a retry cannot help
     if problems or not_frozen:
-        said = [f"{len(problems)} of {len(todo)} sends did not complete; nothing was sent twice. Re-execute to resume them."]
+        said = []
+        if problems:
+            said.append(f"{len(problems)} of {len(todo)} sends did not complete; nothing was sent twice. Re-execute to resume them.")
         if not_frozen:
-            said = said[1 if not problems else 0:] + [f"{len(not_frozen)} campaign(s) not sent: no recipient list."]
+            said.append(f"{len(not_frozen)} campaign(s) not sent: their recipient lists could not be frozen.")
         raise dg.Failure(
             description=" ".join(said) + " " + " | ".join((not_frozen + problems)[:5]),
             metadata={**metadata, "not_frozen": len(not_frozen)},
