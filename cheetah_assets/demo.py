@@ -84,6 +84,52 @@ def metric_tick(lapses, when: dt.datetime, *, analyse: bool) -> None:
         analysis.tick(when)
 
 
+#: Snapshot days due within this of each other are taken by one tick (one run), after the last of
+#: them: each is taken at most this plus BATCH_WAIT after it was due, well within SNAPSHOT_GRACE,
+#: so none reads as "taken late"; and a day costs a few runs, not one per due time.
+TICK_GROUP = dt.timedelta(hours=2)
+
+
+def snapshot_ticks(send_times, after: dt.datetime, before: dt.datetime, *, wait: dt.timedelta) -> list[dt.datetime]:
+    """When the daemon's 30-second ticks would take the snapshot days falling due in ``(after,
+    before)``, of sends at ``send_times``, as few ticks as keep each on time: the due times (each send
+    time plus 1 to 7 days) in groups spanning at most :data:`TICK_GROUP`, each group's tick ``wait``
+    (the request sensor's BATCH_WAIT: it gathers a few due days that long) after its last due time,
+    and before ``before`` (a tick at ``before`` takes the rest)."""
+    from .metrics.snapshots import DAY as SNAP_DAY, DAYS
+
+    due = sorted({s + k * SNAP_DAY for s in send_times for k in DAYS if after < s + k * SNAP_DAY < before})
+    ticks: list[dt.datetime] = []
+    first = last = None
+    for when in due + [None]:
+        if when is not None and first is not None and when - first <= TICK_GROUP:
+            last = when
+            continue
+        if first is not None and last + wait < before:
+            ticks.append(last + wait)
+        first = last = when
+    return [t for t in ticks if t > after]
+
+
+def _day_start(day: dt.date, began: dt.datetime) -> dt.datetime:
+    return max(began, dt.datetime.combine(day, DAY_START, tzinfo=dt.timezone.utc))
+
+
+def _at(ticks: list[dt.datetime]) -> str:
+    return f" (sensor ticks at {', '.join(f'{t:%H:%M}' for t in ticks)} as well)" if ticks else ""
+
+
+def sent_times(engine, day: dt.date, now: dt.datetime) -> list[dt.datetime]:
+    """The send times of the sends handed over on ``day`` and the week before it (their snapshot days
+    may fall due on ``day``)."""
+    from .metrics.snapshots import DAYS
+    from .sending.ledger import APPROVED, Ledger
+
+    ledger = Ledger(engine, lambda: now)
+    back = [day - k * DAY for k in range(len(DAYS) + 1)]
+    return [r.send_at for d in back for r in ledger.for_day(d) if r.state == APPROVED and r.send_at is not None]
+
+
 def run_cycle(defs: dg.Definitions, instance, resources: dict, day: dt.date, when: dt.datetime):
     """``daily_campaign_cycle`` on ``day``'s partition, the clock pinned to ``when``."""
     from .automation.time_lapse import with_clock_at
@@ -153,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--days must be 0 to 7 (a snapshot week)")
 
     from . import configuration, embedded
-    from .automation.metric_sensors import METRIC_SENSORS
+    from .automation.metric_sensors import BATCH_WAIT, METRIC_SENSORS
     from .automation.time_lapse import TimeLapse, with_clock_at
     from .clock import ClockResource
     from .metrics.keys import SNAPSHOTS
@@ -207,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     started = time.perf_counter()
     for day in days:
-        when = max(began, dt.datetime.combine(day, DAY_START, tzinfo=dt.timezone.utc))
+        when = _day_start(day, began)
         sim.admin.set_now(when)
         result = run_cycle(defs, instance, resources, day, when)
         if not result.success:
@@ -215,22 +261,35 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         taken = snapshots()
         metric_tick(lapses, when, analyse=False)
+        ticks = []
+        if day != days[-1]:  # through the day, as the daemon would take them (the last day: below)
+            ticks = snapshot_ticks(sent_times(engine, day, when), when, _day_start(day + DAY, began), wait=BATCH_WAIT)
+        for tick in ticks:
+            metric_tick(lapses, tick, analyse=False)
         snaps = snapshots() - taken
         handed = sum(r.state == APPROVED for r in Ledger(engine, lambda: when).for_day(day))
         print(f"  {day}  clock {when:%H:%M} UTC: {handed} sends handed to Cheetah Messaging; {snaps} metric snapshots taken"
-              f" ({time.perf_counter() - started:.0f} s)")
+              f"{_at(ticks)} ({time.perf_counter() - started:.0f} s)")
 
     # Today's sends go out, then the next morning brings their first day (by STOP_BY at the latest).
     last = days[-1]
     rows = Ledger(engine, lambda: when).for_day(last)
     latest = max([r.send_at for r in rows if r.state == APPROVED and r.send_at] + [when])
+    # The next morning: a tick after today's first days are due and BATCH_WAIT has passed (the sensor
+    # takes them then), before the next day's first send.
+    end = max(latest + MINUTE, min(latest + DAY + BATCH_WAIT + MINUTE,
+                                   dt.datetime.combine(last + DAY, STOP_BY, tzinfo=dt.timezone.utc)))
+    ticks = snapshot_ticks(sent_times(engine, last, when), when, end, wait=BATCH_WAIT)
+    taken = snapshots()
+    for tick in [t for t in ticks if t <= latest + MINUTE]:
+        metric_tick(lapses, tick, analyse=False)
     sim.admin.set_now(latest + MINUTE)
     print_sent(rows, {c["name"]: c for c in sim.admin.sent(recipients=True)["campaigns"]}, last)
-    end = max(latest + MINUTE, min(latest + DAY + MINUTE, dt.datetime.combine(last + DAY, STOP_BY, tzinfo=dt.timezone.utc)))
-    taken = snapshots()
+    for tick in [t for t in ticks if t > latest + MINUTE]:
+        metric_tick(lapses, tick, analyse=False)
     metric_tick(lapses, end, analyse=True)
     snaps = snapshots() - taken
-    print(f"\n  {end:%Y-%m-%d %H:%M} UTC: {snaps} metric snapshots taken")
+    print(f"\n  {end:%Y-%m-%d %H:%M} UTC: {snaps} metric snapshots taken since {when:%H:%M} the day before{_at(ticks)}")
     failures = [f for lapse in lapses for f in lapse.report.failures]
     for failure in failures:
         print("FAILED:", failure)

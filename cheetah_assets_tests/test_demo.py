@@ -16,10 +16,13 @@ from collections import Counter
 import dagster as dg
 import pytest
 import sqlalchemy as sa
+from hypothesis import given
+from hypothesis import strategies as st
 
 from cheetah_assets.automation.time_lapse import RUN_KEY_TAG, SENSOR_NAME_TAG
 
 from cheetah_assets.dev import demo_environment
+from cheetah_assets.metrics.snapshots import is_late
 
 
 def _free_port() -> int:
@@ -98,6 +101,17 @@ def test_a_week_of_history_through_the_pipeline_kept_and_continued_by_a_second_r
             "ON l.cheetah_name = a.cheetah_name ORDER BY l.send_at LIMIT 1"
         )).one()
     assert tuple(oldest) == (7, 7)
+    # every snapshot was taken when it was due, as the daemon takes them: none reads "taken late"
+    # (the demo once ticked once a simulated day, and its analysis said "day 1, 2 taken late")
+    assert "taken late" not in out
+    with engine.connect() as conn:
+        taken = conn.execute(sa.text(
+            "SELECT s.fetched_at, l.send_at, s.day FROM cheetah_metric_snapshot s JOIN cheetah_send_ledger l "
+            "ON l.cheetah_name = s.cheetah_name"
+        )).all()
+    assert len(taken) == len(first.snapshots)
+    late = [r for r in taken if is_late(_utc(r.fetched_at), _utc(r.send_at) + r.day * dt.timedelta(days=1))]
+    assert not late, late
     # the simulator's world is in the demo folder for ./run dev: each campaign sent once, the clock moved on
     duplicates, names, counts, clock = _sent(state)
     assert duplicates == 0 and set(counts) == {1} and max(names.values()) == 1
@@ -115,6 +129,34 @@ def test_a_week_of_history_through_the_pipeline_kept_and_continued_by_a_second_r
     _demo(tmp_path, "--fresh", "--days", "0")  # --fresh starts over (today only)
     third = _history(home)
     assert not (first.runs & third.runs) and not third.failed
+
+
+def _utc(value) -> dt.datetime:
+    when = value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(str(value))
+    return when.replace(tzinfo=dt.timezone.utc) if when.tzinfo is None else when
+
+
+@given(
+    sends=st.lists(st.integers(0, 10 * 24 * 60), max_size=12),
+    after=st.integers(0, 10 * 24 * 60),
+    span=st.integers(1, 3 * 24 * 60),
+    wait=st.integers(0, 90),
+)
+def test_the_demos_ticks_take_every_day_due_in_a_span_soon_after_it_falls_due(sends, after, span, wait):
+    from cheetah_assets.demo import TICK_GROUP, snapshot_ticks
+    from cheetah_assets.metrics.snapshots import DAYS
+
+    t0 = dt.datetime(2026, 12, 1, tzinfo=dt.timezone.utc)
+    minute = dt.timedelta(minutes=1)
+    send_times = [t0 + m * minute for m in sends]
+    lo, hi, w = t0 + after * minute, t0 + (after + span) * minute, wait * minute
+    ticks = snapshot_ticks(send_times, lo, hi, wait=w)
+    assert ticks == sorted(set(ticks)) and all(lo < t < hi for t in ticks)
+    for due in {s + k * dt.timedelta(days=1) for s in send_times for k in DAYS}:
+        if lo < due < hi:  # taken by a tick, or by the one at ``hi``, within the group and the wait
+            taker = min([t for t in ticks if t >= due] + [hi])
+            assert taker - due <= TICK_GROUP + w, (due, ticks)
+    assert len(ticks) <= len({s for s in send_times}) * len(DAYS)
 
 
 def test_dev_opens_the_demo_instance_whatever_dagster_home_says(tmp_path):
