@@ -3,12 +3,17 @@
 Definition (the only one; everything that compares, de-duplicates, hashes or sends an identifier
 uses it)::
 
-    normalise_identifier(s) = strip(casefold(NFKC(s)))
+    normalise_identifier(s) = strip(NFKC(casefold(NFKC(casefold(NFD(s))))))
 
-* ``NFKC``: ``unicodedata.normalize("NFKC", s)`` (full-width letters, ligatures, no-break and
+* ``NFD``, ``NFKC``: ``unicodedata.normalize`` (full-width letters, ligatures, no-break and
   other compatibility spaces become their plain forms);
 * ``casefold``: Python's ``str.casefold``, Unicode *full* case folding, one code point at a time
   (``"ß"`` -> ``"ss"``, ``"É"`` -> ``"é"``, ``"ﬁ"`` -> ``"fi"``);
+* the nesting is Unicode's compatibility caseless match (definition D146, with NFKC for NFKD):
+  the result is the same for canonically equivalent spellings (precomposed or not), and
+  normalising it again changes nothing, so a suppression entry holding the very identifier a
+  list stored still matches it. (A single ``casefold(NFKC(s))`` is neither: ``"ß\u0301"`` became
+  ``"ss\u0301"``, which normalises to ``"sś"``.)
 * ``strip``: removes every leading and trailing code point ``c`` for which ``c.isspace()`` is true
   or whose general category is ``Cf`` (format: zero-width space/joiners U+200B..U+200D, word
   joiner U+2060, byte-order mark U+FEFF, soft hyphen U+00AD, bidi marks, ...). Code points inside
@@ -27,10 +32,11 @@ database, as the SQL function ``cheetah_norm(text)``:
   (:func:`postgres_function_sql`). ``cheetah_norm(text)`` is a SQL function the planner inlines:
   pure-ASCII text takes the equivalent short path ``btrim(lower($1 COLLATE "C"), <ASCII
   whitespace>)``; anything else goes to ``cheetah_norm_unicode(text)`` (PL/pgSQL):
-  ``normalize(s, NFKC)``; then the case folding as a per-code-point mapping (ASCII letters by
+  ``normalize(s, NFD)``, the case folding as a per-code-point mapping (ASCII letters by
   ``lower()`` under "C", the other 1:1 pairs by ``translate()``, the 1:many ones by nested
-  ``replace()``, each run only when a regular expression finds one of its code points); then
-  ``btrim`` with the exact strip set. It needs a UTF8 database. :func:`ensure_sql_function`
+  ``replace()``, each run only when a regular expression finds one of its code points),
+  ``normalize(s, NFKC)``, the case folding again, ``normalize(s, NFKC)``; then ``btrim`` with
+  the exact strip set. It needs a UTF8 database. :func:`ensure_sql_function`
   installs them when missing or different, and checks on probe strings that they agree with
   Python before committing them.
 """
@@ -72,10 +78,12 @@ def strip_chars() -> str:
 
 
 def normalise_identifier(value: str) -> str:
-    """``strip(casefold(NFKC(value)))``: see the module docstring for the exact definition."""
-    if value.isascii():  # NFKC is the identity on ASCII, and casefold is lower()
+    """``strip(NFKC(casefold(NFKC(casefold(NFD(value))))))``: see the module docstring."""
+    if value.isascii():  # NFD and NFKC are the identity on ASCII, and casefold is lower()
         return value.lower().strip(_ASCII_STRIP)
-    return unicodedata.normalize("NFKC", value).casefold().strip(strip_chars())
+    folded = unicodedata.normalize("NFD", value).casefold()
+    folded = unicodedata.normalize("NFKC", folded).casefold()
+    return unicodedata.normalize("NFKC", folded).strip(strip_chars())
 
 
 def _sqlite_norm(value: Any) -> str | None:
@@ -242,19 +250,22 @@ def _class(chars: str) -> str:
 @functools.cache
 def postgres_function_bodies() -> dict[str, str]:
     """The bodies (``prosrc``) of ``cheetah_norm(text)`` (SQL, inlined by the planner: the ASCII
-    short path) and of the helper ``cheetah_norm_unicode(text)`` (PL/pgSQL: the full path)."""
+    short path) and of the helper ``cheetah_norm_unicode(text)`` (PL/pgSQL: the full path, the
+    case folding applied twice as in :func:`normalise_identifier`)."""
     one, many = case_fold_mapping()
     one = tuple((a, b) for a, b in one if not a.isascii())  # ASCII A-Z: lower() under "C"
-    steps = ["  s := lower(normalize(s, NFKC) COLLATE \"C\");"]
+    fold = []  # s := casefold(s)
     for start in range(0, len(one), _TRANSLATE_GROUP):
         group = one[start : start + _TRANSLATE_GROUP]
         src, dst = "".join(a for a, _ in group), "".join(b for _, b in group)
-        steps.append(f"  IF s ~ {_class(src)} THEN s := translate(s, {_literal(src)}, {_literal(dst)}); END IF;")
+        fold.append(f"  IF s ~ {_class(src)} THEN s := translate(s, {_literal(src)}, {_literal(dst)}); END IF;")
     nested = "s"
     for src, dst in many:
         nested = f"replace({nested}, {_literal(src)}, {_literal(dst)})"
-    steps.append(f"  IF s ~ {_class(''.join(a for a, _ in many))} THEN s := {nested}; END IF;")
-    steps.append(f"  RETURN btrim(s, {_literal(strip_chars())});")
+    fold.append(f"  IF s ~ {_class(''.join(a for a, _ in many))} THEN s := {nested}; END IF;")
+    steps = ["  s := lower(normalize(s, NFD) COLLATE \"C\");", *fold]
+    steps += ["  s := lower(normalize(s, NFKC) COLLATE \"C\");", *fold]
+    steps.append(f"  RETURN btrim(normalize(s, NFKC), {_literal(strip_chars())});")
     return {
         SQL_FUNCTION: (
             "\nSELECT CASE\n"
@@ -285,6 +296,9 @@ def probe_strings() -> list[str]:
         ch for ch in map(chr, range(0x80, 0x30000)) if unicodedata.normalize("NFKC", ch) != ch
     ]
     out = ["", " ", "Plain@Example.COM", " \t a@b \u00a0\u200b", "\uff21\uff22@\uff45x.com\u3000", "Stra\u00dfe@x"]
+    # canonically equivalent spellings, and the normalised forms normalised again (one result)
+    out += ["\u0390lia@x.gr", "\u0390lia@x.gr".upper(), "stra\u00df\u0301e@x.de", "strass\u0301e@x.de",
+            "\u1fb7\u0324@x", unicodedata.normalize("NFD", "\u1fb7\u0324\u00c5\u1e9e@x"), "\u0345\u0301\u0313a"]
     for start in range(0, len(interesting), 48):
         chunk = "".join(interesting[start : start + 48])
         out += [chunk, f"\u2003\u200b{chunk}A@b\ufeff\n"]
