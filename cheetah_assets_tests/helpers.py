@@ -112,13 +112,13 @@ def ledger_rows(engine) -> list[dict]:
 
 
 def frozen(engine, list_key: str, template_id: str) -> dict[str, dict]:
+    """The frozen recipients of a template, by the identifier sent (the customer's own value)."""
     with engine.connect() as conn:
         rows = conn.execute(
-            sa.select(recipient.c.identifier, recipient.c.attrs).where(
-                recipient.c.list_key == list_key, recipient.c.template_id == template_id
-            )
+            sa.select(sa.func.coalesce(recipient.c.address, recipient.c.identifier).label("sent"), recipient.c.attrs)
+            .where(recipient.c.list_key == list_key, recipient.c.template_id == template_id)
         ).all()
-    return {r.identifier: json.loads(r.attrs) for r in rows}
+    return {r.sent: json.loads(r.attrs) for r in rows}
 
 
 def rejected(engine, key: str) -> set[str]:

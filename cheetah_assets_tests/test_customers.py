@@ -335,7 +335,13 @@ def test_freeze_excludes_collapses_and_counts(empty_db):
     preview = recipient_preview(eng, result.list_key, limit=3)
     assert list(preview.columns) == ["identifier", "template_id", "FNAME", "LNAME", "FAV_DEPT", "CITY"]
     assert len(preview) == 3
-    assert list(preview["identifier"]) == sorted(stored)[:3]
+    # what is sent: the winning customer's own value, stripped (bob's lowest pk wrote "  Bob@Example.com ")
+    assert list(preview["identifier"]) == ["ann@example.com", "Bob@Example.com", "dee@example.com"]
+    with eng.connect() as conn:
+        addresses = dict(conn.execute(sa.select(recipient.c.identifier, recipient.c.address).where(
+            recipient.c.list_key == result.list_key)).all())
+    assert addresses == {"ann@example.com": None, "bob@example.com": "Bob@Example.com",
+                         "no-at-sign.example.com": None, "dee@example.com": None}
 
 
 def test_template_split_is_deterministic_and_pending_list_is_rebuilt(engine):
@@ -903,3 +909,26 @@ def test_tables_created_by_runs_at_once_on_first_use_on_sqlite(tmp_path, create)
     from .helpers import create_tables_at_once
 
     create_tables_at_once(engine_for(f"sqlite:///{tmp_path / 'race.db'}", create=True), create)
+
+
+def test_a_recipient_table_made_before_the_address_column_gets_it(tmp_path):
+    """An existing deployment's cheetah_recipient has no ``address``: it is added in place, the
+    rows already frozen keep NULL (sent as they were frozen), and a new freeze writes it."""
+    from cheetah_assets.customers.engines import engine_for
+    from cheetah_assets.customers.schema import create_demo_tables, create_integration_tables
+
+    eng = engine_for(f"sqlite:///{tmp_path / 'old.db'}", create=True)
+    create_demo_tables(eng)
+    with eng.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE TABLE cheetah_recipient (list_key VARCHAR(200) NOT NULL, identifier VARCHAR(320) NOT NULL, "
+            "template_id VARCHAR(64) NOT NULL, attrs TEXT NOT NULL, PRIMARY KEY (list_key, identifier)) WITHOUT ROWID")
+        conn.exec_driver_sql("INSERT INTO cheetah_recipient VALUES ('OLD/2025-11-24', 'old@example.com', '1001', '{}')")
+    create_integration_tables(eng)
+    create_integration_tables(eng)  # again: nothing to do
+    assert "address" in {c["name"] for c in sa.inspect(eng).get_columns("cheetah_recipient")}
+    add_customers(eng, [_person(" New@Example.com")])
+    _freeze(eng)
+    with eng.connect() as conn:
+        rows = dict(conn.execute(sa.select(recipient.c.identifier, recipient.c.address)).all())
+    assert rows == {"old@example.com": None, "new@example.com": "New@Example.com"}

@@ -351,7 +351,41 @@ def test_spelling_duplicates_and_suppressed_spellings_end_to_end(sim, db_url):
     assert len(normalised) == len(set(normalised))  # each address exactly once
     assert normalised.count("a@example.com") == 1 and "b@example.com" in normalised
     assert not {"supp@example.com", "supp2@example.com", "supp3@example.com", "émile@example.com"} & set(normalised)
-    assert got == normalised  # what is sent is the normalised identifier
+    assert set(got) <= {i.strip() for i in got}  # sent stripped
+
+
+def test_what_is_sent_is_the_customers_own_address_not_its_normalised_form(sim, db_url):
+    """Regression (review of this stop): the normalised form was sent, so ``info@straße.de`` went
+    to ``info@strasse.de`` (another domain under IDNA 2008), ``user²@`` to ``user2@``, and a
+    case-sensitive customer id was lowercased. The normalised form is only compared now."""
+    day = sim.admin.now().date()
+    eng = CustomerDatabaseResource(url=db_url).get_engine(create=True)
+    seed.seed_demo(eng, customers=5, days=0, today=day, now=sim.admin.now())
+    own = ["Info@Straße.de", "user²@example.com", "Ann.Lee@Example.com", "ＡＢ@example.com"]
+    seed.add_customers(eng, [{"email": e, "first_name": "Own"} for e in
+                             ["\u00a0" + own[0] + "\u200b", own[1], " " + own[2] + "\t", own[3],
+                              "ann.lee@example.com", "info@strasse.de"]])  # later pks: duplicates
+    seed.add_campaign(eng, campaign_id="OWN", name="Own", send_date=day, send_time="12:00",
+                      time_zone="UTC", template_ids="1002", target_group="all_customers")
+    with dg.DagsterInstance.ephemeral() as instance:
+        assert run_cycle(make_resources(sim, db_url), day, instance).success
+    sim.admin.advance(dt.timedelta(days=1))
+    sent = sim.admin.sent()
+    assert audit_sends(eng, sent).ok
+    (campaign,) = sent["campaigns"]
+    got = {r["identifier"]: r for r in campaign["recipients"]}
+    assert set(own) <= set(got), sorted(got)
+    assert not {"info@strasse.de", "user2@example.com", "ann.lee@example.com", "ab@example.com"} & set(got)
+    # one recipient per normalised identifier, the lowest customer_pk's own value
+    assert len({normalise_identifier(i) for i in got}) == len(got)
+
+
+@pytest.mark.parametrize("stored", ["Plain@Example.COM", " x@y.z\t", "Stra\u00dfe@x.de", "\u2003\u0130d@x\u200b", "12345"])
+def test_the_address_is_the_value_stripped_and_normalises_as_the_value(stored):
+    from cheetah_assets.customers.identifiers import address_of
+
+    assert address_of(stored) == stored.strip(STRIP)
+    assert normalise_identifier(address_of(stored)) == normalise_identifier(stored)
 
 
 @settings(max_examples=150, deadline=None)

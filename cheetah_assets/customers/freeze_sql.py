@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from .identifiers import norm_sql, template_index_sql
+from .identifiers import address_sql, norm_sql, template_index_sql
 from .schema import recipient, suppression, target_group_members
 
 
@@ -65,6 +65,7 @@ FREEZE_MEMBERS = sa.Table(
     sa.Column("ident", sa.Text, primary_key=True),
     sa.Column("pk", sa.Integer, nullable=False),
     sa.Column("attrs", sa.Text),
+    sa.Column("address", sa.Text),
     sa.Column("n", sa.Integer, nullable=False),
     prefixes=["TEMPORARY"],
     sqlite_with_rowid=False,
@@ -133,7 +134,8 @@ def selection(
     """The counts statement, and the kept rows as a subquery.
 
     ``counts`` returns ``(in_target_group, missing, suppressed)`` (each member counted under the
-    first reason that applies); ``kept`` has the columns ``ident`` (normalised), then either
+    first reason that applies); ``kept`` has the columns ``ident`` (normalised), ``address`` (what is
+    sent, when it differs: :func:`.identifiers.address_of`; else NULL), then either
     ``attrs`` (the attrs JSON, on SQLite when ``field_names`` names the fields: the freeze writes
     in the database) or ``f0..fn`` (the ``field_exprs``), one row per normalised identifier, the
     lowest ``customer_pk`` winning, in the list's key order.
@@ -165,11 +167,12 @@ def selection(
     )
     s_norm = norm_sql(suppression.c.identifier, dialect)
     if dialect == "sqlite":
-        return _sqlite_selection(customers, members_of_group, norm_sql(ident, dialect), s_norm, field_exprs, field_names)
+        return _sqlite_selection(customers, members_of_group, ident, s_norm, field_exprs, field_names)
 
     members = (
         sa.select(
             norm_sql(ident, dialect).label("ident"),
+            address_sql(ident, dialect).label("sent"),
             customers.c.customer_pk.label("pk"),
             *[expr.label(f"f{i}") for i, expr in enumerate(field_exprs)],
         )
@@ -191,7 +194,8 @@ def selection(
     if dialect == "postgresql":
         bytewise = members.c.ident.collate("C")  # the list's key order; equality is unchanged
         kept = (
-            sa.select(members.c.ident, *[members.c[f"f{i}"] for i in range(len(field_exprs))])
+            sa.select(members.c.ident, sa.func.nullif(members.c.sent, members.c.ident).label("address"),
+                      *[members.c[f"f{i}"] for i in range(len(field_exprs))])
             .select_from(flagged)
             .where(eligible)
             .ext(distinct_on(bytewise))
@@ -205,18 +209,20 @@ def selection(
             .group_by(members.c.ident)
             .subquery("first")
         )
-        kept = sa.select(first.c.ident, *[expr.label(f"f{i}") for i, expr in enumerate(field_exprs)]).select_from(
-            first.join(customers, customers.c.customer_pk == first.c.pk)
-        )
+        kept = sa.select(
+            first.c.ident, sa.func.nullif(address_sql(ident, dialect), first.c.ident).label("address"),
+            *[expr.label(f"f{i}") for i, expr in enumerate(field_exprs)],
+        ).select_from(first.join(customers, customers.c.customer_pk == first.c.pk))
     return Selection(setup=(), counts=counts, prune=(), kept=kept.subquery("kept"), teardown=())
 
 
-def _sqlite_selection(customers, members_of_group, ident, s_norm, field_exprs, field_names) -> Selection:
+def _sqlite_selection(customers, members_of_group, raw_ident, s_norm, field_exprs, field_names) -> Selection:
     """:func:`selection` on SQLite: the list's table of identifiers (see there)."""
     m, supp = FREEZE_MEMBERS, FREEZE_SUPPRESSED
     attrs = _attrs_json(field_names, field_exprs, "sqlite") if field_names is not None else sa.null()
     member_rows = (
-        sa.select(ident.label("ident"), customers.c.customer_pk.label("pk"), attrs.label("attrs"))
+        sa.select(norm_sql(raw_ident, "sqlite").label("ident"), address_sql(raw_ident, "sqlite").label("sent"),
+                  customers.c.customer_pk.label("pk"), attrs.label("attrs"))
         .select_from(members_of_group)
         .offset(0)  # a subquery SQLite does not flatten: each identifier normalised once
         .subquery("members")
@@ -225,16 +231,18 @@ def _sqlite_selection(customers, members_of_group, ident, s_norm, field_exprs, f
     # written; the update keeps the lowest pk (and its attrs) whatever the order rows come in.
     members = (
         sa.select(sa.func.coalesce(member_rows.c.ident, "").label("ident"), member_rows.c.pk, member_rows.c.attrs,
+                  sa.func.nullif(member_rows.c.sent, member_rows.c.ident).label("address"),
                   sa.literal(1, sa.Integer).label("n"))
         .where(sa.true())  # SQLite's upsert after INSERT … SELECT wants a WHERE clause
         .order_by("ident", "pk")
     )
-    fill = sqlite_insert(m).from_select(["ident", "pk", "attrs", "n"], members)
+    fill = sqlite_insert(m).from_select(["ident", "pk", "attrs", "address", "n"], members)
     fill = fill.on_conflict_do_update(
         index_elements=[m.c.ident],
         set_={
             "n": m.c.n + fill.excluded.n,
             "attrs": sa.case((fill.excluded.pk < m.c.pk, fill.excluded.attrs), else_=m.c.attrs),
+            "address": sa.case((fill.excluded.pk < m.c.pk, fill.excluded.address), else_=m.c.address),
             "pk": sa.func.min(m.c.pk, fill.excluded.pk),
         },
     )
@@ -246,9 +254,9 @@ def _sqlite_selection(customers, members_of_group, ident, s_norm, field_exprs, f
         members_with.where(m.c.ident != "", m.c.ident.in_(in_list)).scalar_subquery().label("suppressed"),
     )
     if field_names is not None:
-        kept = sa.select(m.c.ident, m.c.attrs)
+        kept = sa.select(m.c.ident, m.c.address, m.c.attrs)
     else:  # the fields of each identifier's lowest pk, read back from the customer table
-        kept = sa.select(m.c.ident, *[expr.label(f"f{i}") for i, expr in enumerate(field_exprs)]).select_from(
+        kept = sa.select(m.c.ident, m.c.address, *[expr.label(f"f{i}") for i, expr in enumerate(field_exprs)]).select_from(
             m.join(customers, customers.c.customer_pk == m.c.pk)
         )
     return Selection(
@@ -287,5 +295,5 @@ def insert_statement(
         attrs = _attrs_json(field_names, [kept.c[f"f{i}"] for i in range(len(field_names))], dialect)
     # No ORDER BY: the de-duplication already yields the rows by identifier, the list's key order
     # (the key's b-tree is appended to, several times faster than in random order).
-    rows = sa.select(sa.literal(key, sa.Text), kept.c.ident, template, attrs)
-    return recipient.insert().from_select(["list_key", "identifier", "template_id", "attrs"], rows)
+    rows = sa.select(sa.literal(key, sa.Text), kept.c.ident, template, attrs, kept.c.address)
+    return recipient.insert().from_select(["list_key", "identifier", "template_id", "attrs", "address"], rows)

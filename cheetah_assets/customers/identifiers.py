@@ -23,7 +23,8 @@ The Unicode version is Python's (``unicodedata.unidata_version``). An identifier
 to ``""`` counts as missing.
 
 It is applied identically to suppression matching, de-duplication, the template assignment hash
-and the identifier stored in a frozen list (which is the one sent to Cheetah), inside the
+and the identifier stored in a frozen list (its key; what is sent to Cheetah is the customer's
+own value, stripped: :func:`address_of`), inside the
 database, as the SQL function ``cheetah_norm(text)``:
 
 * **SQLite**: :func:`normalise_identifier` itself, registered as a deterministic function on every
@@ -86,6 +87,23 @@ def normalise_identifier(value: str) -> str:
     return unicodedata.normalize("NFKC", folded).strip(strip_chars())
 
 
+def address_of(value: str) -> str:
+    """The identifier sent to Cheetah for a customer's ``value``: the value itself, less leading and
+    trailing whitespace and format characters (the strip of :func:`normalise_identifier`), its
+    letters, case and spelling kept. The normalised form is only ever compared: ``info@straße.de``
+    and ``info@strasse.de`` match each other's suppression, but they are two mailboxes, and a
+    customer id may be case-sensitive."""
+    return value.strip(_ASCII_STRIP) if value.isascii() else value.strip(strip_chars())
+
+
+def _sqlite_address(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    return address_of(value if isinstance(value, str) else str(value))
+
+
 def _sqlite_norm(value: Any) -> str | None:
     if value is None:
         return None
@@ -136,6 +154,7 @@ def register_sqlite_function(dbapi_connection: Any) -> None:
     dbapi_connection.create_function(SQL_FUNCTION, 1, _sqlite_norm, deterministic=True)
     dbapi_connection.create_function(f"{SQL_FUNCTION}_template", 2, _sqlite_template_index, deterministic=True)
     dbapi_connection.create_function(f"{SQL_FUNCTION}_text", 1, _sqlite_text, deterministic=True)
+    dbapi_connection.create_function(f"{SQL_FUNCTION}_address", 1, _sqlite_address, deterministic=True)
 
 
 def sqlite_text_is_utf8(engine: Engine) -> bool:
@@ -168,6 +187,25 @@ def norm_sql(expr: Any, dialect: str) -> sa.sql.ColumnElement:
         sa.func.typeof(expr) == "text", sa.func.length(sa.cast(expr, sa.LargeBinary)) == sa.func.length(expr)
     )
     return sa.case((ascii_text, sa.func.trim(sa.func.lower(expr), _ASCII_STRIP)), else_=norm(expr))
+
+
+def address_sql(expr: Any, dialect: str) -> sa.sql.ColumnElement:
+    """:func:`address_of` in SQL: ASCII text by ``trim``/``btrim`` of the ASCII whitespace; other
+    values by the registered function (SQLite) or ``btrim`` of the whole strip set (PostgreSQL)."""
+    if dialect == "postgresql":
+        ascii_text = sa.func.octet_length(expr) == sa.func.length(expr)
+        return sa.case(
+            (ascii_text, sa.func.btrim(expr, _ASCII_STRIP)), else_=sa.func.btrim(expr, strip_chars())
+        )
+    if dialect == "sqlite":
+        ascii_text = sa.and_(
+            sa.func.typeof(expr) == "text", sa.func.length(sa.cast(expr, sa.LargeBinary)) == sa.func.length(expr)
+        )
+        return sa.case(
+            (ascii_text, sa.func.trim(expr, _ASCII_STRIP)),
+            else_=sa.func.cheetah_norm_address(expr, type_=sa.Text),
+        )
+    raise IdentifierNormalisationError(f"no address_sql for the {dialect} dialect")
 
 
 def template_index_sql(

@@ -220,11 +220,12 @@ def _raw_recipient_chunks(
     engine: Bind, list_key: str, template_id: str, chunk_size: int, leave_out: AbstractSet[str] = frozenset(),
     skipped: list[int] | None = None,
 ) -> Iterator[list[tuple[str, str]]]:
-    """``(identifier, attrs JSON text)`` chunks of one template of a list, by identifier, less the
-    identifiers in ``leave_out`` (a chunk they empty is skipped; ``skipped[0]`` counts them)."""
+    """``(identifier, attrs JSON text, address)`` chunks of one template of a list, by identifier,
+    less the identifiers in ``leave_out`` (a chunk they empty is skipped; ``skipped[0]`` counts
+    them). ``address`` is None when it is the identifier itself."""
     if chunk_size < 1:
         raise ValueError("chunk_size must be at least 1")
-    base = sa.select(recipient.c.identifier, recipient.c.attrs).where(
+    base = sa.select(recipient.c.identifier, recipient.c.attrs, recipient.c.address).where(
         recipient.c.list_key == list_key, recipient.c.template_id == template_id
     )
     last: str | None = None
@@ -256,7 +257,7 @@ def iter_recipient_chunks(
     only once it is frozen (its ledger row has left PENDING): then it cannot change between chunks.
     """
     for rows in _raw_recipient_chunks(engine, list_key, template_id, chunk_size):
-        yield [(ident, json.loads(attrs)) for ident, attrs in rows]
+        yield [(ident, json.loads(attrs)) for ident, attrs, _ in rows]
 
 
 def iter_recipient_rows(
@@ -269,8 +270,9 @@ def iter_recipient_rows(
     skipped: list[int] | None = None,
 ) -> Iterator[list[tuple]]:
     """The same recipients as :func:`iter_recipient_chunks`, in the same chunks and order, as
-    tuples ``(identifier, value of each of fields in that order)`` (None for a field the attrs
-    lack): the send path's CSV rows. Each chunk's attrs are parsed by one ``json.loads``.
+    tuples ``(address, value of each of fields in that order)`` (None for a field the attrs
+    lack): the send path's CSV rows, each with the identifier as sent (the customer's own value,
+    stripped; :func:`.identifiers.address_of`). Each chunk's attrs are parsed by one ``json.loads``.
 
     ``leave_out``: identifiers (as the list stores them) not to yield (the import's:
     :func:`suppressed_now`); the chunks are the same pages of the list, less them, and
@@ -281,12 +283,12 @@ def iter_recipient_rows(
     else:
         pick = operator.itemgetter(*fields) if fields else (lambda attrs: ())
     for rows in _raw_recipient_chunks(engine, list_key, template_id, chunk_size, leave_out, skipped):
-        dicts = json.loads("[" + ",".join(attrs for _, attrs in rows) + "]")
+        dicts = json.loads("[" + ",".join(attrs for _, attrs, _ in rows) + "]")
         try:
             values = list(map(pick, dicts))
         except KeyError:  # a field the list's attrs lack: empty, as attrs.get gives
             values = [tuple(d.get(f) for f in fields) for d in dicts]
-        yield [(ident, *vals) for (ident, _), vals in zip(rows, values)]
+        yield [(address or ident, *vals) for (ident, _, address), vals in zip(rows, values)]
 
 
 def count_recipients(engine: Bind, list_key: str, template_id: str) -> int:
@@ -333,7 +335,7 @@ def recipient_preview(engine: Bind, list_key: str, limit: int = 10):
     import pandas as pd
 
     stmt = (
-        sa.select(recipient.c.identifier, recipient.c.template_id, recipient.c.attrs)
+        sa.select(sa.func.coalesce(recipient.c.address, recipient.c.identifier), recipient.c.template_id, recipient.c.attrs)
         .where(recipient.c.list_key == list_key)
         .order_by(recipient.c.identifier)
         .limit(limit)

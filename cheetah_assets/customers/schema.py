@@ -154,6 +154,9 @@ recipient = Table(
     Column("identifier", String(320).with_variant(String(320, collation="C"), "postgresql"), primary_key=True),
     Column("template_id", String(64), nullable=False),
     Column("attrs", Text, nullable=False),  # JSON: {cheetah field name: value}
+    # What is sent to Cheetah (identifiers.address_of: the customer's own value, stripped) when it
+    # differs from ``identifier`` (normalised: only ever compared); NULL when the two are the same.
+    Column("address", Text),
     sqlite_with_rowid=False,
 )
 
@@ -288,6 +291,21 @@ def upgrade_send_ledger(engine) -> list[str]:
     return added
 
 
+def upgrade_recipient_table(engine) -> bool:
+    """Add ``address`` to a recipient table made before it (its lists' rows keep NULL: they are
+    sent as they were frozen, normalised); True if added."""
+    if "address" in {c["name"] for c in inspect(engine).get_columns(recipient.name)}:
+        return False
+    if_missing = "IF NOT EXISTS " if engine.dialect.name == "postgresql" else ""
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"ALTER TABLE {recipient.name} ADD COLUMN {if_missing}address TEXT")
+    except DBAPIError:  # another run added it meanwhile (SQLite has no IF NOT EXISTS here)
+        if "address" not in {c["name"] for c in inspect(engine).get_columns(recipient.name)}:
+            raise
+    return True
+
+
 def check_send_ledger(engine) -> None:
     """Fail with :class:`OutdatedTableError` naming the fix if the ledger table is an older one."""
     columns = {c["name"]: c["type"] for c in inspect(engine).get_columns(send_ledger.name)}
@@ -349,6 +367,7 @@ def create_integration_tables(engine) -> None:
     create_tables(engine, INTEGRATION_TABLES)
     check_send_ledger(engine)
     upgrade_send_ledger(engine)
+    upgrade_recipient_table(engine)
 
 
 def create_demo_tables(engine) -> None:
