@@ -523,3 +523,95 @@ def test_everyone_suppressed_after_the_freeze_ends_empty_with_no_campaign(sim, l
     assert sim.admin.sent()["campaigns"] == []
     assert any(f"{len(members)} recipients suppressed since the list was frozen were left out" in m
                for m in messages), messages
+
+
+def _work_the_import_queue(sim) -> None:
+    """Complete every import Cheetah queued. A real Cheetah works its queue by itself; the simulator
+    moves an import on only when it is polled, so imports whose replies were lost are polled here."""
+    from cheetah_assets.cheetah.errors import UnknownImport
+
+    with cheetah_resource(sim).get_client() as client:
+        for import_id in range(1, 1000):
+            try:
+                client.get_import(import_id)
+                client.get_import(import_id)
+            except UnknownImport:
+                return
+
+
+def test_a_late_suppression_after_an_import_applied_with_its_reply_lost_is_not_mailed_nor_stuck(sim, late_db):
+    """Review: the first run's import was applied but its reply lost (the send stays IMPORTING, its
+    list in Cheetah holds all 12); then a recipient unsubscribed. The re-run left them out, but
+    imported the other 11 into the same list, which still held all 12: the list-size check refused
+    to launch (nobody suppressed was mailed) with "something else changed it", and the campaign
+    was stuck for the 11 others for good. Now the resumed import that leaves someone out goes into
+    a list of its own, and the 11 are sent, the suppressed person not. Fails before the fix: the
+    send ends at CREATED with 12 in the list and 11 accepted, and nothing is sent."""
+    url, engine = late_db
+    day = sim.admin.now().date()
+    with dg.DagsterInstance.ephemeral() as instance:
+        sim.admin.add_fault(method="POST", path=IMPORT_PATH, kind="apply_then_drop", times=None)
+        assert not run_cycle(make_resources(sim, url), day, instance).success
+        assert [r["state"] for r in ledger_rows(engine)] == ["IMPORTING"]
+        sim.admin.clear_faults()
+        _work_the_import_queue(sim)
+        (earlier,) = sim.admin.lists(rows=False)
+        members = sorted(frozen(engine, f"X/{day}", "1002"))
+        assert earlier["rowCount"] == len(members) == 12, earlier  # the lost attempt's list holds everyone
+        victim = members[0]
+        seed.add_suppression(engine, victim, reason="unsubscribed")
+        sim.admin.advance(dt.timedelta(minutes=30))
+        result = run_cycle(make_resources(sim, url), day, instance)
+        assert result.success, [(r["state"], r["error"]) for r in ledger_rows(engine)]
+        again = run_cycle(make_resources(sim, url), day, instance)  # a further run finds it done
+        assert again.success
+    (row,) = ledger_rows(engine)
+    assert (row["state"], row["rows_in_list"], row["rows_accepted"], row["rows_rejected"]) == (
+        "APPROVED", 12, 11, 0), row
+    lists = {str(x["listId"]): x for x in sim.admin.lists(rows=False)}
+    used = lists[row["list_id"]]
+    assert used["listId"] != earlier["listId"] and used["rowCount"] == 11, (used, earlier)
+    assert used["listName"].startswith(row["cheetah_name"] + "-"), used  # named after the send
+    sim.admin.advance(dt.timedelta(hours=8))
+    sent = sim.admin.sent()
+    (campaign,) = sent["campaigns"]
+    assert campaign["sendCount"] == 1
+    assert sorted(normalise_identifier(r["identifier"]) for r in campaign["recipients"]) == members[1:]
+    assert wrongly_mailed(engine, sent) == (0, [])
+
+
+def test_a_resumed_import_whose_reply_is_lost_again_is_found_again_by_its_list_name(sim, db_url):
+    """The list of its own is named deterministically: when the resumed import's reply is lost
+    too, the next run imports into that same list (not a third one), and the 11 are sent."""
+    day = sim.admin.now().date()
+    engine = demo_database(db_url, sim, day, customers=12, campaigns=CAMPAIGN_X)
+    with dg.DagsterInstance.ephemeral() as instance:
+        sim.admin.add_fault(method="POST", path=IMPORT_PATH, kind="apply_then_drop", times=None)
+        assert not run_cycle(make_resources(sim, db_url), day, instance).success
+        _work_the_import_queue(sim)
+        members = sorted(frozen(engine, f"X/{day}", "1002"))
+        seed.add_suppression(engine, members[-1].upper(), reason="unsubscribed")
+        assert not run_cycle(make_resources(sim, db_url), day, instance).success  # lost again
+        sim.admin.clear_faults()
+        _work_the_import_queue(sim)
+        assert sorted(x["rowCount"] for x in sim.admin.lists(rows=False)) == [11, 12]
+        assert run_cycle(make_resources(sim, db_url), day, instance).success
+    assert sorted(x["rowCount"] for x in sim.admin.lists(rows=False)) == [11, 12]  # no third list
+    (row,) = ledger_rows(engine)
+    assert (row["state"], row["rows_accepted"]) == ("APPROVED", 11), row
+    sim.admin.advance(dt.timedelta(hours=8))
+    sent = sim.admin.sent()
+    (campaign,) = sent["campaigns"]
+    assert sorted(normalise_identifier(r["identifier"]) for r in campaign["recipients"]) == members[:-1]
+    assert wrongly_mailed(engine, sent) == (0, [])
+
+
+def test_the_list_of_a_resumed_import_is_named_after_the_send_and_whom_it_leaves_out():
+    from cheetah_assets.sending.importing import attempt_list_name
+
+    name = attempt_list_name("OPT-X-1002-20251124", ["b@example.com", "a@example.com"])
+    assert name == attempt_list_name("OPT-X-1002-20251124", ["a@example.com", "b@example.com"])  # any order
+    assert name != attempt_list_name("OPT-X-1002-20251124", ["a@example.com"])
+    assert name != attempt_list_name("OPT-X-1002-20251124-r1", ["b@example.com", "a@example.com"])
+    assert name.startswith("OPT-X-1002-20251124-s") and len(name) == len("OPT-X-1002-20251124") + 18
+    assert attempt_list_name("n", ["a,b"]) != attempt_list_name("n", ["a", "b"])  # unambiguous digest

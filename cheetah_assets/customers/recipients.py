@@ -299,6 +299,29 @@ def count_recipients(engine: Bind, list_key: str, template_id: str) -> int:
         return int(conn.execute(stmt).scalar_one())
 
 
+def recipients_among(
+    engine: Bind, list_key: str, template_id: str, among: AbstractSet[str], chunk_size: int = 50_000
+) -> list[str]:
+    """The identifiers of one template of a frozen list that are in ``among`` (as the list stores
+    them), sorted: whom an import that leaves ``among`` out leaves out. Reads identifiers only, a
+    page at a time (keyset pagination, as :func:`iter_recipient_chunks`)."""
+    if not among:
+        return []
+    base = sa.select(recipient.c.identifier).where(
+        recipient.c.list_key == list_key, recipient.c.template_id == template_id
+    )
+    found: list[str] = []
+    last: str | None = None
+    while True:
+        stmt = base if last is None else base.where(recipient.c.identifier > last)
+        with connect(engine) as conn:
+            page = conn.execute(stmt.order_by(recipient.c.identifier).limit(chunk_size)).scalars().all()
+        found.extend(i for i in page if i in among)
+        if len(page) < chunk_size:
+            return sorted(found)
+        last = page[-1]
+
+
 #: Seconds a sender (one per run, or per worker of a run) reuses the normalised suppression list
 #: for its imports: a day's hundreds of sends would each normalise it again (19,000 entries cost
 #: 40-70 ms). A new run always reads it afresh.

@@ -6,6 +6,14 @@ up to days before its send, and stays as it was once its send started): each row
 up in the suppression list as the freeze normalises it (``recipients.suppressed_now``), and the
 import checks that its files hold exactly the list's rows less those it left out.
 
+The list is named after the send (its Cheetah campaign name), so a repeated import finds it and
+replaces its rows. Importing again never removes a row, though: an import resumed after an
+attempt whose outcome is unknown (its reply lost, the run killed) may find the list holding
+people the earlier attempt put in and who were suppressed since. Such an import, when it leaves
+anyone out, goes into a list of its own instead (:func:`attempt_list_name`: the send's name and a
+digest of whom it leaves out), so nobody left out can reach the campaign, the campaign's size
+check still holds, and a further retry that leaves out the same people finds that same list.
+
 Memory stays flat whatever the list's size: recipients stream from the database in chunks
 straight into a CSV on disk (:class:`ImportPart`), and the client streams the request body
 (the CSV in Base64) from another temporary file (``CheetahClient.start_import``)."""
@@ -13,6 +21,7 @@ straight into a CSV on disk (:class:`ImportPart`), and the client streams the re
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import logging
@@ -27,7 +36,7 @@ from ..cheetah.client import CheetahClient
 from ..cheetah.contract import ObjId
 from ..cheetah.errors import ImportFailed, ImportTooLarge
 from ..customers import queries
-from ..customers.recipients import suppressed_now
+from ..customers.recipients import recipients_among, suppressed_now
 from ..customers.schema import recipient_list
 from .errors import SendError
 from .ledger import LedgerRow
@@ -48,6 +57,19 @@ def left_out_of(record: dict) -> int:
     if frozen is None or accepted is None or rejected is None:
         return 0
     return max(0, frozen - accepted - rejected)
+
+
+def attempt_list_name(cheetah_name: str, left_out: Iterable[str]) -> str:
+    """The list of an import that leaves out ``left_out`` (normalised identifiers, suppressed since
+    the freeze) after an attempt whose outcome is unknown: ``{cheetah_name}-s{16 hex digits}``, a
+    digest of whom it leaves out. Only imports of the frozen list less exactly those people go into
+    it (the list is locked once its send started importing), so it never holds anyone left out;
+    a retry that leaves out the same people finds it again. Its last segment (``s`` and 16 hex
+    digits) is never that of a send's name (8 digits, 16 hex digits, or ``r`` and a revision)."""
+    digest = hashlib.sha256()
+    for ident in sorted(left_out):
+        digest.update(f"{len(ident)}:{ident}".encode("utf-8", "surrogatepass"))
+    return f"{cheetah_name}-s{digest.hexdigest()[:16]}"
 
 
 def list_fields(engine: sa.Engine, list_key: str) -> tuple[str, ...]:
@@ -200,7 +222,8 @@ def import_parts(chunks: Iterable[list[tuple]], header, max_rows: int, max_bytes
 
 @dataclass
 class ListImporter:
-    """Imports one send's frozen list into the Cheetah list named after the send."""
+    """Imports one send's frozen list into the Cheetah list named after the send (or, resumed and
+    leaving anyone out, into a list of its own: :func:`attempt_list_name`)."""
 
     client: CheetahClient
     engine: sa.Engine
@@ -216,8 +239,13 @@ class ListImporter:
     #: The normalised suppression list now (the sender's :class:`~..customers.recipients.SuppressedNow`,
     #: shared by its imports; by default read afresh for this import).
     suppressed: Callable[[], AbstractSet[str]] | None = None
+    #: True when an earlier attempt at this import may have been applied (its outcome is unknown):
+    #: an import that leaves anyone out then goes into a list of its own (:func:`attempt_list_name`).
+    resumed: bool = False
     #: after :meth:`run`: how many frozen recipients it left out (suppressed since the freeze).
     left_out: int = field(default=0, init=False)
+    #: the name of the Cheetah list it imports into (set by :meth:`run`).
+    list_name: str = field(default="", init=False)
 
     def run(self, row: LedgerRow) -> tuple[ObjId | None, int, list[tuple[str, str]]]:
         """Import the row's frozen recipients, less those suppressed since the freeze: (list id,
@@ -230,9 +258,11 @@ class ListImporter:
         done = 0
         total = row.rows_in_list or 0
         skipped = [0]  # frozen recipients on the suppression list now: suppressed since the freeze
+        leave_out = (self.suppressed or (lambda: suppressed_now(self.engine)))()
+        self.list_name = self._list_name(row, leave_out)
         chunks = queries.iter_recipient_rows(
             self.engine, row.list_key, row.template_id, header[1:], self.chunk_size,
-            leave_out=(self.suppressed or (lambda: suppressed_now(self.engine)))(), skipped=skipped,
+            leave_out=leave_out, skipped=skipped,
         )
         for part_no, part in enumerate(import_parts(chunks, header, self.max_rows_per_file, self.max_bytes_per_file), 1):
             lid, acc, rej = self._import_file(row, part)
@@ -261,12 +291,28 @@ class ListImporter:
             )
         return list_id, accepted, rejected
 
+    def _list_name(self, row: LedgerRow, leave_out: AbstractSet[str]) -> str:
+        """The send's list, or, for a resumed import that leaves anyone out, a list of its own: the
+        send's list may hold them from the earlier attempt, and importing again removes nobody."""
+        if not self.resumed or not leave_out:
+            return row.cheetah_name
+        left_out = recipients_among(self.engine, row.list_key, row.template_id, leave_out)
+        if not left_out:
+            return row.cheetah_name
+        name = attempt_list_name(row.cheetah_name, left_out)
+        self.logger.info(
+            "%s: an earlier import attempt's outcome is unknown, and it may have put in the %d recipient(s) "
+            "suppressed since that this import leaves out; importing into list %s instead, "
+            "which holds none of them",
+            row.cheetah_name, len(left_out), name,
+        )
+        return name
+
     def _import_file(self, row, part: ImportPart) -> tuple[ObjId, int, list[tuple[str, str]]]:
         self.before_call("import")
+        name = self.list_name or row.cheetah_name
         try:
-            import_id = self.client.start_import(
-                list_name=row.cheetah_name, csv_file=part.file, file_name=f"{row.cheetah_name}.csv"
-            )
+            import_id = self.client.start_import(list_name=name, csv_file=part.file, file_name=f"{name}.csv")
         except ImportTooLarge:
             if len(part) <= 1:
                 raise

@@ -11,8 +11,9 @@ state      step                                               how a repeat is ha
 PENDING    claim; note IMPORTING and the account (endpoint,    nothing sent to Cheetah yet
            Cust_ID) it goes to (locks the frozen list)
 IMPORTING  import every recipient (less those suppressed since   rows are keyed by identifier:
-           the freeze) into the list named after the send,     importing again replaces them
-           poll until each is accepted or rejected (a reason)
+           the freeze) into the list named after the send,     importing again replaces them (a
+           poll until each is accepted or rejected (a reason)  resumed import leaving some out: a
+                                                               list of its own, importing.py)
 IMPORTED   create the campaign from the template, list and     the name is unique in the folder:
            execution time; read it back                        a repeat finds it by name, and
                                                                adopts it only if provably ours
@@ -44,14 +45,8 @@ import sqlalchemy as sa
 from ..cheetah import contract
 from ..cheetah.client import CheetahClient
 from ..cheetah.contract import Campaign, ObjId
-from ..cheetah.errors import (
-    AlreadyLaunched,
-    BadRequest,
-    CheetahError,
-    TRANSIENT,
-    NameAlreadyExists,
-    StartTimeInPast,
-)
+from ..cheetah.errors import TRANSIENT, AlreadyLaunched, BadRequest, CheetahError
+from ..cheetah.errors import NameAlreadyExists, StartTimeInPast
 from ..customers import queries
 from ..customers.recipients import SuppressedNow
 from ..customers.schema import campaign_schedule
@@ -269,7 +264,10 @@ class Sender:
                 raise foreign(
                     row, existing, "it existed before our list was imported, and we create ours only after that"
                 )
-            list_id, accepted, rejected = self._import(row)
+            # Unless straight from PENDING in this call, an earlier attempt may have imported (importing.py).
+            resumed = steps[-1:] != ["importing"] or "re-based" in steps
+            steps.append("import")
+            list_id, accepted, rejected = self._import(row, resumed)
             self.ledger.record_rejections(key, rejected)
             if accepted == 0:  # list_id None: everyone was suppressed since the freeze, nothing imported
                 why = (f"Cheetah rejected all {len(rejected)} recipients (see cheetah_import_rejection)" if list_id is not None
@@ -439,12 +437,11 @@ class Sender:
                 f"{row.list_id} in Cheetah Messaging ({why})."
             )
 
-    def _import(self, row: ledger.LedgerRow) -> tuple[ObjId, int, list[tuple[str, str]]]:
+    def _import(self, row: ledger.LedgerRow, resumed: bool) -> tuple[ObjId, int, list[tuple[str, str]]]:
         if self._identifier is None:
             self._identifier = self.client.get_data_map().identifier.name
         return ListImporter(
             client=self.client, engine=self.engine, logger=self.logger, identifier_name=self._identifier,
             before_call=lambda step: self.before_cheetah_call(row, step), on_poll=lambda: self._renew(row),
             chunk_size=self.chunk_size, max_rows_per_file=self.max_rows_per_file, suppressed=self._suppressed,
-            max_bytes_per_file=self.max_bytes_per_file,
-        ).run(row)
+            max_bytes_per_file=self.max_bytes_per_file, resumed=resumed).run(row)
