@@ -30,7 +30,6 @@ import datetime as dt
 import os
 from pathlib import Path
 from typing import Mapping
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import dagster as dg
 
@@ -38,6 +37,7 @@ from .cheetah.errors import ConfigurationError
 from .cheetah.resource import CheetahMessagingResource
 from .cheetah.settings import ENV_VARS, demo_account, setting_problems
 from .customers.resource import CustomerDatabaseResource
+from .timeutil import zone
 from .sending.timing import DEFAULT_LEAD, MAX_LEAD
 
 #: The one switch that selects the demo: ``1`` (or true/yes/on) for the demo, unset or ``0`` otherwise.
@@ -104,8 +104,8 @@ def account_time_zone(env: Mapping[str, str] | None = None) -> str:
     if not raw:
         return DEFAULT_ACCOUNT_ZONE
     try:
-        ZoneInfo(raw)
-    except (ZoneInfoNotFoundError, ValueError):
+        zone(raw)
+    except ValueError:
         raise ConfigurationError(
             f"{ACCOUNT_ZONE_VARIABLE} must be an IANA time zone name such as Europe/Paris, got {raw!r}."
         ) from None

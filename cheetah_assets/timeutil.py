@@ -19,3 +19,18 @@ def parse_iso(raw: str) -> dt.datetime:
     value = utc(dt.datetime.fromisoformat(raw.strip()))
     assert value is not None
     return value
+
+
+def zone(name: str):
+    """``ZoneInfo(name)``, or ``ValueError`` for anything that is not an IANA time zone name.
+
+    ``ZoneInfo`` raises more than ``ZoneInfoNotFoundError``/``ValueError``: a directory of the tz
+    database ("America") raises ``IsADirectoryError``, an unreadable file ``PermissionError``, a
+    name with a NUL ``ValueError``, a file that is not a zone file ``ValueError``. A schedule row
+    holding one must be one invalid row, never a crash that stops every other campaign."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError, TypeError) as exc:
+        raise ValueError(f"{name!r:.60} is not an IANA time zone name") from exc

@@ -127,6 +127,24 @@ def test_a_campaign_scheduled_20_minutes_before_its_time_is_prepared_on_the_next
     assert [c["sendCount"] for c in world.sim.admin.sent(recipients=False)["campaigns"]] == [1]
 
 
+@pytest.mark.parametrize("bad_zone", ["America", "Europe/", "../../etc/passwd", "Nowhere/Else"])
+def test_a_time_zone_that_is_a_folder_of_the_tz_database_is_one_invalid_row_not_a_crash(world, bad_zone):
+    """Regression (review of this stop): ``ZoneInfo("America")`` raises IsADirectoryError, which
+    nothing caught: every tick of the preparation sensor failed, and no campaign of any date was
+    prepared while that one row existed."""
+    d = dt.datetime.now(UTC).date()
+    world.add("GOOD", d, "11:00", "Europe/London")
+    world.add("TYPO", d + dt.timedelta(days=1), "11:00", bad_zone)
+    keys = {r.partition_key for r in world.tick(dt.datetime.combine(d, dt.time(9, 30), tzinfo=UTC))}
+    assert d.isoformat() in keys  # (and the typo's date: its run reports the row INVALID)
+    assert world.run(dt.datetime.combine(d, dt.time(9, 31), tzinfo=UTC), d.isoformat()).success
+    assert [r["state"] for r in ledger_rows(world.engine)] == ["APPROVED"]
+    assert world.run(dt.datetime.combine(d, dt.time(9, 32), tzinfo=UTC), (d + dt.timedelta(days=1)).isoformat(),
+                     raise_on_error=False) is not None
+    typo = world.plan()["TYPO"]
+    assert typo["status"] == "INVALID" and "IANA time zone" in typo["reason"], typo
+
+
 def test_missed_means_first_seen_after_its_send_time_and_overdue_means_known_but_not_handed_over(world):
     d = dt.datetime.now(UTC).date()
     at = lambda h, m=0: dt.datetime.combine(d, dt.time(h, m), tzinfo=UTC)  # noqa: E731

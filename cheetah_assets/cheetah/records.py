@@ -164,5 +164,5 @@ def _zone(tz: Any) -> dt.tzinfo:
         raise ValueError(f"timeZone is not a name: {tz!r:.40}")
     try:
         return ZoneInfo(tz.strip())
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # a directory ("America") is an OSError
         raise ValueError(f"timeZone {tz!r:.40} is not an IANA time zone") from None

@@ -12,14 +12,13 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import asdict, dataclass
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import sqlalchemy as sa
 
 from ..cheetah.contract import DataMap
 from ..customers import queries
 from ..customers.schema import campaign_plan
-from ..timeutil import utc
+from ..timeutil import utc, zone
 from . import ledger, seen, statuses
 from .catalog import CatalogEntry
 from .fingerprint import handover_change
@@ -70,8 +69,8 @@ def resolve_send_at(send_date: dt.date, send_time: str, time_zone: str | None) -
     if not time_zone or not time_zone.strip():
         raise PlanProblem(f"send time {send_time} has no time zone; set campaign_schedule.time_zone (e.g. Europe/London)")
     try:
-        tz = ZoneInfo(time_zone.strip())
-    except (ZoneInfoNotFoundError, ValueError):
+        tz = zone(time_zone.strip())
+    except ValueError:
         raise PlanProblem(f"time zone {time_zone!r} is not an IANA time zone name") from None
     m = _HHMM.match((send_time or "").strip())
     if not m:
