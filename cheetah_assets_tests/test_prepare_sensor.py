@@ -10,6 +10,8 @@ import datetime as dt
 import dagster as dg
 import pytest
 import sqlalchemy as sa
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cheetah_assets.automation.prepare_sensor import campaign_preparation_sensor
 from cheetah_assets.clock import ClockResource
@@ -125,6 +127,41 @@ def test_a_campaign_scheduled_20_minutes_before_its_time_is_prepared_on_the_next
     assert world.run(dt.datetime.combine(d, dt.time(13, 43), tzinfo=UTC), d.isoformat()).success
     world.sim.admin.set_now(dt.datetime.combine(d, dt.time(15), tzinfo=UTC))
     assert [c["sendCount"] for c in world.sim.admin.sent(recipients=False)["campaigns"]] == [1]
+
+
+@pytest.mark.parametrize("change", ["next day", "later the same day", "deleted"])
+def test_a_handed_over_campaign_moved_or_deleted_alone_on_its_date_is_taken_back(world, change):
+    """Regression (review of this stop): when the moved campaign was the only one due on its date,
+    that date's due set became empty and no run was requested: the old campaign went out at 11:00
+    anyway, and a move to the next day sent it twice."""
+    from cheetah_assets.customers.schema import campaign_schedule
+
+    d = dt.datetime.now(UTC).date()
+    at = lambda h, m=0, day=d: dt.datetime.combine(day, dt.time(h, m), tzinfo=UTC)  # noqa: E731
+    world.add("X", d, "11:00", "UTC")
+    (request,) = world.tick(at(9, 30))
+    assert world.run(at(9, 30), request.partition_key).success
+    row = campaign_schedule.c.campaign_id == "X"
+    with world.engine.begin() as conn:
+        if change == "next day":
+            conn.execute(campaign_schedule.update().where(row).values(send_date=d + dt.timedelta(days=1)))
+        elif change == "later the same day":
+            conn.execute(campaign_schedule.update().where(row).values(send_time="15:00"))
+        else:
+            conn.execute(campaign_schedule.delete().where(row))
+    (request,) = world.tick(at(9, 45))
+    assert request.partition_key == d.isoformat()
+    world.run(at(9, 46), d.isoformat())
+    assert world.tick(at(9, 47)) == []  # requested once
+    world.sim.admin.set_now(at(11, 5))
+    assert world.sim.admin.sent(recipients=False)["campaigns"] == []  # the 11:00 campaign was taken back
+    later = {"next day": at(9, 30, d + dt.timedelta(days=1)), "later the same day": at(13, 0)}.get(change)
+    if later is not None:  # prepared again for its new time, and sent once, then
+        for r in world.tick(later):
+            world.run(later, r.partition_key)
+        world.sim.admin.set_now(later + dt.timedelta(hours=6))
+        sent = world.sim.admin.sent(recipients=False)["campaigns"]
+        assert [c["sendCount"] for c in sent] == [1], sent
 
 
 @pytest.mark.parametrize("bad_zone", ["America", "Europe/", "../../etc/passwd", "Nowhere/Else"])
@@ -324,3 +361,19 @@ def test_after_an_outage_of_several_days_the_dates_it_skipped_are_still_planned_
     (check,) = [e for e in result.get_asset_check_evaluations() if e.asset_check_key.name == "no_missed_sends"]
     assert check.passed is False and "D4 (OVERDUE)" in check.description
     assert ledger_rows(world.engine) == [] and world.sim.admin.sent()["campaigns"] == []
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    previous=st.dictionaries(st.integers(0, 9), st.sampled_from("abc"), max_size=6),
+    current=st.dictionaries(st.integers(0, 9), st.sampled_from("abc"), max_size=6),
+    first=st.integers(0, 9),
+)
+def test_changed_days_are_the_new_the_changed_and_the_emptied_in_the_window(previous, current, first):
+    day = lambda n: (dt.date(2026, 12, 1) + dt.timedelta(days=n)).isoformat()  # noqa: E731
+    prev, cur = {day(k): v for k, v in previous.items()}, {day(k): v for k, v in current.items()}
+    got = preparation.changed_days(prev, cur, dt.date.fromisoformat(day(first)))
+    want = {day(k) for k, v in current.items() if previous.get(k) != v}
+    want |= {day(k) for k in previous if k not in current and k >= first}
+    assert got == sorted(want)
+    assert preparation.changed_days(cur, cur, dt.date.fromisoformat(day(first))) == []  # a quiet tick

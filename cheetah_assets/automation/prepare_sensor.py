@@ -4,7 +4,9 @@ Every minute it reads the schedule of the send dates around today (one indexed q
 out which dates' due sets changed (:mod:`cheetah_assets.sending.preparation`) and requests the
 ``daily_campaign_cycle`` job on each such date's partition. The run refreshes that day's
 catalog, plans it (due campaigns READY, the others WAITING) and hands the READY ones over,
-exactly once. Nothing changed: a skip, and no other query. When the window's rows change, it
+exactly once. A date whose due set became empty (its only due campaign moved to another date or
+a later time, or deleted, after it was handed over) is requested too: its run deletes the
+campaign in Cheetah before it goes out at the old time. Nothing changed: a skip, and no other query. When the window's rows change, it
 also records when each campaign was first seen (so MISSED means first seen too late).
 
 After an outage (its last tick's window started before today - 2), a tick also reads the dates
@@ -92,14 +94,16 @@ def campaign_preparation_sensor(
         seen.ensure_table(engine)
         seen.record_seen(engine, [(r.campaign_id, r.send_date) for r in rows], now)
     due = preparation.due_digests(rows, now, lead)
-    days = preparation.changed_days(previous.get("due") or {}, due)
+    previous_due = previous.get("due") if isinstance(previous.get("due"), dict) else {}
+    days = preparation.changed_days(previous_due, due, first)
     cursor = {
         "all": everything, "due": due, "from": usual_first.isoformat(), "epoch": previous.get("epoch"),
         "seq": previous.get("seq"),
     }
     requests = [
         dg.RunRequest(
-            run_key=next_run_key(cursor, f"prepare-{day}-{due[day]}"), partition_key=day, tags={"cheetah/prepare": day}
+            run_key=next_run_key(cursor, f"prepare-{day}-{due.get(day, preparation.EMPTIED)}"), partition_key=day,
+            tags={"cheetah/prepare": day},
         )
         for day in days
     ]

@@ -85,6 +85,24 @@ def all_digest(rows: list[ScheduleRow]) -> str:
     return _digest([[r.send_date.isoformat(), *_key(r)] for r in rows])
 
 
-def changed_days(previous: dict[str, str], current: dict[str, str]) -> list[str]:
-    """The dates whose due set is new or differs from the previous tick's."""
-    return [day for day, digest in current.items() if previous.get(day) != digest]
+#: The digest of a due set that became empty (its run key's part; never stored in the cursor).
+EMPTIED = "none"
+
+
+def changed_days(previous: dict[str, str], current: dict[str, str], first: dt.date | None = None) -> list[str]:
+    """The dates whose due set is new or differs from the previous tick's, and, from ``first`` on,
+    those whose due set became empty: a campaign handed over and then moved to another date or a
+    later time, or deleted, leaves its date with nothing due, and only a run of that date deletes
+    its campaign in Cheetah before it goes out at the old time (a move to the next day would
+    otherwise send it twice). A date before ``first`` left the window: nothing to do."""
+    changed = [day for day, digest in current.items() if previous.get(day) != digest]
+    if first is not None:
+        changed += [day for day in previous if day not in current and _is_date_from(day, first)]
+    return sorted(changed)
+
+
+def _is_date_from(day: object, first: dt.date) -> bool:
+    try:
+        return isinstance(day, str) and dt.date.fromisoformat(day) >= first
+    except ValueError:
+        return False
