@@ -64,7 +64,7 @@ def demo_tables_engine(backend: str, tmp_path_factory, name: str):
 
 
 def run_cycle(resources: dict, day: dt.date, instance, *, send_late: bool = False, raise_on_error: bool = False,
-              concurrency: int | None = None):
+              concurrency: int | None = None, tags: dict | None = None):
     """Materialize the day's cycle (the assets of ``daily_campaign_cycle`` and their checks);
     ``concurrency``: how many campaigns ``campaign_sends`` sends at a time (default: its own)."""
     # The console logger at WARNING: the event log keeps everything, the test output stays readable.
@@ -83,6 +83,7 @@ def run_cycle(resources: dict, day: dt.date, instance, *, send_late: bool = Fals
         instance=instance,
         run_config=config,
         raise_on_error=raise_on_error,
+        tags=tags,
     )
 
 

@@ -164,6 +164,49 @@ def test_a_handed_over_campaign_moved_or_deleted_alone_on_its_date_is_taken_back
         assert [c["sendCount"] for c in sent] == [1], sent
 
 
+def _tick_and_run(world, now):
+    """One tick, then each run it requested, tagged with its run key as the daemon tags it."""
+    from cheetah_assets.automation.prepare_sensor import RUN_KEY_TAG
+
+    requests = world.tick(now)
+    for r in requests:
+        world.run(now, r.partition_key, tags={RUN_KEY_TAG: r.run_key})
+    return requests
+
+
+def test_a_preparation_run_that_failed_is_requested_again_and_the_campaign_goes_out(world):
+    """Regression (review of this stop): a run failed by a short Cheetah outage (503 on create,
+    past the client's retries) was never requested again: the due set had not changed, so every
+    later tick skipped, and the campaign was never sent."""
+    d = dt.datetime.now(UTC).date()
+    at = lambda h, m=0: dt.datetime.combine(d, dt.time(h, m), tzinfo=UTC)  # noqa: E731
+    world.add("X", d, "11:00", "UTC")
+    world.sim.admin.add_fault(kind="status", method="POST", path="/services2/api/EmailCampaign", status=503, times=None)
+    (first,) = _tick_and_run(world, at(9, 0))
+    assert [r["state"] for r in ledger_rows(world.engine)] != ["APPROVED"]
+    world.sim.admin.clear_faults()  # the outage is over
+    assert _tick_and_run(world, at(9, 1)) == []  # the failure seen; its retry waits a minute
+    (again,) = _tick_and_run(world, at(9, 2))
+    assert again.partition_key == d.isoformat() and again.run_key != first.run_key
+    assert [r["state"] for r in ledger_rows(world.engine)] == ["APPROVED"]
+    assert _tick_and_run(world, at(9, 3)) == [] and _tick_and_run(world, at(9, 40)) == []  # it succeeded
+    world.sim.admin.set_now(at(11, 5))
+    assert [c["sendCount"] for c in world.sim.admin.sent(recipients=False)["campaigns"]] == [1]
+
+
+def test_a_preparation_run_that_keeps_failing_is_requested_a_bounded_number_of_times(world):
+    from cheetah_assets.automation.prepare_sensor import RETRY_DELAYS
+
+    d = dt.datetime.now(UTC).date()
+    world.add("X", d, "11:00", "UTC")
+    world.sim.admin.add_fault(kind="status", method="POST", path="/services2/api/EmailCampaign", status=503, times=None)
+    keys = []
+    for minute in range(0, 90):
+        keys += [r.run_key for r in _tick_and_run(world, dt.datetime.combine(d, dt.time(9), tzinfo=UTC) + dt.timedelta(minutes=minute))]
+    assert len(keys) == 1 + len(RETRY_DELAYS) == len(set(keys))
+    assert world.sim.admin.sent(recipients=False)["campaigns"] == []
+
+
 @pytest.mark.parametrize("bad_zone", ["America", "Europe/", "../../etc/passwd", "Nowhere/Else"])
 def test_a_time_zone_that_is_a_folder_of_the_tz_database_is_one_invalid_row_not_a_crash(world, bad_zone):
     """Regression (review of this stop): ``ZoneInfo("America")`` raises IsADirectoryError, which

@@ -17,6 +17,11 @@ With no cursor (its first tick on an instance, e.g. ``./run dev`` after ``./run 
 was not the sensor's), every date with a due campaign is new to it and is requested: it cannot
 know what was handed over. That run sends nothing twice and reports the handed-over sends SENT.
 
+A date whose requested run failed is requested again after 1, 5, 15 and 30 minutes
+(:data:`RETRY_DELAYS`): the cycle is built to be re-executed
+(nothing is sent twice), and a Cheetah outage of a few minutes no longer leaves the day's sends
+undone. The cursor keeps each date's last run key until that run succeeded.
+
 Run keys: the daemon never launches a run key the sensor used before, so a key made from the due
 set alone would repeat when a change is reverted (11:00 -> 10:45 -> 11:00), and the revert would
 never be prepared. Each request's key therefore ends with a sequence number kept in the cursor
@@ -49,6 +54,55 @@ def _cursor(raw: str | None) -> dict:
 def _date(raw: object) -> dt.date | None:
     try:
         return dt.date.fromisoformat(raw) if isinstance(raw, str) else None
+    except ValueError:
+        return None
+
+
+#: The tag the daemon gives a run launched for a run request's key.
+RUN_KEY_TAG = "dagster/run_key"
+
+#: A date whose requested run failed (a Cheetah outage past the client's retries, a database
+#: restart) is requested again this long after the failure was seen, once per delay; then the
+#: sensor gives up on it until its due set changes (the run's failure alert has said why).
+RETRY_DELAYS = (dt.timedelta(minutes=1), dt.timedelta(minutes=5), dt.timedelta(minutes=15), dt.timedelta(minutes=30))
+
+
+def run_status(instance: dg.DagsterInstance, run_key: str) -> dg.DagsterRunStatus | None:
+    """The status of the run launched for ``run_key``; None if there is none (never launched, or
+    deleted)."""
+    runs = instance.get_runs(filters=dg.RunsFilter(tags={RUN_KEY_TAG: run_key}), limit=1)
+    return runs[0].status if runs else None
+
+
+def _retries(instance, tracked: dict, due: dict, first: dt.date, now: dt.datetime) -> tuple[dict, dict, list[str]]:
+    """Of the dates whose last requested run is ``tracked`` (date -> {run_key, tries[, failed_at]}):
+    those still waiting for their run or its retry (kept), those to request again now ({date:
+    tries}), and those given up. A date whose run succeeded, or that left the window, is dropped."""
+    keep, again, given_up = {}, {}, []
+    for day, info in tracked.items():
+        if not isinstance(info, dict) or not isinstance(info.get("run_key"), str) or day < first.isoformat():
+            continue
+        status = run_status(instance, info["run_key"])
+        if status is None or status == dg.DagsterRunStatus.SUCCESS:
+            continue
+        if status not in (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED):
+            keep[day] = info  # queued or running
+            continue
+        tries = info.get("tries") if isinstance(info.get("tries"), int) else 0
+        if tries >= len(RETRY_DELAYS):
+            given_up.append(day)
+            continue
+        seen_at = _instant(info.get("failed_at")) or now
+        if now >= seen_at + RETRY_DELAYS[tries]:
+            again[day] = tries + 1
+        else:
+            keep[day] = {**info, "failed_at": seen_at.isoformat()}
+    return keep, again, given_up
+
+
+def _instant(raw: object) -> dt.datetime | None:
+    try:
+        return dt.datetime.fromisoformat(raw) if isinstance(raw, str) else None
     except ValueError:
         return None
 
@@ -96,18 +150,25 @@ def campaign_preparation_sensor(
     due = preparation.due_digests(rows, now, lead)
     previous_due = previous.get("due") if isinstance(previous.get("due"), dict) else {}
     days = preparation.changed_days(previous_due, due, first)
+    tracked = previous.get("runs") if isinstance(previous.get("runs"), dict) else {}
+    runs, again, given_up = _retries(context.instance, tracked, due, first, now) if tracked else ({}, {}, [])
     cursor = {
         "all": everything, "due": due, "from": usual_first.isoformat(), "epoch": previous.get("epoch"),
-        "seq": previous.get("seq"),
+        "seq": previous.get("seq"), "runs": runs,
     }
-    requests = [
-        dg.RunRequest(
-            run_key=next_run_key(cursor, f"prepare-{day}-{due.get(day, preparation.EMPTIED)}"), partition_key=day,
-            tags={"cheetah/prepare": day},
-        )
-        for day in days
-    ]
+    requests = []
+    for day in sorted(set(days) | set(again)):
+        tries = 0 if day in days else again[day]  # a change starts the retries afresh
+        key = next_run_key(cursor, f"prepare-{day}-{due.get(day, preparation.EMPTIED)}" + (f"-retry{tries}" if tries else ""))
+        runs[day] = {"run_key": key, "tries": tries}
+        requests.append(dg.RunRequest(run_key=key, partition_key=day, tags={"cheetah/prepare": day}))
     context.update_cursor(json.dumps(cursor, sort_keys=True))
+    if again:
+        context.log.info("requesting again the runs of %s: the last one failed", ", ".join(sorted(again)))
+    if given_up:
+        context.log.warning(
+            "the runs of %s failed %d times again after their first failure; not requested again until their "
+            "campaigns change (see the failed daily_campaign_cycle runs)", ", ".join(given_up), len(RETRY_DELAYS))
     if not requests:
         return dg.SkipReason(f"no change in the campaigns due on {first}..{last} (lead time {lead or 'none'})")
     return requests

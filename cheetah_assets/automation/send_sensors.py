@@ -10,13 +10,11 @@ from ..customers.resource import CustomerDatabaseResource
 from ..sending.cancel import pending_cancellations
 from .cancel_job import cancel_campaign_job
 from .metric_sensors import read_cursor
-from .prepare_sensor import next_run_key
+from .prepare_sensor import RUN_KEY_TAG, next_run_key
 
 #: How many cancel runs the sensor requests for one unchanged state of a campaign's sends before
 #: it stops and leaves the campaign to an operator (each run already repeats its DELETEs).
 MAX_REQUESTS = 5
-#: The tag the daemon gives a run launched for a run request's key.
-RUN_KEY_TAG = "dagster/run_key"
 
 
 def _run_finished(instance: dg.DagsterInstance, run_key: str) -> bool:
