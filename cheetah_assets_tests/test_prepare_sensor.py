@@ -207,6 +207,34 @@ def test_a_preparation_run_that_keeps_failing_is_requested_a_bounded_number_of_t
     assert world.sim.admin.sent(recipients=False)["campaigns"] == []
 
 
+def test_a_plan_made_earlier_but_stored_last_does_not_undo_a_later_one(world):
+    """Regression (review of this stop): two runs of one date (requested as X, then Y, became due);
+    the first read its clock before Y was due but stored its plan last, putting Y back to WAITING:
+    the second run's lists and sends read that plan, nothing sent Y, both runs succeeded, and no
+    further run was requested."""
+    from cheetah_assets.sending.assets import SEND_ASSETS
+
+    d = dt.datetime.now(UTC).date()
+    at = lambda h, m=0, s=0: dt.datetime.combine(d, dt.time(h, m, s), tzinfo=UTC)  # noqa: E731
+    world.add("X", d, "11:00", "UTC")
+    world.add("Y", d, "11:01", "UTC")
+
+    def steps(now, names):
+        world.sim.admin.set_now(now)
+        return dg.materialize(SEND_ASSETS, partition_key=d.isoformat(), resources=world.resources(now),
+                              instance=world.instance, selection=names, raise_on_error=False).success
+
+    assert len(world.tick(at(9, 0))) == 1
+    assert steps(at(9, 0, 30), ["cheetah_template_catalog"])  # run 1 starts
+    assert len(world.tick(at(9, 1))) == 1
+    assert steps(at(9, 1, 10), ["cheetah_template_catalog", "scheduled_campaigns"])  # run 2 plans X and Y READY
+    assert steps(at(9, 0, 50), ["scheduled_campaigns"])  # run 1's plan, made at 09:00:50, stored last
+    assert {k: v["status"] for k, v in world.plan().items()} == {"X": "READY", "Y": "READY"}
+    assert steps(at(9, 1, 20), ["recipient_lists", "campaign_sends"])
+    assert steps(at(9, 1, 25), ["recipient_lists", "campaign_sends"])
+    assert sorted(r["state"] for r in ledger_rows(world.engine)) == ["APPROVED", "APPROVED"]
+
+
 @pytest.mark.parametrize("bad_zone", ["America", "Europe/", "../../etc/passwd", "Nowhere/Else"])
 def test_a_time_zone_that_is_a_folder_of_the_tz_database_is_one_invalid_row_not_a_crash(world, bad_zone):
     """Regression (review of this stop): ``ZoneInfo("America")`` raises IsADirectoryError, which

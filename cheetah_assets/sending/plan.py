@@ -97,7 +97,8 @@ def plan_day(
     account: ledger.Account | None = None,
     lead_time: dt.timedelta | None = None,
 ) -> list[PlanRow]:
-    """Validate the day's schedule and store the plan (replacing the day's previous plan).
+    """Validate the day's schedule and store the plan (replacing the day's previous plan, unless
+    another run stored one made later: then that one is returned, as every later step uses it).
 
     With a ``lead_time``, a valid campaign is READY (to be prepared) only from its send time minus
     the lead time, WAITING before. Without one, every valid campaign is READY at once.
@@ -130,7 +131,8 @@ def plan_day(
                 "check its campaign_schedule row"
             )
             rows.extend(_invalid_rows(c, send_date, reason))
-    _store(engine, send_date, rows, now)
+    if not _store(engine, send_date, rows, now):
+        return load_plan(engine, send_date)  # another run's, planned later: the one every step uses
     return rows
 
 
@@ -308,12 +310,22 @@ def _invalid_rows(c: queries.ScheduledCampaign, send_date: dt.date, reason: str)
     ]
 
 
-def _store(engine: sa.Engine, send_date: dt.date, rows: list[PlanRow], now: dt.datetime) -> None:
+def _store(engine: sa.Engine, send_date: dt.date, rows: list[PlanRow], now: dt.datetime) -> bool:
+    """Replace the day's plan with ``rows``, unless a plan made at a later ``now`` is stored: two runs
+    of one date may store in either order, and the later steps of both (lists, sends) read the
+    stored plan, so an older one stored last would put back WAITING a campaign that had become
+    due, and nothing would send it. False when the stored plan is kept."""
     with engine.begin() as conn:
         queries.lock_for_replace(conn, f"plan/{send_date.isoformat()}")
+        newest = conn.execute(
+            sa.select(sa.func.max(campaign_plan.c.planned_at)).where(campaign_plan.c.send_date == send_date)
+        ).scalar()
+        if newest is not None and utc(newest) > now:
+            return False
         conn.execute(campaign_plan.delete().where(campaign_plan.c.send_date == send_date))
         if rows:
             conn.execute(campaign_plan.insert(), [{**asdict(r), "planned_at": now} for r in rows])
+    return True
 
 
 def already_sent(day_plan: list[PlanRow], recorded: list[ledger.LedgerRow], skip: set[str]) -> list[dict]:
