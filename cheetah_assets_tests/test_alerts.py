@@ -210,7 +210,7 @@ def test_each_missed_send_is_alerted_once(ledger_db, webhook):
     t0 = dt.datetime(2026, 11, 23, 9, tzinfo=dt.timezone.utc)
     _ledger_row(engine, "A/1001/2026-11-23", "MISSED", t0, t0, "send time passed before it became known")
     _ledger_row(engine, "B/1001/2026-11-23", "APPROVED", t0, t0)
-    resources = {"customer_db": ledger_db, "alerts": _alerts(hook=url)}
+    resources = {"customer_db": ledger_db, "alerts": _alerts(hook=url), "clock": ClockResource(fixed_now=t0.isoformat())}
     with dg.DagsterInstance.ephemeral() as instance:
         ctx = dg.build_sensor_context(instance=instance, resources=resources)
         missed_send_alert_sensor(ctx)
@@ -223,6 +223,41 @@ def test_each_missed_send_is_alerted_once(ledger_db, webhook):
         ctx = dg.build_sensor_context(instance=instance, resources=resources, cursor=ctx.cursor)
         missed_send_alert_sensor(ctx)
     assert len(hook.posts) == 2 and "C/1001" in hook.posts[1]["text"] and "A/1001" not in hook.posts[1]["text"]
+
+
+def _plan_row(engine, campaign_id, day, status, reason):
+    from cheetah_assets.customers.schema import campaign_plan
+
+    with engine.begin() as conn:
+        conn.execute(campaign_plan.insert().values(
+            send_date=day, campaign_id=campaign_id, template_id="1001", template_index=0, template_count=1,
+            campaign_name=campaign_id, target_group="all_customers", send_at=None, status=status, reason=reason,
+            planned_at=dt.datetime(2026, 11, 23, 12, tzinfo=dt.timezone.utc),
+        ))
+
+
+def test_a_campaign_the_plan_reports_missed_or_overdue_is_alerted_once(ledger_db, webhook):
+    """Regression (review of this stop): the alert read only the ledger's MISSED sends; a campaign
+    the plan reported MISSED (first seen too late) or OVERDUE (known, never handed over) has no
+    ledger row, so nobody was told, although nothing was sent."""
+    url, hook = webhook
+    engine = ledger_db.get_engine()
+    day = dt.date(2026, 11, 23)
+    _plan_row(engine, "LATE", day, "MISSED", "first seen at 12:00 UTC, after its send time 11:00 UTC")
+    _plan_row(engine, "KNOWN", day, "OVERDUE", "its send time 11:00 UTC passed before it was handed over")
+    _plan_row(engine, "FINE", day, "SENT", None)
+    _plan_row(engine, "OLD", day - dt.timedelta(days=30), "OVERDUE", "long ago")
+    now = dt.datetime(2026, 11, 23, 12, 5, tzinfo=dt.timezone.utc)
+    resources = {"customer_db": ledger_db, "alerts": _alerts(hook=url), "clock": ClockResource(fixed_now=now.isoformat())}
+    with dg.DagsterInstance.ephemeral() as instance:
+        ctx = dg.build_sensor_context(instance=instance, resources=resources)
+        missed_send_alert_sensor(ctx)
+        (post,) = hook.posts
+        assert "LATE/1001/2026-11-23 MISSED" in post["text"] and "KNOWN/1001/2026-11-23 OVERDUE" in post["text"]
+        assert "FINE" not in post["text"] and "OLD" not in post["text"]
+        ctx = dg.build_sensor_context(instance=instance, resources=resources, cursor=ctx.cursor)
+        missed_send_alert_sensor(ctx)
+        assert len(hook.posts) == 1  # not again while they stay so
 
 
 def test_an_overdue_snapshot_is_alerted_once_and_a_taken_one_never(ledger_db, webhook):

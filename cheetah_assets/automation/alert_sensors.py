@@ -7,6 +7,7 @@ alert channel configured they skip, saying so, and report nothing later for what
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 import dagster as dg
@@ -14,11 +15,12 @@ import sqlalchemy as sa
 
 from ..clock import ClockResource
 from ..customers.resource import CustomerDatabaseResource
-from ..customers.schema import send_ledger
+from ..customers.schema import campaign_plan, send_ledger
 from ..metrics import snapshots
 from ..metrics.assets import snapshot_partition_key
 from ..metrics.checks import overdue_now
 from ..metrics.due import SNAPSHOT_GRACE  # noqa: F401 - the grace the alert's description states
+from ..sending import ledger, plan
 from ..timeutil import parse_iso, utc
 from .alerts import Alert, AlertsResource
 from .metric_sensors import read_cursor
@@ -58,39 +60,70 @@ def alert_on_run_failure(context: dg.RunFailureSensorContext, alerts: AlertsReso
     )
 
 
+#: How far back the MISSED alert looks at the plans (the preparation sensor's own look-back).
+PLAN_LOOK_BACK = dt.timedelta(days=14)
+
+
+def _plan_not_sent(engine, since: dt.date) -> list[tuple[str, str]]:
+    """(send key and status, reason) of the plan rows MISSED or OVERDUE on dates from ``since``."""
+    p = campaign_plan.c
+    query = sa.select(p.campaign_id, p.template_id, p.send_date, p.status, p.reason).where(
+        p.status.in_((plan.MISSED, plan.OVERDUE)), p.send_date >= since
+    )
+    with engine.connect() as conn:
+        rows = conn.execute(query.order_by(p.send_date, p.campaign_id, p.template_id)).all()
+    return [(f"{ledger.send_key(r.campaign_id, r.template_id, r.send_date)} {r.status}", r.reason or "") for r in rows]
+
+
 @dg.sensor(
     minimum_interval_seconds=300,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Sends an alert (when configured) for every send newly marked MISSED: its time passed unsent.",
+    description=(
+        "Sends an alert (when configured) for every send newly MISSED or OVERDUE: its time passed "
+        "unsent (the ledger's MISSED sends, and the plans' MISSED and OVERDUE campaigns)."
+    ),
 )
 def missed_send_alert_sensor(
-    context: dg.SensorEvaluationContext, customer_db: CustomerDatabaseResource, alerts: AlertsResource
+    context: dg.SensorEvaluationContext, customer_db: CustomerDatabaseResource, alerts: AlertsResource,
+    clock: ClockResource,
 ):
     engine = customer_db.get_engine()
-    customer_db.ensure_tables()
-    since = read_cursor(context.cursor).get("t")
+    snapshots.prepare_database(engine)  # the tables, once per process (not a write lock per tick)
+    previous = read_cursor(context.cursor)
+    since = previous.get("t")
     t = send_ledger.c
     query = sa.select(t.send_key, t.cheetah_name, t.send_at, t.error, t.updated_at).where(t.state == "MISSED")
     if since:
         query = query.where(t.updated_at > parse_iso(since))
     with engine.connect() as conn:
         rows = conn.execute(query.order_by(t.updated_at)).all()
-    if not rows:
-        return dg.SkipReason("no send newly MISSED")
-    cursor = json.dumps({"t": utc(rows[-1].updated_at).isoformat()})
+    # A plan's MISSED (first seen too late) and OVERDUE (known, never handed over) campaigns: the
+    # ledger never holds them. Each once: the cursor keeps those reported while they stay so.
+    not_sent = _plan_not_sent(engine, clock.now().date() - PLAN_LOOK_BACK)
+    reported = set(previous.get("plan") or []) if isinstance(previous.get("plan"), list) else set()
+    new_plan = [(k, why) for k, why in not_sent if k not in reported]
+    cursor = json.dumps({
+        "t": utc(rows[-1].updated_at).isoformat() if rows else since,
+        "plan": sorted((reported & {k for k, _ in not_sent}) | {k for k, _ in new_plan}),
+    })
+    items = [f"{r.send_key}: {r.error or 'its send time passed'}" for r in rows]
+    items += [f"{k}: {why or 'its send time passed, nothing was sent'}" for k, why in new_plan]
+    if not items:
+        context.update_cursor(cursor)
+        return dg.SkipReason("no send newly MISSED or OVERDUE")
     if not alerts.enabled:
         context.update_cursor(cursor)
-        return dg.SkipReason(f"{len(rows)} sends newly MISSED, but no alert channel is configured")
+        return dg.SkipReason(f"{len(items)} sends newly MISSED or OVERDUE, but no alert channel is configured")
     alerts.notify(
         Alert(
             kind="missed_send",
-            title=f"{len(rows)} send{'s' if len(rows) != 1 else ''} MISSED",
-            text=_listed([f"{r.send_key}: {r.error or 'its send time passed'}" for r in rows]),
-            details={"sends": ", ".join(r.send_key for r in rows[:_LIST])},
+            title=f"{len(items)} send{'s' if len(items) != 1 else ''} MISSED or OVERDUE: not sent",
+            text=_listed(items),
+            details={"sends": ", ".join([r.send_key for r in rows] + [k for k, _ in new_plan][:_LIST])},
         )
     )
     context.update_cursor(cursor)
-    return dg.SkipReason(f"alerted {len(rows)} MISSED sends")
+    return dg.SkipReason(f"alerted {len(items)} MISSED or OVERDUE sends")
 
 
 @dg.sensor(
