@@ -38,8 +38,28 @@ def overdue_now(instance: dg.DagsterInstance, engine: Engine, now: dt.datetime) 
         engine,
         now,
         registered=lambda names: instance.get_existing_dynamic_partitions(CAMPAIGN_PARTITIONS, names),
-        materialized={str(k) for k in instance.get_materialized_partitions(SNAPSHOTS)},
+        materialized=lambda keys: materialized_among(instance, keys),
     )
+
+
+#: Partition keys per materialization query of :func:`materialized_among`.
+_KEYS_PER_QUERY = 200
+
+
+def materialized_among(instance: dg.DagsterInstance, keys: Sequence[str]) -> set[str]:
+    """Which of the snapshot partitions ``keys`` have a materialization: one query per
+    :data:`_KEYS_PER_QUERY` keys (paged), never the whole history of the asset."""
+    found: set[str] = set()
+    for start in range(0, len(keys), _KEYS_PER_QUERY):
+        flt = dg.AssetRecordsFilter(asset_key=SNAPSHOTS, asset_partitions=list(keys[start : start + _KEYS_PER_QUERY]))
+        cursor = None
+        while True:
+            page = instance.fetch_materializations(flt, limit=1000, cursor=cursor)
+            found.update(r.partition_key for r in page.records if r.partition_key is not None)
+            if not page.has_more:
+                break
+            cursor = page.cursor
+    return found
 
 
 def _overdue_by(delta: dt.timedelta) -> str:

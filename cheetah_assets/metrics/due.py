@@ -321,14 +321,16 @@ def overdue_snapshots(
     now: dt.datetime,
     *,
     registered: Callable[[list[str]], Collection[str]],
-    materialized: Collection[str],
+    materialized: Collection[str] | Callable[[list[str]], Collection[str]],
     grace: dt.timedelta = SNAPSHOT_GRACE,
 ) -> list[DueSnapshot]:
     """Every registered campaign's snapshot day past due plus ``grace`` with no materialization
-    (``materialized``: partition keys as strings, ``"<campaign>|day_k"``), oldest due first.
+    (``materialized``: partition keys as strings, ``"<campaign>|day_k"``, or a function answering
+    which of the given keys are), oldest due first.
 
     One range query over the ledger's ``send_at`` index (:func:`overdue_window`), one bounded
-    ``registered(names)`` question; the rest is arithmetic (:func:`overdue_days`).
+    ``registered(names)`` question, one ``materialized(keys)`` question about the days past due
+    of those sends only (however long the history); the rest is arithmetic (:func:`overdue_days`).
     """
     oldest, now = overdue_window(now, grace)
     t = send_ledger.c
@@ -339,5 +341,10 @@ def overdue_snapshots(
         ).all()
     sends = [(r.cheetah_name, utc(r.send_at)) for r in rows]
     known = set(registered(sorted({n for n, _ in sends}))) if sends else set()
-    taken = set(materialized)
-    return overdue_days(((n, s) for n, s in sends if n in known), now, taken.__contains__, grace)
+    mine = [(n, s) for n, s in sends if n in known]
+    if callable(materialized):
+        candidates = sorted(d.run_key for d in overdue_days(mine, now, lambda _key: False, grace))
+        taken = set(materialized(candidates)) if candidates else set()
+    else:
+        taken = set(materialized)
+    return overdue_days(mine, now, taken.__contains__, grace)
