@@ -39,7 +39,8 @@ from . import ledger, statuses
 from .deletion import AlreadySent, delete_ours
 from .errors import SendError
 from .fingerprint import differences, fingerprint
-from .plan import PlanProblem, resolve_send_at
+from .plan import AGAIN_LEAD, PlanProblem, resolve_send_at
+from .timing import fmt_utc
 
 #: A changed send is re-created only if its old and its new send time are both at least this far
 #: ahead: deleting, re-importing, creating, launching and approving take a few minutes at most
@@ -235,6 +236,7 @@ def _decide(
             f"before {deadline + min_lead:%H:%M} UTC (it takes at least {int(min_lead.total_seconds() // 60)} minutes "
             "before the old and the new send time)",
             current,
+            send_at,
         )
     return _Decision(RECREATE, f"changed after hand-over: {what}", current, send_at)
 
@@ -275,12 +277,25 @@ def _reconcile(
         note = f"{decision.why}; the prepared send {claimed.cheetah_name} {done}, so nothing goes out for it"
         sender.ledger.note_history(claimed.send_key, sender.owner, note, state=ledger.CANCELLED)
         if decision.action == REFUSE:
-            out.problems.append(f"{claimed.send_key}: {note}: schedule it again (a new time or day) if it is still wanted.")
+            out.problems.append(f"{claimed.send_key}: {note}: {_after_refusal(claimed, decision, sender.now())}")
         else:
             out.notes.append(f"{claimed.send_key}: {note}.")
         return DROPPED
     finally:
         sender.ledger.release(row.send_key, sender.owner)
+
+
+def _after_refusal(row: ledger.LedgerRow, decision: _Decision, now: dt.datetime) -> str:
+    """What happens next to a send whose change was refused (it is CANCELLED now): a new send time
+    at least AGAIN_LEAD ahead is prepared again by the day's next run (plan._again); otherwise
+    nothing goes out unless the campaign is scheduled again."""
+    new = decision.send_at
+    if new is not None and new != row.send_at and new - now >= AGAIN_LEAD:
+        return (
+            f"it is prepared again for its new time {fmt_utc(new)} by the day's next run (the preparation sensor "
+            "requests it; or re-execute the day)."
+        )
+    return "schedule it again (a new time or day) if it is still wanted."
 
 
 def _claim(sender: Reconciler, row: ledger.LedgerRow) -> ledger.LedgerRow:
