@@ -166,23 +166,29 @@ def print_sent(rows, sent: dict, day: dt.date) -> None:
 
 
 def print_analysis(engine, now: dt.datetime) -> tuple[int, int]:
-    """The campaign analysis as the asset last computed it; (final campaigns, restated counts)."""
+    """The campaign analysis as the asset last computed it, one line per Optimove campaign (its
+    templates added up; an A/B split's rates per template below it); (final Cheetah campaigns,
+    restated counts)."""
     from .metrics.analysis import compute_analysis
+    from .metrics.rollup import rollup
     from .metrics.status import campaign_names
 
     with engine.connect() as conn:
         result = compute_analysis(conn, now)
-    campaigns = sorted(result.campaigns, key=lambda c: (c.send_at or now, c.cheetah_name))
-    names = campaign_names(engine, [c.cheetah_name for c in campaigns])
-    print(f"\nCampaign analysis at {now:%Y-%m-%d %H:%M} UTC (oldest first; Optimove names):")
-    print(f"{'sent (UTC)':<16} {'campaign':<38} {'days':>4} {'status':<26} {'Delivered':>9} {'open':>6} {'click':>6} restated")
-    for c in campaigns:
-        rates = c.rates()
+    names = campaign_names(engine, [c.cheetah_name for c in result.campaigns])
+    print(f"\nCampaign analysis at {now:%Y-%m-%d %H:%M} UTC (oldest first; Optimove names and metrics):")
+    print(f"{'sent (UTC)':<16} {'campaign':<38} {'templates':<9} {'status':<26} {'Delivered':>9} {'open':>6} "
+          f"{'click':>6} restated")
+    for r in reversed(rollup(result)):
+        rates, sent_at = r.rates(), min(p.send_at or now for p in r.parts)
         print(
-            f"{c.send_at:%Y-%m-%d %H:%M} {names.get(c.cheetah_name, c.cheetah_name)[:38]:<38} {c.days_reported:>4} "
-            f"{c.status[:26]:<26} {c.latest.counts['Delivered']:>9} {_pct(rates['open_rate']):>6} "
-            f"{_pct(rates['click_rate']):>6} {'yes' if c.restated else ''}"
+            f"{sent_at:%Y-%m-%d %H:%M} {names.get(r.parts[0].cheetah_name, r.campaign_id)[:38]:<38} "
+            f"{'+'.join(r.templates)[:9]:<9} {r.status[:26]:<26} {r.counts['Delivered']:>9} "
+            f"{_pct(rates['open_rate']):>6} {_pct(rates['click_rate']):>6} {'yes' if r.restated else ''}"
         )
+        if len(r.parts) > 1:
+            print(f"{'':<16}   A/B: opens {r.template_rates('open_rate')}; clicks {r.template_rates('click_rate')}")
+    campaigns = result.campaigns
     for r in result.restatements[:5]:
         print(f"  restated: {r.cheetah_name} day {r.day}: {r.optimove} {r.previous} on day {r.previous_day} -> {r.value}")
     return sum(c.status.startswith("final") for c in campaigns), len(result.restatements)

@@ -414,6 +414,10 @@ def test_analysis_equals_the_simulators_ground_truth(sim, db_url, engine, send_a
             assert r["open_rate"] == analysis.pct(rows[r["campaign"]]["open_rate"])
             assert r["Delivered"] == rows[r["campaign"]]["delivered"]
         assert [r["status"] for r in summary] == ["in progress (day 2 of 7)", "in progress (day 3 of 7)"]
+        # ... and per Optimove campaign (its templates added up): every count is kept
+        rolled = [r.data for r in meta["campaign_rollup"].records]
+        assert sum(r["Delivered"] for r in rolled) == sum(r["Delivered"] for r in summary)
+        assert {t for r in rolled for t in r["templates"].split(", ")} == {rows[n]["template_id"] for n in rows}
         # The curves as a typed table: one row per campaign and day, counts and formatted rates.
         curve = {(r.data["campaign"], r.data["day"]): r.data for r in meta["curves"].records}
         assert set(curve) == {(a.name, 1), (a.name, 2), (a.name, 3), (b.name, 1), (b.name, 2)}

@@ -43,7 +43,8 @@ from ..tables import table
 from .analysis import AnalysisResult, build_analysis
 from .chart import CHART_FILE, curves_png, save_png
 from .checks import METRIC_CHECKS, prepared_engine
-from .columns import CAMPAIGN_COLUMNS, CURVE_COLUMNS
+from .columns import CAMPAIGN_COLUMNS, CURVE_COLUMNS, ROLLUP_COLUMNS
+from .rollup import rollup
 from .keys import CAMPAIGN_PARTITIONS, GROUP, OWNERS, REPORTS_POOL, SENDS
 from .snapshot_events import failure_of, log_outcome, not_due_observation, snapshot_metadata
 from .snapshots import SNAPSHOT_DAYS, SnapshotError, SnapshotTooEarly, day_key, day_number, take_snapshot
@@ -176,6 +177,28 @@ def _campaigns_table(result: AnalysisResult, names: dict[str, str], limit: int =
     )
 
 
+def _rollup_table(result: AnalysisResult, names: dict[str, str], limit: int = 200) -> dg.MetadataValue:
+    return table(
+        ROLLUP_COLUMNS,
+        (
+            {
+                "campaign_id": r.campaign_id,
+                "name": names.get(r.parts[0].cheetah_name, ""),
+                "send_date": r.send_date,
+                "templates": ", ".join(r.templates),
+                "status": r.status,
+                **r.counts,
+                **r.rates(),
+                "open_rate_by_template": r.template_rates("open_rate"),
+                "click_rate_by_template": r.template_rates("click_rate"),
+                "restated": r.restated,
+            }
+            for r in rollup(result)
+        ),
+        limit=limit,
+    )
+
+
 def _curve_table(result: AnalysisResult, campaigns: int = 25) -> dg.MetadataValue:
     return table(
         CURVE_COLUMNS,
@@ -257,6 +280,7 @@ def campaign_analysis(
         metadata={
             "dagster/row_count": dg.MetadataValue.int(result.row_count),
             "dagster/column_schema": ANALYSIS_SCHEMA,
+            "campaign_rollup": _rollup_table(result, names),
             "campaigns": _campaigns_table(result, names),
             "curves": _curve_table(result),
             **chart_metadata(context, config, result, names),

@@ -34,6 +34,23 @@ CAMPAIGN_COLUMNS = [
         late        | bool | a snapshot was taken after its day's grace (a catch-up): counts of when taken
     """),
 ]
+#: One row per Optimove campaign and send date: its templates' Cheetah campaigns added up.
+ROLLUP_COLUMNS = [
+    *columns("""
+        campaign_id | string | Optimove campaign id
+        name
+        send_date   | string | Optimove send date
+        templates   | string | its Cheetah templates (one Cheetah campaign each)
+        status      | string | in progress (the day all its templates reached) or final
+    """, SHARED),
+    *((m, "int", f"{m}, its templates' latest counts added up") for m in OPTIMOVE_METRICS),
+    *RATE_COLUMNS,
+    *columns("""
+        open_rate_by_template  | string | each template's open rate (A/B)
+        click_rate_by_template | string | each template's click rate (A/B)
+        restated               | bool   | a template's count was lower on a day than on the previous one
+    """),
+]
 #: One row per campaign and day: the seven-day curves as numbers.
 CURVE_COLUMNS = [
     *columns("""
