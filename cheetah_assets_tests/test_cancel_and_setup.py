@@ -63,7 +63,9 @@ def test_cancel_after_preparation_deletes_it_in_cheetah(sim, db_url, engine, day
     assert sim.admin.sent()["campaigns"] == []
 
 
-def test_cancelling_a_sent_campaign_is_a_clear_error(sim, db_url, engine, day):
+def test_a_send_cheetah_reports_sent_before_our_clock_says_so_is_a_clear_error(sim, db_url, engine, day):
+    """Our clock (06:00) says the send is still ahead, Cheetah (12:00) that it went out: the two
+    disagree, and the cancel job says so. With the clocks agreeing it is only reported (below)."""
     res = make_resources(sim, db_url)
     with dg.DagsterInstance.ephemeral() as instance:
         assert run_cycle(res, day, instance).success
@@ -82,11 +84,11 @@ def test_cancellation_on_our_side_is_picked_up_by_the_sensor(sim, db_url, engine
     with dg.DagsterInstance.ephemeral() as instance:
         assert run_cycle(res, day, instance).success
         queries.set_campaign_status(engine, "X", "CANCELLED")
-        ctx = dg.build_sensor_context(instance=instance, resources={"customer_db": res["customer_db"]})
+        ctx = dg.build_sensor_context(instance=instance, resources={"customer_db": res["customer_db"], "clock": res["clock"]})
         (request,) = cancellation_sensor(ctx)
         assert request.run_config["ops"]["cancel_campaign_op"]["config"]["campaign_id"] == "X"
         assert _cancel(res, instance).success
-        ctx = dg.build_sensor_context(instance=instance, resources={"customer_db": res["customer_db"]})
+        ctx = dg.build_sensor_context(instance=instance, resources={"customer_db": res["customer_db"], "clock": res["clock"]})
         assert isinstance(cancellation_sensor(ctx), dg.SkipReason)
     (row,) = ledger_rows(engine)
     assert _sim_status(sim, row["cheetah_name"]) == "CANCELLED"
@@ -101,6 +103,34 @@ def test_rerunning_the_day_after_a_cancellation_deletes_the_prepared_send(sim, d
     (row,) = ledger_rows(engine)
     assert row["state"] == "CANCELLED"
     assert _sim_status(sim, row["cheetah_name"]) == "CANCELLED"
+
+
+def test_a_campaign_cancelled_after_it_went_out_is_reported_once_and_never_retried(sim, db_url, engine, day):
+    """Review D5: a campaign cancelled on our side after Cheetah sent it (ledger APPROVED, send time
+    passed) made the cancellation sensor launch 5 failing cancel runs and then ask the operator to
+    fix what cannot be fixed; the day's run failed too. Now the sensor requests nothing and says
+    once that it went out before it was cancelled; the cancel job and the day's run succeed; the
+    ledger stays APPROVED. A send still ahead is still deleted (the tests above)."""
+    with dg.DagsterInstance.ephemeral() as instance:
+        assert run_cycle(make_resources(sim, db_url), day, instance).success
+        sim.admin.advance(dt.timedelta(hours=6))  # 12:00: X went out at 11:00
+        assert [c["name"] for c in sim.admin.sent(recipients=False)["campaigns"]] == [cheetah_name("X", "1002", day)]
+        queries.set_campaign_status(engine, "X", "CANCELLED")
+        res = make_resources(sim, db_url)  # the clock at 12:00 too
+        requests, cursor, skipped = _cancellation_tick(instance, res, None)
+        assert requests == []
+        assert "went out at 11:00 UTC before it was cancelled; nothing to undo" in skipped
+        for _ in range(MAX_REQUESTS + 2):  # said once; never requested
+            requests, cursor, skipped = _cancellation_tick(instance, res, cursor)
+            assert requests == [] and "went out" not in skipped and "by hand" not in skipped
+        result = _cancel(res, instance)  # by hand: nothing to undo, not a failure
+        assert result.success and result.output_for_node("cancel_campaign_op") == 0
+        assert run_cycle(res, day, instance).success  # the day's run, requested again by the change
+        mat = instance.fetch_materializations(dg.AssetKey("campaign_sends"), limit=1).records[0].asset_materialization
+        assert mat.metadata["sent_before_cancelled"].value == 1 and mat.metadata["failed"].value == 0
+    (row,) = ledger_rows(engine)
+    assert row["state"] == "APPROVED"  # it was sent
+    assert _sim_status(sim, row["cheetah_name"]) == "SENT"
 
 
 CAMPAIGN_PATH = "/services2/api/EmailCampaign"
@@ -202,7 +232,7 @@ def test_a_send_cancelled_mid_preparation_is_not_recorded_cancelled_unconfirmed(
 
 def _cancellation_tick(instance, res, cursor):
     """One evaluation of the cancellation sensor, its cursor carried over as the daemon does."""
-    ctx = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"customer_db": res["customer_db"]})
+    ctx = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"customer_db": res["customer_db"], "clock": res["clock"]})
     data = cancellation_sensor.evaluate_tick(ctx)
     return data.run_requests or [], data.cursor, data.skip_message
 

@@ -334,9 +334,10 @@ def test_analysis_is_requested_once_per_newer_snapshot(ticker, instance, db_url,
 
     first = report_snapshot(1)
     data = ticker.tick(campaign_analysis_sensor, T0)
-    assert [rr.run_key for rr in data.run_requests] == [f"analysis-{first}"]
-    # Same state, same run key: the daemon launches it once.
-    assert [rr.run_key for rr in ticker.tick(campaign_analysis_sensor, T0).run_requests] == [f"analysis-{first}"]
+    (key,) = [rr.run_key for rr in data.run_requests]
+    assert key.startswith(f"analysis-{first}-")  # then the sensor's epoch and sequence number
+    # Same state, no run launched for it yet: the same run key, which the daemon launches once.
+    assert [rr.run_key for rr in ticker.tick(campaign_analysis_sensor, T0).run_requests] == [key]
 
     resources = {"customer_db": CustomerDatabaseResource(url=db_url), "clock": ClockResource(fixed_now=T0.isoformat())}
     dg.materialize([campaign_analysis], resources=resources, instance=instance)
@@ -346,7 +347,53 @@ def test_analysis_is_requested_once_per_newer_snapshot(ticker, instance, db_url,
     run = create_run_for_test(instance, job_name="campaign_analysis_job", status=dg.DagsterRunStatus.STARTED)
     assert "still in flight" in ticker.tick(campaign_analysis_sensor, T0).skip_message
     instance.report_run_canceled(run)
-    assert [rr.run_key for rr in ticker.tick(campaign_analysis_sensor, T0).run_requests] == [f"analysis-{second}"]
+    (again,) = [rr.run_key for rr in ticker.tick(campaign_analysis_sensor, T0).run_requests]
+    assert again.startswith(f"analysis-{second}-") and again != key
+
+
+def test_a_failed_analysis_run_is_requested_again_under_new_run_keys(ticker, instance):
+    """Review D4: a failed analysis run is requested again after 5, 15 and 60 minutes, each time
+    under a run key never used before (the daemon skips a key it has launched, so a repeated key
+    left the analysis stale until the next snapshot); then the sensor gives up on that state. A
+    state whose run succeeded is not requested again."""
+    instance.add_dynamic_partitions(PARTITIONS, ["OPT-X"])
+    instance.report_runless_asset_event(dg.AssetMaterialization(campaign_metric_snapshots.key, partition="OPT-X|day_1"))
+    launched: list[str] = []
+
+    def tick(minutes: int, outcome=dg.DagsterRunStatus.FAILURE):
+        """One tick at T0 + minutes, its requests handled as the daemon does (a key that already
+        has a run is skipped); each launched run ends with ``outcome``."""
+        data = ticker.tick(campaign_analysis_sensor, T0 + dt.timedelta(minutes=minutes))
+        for rr in data.run_requests or []:
+            tags = {"dagster/run_key": rr.run_key, "dagster/sensor_name": campaign_analysis_sensor.name}
+            if not instance.get_runs(filters=dg.RunsFilter(tags=tags), limit=1):
+                create_run_for_test(instance, job_name="campaign_analysis_job", status=outcome, tags=tags)
+                launched.append(rr.run_key)
+        return data
+
+    tick(0)
+    assert len(launched) == 1
+    assert "requested again at" in tick(1).skip_message  # the first back-off: 5 minutes
+    tick(6)
+    assert len(launched) == 2 and "-retry1-" in launched[1]
+    assert not tick(7).run_requests
+    tick(22)  # 15 minutes after the retry's failure was seen (at 7)
+    assert len(launched) == 3 and "-retry2-" in launched[2]
+    assert not tick(23).run_requests and not tick(82).run_requests
+    tick(83)  # 60 minutes after its failure was seen (at 23)
+    assert len(launched) == 4 and "-retry3-" in launched[3]
+    skipped = tick(200).skip_message
+    assert "failed 4 times" in skipped and "campaign_analysis_job" in skipped
+    assert not tick(500).run_requests
+    assert len(set(launched)) == len(launched) == 4  # no key repeated: the daemon launched every one
+
+    # A new snapshot: a fresh request; once its run succeeded, that state is not requested again.
+    instance.report_runless_asset_event(dg.AssetMaterialization(campaign_metric_snapshots.key, partition="OPT-X|day_2"))
+    tick(600, outcome=dg.DagsterRunStatus.SUCCESS)
+    assert len(launched) == 5 and "-retry" not in launched[4]
+    for minutes in (601, 700, 900):
+        assert not tick(minutes).run_requests
+    assert len(set(launched)) == 5
 
 
 # ------------------------------------------------------------------------------------------------

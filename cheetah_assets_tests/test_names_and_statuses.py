@@ -279,7 +279,7 @@ def test_the_cancellation_sensor_honours_every_spelling(sim, db_url, engine, day
         assert run_cycle(res, day, instance).success
         with engine.begin() as conn:
             conn.execute(campaign_schedule.update().where(campaign_schedule.c.campaign_id == "X").values(status=spelling))
-        ctx = dg.build_sensor_context(instance=instance, resources={"customer_db": res["customer_db"]})
+        ctx = dg.build_sensor_context(instance=instance, resources={"customer_db": res["customer_db"], "clock": res["clock"]})
         requests = cancellation_sensor(ctx)
         assert isinstance(requests, list), requests  # before the fix: a SkipReason
         (request,) = requests
@@ -309,7 +309,8 @@ def test_pending_cancellations_ignores_scheduled_and_unknown_statuses(any_db):
                         ("X", "cancel"), ("Y", "NOT CANCELLED")]:
         seed.add_campaign(engine, campaign_id=cid, send_date=DAY, template_ids="1", status=status)
         led.ensure(campaign_id=cid, template_id="1", send_date=DAY, list_key=f"{cid}/{DAY}", send_at=now, state=sending_ledger.APPROVED)
-    assert pending_cancellations(engine) == {
+    # Their send times (now) still ahead: pending. (Once passed, they went out: test_cancel_and_setup.)
+    assert pending_cancellations(engine, now - dt.timedelta(minutes=1)) == {
         "C": [(sending_ledger.send_key("C", "1", DAY), sending_ledger.APPROVED)],
         "D": [(sending_ledger.send_key("D", "1", DAY), sending_ledger.APPROVED)],
         "N": [(sending_ledger.send_key("N", "1", DAY), sending_ledger.APPROVED)],

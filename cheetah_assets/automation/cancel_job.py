@@ -22,7 +22,8 @@ class CancelConfig(dg.Config):
 @dg.op(
     description=(
         "Marks the campaign CANCELLED in the schedule and deletes each of its prepared sends in Cheetah "
-        "Messaging (found by ledger id or by name). A campaign that already went out is a clear error."
+        "Messaging (found by ledger id or by name). A send that already went out (approved, its send time "
+        "passed) is reported, not failed: there is nothing to undo."
     ),
     tags={"kind": "cheetah"},
 )
@@ -43,7 +44,9 @@ def cancel_campaign_op(
     except (CancelError, CheetahError) as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from None
     for o in outcomes:
-        context.log.info("%s (%s): %s", o.send_key, o.cheetah_name, o.action)
+        # A send that went out before it was cancelled: said once, as a warning; nothing failed.
+        log = context.log.warning if o.action.startswith("went out") else context.log.info
+        log("%s (%s): %s", o.send_key, o.cheetah_name, o.action)
     deleted = sum(o.action == "deleted" for o in outcomes)
     return dg.Output(
         deleted,

@@ -14,6 +14,8 @@
    ``campaign_status``) when a snapshot is newer than what the last analysis covered, or when the
    overdue snapshots changed (so the ``snapshots_on_time`` check says so without a new snapshot),
    or when the send path materialized after the status view (so the view shows the day's sends).
+   Each state is requested once; a failed run is requested again after 5, 15 and 60 minutes, each
+   request under a run key of its own (the daemon never launches a key twice).
 
 All three start RUNNING (``DefaultSensorStatus.RUNNING``): they only read the customer database
 and the Dagster instance, and the runs they start only *read* Cheetah Messaging (reports), so
@@ -51,6 +53,7 @@ from ..sending.ledger import account_of
 from ..sending.runs import LIVE_RUN_STATUSES
 from ..timeutil import parse_iso
 from .jobs import campaign_analysis_job, metric_snapshot_batch_job
+from .prepare_sensor import RUN_KEY_TAG, next_run_key, run_status
 
 PARTITIONS = campaigns_partitions.name
 PAGE = 10_000  # partitions per page when listing the new ones
@@ -322,50 +325,111 @@ def _fingerprint(keys: list[str]) -> str:
     return hashlib.sha256("\n".join(sorted(keys)).encode()).hexdigest()[:16]
 
 
+#: An analysis run that failed (a locked database, a restart) is requested again this long after
+#: its failure was seen, once per delay; then the sensor leaves that state alone until it changes.
+ANALYSIS_RETRY_DELAYS = (dt.timedelta(minutes=5), dt.timedelta(minutes=15), dt.timedelta(minutes=60))
+_FAILED = (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
+
+
+def _last_request(raw: object) -> dict | None:
+    """The cursor's last request ({sig, base, run_key, tries[, failed_at][, done]}); None if malformed."""
+    if not isinstance(raw, dict) or not all(isinstance(raw.get(k), str) for k in ("sig", "base", "run_key")):
+        return None
+    return raw if isinstance(raw.get("tries"), int) else {**raw, "tries": 0}
+
+
+def _superseded(instance: dg.DagsterInstance, run_key: str) -> bool:
+    """Whether the newest run of the analysis job is not the (failed) run of ``run_key`` and succeeded."""
+    newest = instance.get_runs(filters=dg.RunsFilter(job_name=campaign_analysis_job.name), limit=1)
+    return bool(newest) and newest[0].status == dg.DagsterRunStatus.SUCCESS and newest[0].tags.get(RUN_KEY_TAG) != run_key
+
+
 @dg.sensor(
     job=campaign_analysis_job,
     minimum_interval_seconds=300,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description=(
         "Requests campaign_analysis (with its checks and campaign_status) when a metric snapshot is newer "
-        "than what the latest analysis read (run key 'analysis-<newest snapshot event id>'), or when the "
+        "than what the latest analysis read (run key 'analysis-<newest snapshot event id>-…'), or when the "
         "set of overdue snapshots changed, so that the snapshots_on_time check fails (or passes again) "
-        "without waiting for a snapshot (run key 'analysis-<id>-overdue-<fingerprint>'), or when "
-        "campaign_sends is newer than campaign_status (run key '…-sends-<event id>')."
+        "without waiting for a snapshot ('…-overdue-<fingerprint>'), or when campaign_sends is newer than "
+        "campaign_status ('…-sends-<event id>'); each state once. A failed run is requested again 5, 15 "
+        "and 60 minutes after its failure ('…-retry<n>'); every key ends in a sequence number of its own."
     ),
 )
 def campaign_analysis_sensor(
     context: dg.SensorEvaluationContext, customer_db: CustomerDatabaseResource, clock: ClockResource
 ):
-    instance = context.instance
+    """Each state (newest snapshot event, overdue fingerprint, newest send-path event) is requested
+    once; a run that failed is requested again after each of :data:`ANALYSIS_RETRY_DELAYS`, unless
+    a later run of the job succeeded. Run keys come from ``prepare_sensor.next_run_key`` (an epoch
+    and a sequence number in the cursor): the daemon never launches a key twice, so a key that
+    repeated would leave a failed analysis stale for good."""
+    instance, now = context.instance, clock.now()
+    state = read_cursor(context.cursor)
     latest = latest_storage_id(instance, campaign_metric_snapshots.key)
-    overdue = [d.run_key for d in overdue_now(instance, prepared_engine(customer_db), clock.now())]
+    overdue = [d.run_key for d in overdue_now(instance, prepared_engine(customer_db), now)]
     fingerprint = _fingerprint(overdue)
-    checked = read_cursor(context.cursor).get("overdue", _fingerprint([]))
+    checked = state.get("overdue", _fingerprint([]))
     covered = analysis_covers(instance)
     newer = latest is not None and (covered is None or covered < latest)
     # The status view also shows the send path: a newer campaign_sends than the view re-runs it.
     sends, shown = latest_storage_id(instance, SENDS), latest_storage_id(instance, STATUS)
     sends_newer = sends is not None and (shown is None or shown < sends)
-    if not newer and not sends_newer and checked == fingerprint:
+    sig = f"{latest or 0}|{fingerprint}|{sends or 0}"
+    last = _last_request(state.get("last"))
+    status = run_status(instance, last["run_key"]) if last and not last.get("done") else None
+    if last and (status == dg.DagsterRunStatus.SUCCESS or (status in _FAILED and _superseded(instance, last["run_key"]))):
+        last, status = {**last, "done": True}, None
+    failed = status in _FAILED
+    cursor = {**state, "overdue": checked, **({"last": last} if last else {})}
+
+    def skip(reason: str) -> dg.SensorResult:
+        return dg.SensorResult(skip_reason=reason, cursor=json.dumps(cursor))
+
+    if not failed and not (newer or sends_newer or checked != fingerprint):
         if latest is None:
-            return dg.SkipReason("no metric snapshot yet")
-        return dg.SkipReason(f"the analysis is up to date (snapshot event {latest}, {len(overdue)} snapshots overdue)")
+            return skip("no metric snapshot yet")
+        return skip(f"the analysis is up to date (snapshot event {latest}, {len(overdue)} snapshots overdue)")
     running = instance.get_runs(
         filters=dg.RunsFilter(job_name=campaign_analysis_job.name, statuses=list(LIVE_RUN_STATUSES)), limit=1
     )
     if running:
-        return dg.SkipReason(f"an analysis run ({running[0].run_id}) is still in flight; next tick")
-    run_key = f"analysis-{latest if latest is not None else 0}"
-    if checked != fingerprint:
-        run_key += f"-overdue-{fingerprint}"
-        context.log.info("the overdue snapshots changed (%d now overdue): re-running the analysis and its checks", len(overdue))
-    if sends_newer:
-        run_key += f"-sends-{sends}"
-    return dg.SensorResult(
-        run_requests=[dg.RunRequest(run_key=run_key, tags={"cheetah/snapshot_event": str(latest or 0)})],
-        cursor=json.dumps({"overdue": fingerprint}),
-    )
+        return skip(f"an analysis run ({running[0].run_id}) is still in flight; next tick")
+    same, tries = last is not None and last["sig"] == sig, 0
+    if same and not failed:
+        if last.get("done"):  # its run succeeded: the same state is not requested again
+            return skip(f"the analysis of this state ran already (run key {last['run_key']})")
+        # Never launched (or deleted): the same key, which the daemon launches at most once.
+        return dg.SensorResult(run_requests=[_analysis_request(last["run_key"], latest)], cursor=json.dumps(cursor))
+    if same and failed:
+        tries, failed_at = last["tries"], _time(last.get("failed_at")) or now
+        if tries >= len(ANALYSIS_RETRY_DELAYS):
+            return skip(
+                f"the analysis run failed {tries + 1} times for this state (last run key {last['run_key']}); not "
+                "requested again until a snapshot, the overdue snapshots or the send path change (see the failed "
+                "campaign_analysis_job runs, and launch it by hand once fixed)"
+            )
+        if now < failed_at + ANALYSIS_RETRY_DELAYS[tries]:
+            cursor["last"] = {**last, "failed_at": failed_at.isoformat()}
+            at = failed_at + ANALYSIS_RETRY_DELAYS[tries]
+            return skip(f"the analysis run {last['run_key']} failed; requested again at {at:%Y-%m-%d %H:%M} UTC")
+        tries, base = tries + 1, last["base"]
+        context.log.info("the analysis run %s failed: requesting it again (retry %d)", last["run_key"], tries)
+    else:
+        base = f"analysis-{latest if latest is not None else 0}"
+        if checked != fingerprint:
+            base += f"-overdue-{fingerprint}"
+            context.log.info("the overdue snapshots changed (%d now overdue): re-running the analysis and its checks", len(overdue))
+        if sends_newer:
+            base += f"-sends-{sends}"
+    run_key = next_run_key(cursor, base + (f"-retry{tries}" if tries else ""))
+    cursor.update(overdue=fingerprint, last={"sig": sig, "base": base, "run_key": run_key, "tries": tries})
+    return dg.SensorResult(run_requests=[_analysis_request(run_key, latest)], cursor=json.dumps(cursor))
+
+
+def _analysis_request(run_key: str, latest: int | None) -> dg.RunRequest:
+    return dg.RunRequest(run_key=run_key, tags={"cheetah/snapshot_event": str(latest or 0)})
 
 
 METRIC_SENSORS = [register_sent_campaigns_sensor, request_metric_snapshots_sensor, campaign_analysis_sensor]

@@ -25,7 +25,7 @@ from ..customers.resource import CustomerDatabaseResource
 from ..runlog import RunLog, every
 from ..tables import table
 from . import ledger, plan
-from .cancel import cancel_leftover
+from .cancel import cancel_leftover, went_out, went_out_note
 from .changes import reconcile_changes, refreezer
 from .catalog import load_catalog, refresh_catalog
 from .importing import left_out_note, left_out_of
@@ -370,9 +370,13 @@ def campaign_sends(
         problems.extend(sent.problems)
         recorded = sender.ledger.for_day(day)
         outcomes.extend(plan.already_sent(day_plan, recorded, {r.send_key for r in todo}))
+        sent_first = 0  # cancelled on our side after they went out: reported, nothing to undo
         for row in recorded:
             cancelled = any(p.send_key == row.send_key and p.status == plan.CANCELLED for p in day_plan)
-            if row.state in ledger.TOUCHED_CHEETAH and cancelled:
+            if row.state in ledger.TOUCHED_CHEETAH and cancelled and went_out(row, clock.now()):
+                context.log.warning("%s: campaign %s %s", row.send_key, row.cheetah_name, went_out_note(row.send_at))
+                sent_first += 1
+            elif row.state in ledger.TOUCHED_CHEETAH and cancelled:
                 problem = cancel_leftover(sender, row)
                 if problem is None:
                     context.log.info("%s: cancelled on our side, deleted in Cheetah Messaging", row.send_key)
@@ -387,6 +391,7 @@ def campaign_sends(
         "missed": by_state.get(ledger.MISSED, 0),
         "empty": by_state.get(ledger.EMPTY, 0),
         "cancelled": by_state.get(ledger.CANCELLED, 0),
+        "sent_before_cancelled": sent_first,
         "failed": len(problems),
         "changed_after_handover": "\n".join(reconciled.notes + reconciled.problems) or "none",
         "recipients_accepted": sum(o["accepted"] or 0 for o in outcomes),

@@ -3,9 +3,14 @@
 The two systems must never disagree, so cancelling works from the ledger *and* from Cheetah:
 a send whose ledger row never learnt its campaign id (a lost reply) is still found by its
 deterministic name and deleted, once checked to be ours (``deletion.py``: a campaign with our
-name that we did not create is never deleted). Cancelling a campaign that has already gone out
-is an error that says so; nothing is half-done (the schedule row is marked CANCELLED only when
-every prepared send could be deleted or had not reached Cheetah yet).
+name that we did not create is never deleted).
+
+A send that went out before it was cancelled (ledger APPROVED and its send time passed, by the
+clock: :func:`went_out`) has nothing left to undo: the cancel job and the day's run report it
+("went out at HH:MM ... nothing to undo") and do not fail on it, the cancellation sensor does not
+request it (:func:`pending_cancellations`) but reports it once (:func:`sent_before_cancelled`),
+and its ledger row stays APPROVED (it was sent). Cheetah answering SENT for a send our clock
+says is still ahead remains an error that says so.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from ..cheetah.client import CheetahClient
 from ..cheetah.contract import ObjId
 from ..cheetah.errors import CheetahError
 from ..customers.schema import campaign_schedule, send_ledger
+from ..timeutil import utc
 from . import ledger, statuses
 from .deletion import cancel_row
 from .errors import CancelError, SendError
@@ -27,16 +33,31 @@ from .protocol import Sender
 
 __all__ = [
     "CancelError", "CancelOutcome", "cancel_campaign", "cancel_claimed", "cancel_leftover", "cancel_row", "mark_cancelled",
-    "pending_cancellations",
+    "pending_cancellations", "sent_before_cancelled", "went_out", "went_out_note",
 ]
+
+#: How far back (by send time) the cancellation sensor looks for sends that went out before their
+#: campaign was cancelled, to report each once: a bounded range scan of the ledger's send_at index.
+SENT_REPORT_WINDOW = dt.timedelta(days=7)
 
 
 @dataclass(frozen=True)
 class CancelOutcome:
     send_key: str
     cheetah_name: str
-    action: str  # "deleted", "nothing in Cheetah", "already cancelled", "never prepared"
+    action: str  # "deleted", "nothing in Cheetah", "already cancelled", "never prepared", or went_out_note's
     camp_id: ObjId | None = None
+
+
+def went_out(row: ledger.LedgerRow, now: dt.datetime) -> bool:
+    """Whether the send has gone out: approved in Cheetah (APPROVED) and its send time has come."""
+    return row.state == ledger.APPROVED and row.send_at is not None and utc(row.send_at) <= utc(now)
+
+
+def went_out_note(send_at: dt.datetime | None) -> str:
+    """What a cancellation of a send that already went out says (without the send's name)."""
+    at = f"at {utc(send_at):%H:%M} UTC " if send_at is not None else ""
+    return f"went out {at}before it was cancelled; nothing to undo (the ledger keeps it APPROVED: it was sent)"
 
 
 def mark_cancelled(engine: sa.Engine, campaign_id: str) -> bool:
@@ -76,6 +97,8 @@ def cancel_campaign(
             outcomes.append(CancelOutcome(row.send_key, row.cheetah_name, "already cancelled", row.camp_id))
         elif row.state in (ledger.MISSED, ledger.EMPTY) and row.camp_id is None:
             outcomes.append(CancelOutcome(row.send_key, row.cheetah_name, "never prepared", None))
+        elif went_out(row, now()):
+            outcomes.append(CancelOutcome(row.send_key, row.cheetah_name, went_out_note(row.send_at), row.camp_id))
         else:
             # One send that cannot be cancelled never leaves the campaign's other sends to go out.
             try:
@@ -116,26 +139,40 @@ def cancel_leftover(sender: Sender, row: ledger.LedgerRow) -> str | None:
     return None
 
 
-def pending_cancellations(engine: sa.Engine) -> dict[str, list[tuple[str, str]]]:
-    """Campaigns cancelled on our side with sends that may still exist in Cheetah Messaging:
-    {campaign_id: [(send_key, state), ...]}.
+def _cancelled_sends(engine: sa.Engine, *where: sa.ColumnElement[bool]) -> list[sa.Row]:
+    """The ledger rows (``where``) of campaigns cancelled on our side, by campaign and send key.
 
     "Cancelled" is any spelling :func:`.statuses.is_cancelled` accepts (``cancelled``,
     ``Canceled``, with surrounding whitespace, ...). The SQL selects every status containing
     "cancel" in any case, and the one parser the planner uses decides, so the two always agree.
     """
-    out: dict[str, list[tuple[str, str]]] = {}
+    t = send_ledger.c
     with engine.connect() as conn:
         rows = conn.execute(
-            sa.select(send_ledger.c.campaign_id, send_ledger.c.send_key, send_ledger.c.state, campaign_schedule.c.status)
-            .join(campaign_schedule, campaign_schedule.c.campaign_id == send_ledger.c.campaign_id)
-            .where(
-                campaign_schedule.c.status.ilike("%cancel%"),  # every spelling, whatever its case
-                send_ledger.c.state.in_(sorted(ledger.TOUCHED_CHEETAH)),
-            )
-            .order_by(send_ledger.c.campaign_id, send_ledger.c.send_key)
-        )
-        for r in rows:
-            if statuses.is_cancelled(r.status):
-                out.setdefault(r.campaign_id, []).append((r.send_key, r.state))
+            sa.select(t.campaign_id, t.send_key, t.state, t.cheetah_name, t.send_at, campaign_schedule.c.status)
+            .join(campaign_schedule, campaign_schedule.c.campaign_id == t.campaign_id)
+            .where(campaign_schedule.c.status.ilike("%cancel%"), *where)  # every spelling, whatever its case
+            .order_by(t.campaign_id, t.send_key)
+        ).all()
+    return [r for r in rows if statuses.is_cancelled(r.status)]
+
+
+def pending_cancellations(engine: sa.Engine, now: dt.datetime) -> dict[str, list[tuple[str, str]]]:
+    """Campaigns cancelled on our side with sends that may still exist in Cheetah Messaging, and
+    not yet gone out: {campaign_id: [(send_key, state), ...]}. An APPROVED send whose send time
+    has come (``now``) went out: there is nothing to cancel (:func:`sent_before_cancelled`)."""
+    t = send_ledger.c
+    not_gone_out = sa.or_(t.state != ledger.APPROVED, t.send_at.is_(None), t.send_at > utc(now))
+    out: dict[str, list[tuple[str, str]]] = {}
+    for r in _cancelled_sends(engine, t.state.in_(sorted(ledger.TOUCHED_CHEETAH)), not_gone_out):
+        out.setdefault(r.campaign_id, []).append((r.send_key, r.state))
     return out
+
+
+def sent_before_cancelled(engine: sa.Engine, now: dt.datetime, window: dt.timedelta = SENT_REPORT_WINDOW) -> dict[str, str]:
+    """The sends of campaigns cancelled on our side that went out first (APPROVED, send time
+    within ``window`` before ``now``): {send_key: "<send_key>: <cheetah name> went out at ..."}."""
+    t = send_ledger.c
+    now = utc(now)
+    rows = _cancelled_sends(engine, t.state == ledger.APPROVED, t.send_at <= now, t.send_at > now - window)
+    return {r.send_key: f"{r.send_key}: campaign {r.cheetah_name} {went_out_note(r.send_at)}" for r in rows}

@@ -78,6 +78,6 @@ SEND_COLUMNS = columns("""
 CANCEL_COLUMNS = columns("""
     send_key | string | The send (campaign/template/day)
     cheetah_name
-    action   | string | deleted, nothing in Cheetah, already cancelled or never prepared
+    action   | string | deleted, nothing in Cheetah, already cancelled, never prepared, or went out at HH:MM before it was cancelled
     camp_id
 """, SHARED)
