@@ -280,3 +280,25 @@ def test_an_overdue_snapshot_is_alerted_once_and_a_taken_one_never(ledger_db, we
         ctx = dg.build_sensor_context(instance=instance, resources=resources, cursor=ctx.cursor)
         overdue_snapshot_alert_sensor(ctx)
         assert len(hook.posts) == 1
+
+
+def test_quiet_ticks_of_the_cancellation_and_missed_sensors_only_read(ledger_db):
+    """Regression (review of this stop): each quiet tick of the two sensors created the tables again
+    (BEGIN IMMEDIATE, a PRAGMA per table: 12 statements), so a run's open write transaction made a
+    tick wait 120 s and fail. Now two reads each; the tables are made once per process."""
+    import sqlalchemy as sa
+
+    from cheetah_assets.automation.send_sensors import cancellation_sensor
+    from cheetah_assets.customers.schema import create_demo_tables
+
+    engine = ledger_db.get_engine()
+    create_demo_tables(engine)
+    resources = {"customer_db": ledger_db, "clock": ClockResource(), "alerts": _alerts()}
+    statements: list[str] = []
+    sa.event.listen(engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    with dg.DagsterInstance.ephemeral() as instance:
+        for sensor in (cancellation_sensor, missed_send_alert_sensor):
+            sensor.evaluate_tick(dg.build_sensor_context(instance=instance, resources=resources))
+            statements.clear()
+            sensor.evaluate_tick(dg.build_sensor_context(instance=instance, resources=resources))
+            assert len(statements) <= 2 and all(s.lstrip().upper().startswith("SELECT") for s in statements), statements

@@ -8,6 +8,7 @@ import dagster as dg
 
 from ..clock import ClockResource
 from ..customers.resource import CustomerDatabaseResource
+from ..metrics.snapshots import prepare_database
 from ..sending.cancel import pending_cancellations, sent_before_cancelled
 from .cancel_job import cancel_campaign_job
 from .metric_sensors import read_cursor
@@ -48,7 +49,7 @@ def cancellation_sensor(
     A send that went out before its campaign was cancelled (APPROVED, send time passed by the
     clock) is not pending: there is nothing to delete. It is reported once, in the tick's log and
     skip reason (the cursor keeps the keys reported, for sends of the last week only)."""
-    customer_db.ensure_tables()
+    prepare_database(customer_db.get_engine())  # the tables, once per process (not a write lock per tick)
     engine, now = customer_db.get_engine(), clock.now()
     previous = read_cursor(context.cursor)
     before = previous.get("campaigns") if isinstance(previous.get("campaigns"), dict) else {}
