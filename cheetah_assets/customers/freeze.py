@@ -24,7 +24,7 @@ from sqlalchemy.exc import DBAPIError
 
 from ..timeutil import utc
 from .freeze_sql import Selection, field_texts, insert_statement, selection
-from .identifiers import ensure_sql_function, register_sqlite_function, sqlite_text_is_utf8
+from .identifiers import ensure_sql_function
 from .recipients import (
     PG_LOCK_NAMESPACE,
     UNLOCKED_STATES,
@@ -41,6 +41,7 @@ from .recipients import (
     unique_in_order,
 )
 from .schema import recipient, recipient_list, send_ledger
+from .sqlite_norm import register_sqlite_function, sqlite_text_is_utf8
 
 
 def _attrs_encoder(field_names: Sequence[str]) -> Callable[[Sequence[str | None]], str]:
