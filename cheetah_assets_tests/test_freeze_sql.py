@@ -633,3 +633,40 @@ def test_an_identifier_too_long_for_a_list_is_missing_and_the_rest_is_sent(engin
         conn.execute(sa.delete(target_group_members))
     table.drop(engine)
 
+
+def test_a_bad_stored_date_is_sent_as_stored_and_does_not_stop_the_campaign(tmp_path):
+    """Regression (review item 5): SQLite keeps whatever was written, and one DATE value that is not
+    an ISO date ('03/02/1990', '') made SQLAlchemy's date conversion raise, which stopped the whole
+    campaign's freeze with a message naming neither column nor customer. Now such a value (and a
+    DATETIME or NUMERIC one) is sent as it is stored; good values are rendered as before; in the
+    database as streamed."""
+    url = f"sqlite:///{tmp_path / 'dates.db'}"
+    eng = engine_for(url, create=True)
+    try:
+        schema.create_integration_tables(eng)
+        with eng.begin() as conn:
+            conn.exec_driver_sql("CREATE TABLE customers (customer_pk INTEGER PRIMARY KEY, email VARCHAR(320), "
+                                 "born DATE, seen DATETIME, score NUMERIC(10, 2))")
+            conn.exec_driver_sql("CREATE TABLE target_group_members (target_group VARCHAR(100), customer_pk INTEGER, "
+                                 "PRIMARY KEY (target_group, customer_pk))")
+            conn.exec_driver_sql("CREATE TABLE suppression (identifier VARCHAR(320) PRIMARY KEY, reason VARCHAR(32))")
+            rows = [(1, "good@x.com", "1990-02-03", "2025-01-02 10:11:12.000000", 1.5),
+                    (2, "slash@x.com", "03/02/1990", "yesterday", "n/a"),
+                    (3, "empty@x.com", "", "", ""),
+                    (4, "time@x.com", "1990-02-03T10:00:00", None, None)]
+            conn.exec_driver_sql("INSERT INTO customers VALUES (?, ?, ?, ?, ?)", rows)
+            conn.exec_driver_sql("INSERT INTO target_group_members SELECT 'all_customers', customer_pk FROM customers")
+        fields = {"BORN": "born", "SEEN": "seen", "SCORE": "score"}
+        for in_database in (True, False):
+            r = _freeze(eng, f"DATES-{in_database}", in_database, ["1"], fields=fields)
+            assert r.row_count == 4
+        stored = _stored(eng, list_key("DATES-True", DAY))
+        assert stored == _stored(eng, list_key("DATES-False", DAY))
+        assert {i: a for i, (_, a) in stored.items()} == {
+            "good@x.com": {"BORN": "1990-02-03", "SEEN": "2025-01-02T10:11:12", "SCORE": "1.50"},
+            "slash@x.com": {"BORN": "03/02/1990", "SEEN": "yesterday", "SCORE": "n/a"},
+            "empty@x.com": {"BORN": "", "SEEN": "", "SCORE": ""},
+            "time@x.com": {"BORN": "1990-02-03T10:00:00", "SEEN": None, "SCORE": None},
+        }
+    finally:
+        dispose_engine(url)
