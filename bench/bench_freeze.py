@@ -114,8 +114,9 @@ def _select(url: str) -> int:
     from cheetah_assets.customers.engines import engine_for
     from cheetah_assets.customers.freeze import pg_freeze_settings
     from cheetah_assets.customers.freeze_sql import field_texts, insert_statement, selection
-    from cheetah_assets.customers.identifiers import ensure_sql_function, sqlite_text_is_utf8
+    from cheetah_assets.customers.identifiers import ensure_sql_function
     from cheetah_assets.customers.recipients import reflect_customers
+    from cheetah_assets.customers.sqlite_norm import sqlite_text_is_utf8
 
     engine = engine_for(url)
     ensure_sql_function(engine)

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from cheetah_assets.customers import identifiers, schema, seed
+from cheetah_assets.customers import identifiers, schema, seed, sqlite_norm
 from cheetah_assets.customers.engines import dispose_engine, engine_for
 from cheetah_assets.customers.identifiers import normalise_identifier, template_index
 from cheetah_assets.customers.queries import freeze_recipient_list, list_key, template_for
@@ -90,7 +90,7 @@ def test_database_template_split_equals_python(engine, values, count):
 def test_sqlite_template_function_on_utf8_bytes_equals_python(value, count):
     """In a UTF-8 database the freeze hands SQLite's template function the stored identifier's
     bytes (CAST AS BLOB): its split is template_index's of that identifier, as from its text."""
-    udf = identifiers._sqlite_template_index
+    udf = sqlite_norm._sqlite_template_index
     stored = normalise_identifier(value)
     assert udf(stored.encode("utf-8"), count) == udf(stored, count) == template_index(stored, count)
     assert udf(value.encode("utf-8"), count) == udf(value, count)  # any value: bytes and text agree
@@ -189,7 +189,7 @@ def test_freeze_in_the_database_equals_the_streamed_freeze(engine, customers, su
     want = {}
     missing = excluded = 0
     for c in customers:
-        n = None if c["email"] is None else normalise_identifier(c["email"])
+        n = None if c["email"] is None else identifiers.frozen_identifier(c["email"])
         missing += not n
         excluded += bool(n) and n in blocked
         if n and n not in blocked and n not in want:
@@ -304,9 +304,9 @@ def test_sqlite_normalises_each_member_once(tmp_path, monkeypatch):
     counts and the insert share one pass over the members. Before, each member was normalised
     seven times."""
     calls = []
-    real = identifiers._sqlite_norm
+    real = sqlite_norm._sqlite_norm
     # (the template split hands it the identifier's UTF-8 bytes)
-    monkeypatch.setattr(identifiers, "_sqlite_norm",
+    monkeypatch.setattr(sqlite_norm, "_sqlite_norm",
                         lambda v: calls.append(v.decode() if isinstance(v, bytes) else v) or real(v))
     url, eng = _sqlite_people(tmp_path, "once.db", members=200, suppressed=30, ascii=False)
     try:
@@ -555,7 +555,7 @@ def test_a_utf16_sqlite_database_gets_the_same_template_split(tmp_path):
     url = f"sqlite:///{path}"
     eng = engine_for(url)
     try:
-        assert not identifiers.sqlite_text_is_utf8(eng)
+        assert not sqlite_norm.sqlite_text_is_utf8(eng)
         schema.create_demo_tables(eng)
         schema.create_integration_tables(eng)
         seed.add_customers(eng, [{"email": f"Person{i}@x.com", "first_name": "n", "city": "c"} for i in range(20)]
@@ -589,5 +589,84 @@ def test_an_identifier_stored_as_invalid_utf8_fails_the_freeze(tmp_path):
         with eng.connect() as conn:
             assert conn.execute(sa.select(sa.func.count()).select_from(recipient)).scalar_one() == 0
             assert conn.execute(sa.select(sa.func.count()).select_from(recipient_list)).scalar_one() == 0
+    finally:
+        dispose_engine(url)
+
+
+def _text_identifiers(engine, emails) -> sa.Table:
+    """A customer table whose identifier column is TEXT (any length), every row in the group."""
+    md = sa.MetaData()
+    table = sa.Table("text_ids", md, sa.Column("customer_pk", sa.Integer, primary_key=True),
+                     sa.Column("email", sa.Text), sa.Column("first_name", sa.Text), sa.Column("city", sa.Text))
+    md.drop_all(engine)
+    md.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(sa.delete(target_group_members))
+        conn.execute(table.insert(), [{"customer_pk": i + 1, "email": e, "first_name": f"n{i}", "city": None}
+                                      for i, e in enumerate(emails)])
+        conn.execute(target_group_members.insert(), [{"target_group": "all_customers", "customer_pk": i + 1}
+                                                     for i in range(len(emails))])
+    return table
+
+
+def test_an_identifier_too_long_for_a_list_is_missing_and_the_rest_is_sent(engine):
+    """Regression (review item 4): one identifier whose normalised form is longer than the list's
+    key (VARCHAR(320)) failed the whole campaign's freeze on PostgreSQL ("value too long") and was
+    frozen on SQLite. Now an identifier longer than 320 characters, normalised or as sent, counts
+    as missing, on both databases, in the database as streamed; 320 characters still go out."""
+    _empty(engine)
+    ligatures = "\ufb03" * 150 + "@example.com"  # 162 characters, normalised 462 ("ffi" each)
+    decomposed = "e\u0301" * 170 + "@x.com"  # 346 as sent, 176 normalised
+    longest = "A" * 314 + "@x.com"  # exactly 320
+    emails = ["ok1@example.com", ligatures, decomposed, "b" * 321 + "@x.com", longest, " ok2@example.com\t"]
+    table = _text_identifiers(engine, emails)
+    want = {"ok1@example.com", "a" * 314 + "@x.com", "ok2@example.com"}
+    for in_database in (True, False):
+        r = _freeze(engine, f"LONG-{in_database}", in_database, ["1001", "1003"], table="text_ids")
+        assert (r.in_target_group, r.row_count, r.excluded_missing_identifier) == (6, 3, 3)
+        assert set(_stored(engine, list_key(f"LONG-{in_database}", DAY))) == want
+    assert _stored(engine, list_key("LONG-True", DAY)) == _stored(engine, list_key("LONG-False", DAY))
+    # the reference agrees: too long normalised (462, 327) or as sent (346 for 176 normalised)
+    assert [len(identifiers.normal_form(e)) for e in emails[1:5]] == [462, 176, 327, 320]
+    assert {identifiers.frozen_identifier(e) for e in emails} - {""} == want
+    with engine.begin() as conn:
+        conn.execute(sa.delete(target_group_members))
+    table.drop(engine)
+
+
+def test_a_bad_stored_date_is_sent_as_stored_and_does_not_stop_the_campaign(tmp_path):
+    """Regression (review item 5): SQLite keeps whatever was written, and one DATE value that is not
+    an ISO date ('03/02/1990', '') made SQLAlchemy's date conversion raise, which stopped the whole
+    campaign's freeze with a message naming neither column nor customer. Now such a value (and a
+    DATETIME or NUMERIC one) is sent as it is stored; good values are rendered as before; in the
+    database as streamed."""
+    url = f"sqlite:///{tmp_path / 'dates.db'}"
+    eng = engine_for(url, create=True)
+    try:
+        schema.create_integration_tables(eng)
+        with eng.begin() as conn:
+            conn.exec_driver_sql("CREATE TABLE customers (customer_pk INTEGER PRIMARY KEY, email VARCHAR(320), "
+                                 "born DATE, seen DATETIME, score NUMERIC(10, 2))")
+            conn.exec_driver_sql("CREATE TABLE target_group_members (target_group VARCHAR(100), customer_pk INTEGER, "
+                                 "PRIMARY KEY (target_group, customer_pk))")
+            conn.exec_driver_sql("CREATE TABLE suppression (identifier VARCHAR(320) PRIMARY KEY, reason VARCHAR(32))")
+            rows = [(1, "good@x.com", "1990-02-03", "2025-01-02 10:11:12.000000", 1.5),
+                    (2, "slash@x.com", "03/02/1990", "yesterday", "n/a"),
+                    (3, "empty@x.com", "", "", ""),
+                    (4, "time@x.com", "1990-02-03T10:00:00", None, None)]
+            conn.exec_driver_sql("INSERT INTO customers VALUES (?, ?, ?, ?, ?)", rows)
+            conn.exec_driver_sql("INSERT INTO target_group_members SELECT 'all_customers', customer_pk FROM customers")
+        fields = {"BORN": "born", "SEEN": "seen", "SCORE": "score"}
+        for in_database in (True, False):
+            r = _freeze(eng, f"DATES-{in_database}", in_database, ["1"], fields=fields)
+            assert r.row_count == 4
+        stored = _stored(eng, list_key("DATES-True", DAY))
+        assert stored == _stored(eng, list_key("DATES-False", DAY))
+        assert {i: a for i, (_, a) in stored.items()} == {
+            "good@x.com": {"BORN": "1990-02-03", "SEEN": "2025-01-02T10:11:12", "SCORE": "1.50"},
+            "slash@x.com": {"BORN": "03/02/1990", "SEEN": "yesterday", "SCORE": "n/a"},
+            "empty@x.com": {"BORN": "", "SEEN": "", "SCORE": ""},
+            "time@x.com": {"BORN": "1990-02-03T10:00:00", "SEEN": None, "SCORE": None},
+        }
     finally:
         dispose_engine(url)

@@ -53,9 +53,11 @@ IDENTIFIER_TEXT = st.lists(st.one_of(st.characters(), st.sampled_from(TRICKY)), 
 
 
 def reference(value: str) -> str:
-    """The definition, spelled out the slow way (no ASCII short cut)."""
+    """The definition, spelled out the slow way (no ASCII short cut): "" (missing) when no mailbox
+    can have it, longer than 320 characters or holding a control character (category Cc)."""
     folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFD", value).casefold()).casefold()
-    return unicodedata.normalize("NFKC", folded).strip(STRIP)
+    out = unicodedata.normalize("NFKC", folded).strip(STRIP)
+    return "" if len(out) > 320 or any(unicodedata.category(ch) == "Cc" for ch in out) else out
 
 
 # ------------------------------------------------------------------------------------------------
@@ -149,6 +151,29 @@ def test_blank_after_normalisation_counts_as_missing(engine):
     result = _freeze(engine)
     assert set(_frozen(engine)) == {"ok@example.com"}
     assert result.excluded_missing_identifier == 3
+
+
+def test_an_identifier_holding_a_control_character_is_missing_and_never_sent(engine):
+    """Regression (review item 6): on SQLite ``supp@example.com\\x00`` was frozen and sent apart
+    from its suppression, and ``dup@example.com\\x7f`` apart from ``dup@example.com``; PostgreSQL
+    cannot store NUL, but kept the others. Now an identifier holding a control character (Cc)
+    inside it counts as missing, on both databases, in the database as streamed; whitespace
+    controls at its ends are stripped as before."""
+    controls = ["dup@example.com\x7f", "ctl@example.com\x01", "tab@exa\tmple.com", "\u00e9mile@x.com\x9f"]
+    if engine.dialect.name == "sqlite":
+        controls += ["supp@example.com\x00", "nul\x00@example.com"]
+    _load(engine, ["dup@example.com", *controls, "ok@example.com\t\n"], ["supp@example.com", "ctl@example.com"])
+    for in_database in (True, False):
+        result = freeze_recipient_list(engine, campaign_id=f"CC-{in_database}", send_date=DAY,
+                                       target_group="all_customers", identifier_column="email", fields=FIELDS,
+                                       template_ids=["1001"], in_database=in_database)
+        with engine.connect() as conn:
+            rows = conn.execute(sa.select(recipient.c.identifier, recipient.c.address)
+                                .where(recipient.c.list_key == result.list_key)).all()
+        assert sorted(rows) == [("dup@example.com", None), ("ok@example.com", None)]
+        assert (result.row_count, result.excluded_missing_identifier, result.excluded_suppressed,
+                result.collapsed_duplicates) == (2, len(controls), 0, 0)
+    assert all(normalise_identifier(c) == "" for c in controls)
 
 
 #: Spellings that ``strip(casefold(NFKC(s)))`` (the definition until this stop) told apart: an

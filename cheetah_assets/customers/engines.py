@@ -25,7 +25,7 @@ import urllib.parse
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from .identifiers import register_sqlite_function
+from .sqlite_norm import register_sqlite_function
 
 #: How long (ms) a SQLite connection waits for another writer before "database is locked".
 #: Generous on purpose: a writer may hold the lock for the whole freeze of a large list.

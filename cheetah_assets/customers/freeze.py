@@ -16,7 +16,7 @@ import json
 import os
 from contextlib import contextmanager
 from json.encoder import encode_basestring
-from typing import Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -24,7 +24,7 @@ from sqlalchemy.exc import DBAPIError
 
 from ..timeutil import utc
 from .freeze_sql import Selection, field_texts, insert_statement, selection
-from .identifiers import ensure_sql_function, register_sqlite_function, sqlite_text_is_utf8
+from .identifiers import ensure_sql_function
 from .recipients import (
     PG_LOCK_NAMESPACE,
     UNLOCKED_STATES,
@@ -41,6 +41,7 @@ from .recipients import (
     unique_in_order,
 )
 from .schema import recipient, recipient_list, send_ledger
+from .sqlite_norm import register_sqlite_function, sqlite_text_is_utf8
 
 
 def _attrs_encoder(field_names: Sequence[str]) -> Callable[[Sequence[str | None]], str]:
@@ -57,6 +58,34 @@ def _attrs_encoder(field_names: Sequence[str]) -> Callable[[Sequence[str | None]
         ) + "}"
 
     return encode
+
+
+def streamed_field(column: sa.Column, dialect: sa.engine.Dialect) -> tuple[Any, Callable[[Any], str | None]]:
+    """What the streamed freeze selects for a Data Map ``column``, and the function that makes its
+    value the text of the import file.
+
+    The column itself and :func:`.recipients.as_text`, except on SQLite for a column whose values
+    SQLAlchemy converts in Python (dates, times, numbers with a fraction, ...): SQLite keeps any
+    value written, so the raw stored value is selected and converted here, and one the
+    conversion refuses (a DATE of ``'03/02/1990'`` or ``''``) is rendered as it is stored instead
+    of stopping the whole campaign's freeze. A value the conversion accepts gives the same text
+    as before.
+    """
+    if dialect.name != "sqlite":
+        return column, as_text
+    convert = column.type.dialect_impl(dialect).result_processor(dialect, None)
+    if convert is None:
+        return column, as_text
+
+    def render(value: Any) -> str | None:
+        if value is None:
+            return None
+        try:
+            return as_text(convert(value))
+        except (ValueError, TypeError, ArithmeticError):  # ArithmeticError: decimal.InvalidOperation
+            return as_text(value)
+
+    return sa.type_coerce(column, sa.types.NullType()), render
 
 
 _SERIALIZATION_FAILURES = ("40001", "40P01")  # serialization_failure, deadlock_detected
@@ -169,6 +198,7 @@ def _stream_rows(
     keep_stmt,
     templates: tuple[str, ...],
     field_names: list[str],
+    renders: Sequence[Callable[[Any], str | None]],
     chunk_size: int,
     progress: Callable[[int], None] | None,
 ) -> tuple[dict[str, int], int]:
@@ -185,7 +215,8 @@ def _stream_rows(
                 ident = row[0]
                 template_id = template_for(ident, templates)
                 per_template[template_id] += 1
-                batch.append((key, ident, template_id, encode_attrs([as_text(v) for v in row[2:]]), row[1]))
+                attrs = encode_attrs([render(v) for render, v in zip(renders, row[2:])])
+                batch.append((key, ident, template_id, attrs, row[1]))
             write_batch(batch)
             written += len(batch)
             if progress is not None:
@@ -265,11 +296,12 @@ def freeze_recipient_list(
             missing=missing,
         )
     texts = field_texts(customers, field_columns, engine.dialect) if in_database else None
+    streamed = [streamed_field(customers.c[c], engine.dialect) for c in field_columns]
     chosen = selection(
         customers,
         target_group=target_group,
         identifier_column=identifier_column,
-        field_exprs=texts if texts is not None else [customers.c[c] for c in field_columns],
+        field_exprs=texts if texts is not None else [expr for expr, _ in streamed],
         dialect=engine.dialect.name,
         field_names=field_names if texts is not None else None,
     )
@@ -290,6 +322,7 @@ def freeze_recipient_list(
                     identifier_column=identifier_column,
                     fields=fields,
                     field_names=field_names,
+                    renders=[render for _, render in streamed],
                     templates=templates,
                     chosen=chosen,
                     insert_stmt=insert_stmt,
@@ -313,6 +346,7 @@ def _freeze_locked(
     identifier_column: str,
     fields: dict[str, str],
     field_names: list[str],
+    renders: list[Callable[[Any], str | None]],
     templates: tuple[str, ...],
     chosen: Selection,
     insert_stmt,
@@ -348,7 +382,7 @@ def _freeze_locked(
         written = sum(per_template.values())
     else:
         per_template, written = _stream_rows(
-            conn, key, sa.select(chosen.kept), templates, field_names, chunk_size, progress
+            conn, key, sa.select(chosen.kept), templates, field_names, renders, chunk_size, progress
         )
     for stmt in chosen.teardown:  # on an error the transaction's rollback takes it away
         conn.execute(stmt)

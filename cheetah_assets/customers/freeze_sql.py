@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from .identifiers import address_sql, norm_sql, template_index_sql
+from .identifiers import MAX_LENGTH, address_sql, norm_sql, template_index_sql
 from .schema import recipient, suppression, target_group_members
 
 
@@ -58,7 +58,8 @@ def field_texts(customers: sa.Table, field_columns: Sequence[str], dialect: sa.e
 #: written once per freeze inside its transaction (and dropped before it commits). ``pk`` is the
 #: lowest ``customer_pk`` with that identifier, ``attrs`` its attrs JSON (NULL when the freeze
 #: streams), ``n`` how many members have it. ``ident`` is "" for the members whose identifier is
-#: NULL or normalises to "" (both are missing). The counts and the suppression read it by key.
+#: NULL, normalises to "" or is too long as sent (all missing:
+#: :func:`.identifiers.frozen_identifier`). The counts and the suppression read it by key.
 FREEZE_MEMBERS = sa.Table(
     "cheetah_freeze_members",
     sa.MetaData(),
@@ -134,8 +135,8 @@ def selection(
     """The counts statement, and the kept rows as a subquery.
 
     ``counts`` returns ``(in_target_group, missing, suppressed)`` (each member counted under the
-    first reason that applies); ``kept`` has the columns ``ident`` (normalised), ``address`` (what is
-    sent, when it differs: :func:`.identifiers.address_of`; else NULL), then either
+    first reason that applies; missing: :func:`.identifiers.frozen_identifier` is ``""``);
+    ``kept`` has the columns ``ident`` (normalised), ``address`` (what is sent, when it differs: :func:`.identifiers.address_of`; else NULL), then either
     ``attrs`` (the attrs JSON, on SQLite when ``field_names`` names the fields: the freeze writes
     in the database) or ``f0..fn`` (the ``field_exprs``), one row per normalised identifier, the
     lowest ``customer_pk`` winning, in the list's key order.
@@ -182,7 +183,8 @@ def selection(
     )
     supp = suppressed_norms(dialect).distinct().subquery("supp")
     flagged = members.outerjoin(supp, supp.c.norm == members.c.ident)
-    is_missing = sa.or_(members.c.ident.is_(None), members.c.ident == "")
+    too_long = sa.func.length(members.c.sent) > MAX_LENGTH  # as sent (normalised: in cheetah_norm)
+    is_missing = sa.or_(members.c.ident.is_(None), members.c.ident == "", too_long)
     counts = sa.select(
         sa.func.count().label("in_target_group"),
         sa.func.coalesce(sa.func.sum(sa.case((is_missing, 1), else_=0)), 0).label("missing"),
@@ -190,7 +192,7 @@ def selection(
             sa.func.sum(sa.case((sa.and_(sa.not_(is_missing), supp.c.norm.is_not(None)), 1), else_=0)), 0
         ).label("suppressed"),
     ).select_from(flagged)
-    eligible = sa.and_(members.c.ident != "", supp.c.norm.is_(None))  # a NULL ident fails the first
+    eligible = sa.and_(members.c.ident != "", sa.not_(too_long), supp.c.norm.is_(None))  # NULL fails the first
     if dialect == "postgresql":
         bytewise = members.c.ident.collate("C")  # the list's key order; equality is unchanged
         kept = (
@@ -230,7 +232,9 @@ def _sqlite_selection(customers, members_of_group, raw_ident, s_norm, field_expr
     # Sorted, so each identifier's first row is its lowest pk and its others update the row just
     # written; the update keeps the lowest pk (and its attrs) whatever the order rows come in.
     members = (
-        sa.select(sa.func.coalesce(member_rows.c.ident, "").label("ident"), member_rows.c.pk, member_rows.c.attrs,
+        sa.select(sa.case((sa.func.length(member_rows.c.sent) > MAX_LENGTH, ""),  # too long as sent: missing
+                          else_=sa.func.coalesce(member_rows.c.ident, "")).label("ident"),
+                  member_rows.c.pk, member_rows.c.attrs,
                   sa.func.nullif(member_rows.c.sent, member_rows.c.ident).label("address"),
                   sa.literal(1, sa.Integer).label("n"))
         .where(sa.true())  # SQLite's upsert after INSERT … SELECT wants a WHERE clause

@@ -20,7 +20,13 @@ uses it)::
   the identifier are kept.
 
 The Unicode version is Python's (``unicodedata.unidata_version``). An identifier that normalises
-to ``""`` counts as missing.
+to ``""`` counts as missing; so does one that no mailbox can have, which normalises to ``""``:
+one whose normalised form is longer than :data:`MAX_LENGTH` characters (the width of the list's
+key; RFC 5321 allows 254) or holds a control character (general category ``Cc``: NUL, DEL, a
+tab inside it, ...; those at the ends are whitespace, stripped). Both depend only on the
+normalised form, so every spelling of an identifier, and its suppression, agree. The freeze
+also counts as missing a customer whose address as sent (:func:`address_of`) is longer than
+:data:`MAX_LENGTH` (:func:`frozen_identifier`).
 
 It is applied identically to suppression matching, de-duplication, the template assignment hash
 and the identifier stored in a frozen list (its key; what is sent to Cheetah is the customer's
@@ -28,24 +34,26 @@ own value, stripped: :func:`address_of`), inside the
 database, as the SQL function ``cheetah_norm(text)``:
 
 * **SQLite**: :func:`normalise_identifier` itself, registered as a deterministic function on every
-  connection (:func:`register_sqlite_function`, from the engine's "connect" event).
+  connection (:func:`.sqlite_norm.register_sqlite_function`, from the engine's "connect" event).
 * **PostgreSQL**: ``IMMUTABLE`` functions generated here from Python's ``unicodedata``
   (:func:`postgres_function_sql`). ``cheetah_norm(text)`` is a SQL function the planner inlines:
-  pure-ASCII text takes the equivalent short path ``btrim(lower($1 COLLATE "C"), <ASCII
-  whitespace>)``; anything else goes to ``cheetah_norm_unicode(text)`` (PL/pgSQL):
+  ASCII text of at most :data:`MAX_LENGTH` characters without a control character takes the
+  equivalent short path ``btrim(lower($1 COLLATE "C"))``; anything else goes to
+  ``cheetah_norm_unicode(text)`` (PL/pgSQL):
   ``normalize(s, NFD)``, the case folding as a per-code-point mapping (ASCII letters by
   ``lower()`` under "C", the other 1:1 pairs by ``translate()``, the 1:many ones by nested
   ``replace()``, each run only when a regular expression finds one of its code points),
   ``normalize(s, NFKC)``, the case folding again, ``normalize(s, NFKC)``; then ``btrim`` with
-  the exact strip set. It needs a UTF8 database. :func:`ensure_sql_function`
-  installs them when missing or different, and checks on probe strings that they agree with
-  Python before committing them.
+  the exact strip set, and ``""`` if that is too long or holds a control character. It needs a
+  UTF8 database. :func:`ensure_sql_function` installs them when missing or different, and checks
+  on probe strings that they agree with Python before committing them.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import re
 import sys
 import unicodedata
 from typing import Any, Iterable
@@ -59,6 +67,17 @@ SQL_FUNCTION = "cheetah_norm"
 #: ``str.isspace`` within ASCII (no ASCII code point is in category Cf).
 _ASCII_STRIP = "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f "
 _ASCII_STRIP_BYTES = _ASCII_STRIP.encode("ascii")
+
+#: The longest identifier a list holds, normalised or as sent (``cheetah_recipient.identifier``
+#: is VARCHAR(320)); a longer one counts as missing.
+MAX_LENGTH = 320
+
+#: General category Cc is U+0000..U+001F and U+007F..U+009F (as ranges of a regular expression's
+#: class, less NUL: database text never holds it, PostgreSQL's cannot, and SQLite's holding it
+#: takes the Python path). A normalised identifier holding one normalises to "" (missing).
+_ASCII_CONTROLS = "\x01-\x1f\x7f"
+_CONTROLS = _ASCII_CONTROLS + "-\x9f"
+_CONTROL = re.compile(f"[\x00{_CONTROLS}]")
 
 #: Two-key advisory lock serialising installs of the PostgreSQL function ("CHET", "NORM").
 _PG_LOCK = (0x43484554, 0x4E4F524D)
@@ -79,12 +98,28 @@ def strip_chars() -> str:
 
 
 def normalise_identifier(value: str) -> str:
-    """``strip(NFKC(casefold(NFKC(casefold(NFD(value))))))``: see the module docstring."""
+    """``strip(NFKC(casefold(NFKC(casefold(NFD(value))))))``, or ``""`` when that is longer than
+    :data:`MAX_LENGTH` or holds a control character: see the module docstring."""
     if value.isascii():  # NFD and NFKC are the identity on ASCII, and casefold is lower()
-        return value.lower().strip(_ASCII_STRIP)
+        out = value.lower().strip(_ASCII_STRIP)
+        return out if len(out) <= MAX_LENGTH and out.isprintable() else ""  # ASCII: Cc = not printable
+    out = normal_form(value)
+    return out if len(out) <= MAX_LENGTH and _CONTROL.search(out) is None else ""
+
+
+def normal_form(value: str) -> str:
+    """The normalisation alone, ``strip(NFKC(casefold(NFKC(casefold(NFD(value))))))``, whatever
+    its length or characters (:func:`normalise_identifier` is this, or ``""``)."""
     folded = unicodedata.normalize("NFD", value).casefold()
     folded = unicodedata.normalize("NFKC", folded).casefold()
     return unicodedata.normalize("NFKC", folded).strip(strip_chars())
+
+
+def frozen_identifier(value: str) -> str:
+    """The identifier a customer's ``value`` is frozen under: :func:`normalise_identifier`, or
+    ``""`` (missing) when its address as sent (:func:`address_of`) is longer than
+    :data:`MAX_LENGTH`. The freeze computes it in SQL (:mod:`.freeze_sql`); this is its reference."""
+    return normalise_identifier(value) if len(address_of(value)) <= MAX_LENGTH else ""
 
 
 def address_of(value: str) -> str:
@@ -96,74 +131,11 @@ def address_of(value: str) -> str:
     return value.strip(_ASCII_STRIP) if value.isascii() else value.strip(strip_chars())
 
 
-def _sqlite_address(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, bytes):
-        value = value.decode("utf-8", "replace")
-    return address_of(value if isinstance(value, str) else str(value))
-
-
-def _sqlite_norm(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, bytes):
-        value = value.decode("utf-8", "replace")
-    return normalise_identifier(value if isinstance(value, str) else str(value))
-
-
 def template_index(identifier: str, count: int) -> int:
     """Which of ``count`` templates an identifier gets: the first 48 bits of the SHA-256 of its
     normalised UTF-8 form, modulo ``count`` (SQL: :func:`template_index_sql`)."""
     digest = hashlib.sha256(normalise_identifier(identifier).encode("utf-8")).digest()
     return int.from_bytes(digest[:6], "big") % count  # the first 12 hex digits
-
-
-def _sqlite_template_index(
-    value: Any, count: int, _sha256=hashlib.sha256, _from_bytes=int.from_bytes
-) -> int | None:
-    """:func:`template_index` of a SQLite value, with its ASCII path inlined (it runs once per
-    recipient). In a UTF-8 database the freeze passes the identifier's bytes (``CAST(ident AS
-    BLOB)``), which spares SQLite's conversion to ``str`` and the encoding back; ``bytes.lower``/
-    ``strip`` on ASCII are ``str.lower``/``strip``'s ASCII path, byte for byte. Other bytes must be
-    UTF-8: text that is not (a TEXT value written as raw bytes) fails the freeze, as it fails the
-    streamed one, rather than be written to a list that could not be read back."""
-    if isinstance(value, bytes):
-        if value.isascii():
-            return _from_bytes(_sha256(value.lower().strip(_ASCII_STRIP_BYTES)).digest()[:6], "big") % count
-        value = value.decode("utf-8")  # strict: see above
-    elif isinstance(value, str) and value.isascii():
-        digest = _sha256(value.lower().strip(_ASCII_STRIP).encode()).digest()
-        return _from_bytes(digest[:6], "big") % count
-    norm_value = _sqlite_norm(value)
-    return None if norm_value is None else template_index(norm_value, count)
-
-
-def _sqlite_text(value: Any) -> str | None:
-    """A stored SQLite value as the text the freeze writes (what ``as_text`` makes of it)."""
-    if value is None or isinstance(value, str):
-        return value
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return str(value)
-
-
-def register_sqlite_function(dbapi_connection: Any) -> None:
-    """Register ``cheetah_norm`` (and the freeze's two helpers) on one sqlite3 connection
-    (idempotent)."""
-    dbapi_connection.create_function(SQL_FUNCTION, 1, _sqlite_norm, deterministic=True)
-    dbapi_connection.create_function(f"{SQL_FUNCTION}_template", 2, _sqlite_template_index, deterministic=True)
-    dbapi_connection.create_function(f"{SQL_FUNCTION}_text", 1, _sqlite_text, deterministic=True)
-    dbapi_connection.create_function(f"{SQL_FUNCTION}_address", 1, _sqlite_address, deterministic=True)
-
-
-def sqlite_text_is_utf8(engine: Engine) -> bool:
-    """True if ``engine``'s database is SQLite and stores its text as UTF-8 (``PRAGMA encoding``,
-    fixed when the file was created; UTF-16 files exist); False for any other database."""
-    if engine.dialect.name != "sqlite":
-        return False
-    with engine.connect() as conn:
-        return str(conn.exec_driver_sql("PRAGMA encoding").scalar()).upper() == "UTF-8"
 
 
 def norm(expr: Any) -> sa.sql.ColumnElement:
@@ -175,18 +147,27 @@ def norm_sql(expr: Any, dialect: str) -> sa.sql.ColumnElement:
     """``cheetah_norm(expr)`` as the cheapest equal expression of ``dialect``.
 
     SQLite: ASCII text (as many bytes as characters; a NUL ends SQLite's character count, so text
-    holding one never passes) is normalised by the builtins ``trim(lower(x), <ASCII whitespace>)``,
-    exactly :func:`normalise_identifier`'s ASCII path (NFKC is the identity on ASCII, and SQLite's
-    ``lower`` folds A-Z only, as ``str.lower`` does on ASCII); anything else (other text, numbers,
-    blobs) calls the registered Python function. PostgreSQL: ``cheetah_norm``, whose
-    ASCII path the planner inlines.
+    holding one never passes) of at most :data:`MAX_LENGTH` bytes without a control character is
+    normalised by the builtins ``trim(lower(x))``, exactly :func:`normalise_identifier`'s ASCII
+    path (NFKC is the identity on ASCII, SQLite's ``lower`` folds A-Z only, as ``str.lower`` does
+    on ASCII, and the only whitespace left to strip is the space); anything else (other text,
+    longer or with a control character, numbers, blobs) calls the registered Python function.
+    The controls are found in C, in one pass: ``json_quote`` escapes every byte below 0x20 (and
+    ``"`` and ``\\``, which then take the Python path too), so its byte length is the text's plus
+    the two quotes only when there is none; DEL by ``instr`` (a GLOB of the class cost three
+    times as much). PostgreSQL: ``cheetah_norm``, whose ASCII path the planner inlines.
     """
     if dialect != "sqlite":
         return norm(expr)
-    ascii_text = sa.and_(
-        sa.func.typeof(expr) == "text", sa.func.length(sa.cast(expr, sa.LargeBinary)) == sa.func.length(expr)
+    n_bytes = sa.func.length(sa.cast(expr, sa.LargeBinary))
+    plain_ascii = sa.and_(
+        sa.func.typeof(expr) == "text",
+        n_bytes == sa.func.length(expr),
+        n_bytes <= MAX_LENGTH,
+        sa.func.length(sa.cast(sa.func.json_quote(expr), sa.LargeBinary)) == n_bytes + 2,
+        sa.func.instr(expr, sa.func.char(0x7F)) == 0,
     )
-    return sa.case((ascii_text, sa.func.trim(sa.func.lower(expr), _ASCII_STRIP)), else_=norm(expr))
+    return sa.case((plain_ascii, sa.func.trim(sa.func.lower(expr))), else_=norm(expr))
 
 
 def address_sql(expr: Any, dialect: str) -> sa.sql.ColumnElement:
@@ -218,7 +199,7 @@ def template_index_sql(
     UTF-8 bytes, the first 6 bytes read as a 48-bit integer, modulo ``count``. SQLite has no
     SHA-256 builtin: the registered function ``cheetah_norm_template`` (:func:`template_index`
     itself) computes it, given the identifier's bytes when ``sqlite_utf8`` says the database
-    stores text as UTF-8 (:func:`sqlite_text_is_utf8`; a UTF-16 file's bytes are not), else its text.
+    stores text as UTF-8 (:func:`.sqlite_norm.sqlite_text_is_utf8`; a UTF-16 file's bytes are not), else its text.
     """
     if count == 1:
         return sa.literal(0, sa.Integer)
@@ -303,11 +284,14 @@ def postgres_function_bodies() -> dict[str, str]:
     fold.append(f"  IF s ~ {_class(''.join(a for a, _ in many))} THEN s := {nested}; END IF;")
     steps = ["  s := lower(normalize(s, NFD) COLLATE \"C\");", *fold]
     steps += ["  s := lower(normalize(s, NFKC) COLLATE \"C\");", *fold]
-    steps.append(f"  RETURN btrim(normalize(s, NFKC), {_literal(strip_chars())});")
+    steps.append(f"  s := btrim(normalize(s, NFKC), {_literal(strip_chars())});")
+    steps.append(f"  RETURN CASE WHEN length(s) > {MAX_LENGTH} OR s ~ {_class(_CONTROLS)} THEN '' ELSE s END;")
+    plain_ascii = (f"octet_length($1) = length($1) AND octet_length($1) <= {MAX_LENGTH} "
+                   f"AND $1 COLLATE \"C\" !~ {_class(_ASCII_CONTROLS)}")
     return {
         SQL_FUNCTION: (
             "\nSELECT CASE\n"
-            f"  WHEN octet_length($1) = length($1) THEN btrim(lower($1 COLLATE \"C\"), {_literal(_ASCII_STRIP)})\n"
+            f"  WHEN {plain_ascii} THEN btrim(lower($1 COLLATE \"C\"))\n"
             f"  ELSE {SQL_FUNCTION}_unicode($1)\nEND\n"
         ),
         f"{SQL_FUNCTION}_unicode": "\nBEGIN\n" + "\n".join(steps) + "\nEND\n",
@@ -334,13 +318,21 @@ def probe_strings() -> list[str]:
         ch for ch in map(chr, range(0x80, 0x30000)) if unicodedata.normalize("NFKC", ch) != ch
     ]
     out = ["", " ", "Plain@Example.COM", " \t a@b \u00a0\u200b", "\uff21\uff22@\uff45x.com\u3000", "Stra\u00dfe@x"]
+    # too long, normalised or as stored; control characters inside (missing) and at the ends
+    out += ["a" * MAX_LENGTH, " A" + "b" * (MAX_LENGTH - 1) + "\t", "a" * (MAX_LENGTH + 1), "\ufb03" * 107,
+            "\ufb03" * 106 + "Ab", "\ufb03" * 162 + "@x", "a\x01b", "a@b\x7f", "\x1fa@b\x85", "\x7f", "a\tb",
+            "\u00e9\x9f", "\u00e9\t\u00a0"]
     # canonically equivalent spellings, and the normalised forms normalised again (one result)
     out += ["\u0390lia@x.gr", "\u0390lia@x.gr".upper(), "stra\u00df\u0301e@x.de", "strass\u0301e@x.de",
             "\u1fb7\u0324@x", unicodedata.normalize("NFD", "\u1fb7\u0324\u00c5\u1e9e@x"), "\u0345\u0301\u0313a"]
-    for start in range(0, len(interesting), 48):
-        chunk = "".join(interesting[start : start + 48])
-        out += [chunk, f"\u2003\u200b{chunk}A@b\ufeff\n"]
-    return out
+    # chunks whose normal form is short enough to be compared, without control characters inside
+    chunk = ""
+    for ch in [c for c in interesting if _CONTROL.match(c) is None]:
+        if len(normal_form(chunk + ch)) > MAX_LENGTH - 4 or len(chunk) == 48:
+            out += [chunk, f"\u2003\u200b{chunk}A@b\ufeff\n"]
+            chunk = ""
+        chunk += ch
+    return out + [chunk, f"\u2003\u200b{chunk}A@b\ufeff\n"]
 
 
 @functools.cache
