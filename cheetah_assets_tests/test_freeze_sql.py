@@ -670,3 +670,54 @@ def test_a_bad_stored_date_is_sent_as_stored_and_does_not_stop_the_campaign(tmp_
         }
     finally:
         dispose_engine(url)
+
+
+def _typed(engine, name, columns, rows) -> sa.Table:
+    """A customer table ``name``: ``customer_pk``, ``email`` and ``columns``, each of ``rows`` in the group."""
+    md = sa.MetaData()
+    table = sa.Table(name, md, sa.Column("customer_pk", sa.Integer, primary_key=True),
+                     sa.Column("email", sa.String(320)), *columns)
+    md.drop_all(engine)
+    md.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(sa.delete(target_group_members))
+        conn.execute(table.insert(), [{"customer_pk": i + 1, **r} for i, r in enumerate(rows)])
+        conn.execute(target_group_members.insert(), [{"target_group": "all_customers", "customer_pk": i + 1}
+                                                     for i in range(len(rows))])
+    return table
+
+
+def test_non_text_personalisation_is_the_same_text_on_every_database(engine):
+    """Regression (review item 7): an unscaled NUMERIC was sent as '19.9000000000' from SQLite and
+    '19.9' from PostgreSQL, a CHAR(5) 'AB' as 'AB   ' from PostgreSQL, booleans as 'True'/'False'.
+    Now, on both databases, in the database as streamed: an unscaled decimal without trailing zeros
+    and never with an exponent, a declared scale kept ('19.90'), a CHAR without its padding,
+    booleans 'true'/'false'; dates stay ISO."""
+    from decimal import Decimal
+
+    cols = [sa.Column("price", sa.Numeric), sa.Column("amount", sa.Numeric(10, 2)), sa.Column("vip", sa.Boolean),
+            sa.Column("code", sa.CHAR(5)), sa.Column("born", sa.Date)]
+    prices = ["19.9", "10", "0.5", "1E+6", "0.000000000001", "-2.50"]
+    rows = [{"email": f"p{i}@x.com", "price": Decimal(p), "amount": Decimal(p), "vip": i % 2 == 0,
+             "code": ["AB", "ABCDE", " A B ", "", "x", "AB   "][i], "born": dt.date(1990, 2, 3)}
+            for i, p in enumerate(prices)]
+    rows.append({"email": "none@x.com", "price": None, "amount": None, "vip": None, "code": None, "born": None})
+    table = _typed(engine, "typed", cols, rows)
+    want_price = ["19.9", "10", "0.5", "1000000", "0.000000000001", "-2.5"]
+    want_amount = ["19.90", "10.00", "0.50", "1000000.00", "0.00", "-2.50"]
+    want_code = ["AB", "ABCDE", " A B", "", "x", "AB"]
+    want = {f"p{i}@x.com": {"PRICE": want_price[i], "AMOUNT": want_amount[i], "VIP": ["true", "false"][i % 2],
+                            "CODE": want_code[i], "BORN": "1990-02-03"} for i in range(len(prices))}
+    want["none@x.com"] = dict.fromkeys(["PRICE", "AMOUNT", "VIP", "CODE", "BORN"])
+    fields = {"PRICE": "price", "AMOUNT": "amount", "VIP": "vip", "CODE": "code", "BORN": "born"}
+    for in_database in (True, False):
+        _freeze(engine, f"TYPED-{in_database}", in_database, ["1"], fields=fields, table="typed")
+        assert {i: a for i, (_, a) in _stored(engine, list_key(f"TYPED-{in_database}", DAY)).items()} == want
+        # a CHAR alone is rendered by the database itself (in_database=True): its padding stripped too
+        _freeze(engine, f"CHAR-{in_database}", in_database, ["1"], fields={"CODE": "code"}, table="typed")
+        assert {i: a["CODE"] for i, (_, a) in _stored(engine, list_key(f"CHAR-{in_database}", DAY)).items()} == {
+            i: a["CODE"] for i, a in want.items()}
+    assert as_text(True) == "true" and as_text(Decimal("-0.000")) == "0" and as_text(Decimal("1.2E+3")) == "1200"
+    with engine.begin() as conn:
+        conn.execute(sa.delete(target_group_members))
+    table.drop(engine)

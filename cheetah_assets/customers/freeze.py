@@ -15,6 +15,7 @@ import datetime as dt
 import json
 import os
 from contextlib import contextmanager
+from decimal import Decimal
 from json.encoder import encode_basestring
 from typing import Any, Callable, Iterator, Sequence
 
@@ -32,6 +33,7 @@ from .recipients import (
     FreezeResult,
     as_text,
     get_frozen_list,
+    is_decimal_type,
     is_list_locked,
     list_key,
     reflect_customers,
@@ -39,6 +41,7 @@ from .recipients import (
     template_counts,
     template_for,
     unique_in_order,
+    value_text,
 )
 from .schema import recipient, recipient_list, send_ledger
 from .sqlite_norm import register_sqlite_function, sqlite_text_is_utf8
@@ -64,28 +67,42 @@ def streamed_field(column: sa.Column, dialect: sa.engine.Dialect) -> tuple[Any, 
     """What the streamed freeze selects for a Data Map ``column``, and the function that makes its
     value the text of the import file.
 
-    The column itself and :func:`.recipients.as_text`, except on SQLite for a column whose values
-    SQLAlchemy converts in Python (dates, times, numbers with a fraction, ...): SQLite keeps any
-    value written, so the raw stored value is selected and converted here, and one the
-    conversion refuses (a DATE of ``'03/02/1990'`` or ``''``) is rendered as it is stored instead
-    of stopping the whole campaign's freeze. A value the conversion accepts gives the same text
-    as before.
+    The column itself and :func:`.recipients.as_text`, the same text on every database: a
+    decimal with the column's declared scale, else without trailing zeros; a CHAR without its
+    trailing spaces (:func:`.recipients.value_text`). On SQLite, for a column whose values
+    SQLAlchemy converts in Python (dates, times, numbers with a fraction, ...), the raw stored
+    value is selected and converted here (an unscaled NUMERIC exactly, not to ten decimals), and
+    one the conversion refuses (a DATE of ``'03/02/1990'`` or ``''``) is rendered as it is stored
+    instead of stopping the whole campaign's freeze.
     """
+    text = value_text(column.type)
     if dialect.name != "sqlite":
-        return column, as_text
+        return column, text
     convert = column.type.dialect_impl(dialect).result_processor(dialect, None)
     if convert is None:
-        return column, as_text
+        return column, text
+    if is_decimal_type(column.type) and column.type.scale is None:
+        convert = _exact_decimal
 
     def render(value: Any) -> str | None:
         if value is None:
             return None
         try:
-            return as_text(convert(value))
+            return text(convert(value))
         except (ValueError, TypeError, ArithmeticError):  # ArithmeticError: decimal.InvalidOperation
             return as_text(value)
 
     return sa.type_coerce(column, sa.types.NullType()), render
+
+
+def _exact_decimal(value: Any) -> Decimal:
+    """A number SQLite stored in an unscaled NUMERIC column, as the decimal it was written as (its
+    shortest repr for a REAL); text is left to the caller (TypeError)."""
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    if isinstance(value, int):
+        return Decimal(value)
+    raise TypeError(type(value).__name__)
 
 
 _SERIALIZATION_FAILURES = ("40001", "40P01")  # serialization_failure, deadlock_detected
@@ -265,7 +282,7 @@ def freeze_recipient_list(
 
     The list is written by one ``INSERT … SELECT`` (:mod:`.freeze_sql`): no row passes through
     Python. Only when a Data Map column's type cannot be rendered as text by the database exactly
-    as Python renders it (dates, reals, booleans, padded CHAR, ...), or with ``in_database=False``,
+    as Python renders it (dates, reals, booleans, decimals, ...), or with ``in_database=False``,
     are the rows streamed through Python in chunks of ``chunk_size``. ``progress`` is called with
     the number of rows written so far: after each chunk when streaming, once at the end otherwise.
     """

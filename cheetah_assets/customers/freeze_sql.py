@@ -27,25 +27,33 @@ from .identifiers import MAX_LENGTH, address_sql, norm_sql, template_index_sql
 from .schema import recipient, suppression, target_group_members
 
 
+#: Column types whose values are padded with spaces to their length: sent without trailing spaces.
+PADDED_CHAR_TYPES = (sa.CHAR, sa.NCHAR)
+
+
 def _field_text(column: sa.Column, dialect: sa.engine.Dialect) -> Any | None:
-    """``column`` as the text ``as_text`` makes of its value, in SQL, or None if not provably equal."""
+    """``column`` as the text ``value_text`` makes of its value, in SQL, or None if not provably equal."""
     col_type = column.type
-    if isinstance(col_type, sa.CHAR) or not isinstance(col_type, (sa.String, sa.Integer)):
-        return None  # padded CHAR, dates, numbers with a fraction, booleans ...: rendered by Python
+    if not isinstance(col_type, (sa.String, sa.Integer)):
+        return None  # dates, numbers with a fraction, booleans ...: rendered by Python
     if col_type.result_processor(dialect, None) is not None:
         return None  # the driver's value is converted by SQLAlchemy before as_text sees it
+    padded = isinstance(col_type, PADDED_CHAR_TYPES)
     if dialect.name == "sqlite":
         # The raw stored value is what as_text sees: text and NULL as they are, integers by CAST
         # (decimal digits, as str(int)), anything else (reals, blobs) by the registered function.
         kind = sa.func.typeof(column)
-        return sa.case(
+        text = sa.case(
             (kind.in_(("text", "null")), column),
             (kind == "integer", sa.cast(column, sa.Text)),
             else_=sa.func.cheetah_norm_text(column, type_=sa.Text),
         )
-    if dialect.name == "postgresql":
-        return column if isinstance(col_type, sa.String) else sa.cast(column, sa.Text)
-    return None
+    elif dialect.name == "postgresql":
+        text = column if isinstance(col_type, sa.String) and not padded else sa.cast(column, sa.Text)
+    else:
+        return None
+    # a CHAR's padding: its trailing spaces (U+0020 only, as str.rstrip(" ")) are not sent
+    return sa.func.rtrim(text, " ", type_=sa.Text) if padded else text
 
 
 def field_texts(customers: sa.Table, field_columns: Sequence[str], dialect: sa.engine.Dialect) -> list | None:

@@ -20,7 +20,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import AbstractSet, Any, Iterable, Iterator, Sequence
+from typing import AbstractSet, Any, Callable, Iterable, Iterator, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -28,7 +28,7 @@ from sqlalchemy.exc import NoSuchTableError
 
 from ..timeutil import utc
 from .engines import CustomerDatabaseError, safe_url
-from .freeze_sql import suppressed_norms
+from .freeze_sql import PADDED_CHAR_TYPES, suppressed_norms
 from .identifiers import template_index
 from .schema import recipient, recipient_list, send_ledger
 
@@ -72,16 +72,56 @@ def _engine_of(bind: Bind) -> Engine:
 
 
 def as_text(value: Any) -> str | None:
-    """A personalisation value as the text that goes into the import file (None stays None)."""
+    """A personalisation value as the text that goes into the import file (None stays None).
+
+    Dates and times in ISO form; booleans ``true``/``false`` (as PostgreSQL and JSON spell them);
+    decimals by :func:`decimal_text`; bytes decoded as UTF-8; anything else ``str(value)``.
+    """
     if value is None or isinstance(value, str):
         return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, (dt.datetime, dt.date, dt.time)):
         return value.isoformat()
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
     if isinstance(value, Decimal):
-        return format(value, "f")
+        return decimal_text(value)
     return str(value)
+
+
+def decimal_text(value: Decimal, scale: int | None = None) -> str:
+    """A decimal in plain notation, never with an exponent: with ``scale`` decimals (a column's
+    declared scale, NUMERIC(10, 2): ``19.90``), else without trailing zeros (``19.9``, ``10``,
+    ``1000000``), so an unscaled NUMERIC reads the same whatever the database pads it to. No
+    negative zero."""
+    if value.is_zero():
+        value = abs(value)
+    if scale is not None and scale >= 0 and value.is_finite():
+        return format(value, f".{scale}f")
+    text = format(value, "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def is_decimal_type(col_type: sa.types.TypeEngine) -> bool:
+    """NUMERIC / DECIMAL whose values are :class:`~decimal.Decimal` (not a float type)."""
+    return isinstance(col_type, sa.Numeric) and not isinstance(col_type, sa.Float) and bool(col_type.asdecimal)
+
+
+def value_text(col_type: sa.types.TypeEngine) -> Callable[[Any], str | None]:
+    """:func:`as_text` for the values of a column of ``col_type``: a CHAR's trailing spaces (its
+    padding) stripped, and a decimal of a column with a declared scale given that many decimals."""
+    if isinstance(col_type, PADDED_CHAR_TYPES):
+
+        def unpadded(value: Any) -> str | None:
+            text = as_text(value)
+            return None if text is None else text.rstrip(" ")
+
+        return unpadded
+    scale = col_type.scale if is_decimal_type(col_type) else None
+    if scale is not None:
+        return lambda value: decimal_text(value, scale) if isinstance(value, Decimal) else as_text(value)
+    return as_text
 
 
 def unique_in_order(values: Iterable[str]) -> tuple[str, ...]:
