@@ -357,6 +357,27 @@ def test_missing_identifier_column_blocks_the_day(sim, tmp_path, day):
     assert ledger_rows(engine) == []
 
 
+def test_a_floating_point_identifier_column_blocks_the_day_with_what_to_change(sim, tmp_path, day):
+    """Regression (review item 8): the set-up check accepted an identifier column of type REAL,
+    which SQLite sends as '123.0' (missing the suppression entry '123'). Now it blocks the day
+    with one sentence naming the column and the Data Map field, and telling what to change."""
+    url = f"sqlite:///{tmp_path / 'realid.db'}"
+    engine = demo_database(
+        url, sim, day, customers=10, campaigns=[("Y", "Y", "1002", "11:00")],
+        alter="ALTER TABLE customers RENAME COLUMN email TO mail",
+    )
+    with engine.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE customers ADD COLUMN email REAL")
+        conn.exec_driver_sql("UPDATE customers SET email = customer_pk")
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = run_cycle(make_resources(sim, url), day, instance)
+    check = _check(result, "account_setup")
+    assert check.passed is False
+    assert "customers.email" in check.description and "EMAIL_ADDR" in check.description
+    assert "floating-point" in check.description and "integer or text column" in check.description
+    assert ledger_rows(engine) == []
+
+
 def test_template_field_missing_in_the_database_stops_only_its_campaign(sim, tmp_path, day):
     url = f"sqlite:///{tmp_path / 'nocity.db'}"
     engine = demo_database(

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from cheetah_assets.customers import identifiers, schema, seed, sqlite_norm
+from cheetah_assets.customers import identifiers, queries, schema, seed, sqlite_norm
 from cheetah_assets.customers.engines import dispose_engine, engine_for
 from cheetah_assets.customers.identifiers import normalise_identifier, template_index
 from cheetah_assets.customers.queries import freeze_recipient_list, list_key, template_for
@@ -721,3 +721,37 @@ def test_non_text_personalisation_is_the_same_text_on_every_database(engine):
     with engine.begin() as conn:
         conn.execute(sa.delete(target_group_members))
     table.drop(engine)
+
+
+@pytest.mark.parametrize("col_type", [sa.REAL, sa.Float, sa.DOUBLE_PRECISION, lambda: sa.Numeric(10, 2)],
+                         ids=["real", "float", "double", "numeric-10-2"])
+def test_a_floating_point_identifier_column_is_refused_with_what_to_change(engine, col_type):
+    """Regression (review item 8): a REAL identifier column froze '123.0' on SQLite (which the
+    suppression entry '123' missed) and '123' on PostgreSQL. An identifier in a float column (or a
+    NUMERIC with decimals: '123.00' on PostgreSQL) is a data-model error, so the freeze now refuses
+    it, in the database as streamed, with one message naming the column and what to change;
+    integer and unscaled NUMERIC columns still freeze alike on both databases."""
+    rows = [{"cust_no": v, "first_name": f"n{v}"} for v in (123, 456)]
+    _empty(engine)
+    with engine.begin() as conn:
+        conn.execute(suppression.insert(), [{"identifier": "123", "reason": "unsubscribed"}])
+    table = _typed(engine, "numbered", [sa.Column("cust_no", col_type()), sa.Column("first_name", sa.Text)], rows)
+    for in_database in (True, False):
+        with pytest.raises(queries.CustomerSchemaError) as err:
+            freeze_recipient_list(engine, campaign_id=f"F-{in_database}", send_date=DAY, target_group="all_customers",
+                                  identifier_column="cust_no", fields={"FNAME": "first_name"}, template_ids=["1"],
+                                  customers_table="numbered", in_database=in_database)
+        message = str(err.value)
+        assert "numbered.cust_no" in message and "integer or text column" in message and "\n" not in message
+        assert _stored(engine, list_key(f"F-{in_database}", DAY)) == {}
+    table.drop(engine)
+    for exact in (sa.Integer, sa.BigInteger, sa.Numeric):
+        table = _typed(engine, "numbered", [sa.Column("cust_no", exact()), sa.Column("first_name", sa.Text)], rows)
+        r = freeze_recipient_list(engine, campaign_id="OK", send_date=DAY, target_group="all_customers",
+                                  identifier_column="cust_no", fields={"FNAME": "first_name"}, template_ids=["1"],
+                                  customers_table="numbered")
+        assert (r.row_count, r.excluded_suppressed) == (1, 1)
+        assert list(_stored(engine, list_key("OK", DAY))) == ["456"]
+        table.drop(engine)
+    with engine.begin() as conn:
+        conn.execute(sa.delete(target_group_members))

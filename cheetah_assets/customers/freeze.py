@@ -33,6 +33,7 @@ from .recipients import (
     FreezeResult,
     as_text,
     get_frozen_list,
+    identifier_column_problem,
     is_decimal_type,
     is_list_locked,
     list_key,
@@ -312,6 +313,9 @@ def freeze_recipient_list(
             table=customers_table,
             missing=missing,
         )
+    problem = identifier_column_problem(customers, identifier_column)
+    if problem is not None:
+        raise CustomerSchemaError(problem, table=customers_table)
     texts = field_texts(customers, field_columns, engine.dialect) if in_database else None
     streamed = [streamed_field(customers.c[c], engine.dialect) for c in field_columns]
     chosen = selection(

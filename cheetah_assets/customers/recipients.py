@@ -151,6 +151,29 @@ def reflect_customers(engine: Bind, table_name: str = "customers") -> sa.Table:
         ) from None
 
 
+def identifier_column_problem(customers: sa.Table, column: str, field: str | None = None) -> str | None:
+    """Why ``column`` of the customer table cannot hold the identifier (Data Map ``field``), or None.
+
+    A floating-point column (REAL, FLOAT, DOUBLE), or a NUMERIC with decimals, is refused: an
+    identifier must be exact, and such a column rounds (two customers can end up with one
+    identifier) and is rendered differently by each database (SQLite sends 123 as ``123.0``,
+    which the suppression entry ``123`` does not match).
+    """
+    col_type = customers.c[column].type
+    if isinstance(col_type, sa.Float):
+        kind = "a floating-point column"
+    elif is_decimal_type(col_type) and (col_type.scale or 0) > 0:
+        kind = "a decimal column with decimals"
+    else:
+        return None
+    return (
+        f"The identifier column {customers.name}.{column}{f' (Data Map field {field})' if field else ''} is "
+        f"{kind} ({col_type}); identifiers must be "
+        "exact (a float rounds, and 123 may be sent as '123.0', missing its suppression). Map the Data "
+        "Map's identifier field to an integer or text column (set-up steps 1-2)."
+    )
+
+
 def missing_columns(engine: Bind, columns: Iterable[str], table_name: str = "customers") -> list[str]:
     """The names among ``columns`` that the table does not have (exact, case-sensitive match).
 

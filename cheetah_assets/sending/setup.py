@@ -85,17 +85,21 @@ def check_account(resource) -> tuple[list[Finding], DataMap | None]:
 def check_customer_database(
     engine: sa.Engine, data_map: DataMap, catalog: dict[str, CatalogEntry] | None = None
 ) -> list[Finding]:
-    """The identifier column exists (blocking); each template's fields are mapped and exist (not
+    """The identifier column exists and is not a floating-point one (blocking); each template's fields are mapped and exist (not
     blocking: a campaign using a broken template is stopped alone, with that reason)."""
     ident = data_map.identifier
     try:
-        columns = set(queries.reflect_customers(engine).columns.keys())
+        customers = queries.reflect_customers(engine)
     except queries.CustomerSchemaError as exc:  # no customers table: the sentence names the database
         return [Finding("identifier_column", False, str(exc))]
     except sa.exc.SQLAlchemyError as exc:  # unreachable server, no such database, refused login
         return [Finding("identifier_column", False, database_problem(engine.url, exc))]
+    columns = set(customers.columns.keys())
     findings = []
-    if ident.map_to in columns:
+    problem = queries.identifier_column_problem(customers, ident.map_to, ident.name) if ident.map_to in columns else None
+    if problem is not None:
+        findings.append(Finding("identifier_column", False, problem))
+    elif ident.map_to in columns:
         findings.append(Finding("identifier_column", True, f"customers.{ident.map_to} holds the identifier {ident.name}"))
     else:
         findings.append(
