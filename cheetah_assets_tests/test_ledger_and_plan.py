@@ -139,7 +139,7 @@ def test_files_respect_row_and_byte_limits_and_keep_every_row():
     assert csv_bytes(header, [("a@b.c", ["O'Neil, \"Jr\""])]).decode() == 'EMAIL_ADDR,FNAME\r\na@b.c,"O\'Neil, ""Jr"""\r\n'
 
 
-_ACCOUNTS = {"this": ("http://127.0.0.1:8765", "1234"), "another": ("http://127.0.0.1:49025", "1234")}
+_ACCOUNTS = {"this": ("http://127.0.0.1:8765", "1234"), "another": ("https://api.old-region.example.com", "1234")}
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -179,3 +179,19 @@ def test_a_send_the_ledger_records_as_handed_over_is_never_missed_or_overdue(tmp
         assert (account == "another") == ("another account" in (planned.reason or "")), planned
     if handed_over and account == "another" and now < send_at:
         assert planned.status == sending_plan.READY, planned
+
+
+@pytest.mark.parametrize("one, other, same", [
+    (("http://127.0.0.1:8765", "1234"), ("http://localhost:49152", "1234"), True),
+    (("http://127.0.0.1:8765", "1234"), ("http://[::1]:8766/", "1234"), True),
+    (("http://127.0.0.1:8765", "1234"), ("http://127.0.0.1:8765", "5678"), False),
+    (("https://api.cheetah.example.com", "1234"), ("https://API.cheetah.example.com", "1234"), True),
+    (("https://api.cheetah.example.com", "1234"), ("https://api.cheetah.example.com:8443", "1234"), False),
+    (("https://api.cheetah.example.com", "1234"), ("https://api.old-region.example.com", "1234"), False),
+    (("http://127.0.0.1:8765", "1234"), ("https://api.cheetah.example.com", "1234"), False),
+])
+def test_every_loopback_address_and_port_is_one_account_and_real_endpoints_are_compared_whole(one, other, same):
+    """Regression (review of this stop): a simulator restarted on another free port made every
+    send of the demo "another account's" (metrics never fetched again, today's started afresh)."""
+    a, b = sending_ledger.Account(*one), sending_ledger.Account(*other)
+    assert a.same_as(b) is same and b.same_as(a) is same

@@ -368,9 +368,8 @@ def test_a_day_handed_over_then_requested_again_after_its_send_times_reports_its
     assert result.success
     plan = world.plan()
     assert {c: p["status"] for c, p in plan.items()} == {"NINE": "SENT", "HALF": "SENT"}, plan
-    if endpoint == "another":
-        assert all(p["reason"].startswith("handed over (APPROVED) to another account (Cust_ID 1234 at http://127.0.0.1:")
-                   for p in plan.values()), plan
+    if endpoint == "another":  # a loopback address and port are one account: not "another account's"
+        assert not any("another account" in (p["reason"] or "") for p in plan.values()), plan
     (check,) = [e for e in result.get_asset_check_evaluations() if e.asset_check_key.name == "no_missed_sends"]
     assert check.passed, check.description
     (sends,) = [m for m in result.get_asset_materialization_events() if m.asset_key.path == ["campaign_sends"]]

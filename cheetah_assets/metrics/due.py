@@ -54,7 +54,7 @@ def _in_account(rows, account: Account | None, elsewhere: list | None) -> list[t
     out = []
     for r in rows:
         theirs = None if r.endpoint is None else Account(r.endpoint, r.cust_id)
-        if account is not None and theirs is not None and theirs != account:
+        if account is not None and theirs is not None and not theirs.same_as(account):
             if elsewhere is not None:
                 elsewhere.append((r.cheetah_name, theirs))
             continue

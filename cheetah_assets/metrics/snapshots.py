@@ -346,7 +346,7 @@ def take_snapshot(
     day_key(day)  # validates
     now = utc(now)
     campaign = load_campaign(engine, cheetah_name)
-    if account is not None and campaign.account is not None and campaign.account != account:
+    if account is not None and campaign.account is not None and not campaign.account.same_as(account):
         raise OtherAccount(
             f"Campaign {cheetah_name} was sent from {campaign.account.describe()}, not from the configured account "
             f"({account.describe()}): its metrics are not fetched here (its camp_id {campaign.camp_id} may name "

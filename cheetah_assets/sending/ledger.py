@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import ipaddress
 import re
+import urllib.parse
 from dataclasses import dataclass
 from typing import Callable, NamedTuple
 
@@ -154,6 +156,23 @@ class Account(NamedTuple):
     def describe(self) -> str:
         return f"Cust_ID {self.cust_id} at {self.endpoint}"
 
+    def identity(self) -> tuple[str, str]:
+        """What makes two accounts the same: the Cust_ID and the endpoint, where every loopback
+        address and port is one (a simulator, or a local proxy, restarted on another free port is
+        still the account it was: the demo's sends must not turn into "another account's", to be
+        sent again, because ``./run dev`` found port 8765 busy)."""
+        parsed = urllib.parse.urlsplit(self.endpoint.strip().lower())
+        host = parsed.hostname or ""
+        try:
+            loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            loopback = False
+        where = f"{parsed.scheme}://loopback" if loopback else f"{parsed.scheme}://{parsed.netloc}"
+        return where, str(self.cust_id).strip()
+
+    def same_as(self, other: "Account") -> bool:
+        return self.identity() == other.identity()
+
 
 def account_of(settings) -> Account:
     """The account of a client's settings (``CheetahSettings``: ``endpoint`` and ``cust_id``)."""
@@ -162,7 +181,7 @@ def account_of(settings) -> Account:
 
 def other_account(row: LedgerRow, account: Account | None) -> bool:
     """Whether the row was recorded against an account other than ``account``."""
-    return account is not None and row.account is not None and row.account != account
+    return account is not None and row.account is not None and not row.account.same_as(account)
 
 
 def done_for_account(row: LedgerRow, account: Account | None) -> bool:
