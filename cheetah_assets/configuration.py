@@ -165,7 +165,7 @@ def configuration_problems(env: Mapping[str, str] | None = None) -> list[str]:
 def not_configured_message(problems: list[str]) -> str:
     return (
         "cheetah_assets is not configured, so it did nothing (no database read, no call to Cheetah "
-        f"Messaging): {'; '.join(problems)}. Set them as the README's 'Embedded defaults and real "
+        f"Messaging): {'; '.join(problems)}. Set them as the README's section 'The demo, and real "
         f"configuration' says, or set {DEMO_SWITCH}=1 to run the demo on the simulator."
     )
 

@@ -167,7 +167,7 @@ def print_sent(rows, sent: dict, day: dt.date) -> None:
 
 def print_analysis(engine, now: dt.datetime) -> tuple[int, int]:
     """The campaign analysis as the asset last computed it, one line per Optimove campaign (its
-    templates added up; an A/B split's rates per template below it); (final Cheetah campaigns,
+    templates added up; an A/B split's rates per template below it); (final Optimove campaigns,
     restated counts)."""
     from .metrics.analysis import compute_analysis
     from .metrics.rollup import rollup
@@ -177,21 +177,23 @@ def print_analysis(engine, now: dt.datetime) -> tuple[int, int]:
         result = compute_analysis(conn, now)
     names = campaign_names(engine, [c.cheetah_name for c in result.campaigns])
     print(f"\nCampaign analysis at {now:%Y-%m-%d %H:%M} UTC (oldest first; Optimove names and metrics):")
-    print(f"{'sent (UTC)':<16} {'campaign':<38} {'templates':<9} {'status':<26} {'Delivered':>9} {'open':>6} "
+    width = max([len(names.get(c.cheetah_name, "")) for c in result.campaigns] + [len("campaign")])
+    print(f"{'sent (UTC)':<16} {'campaign':<{width}} {'templates':<9} {'status':<26} {'Delivered':>9} {'open':>6} "
           f"{'click':>6} restated")
     for r in reversed(rollup(result)):
         rates, sent_at = r.rates(), min(p.send_at or now for p in r.parts)
         print(
-            f"{sent_at:%Y-%m-%d %H:%M} {names.get(r.parts[0].cheetah_name, r.campaign_id)[:38]:<38} "
-            f"{'+'.join(r.templates)[:9]:<9} {r.status[:26]:<26} {r.counts['Delivered']:>9} "
+            f"{sent_at:%Y-%m-%d %H:%M} {names.get(r.parts[0].cheetah_name, r.campaign_id):<{width}} "
+            f"{'+'.join(r.templates):<9} {r.status:<26} {r.counts['Delivered']:>9} "
             f"{_pct(rates['open_rate']):>6} {_pct(rates['click_rate']):>6} {'yes' if r.restated else ''}"
         )
         if len(r.parts) > 1:
             print(f"{'':<16}   A/B: opens {r.template_rates('open_rate')}; clicks {r.template_rates('click_rate')}")
-    campaigns = result.campaigns
     for r in result.restatements[:5]:
         print(f"  restated: {r.cheetah_name} day {r.day}: {r.optimove} {r.previous} on day {r.previous_day} -> {r.value}")
-    return sum(c.status.startswith("final") for c in campaigns), len(result.restatements)
+    if len(result.restatements) > 5:
+        print(f"  ... and {len(result.restatements) - 5} more restated counts (campaign_analysis: restatements_flagged)")
+    return sum(r.status.startswith("final") for r in rollup(result)), len(result.restatements)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -235,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
     engine = resources["customer_db"].get_engine()
     home = dagster_home(directory)
     home.mkdir(parents=True, exist_ok=True)
+    if not (home / "dagster.yaml").exists():  # the demo's own instance: no telemetry banner mid-output
+        (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n", encoding="utf-8")
     # This command's own process only: Dagster's telemetry and anything asking for "the" instance
     # write under $DAGSTER_HOME, which must be the demo's, not the user's.
     os.environ["DAGSTER_HOME"] = str(home)
@@ -304,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     final, restated = print_analysis(engine, end)
     print(
         f"\nSimulated clock: {began:%Y-%m-%d %H:%M} -> {end:%Y-%m-%d %H:%M} UTC (it goes on from there next time). "
-        f"This run: {len(days)} daily cycles; the metric sensors' runs: "
+        f"This run: {len(days)} daily cycle{'s' if len(days) != 1 else ''}; the metric sensors' runs: "
         + ", ".join(f"{job} {n}" for job, n in sorted(Counter(r.job for x in lapses for r in x.report.runs).items()))
         + "; no failure.\n"
         f"The demo database is in {directory}, its Dagster history in {home}. `./run dev` opens both in the "

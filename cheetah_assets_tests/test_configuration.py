@@ -300,3 +300,16 @@ def test_every_malformed_value_is_named_at_once_and_the_deployment_is_not_config
     env.pop("CHEETAH_CLIENT_ID")  # a missing variable too: everything in one list
     problems = configuration.configuration_problems(env)
     assert len(problems) == 3 and problems[0] == "CHEETAH_CLIENT_ID is not set"
+
+
+def test_the_not_configured_message_names_a_readme_section_that_exists():
+    """Regression (review of this stop): it sent people to "the README's 'Embedded defaults and real
+    configuration'", a section that does not exist."""
+    import re
+    from pathlib import Path
+
+    from cheetah_assets.configuration import not_configured_message
+
+    (section,) = re.findall(r"README's section '([^']+)'", not_configured_message(["CHEETAH_CUST_ID is not set"]))
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    assert f"\n## {section}\n" in readme

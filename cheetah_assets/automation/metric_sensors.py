@@ -303,9 +303,10 @@ def request_metric_snapshots_sensor(
         )
     requests = batch_requests(keys, attempts, f"{tick.isoformat()}-o{seen}")
     context.log.info(
-        "requesting %d snapshots in %d runs (%d sends with a day due, %d campaigns newly registered, %d retried, "
+        "requesting %d snapshot%s in %d run%s (%d sends with a day due, %d campaigns newly registered, %d retried, "
         "%d already taken)",
-        len(keys), len(requests), plan.window_sends, plan.newly_registered, len(attempts), plan.already_taken,
+        len(keys), "" if len(keys) == 1 else "s", len(requests), "" if len(requests) == 1 else "s",
+        plan.window_sends, plan.newly_registered, len(attempts), plan.already_taken,
     )
     return dg.SensorResult(run_requests=requests, cursor=cursor)
 
