@@ -16,20 +16,19 @@ _ASCII_STRIP = "".join(chr(c) for c in range(128) if chr(c).isspace())
 _ASCII_STRIP_BYTES = _ASCII_STRIP.encode("ascii")
 
 
-def _sqlite_address(value: Any) -> str | None:
-    if value is None:
-        return None
+def _as_text(value: Any) -> str:
+    """A stored SQLite value (text, blob, number) as the text the identifier functions take."""
     if isinstance(value, bytes):
-        value = value.decode("utf-8", "replace")
-    return address_of(value if isinstance(value, str) else str(value))
+        return value.decode("utf-8", "replace")
+    return value if isinstance(value, str) else str(value)
+
+
+def _sqlite_address(value: Any) -> str | None:
+    return None if value is None else address_of(_as_text(value))
 
 
 def _sqlite_norm(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, bytes):
-        value = value.decode("utf-8", "replace")
-    return normalise_identifier(value if isinstance(value, str) else str(value))
+    return None if value is None else normalise_identifier(_as_text(value))
 
 
 def _sqlite_template_index(
