@@ -120,6 +120,12 @@ PG_FREEZE_RANDOM_PAGE_COST = 1.1
 SQLITE_SORT_THREADS = min(4, os.cpu_count() or 1)
 
 
+def _sqlite_journal_mode(mode: object) -> str:
+    """A journal mode SQLite reported, to be set again (anything unexpected: SQLite's default)."""
+    text = str(mode or "").upper()
+    return text if text in {"DELETE", "TRUNCATE", "PERSIST", "MEMORY", "WAL", "OFF"} else "DELETE"
+
+
 @contextmanager
 def list_transaction(engine: Engine, key: str) -> Iterator[Connection]:
     """One transaction in which nobody else can (re)build the same list.
@@ -154,13 +160,23 @@ def list_transaction(engine: Engine, key: str) -> Iterator[Connection]:
             register_sqlite_function(conn.connection.driver_connection)  # engines not made by engine_for
             # The members' sort may use helper threads (SQLite's sorter; only large sorts do).
             conn.exec_driver_sql(f"PRAGMA threads = {SQLITE_SORT_THREADS}")
+            # The temporary schema holds only the freeze's scratch tables, written once and dropped
+            # before commit: no rollback journal for it (a million members filled 0.2 s faster and
+            # dropped 0.1 s faster). Without one, a rollback cannot restore the temporary schema, so
+            # a freeze that fails throws its connection away (and its temporary file with it).
+            journal = conn.exec_driver_sql("PRAGMA temp.journal_mode").scalar()
+            conn.exec_driver_sql("PRAGMA temp.journal_mode = OFF")
             conn.exec_driver_sql("BEGIN IMMEDIATE")
             try:
                 yield conn
             except BaseException:
-                conn.rollback()
+                try:
+                    conn.rollback()
+                finally:
+                    conn.invalidate()
                 raise
             conn.commit()
+            conn.exec_driver_sql(f"PRAGMA temp.journal_mode = {_sqlite_journal_mode(journal)}")
         else:
             with conn.begin():
                 yield conn
