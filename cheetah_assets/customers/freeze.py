@@ -185,12 +185,12 @@ def list_transaction(engine: Engine, key: str) -> Iterator[Connection]:
 def pg_freeze_settings(conn: Connection) -> None:
     """PostgreSQL settings of the freeze's transaction (``SET LOCAL``: they end with it).
 
-    The de-duplication's sort in memory, not on disk; no JIT compilation (the freeze's
-    expressions run once per member, and compiling them cost more than it saved); and the cost of
-    a random page read of cached or SSD-backed tables, so that a target group of a few thousand
-    is fetched by key: an INSERT's plan is never parallel, and at the default of 4 a group's
-    members were joined to a full scan of the customer table (1.15 s per freeze at 5M customers).
-    A whole-base group still gets a scan and a hash join.
+    More memory for the de-duplication's sort; no JIT compilation (the freeze's expressions run
+    once per member, and compiling them cost more than it saved); and the cost of a random page
+    read of cached or SSD-backed tables, so that a target group of a few thousand is fetched by
+    key: at the default of 4 a group's members were joined to a full scan of the customer table
+    (1.15 s per freeze at 5M customers). A whole-base group still gets a scan and a hash join,
+    shared by the server's parallel workers when it has them (``max_parallel_workers_per_gather``).
     """
     conn.exec_driver_sql(f"SET LOCAL work_mem = '{PG_FREEZE_WORK_MEM}'")
     conn.exec_driver_sql("SET LOCAL jit = off")

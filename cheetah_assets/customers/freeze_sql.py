@@ -22,6 +22,7 @@ from typing import Any, Sequence
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.compiler import compiles
 
 from .identifiers import MAX_LENGTH, address_sql, norm_sql, template_index_sql
 from .schema import recipient, suppression, target_group_members
@@ -160,10 +161,15 @@ def selection(
       few thousand probes instead of a million); ``prune`` deletes the missing and the
       suppressed the same way, and ``kept`` reads the rest along the key: no second sort, no
       grouping. When streaming, the lowest ``pk``'s fields are read back from the customer table.
-    * Elsewhere: the members are a subquery behind ``OFFSET 0``, which no planner merges, the
-      suppression list is a hash join (PostgreSQL), whatever its size, and the de-duplication is
-      ``DISTINCT ON`` the identifier, ordered bytewise then by ``customer_pk`` (one sort, in the
-      list's key order, so the insert appends to the key).
+    * PostgreSQL: one ``CREATE TEMPORARY TABLE … AS`` (``setup``; :data:`PG_FREEZE_KEPT`), a
+      plan the server may run in parallel, as it never runs an INSERT's: the members behind
+      ``OFFSET 0`` (no planner merges it), sorted bytewise by identifier, then as sent too long
+      last, then by ``customer_pk``; ``DISTINCT ON`` the identifier keeps each one's first row,
+      window counts over the identifier count its members and the too long, and the suppression
+      list is a hash join, whatever its size. The counts add that table up (no second pass over
+      the members) and ``kept`` reads it in the list's key order, so the insert appends to the key.
+    * Elsewhere: the same members subquery, grouped by identifier, the lowest eligible
+      ``customer_pk``'s fields read back by key.
     """
     ident_col = customers.c[identifier_column]
     ident = ident_col if isinstance(ident_col.type, sa.String) else sa.cast(ident_col, sa.String)
@@ -177,6 +183,9 @@ def selection(
     s_norm = norm_sql(suppression.c.identifier, dialect)
     if dialect == "sqlite":
         return _sqlite_selection(customers, members_of_group, ident, s_norm, field_exprs, field_names)
+
+    if dialect == "postgresql":
+        return _postgres_selection(customers, members_of_group, ident, field_exprs, field_names)
 
     members = (
         sa.select(
@@ -201,29 +210,113 @@ def selection(
         ).label("suppressed"),
     ).select_from(flagged)
     eligible = sa.and_(members.c.ident != "", sa.not_(too_long), supp.c.norm.is_(None))  # NULL fails the first
-    if dialect == "postgresql":
-        bytewise = members.c.ident.collate("C")  # the list's key order; equality is unchanged
-        kept = (
-            sa.select(members.c.ident, sa.func.nullif(members.c.sent, members.c.ident).label("address"),
-                      *[members.c[f"f{i}"] for i in range(len(field_exprs))])
-            .select_from(flagged)
-            .where(eligible)
-            .ext(distinct_on(bytewise))
-            .order_by(bytewise, members.c.pk)
-        )
-    else:  # plain SQL: the lowest pk per identifier, its fields read back by key
-        first = (
-            sa.select(members.c.ident, sa.func.min(members.c.pk).label("pk"))
-            .select_from(flagged)
-            .where(eligible)
-            .group_by(members.c.ident)
-            .subquery("first")
-        )
-        kept = sa.select(
-            first.c.ident, sa.func.nullif(address_sql(ident, dialect), first.c.ident).label("address"),
-            *[expr.label(f"f{i}") for i, expr in enumerate(field_exprs)],
-        ).select_from(first.join(customers, customers.c.customer_pk == first.c.pk))
+    # plain SQL: the lowest pk per identifier, its fields read back by key
+    first = (
+        sa.select(members.c.ident, sa.func.min(members.c.pk).label("pk"))
+        .select_from(flagged)
+        .where(eligible)
+        .group_by(members.c.ident)
+        .subquery("first")
+    )
+    kept = sa.select(
+        first.c.ident, sa.func.nullif(address_sql(ident, dialect), first.c.ident).label("address"),
+        *[expr.label(f"f{i}") for i, expr in enumerate(field_exprs)],
+    ).select_from(first.join(customers, customers.c.customer_pk == first.c.pk))
     return Selection(setup=(), counts=counts, prune=(), kept=kept.subquery("kept"), teardown=())
+
+
+class CreateTempTableAs(sa.sql.expression.Executable, sa.sql.expression.ClauseElement):
+    """PostgreSQL's ``CREATE TEMPORARY TABLE name ON COMMIT DROP AS <select>`` (its parameters bound)."""
+
+    inherit_cache = False
+
+    def __init__(self, name: str, select: sa.Select):
+        self.name, self.select = name, select
+
+
+@compiles(CreateTempTableAs)
+def _compile_create_temp_table_as(element: CreateTempTableAs, compiler, **kw) -> str:
+    return f"CREATE TEMPORARY TABLE {element.name} ON COMMIT DROP AS {compiler.process(element.select, **kw)}"
+
+
+#: PostgreSQL: the list being frozen, one row per normalised identifier of the target group's
+#: members (``ident`` "" for those whose identifier is NULL or normalises to ""), written by one
+#: ``CREATE TEMPORARY TABLE … AS``, dropped before commit. Unlike an INSERT's, that statement's
+#: plan may be parallel: the join, the normalisation, the attrs JSON and the sort are shared by the
+#: server's workers. Each row is the identifier's first member in (``too_long``, ``customer_pk``)
+#: order, so its lowest ``pk`` that is not too long as sent when there is one; ``n`` counts the
+#: identifier's members, ``nl`` those too long as sent (missing); ``suppressed`` says whether the
+#: suppression list holds it. The counts and the kept rows read it; nothing is normalised twice.
+PG_FREEZE_KEPT = "cheetah_freeze_kept"
+
+
+def _postgres_selection(customers, members_of_group, raw_ident, field_exprs, field_names) -> Selection:
+    """:func:`selection` on PostgreSQL: the list's temporary table (see :data:`PG_FREEZE_KEPT`)."""
+    sent = address_sql(raw_ident, "postgresql")
+    if field_names is not None:
+        payload = [_attrs_json(field_names, field_exprs, "postgresql").label("attrs")]
+    else:  # streamed: each field as the database returns it, typed, for Python to render
+        payload = [expr.label(f"f{i}") for i, expr in enumerate(field_exprs)]
+    members = (
+        sa.select(
+            sa.func.coalesce(norm_sql(raw_ident, "postgresql"), "").collate("C").label("ident"),
+            sent.label("sent"),
+            sa.func.coalesce(sa.func.length(sent) > MAX_LENGTH, False).label("too_long"),
+            customers.c.customer_pk.label("pk"),
+            *payload,
+        )
+        .select_from(members_of_group)
+        # sorted here, below the OFFSET that keeps each identifier normalised once: so the workers
+        # that compute the members also sort them, and the leader only merges
+        .order_by(sa.literal_column("ident"), sa.literal_column("too_long"), sa.literal_column("pk"))
+        .offset(0)
+        .subquery("members")
+    )
+    order = [members.c.ident, members.c.too_long, members.c.pk]
+    whole = {"partition_by": members.c.ident, "order_by": order[1:], "rows": (None, None)}
+    firsts = (
+        sa.select(
+            members.c.ident,
+            sa.func.nullif(members.c.sent, members.c.ident).label("address"),
+            members.c.too_long,
+            sa.func.count().over(**whole).label("n"),
+            sa.func.count().filter(members.c.too_long).over(**whole).label("nl"),
+            *[members.c[p.name] for p in payload],
+        )
+        .ext(distinct_on(members.c.ident))
+        .order_by(*order)
+        .subquery("firsts")
+    )
+    supp = suppressed_norms("postgresql").distinct().subquery("supp")
+    fill = sa.select(firsts, supp.c.norm.is_not(None).label("suppressed")).select_from(
+        firsts.outerjoin(supp, supp.c.norm.collate("C") == firsts.c.ident)
+    )
+    k = sa.table(
+        PG_FREEZE_KEPT,
+        sa.column("ident", sa.Text), sa.column("address", sa.Text), sa.column("too_long", sa.Boolean),
+        sa.column("n", sa.BigInteger), sa.column("nl", sa.BigInteger), sa.column("suppressed", sa.Boolean),
+        *[sa.column(p.name, p.type) for p in payload],
+    )
+    named = k.c.ident != ""
+    counts = sa.select(
+        sa.func.coalesce(sa.func.sum(k.c.n), 0).label("in_target_group"),
+        sa.func.coalesce(sa.func.sum(sa.case((named, k.c.nl), else_=k.c.n)), 0).label("missing"),
+        sa.func.coalesce(sa.func.sum(sa.case((sa.and_(named, k.c.suppressed), k.c.n - k.c.nl), else_=0)), 0)
+        .label("suppressed"),
+    )
+    # No ORDER BY: the table was written in the list's key order (bytewise), which the insert
+    # appends to; the order of the rows is not what makes the list.
+    kept = sa.select(k.c.ident, k.c.address, *[k.c[p.name] for p in payload]).where(
+        named, sa.not_(k.c.too_long), sa.not_(k.c.suppressed)
+    )
+    drop = sa.text(f"DROP TABLE IF EXISTS pg_temp.{PG_FREEZE_KEPT}")
+    return Selection(
+        setup=(drop, CreateTempTableAs(PG_FREEZE_KEPT, fill)),
+        counts=counts,
+        prune=(),
+        kept=kept.subquery("kept"),
+        teardown=(drop,),
+    )
 
 
 def _sqlite_selection(customers, members_of_group, raw_ident, s_norm, field_exprs, field_names) -> Selection:
