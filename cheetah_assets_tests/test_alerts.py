@@ -302,3 +302,124 @@ def test_quiet_ticks_of_the_cancellation_and_missed_sensors_only_read(ledger_db)
             statements.clear()
             sensor.evaluate_tick(dg.build_sensor_context(instance=instance, resources=resources))
             assert len(statements) <= 2 and all(s.lstrip().upper().startswith("SELECT") for s in statements), statements
+
+
+def _tick(sensor, instance, resources, cursor=None):
+    ctx = dg.build_sensor_context(instance=instance, resources=resources, cursor=cursor)
+    sensor(ctx)
+    return ctx.cursor
+
+
+def test_a_missed_send_committed_after_a_tick_with_an_older_time_is_alerted_once(ledger_db, webhook):
+    """Regression (review of the alert cursor): the cursor was the newest ``updated_at`` reported,
+    and the next tick asked only for rows above it. ``updated_at`` is the writing run's clock, read
+    before its transaction commits, so a run that read its clock first (or whose clock is behind)
+    can commit after a tick that already reported a later row: that MISSED send was never alerted.
+    Such rows, and rows of the very same time (a fixed clock), are alerted once now."""
+    url, hook = webhook
+    engine = ledger_db.get_engine()
+    t0 = dt.datetime(2026, 11, 23, 9, tzinfo=dt.timezone.utc)
+    resources = {"customer_db": ledger_db, "alerts": _alerts(hook=url), "clock": ClockResource(fixed_now=t0.isoformat())}
+    with dg.DagsterInstance.ephemeral() as instance:
+        _ledger_row(engine, "A/1001/2026-11-23", "MISSED", t0, t0 + dt.timedelta(minutes=5))
+        cursor = _tick(missed_send_alert_sensor, instance, resources)
+        assert len(hook.posts) == 1 and "A/1001" in hook.posts[0]["text"]
+        # Committed after that tick: a run that read its clock a minute earlier, and one at the same instant.
+        _ledger_row(engine, "B/1001/2026-11-23", "MISSED", t0, t0 + dt.timedelta(minutes=4), "B's send time passed")
+        _ledger_row(engine, "C/1001/2026-11-23", "MISSED", t0, t0 + dt.timedelta(minutes=5), "C's send time passed")
+        cursor = _tick(missed_send_alert_sensor, instance, resources, cursor)
+        assert len(hook.posts) == 2, "a MISSED send committed late was never alerted"
+        text = hook.posts[1]["text"]
+        assert "B/1001" in text and "C/1001" in text and "A/1001" not in text
+        cursor = _tick(missed_send_alert_sensor, instance, resources, cursor)
+        assert len(hook.posts) == 2  # each once
+        # The cursor forgets what falls out of the look-back window: it stays bounded.
+        _ledger_row(engine, "D/1001/2026-11-23", "MISSED", t0, t0 + dt.timedelta(hours=2))
+        cursor = _tick(missed_send_alert_sensor, instance, resources, cursor)
+        assert len(hook.posts) == 3 and "D/1001" in hook.posts[2]["text"]
+        assert "A/1001" not in cursor and "B/1001" not in cursor and "D/1001" in cursor
+        cursor = _tick(missed_send_alert_sensor, instance, resources, cursor)
+        assert len(hook.posts) == 3
+
+
+@pytest.mark.postgres
+def test_on_postgres_a_ledger_write_that_commits_late_carries_an_older_time_and_is_alerted(webhook):
+    """The mechanism, on PostgreSQL (READ COMMITTED) with the real clock: ``Ledger.advance`` reads
+    its clock, then waits for the row (here another transaction's lock on it); a second run records
+    its MISSED send meanwhile, and a tick reports it. The first commits afterwards with the older
+    ``updated_at``: it must still be alerted."""
+    import threading
+    import time
+
+    from cheetah_assets.sending.ledger import MISSED, Ledger
+
+    from .pg import fresh_postgres_database
+
+    url, hook = webhook
+    with fresh_postgres_database() as pg_url:
+        db = CustomerDatabaseResource(url=pg_url)
+        engine = db.get_engine()
+        db.ensure_tables()
+        ledger = Ledger(engine, lambda: dt.datetime.now(dt.timezone.utc))
+        day = dt.date(2026, 11, 23)
+        for campaign in ("A", "B"):
+            row = ledger.ensure(campaign_id=campaign, template_id="1001", send_date=day, list_key=f"{campaign}/{day}",
+                                send_at=dt.datetime(2026, 11, 23, 9, tzinfo=dt.timezone.utc))
+            assert ledger.claim(row.send_key, f"run-{campaign}") is not None
+        resources = {"customer_db": db, "alerts": _alerts(hook=url), "clock": ClockResource()}
+        with dg.DagsterInstance.ephemeral() as instance:
+            cursor = _tick(missed_send_alert_sensor, instance, resources)
+            blocker = engine.connect()
+            blocker.begin()
+            row_a = send_ledger.c.send_key == "A/1001/2026-11-23"
+            blocker.execute(sa.select(send_ledger.c.send_key).where(row_a).with_for_update())
+            writer = threading.Thread(target=ledger.advance, args=("A/1001/2026-11-23", "run-A", MISSED))
+            writer.start()
+            with engine.connect() as probe:  # until A's UPDATE waits for the row: its time is taken
+                for _ in range(500):
+                    waiting = probe.execute(sa.text(
+                        "SELECT count(*) FROM pg_stat_activity"
+                        " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                    )).scalar()
+                    if waiting:
+                        break
+                    time.sleep(0.01)
+                assert waiting == 1
+            ledger.advance("B/1001/2026-11-23", "run-B", MISSED)
+            cursor = _tick(missed_send_alert_sensor, instance, resources, cursor)
+            assert len(hook.posts) == 1 and "B/1001" in hook.posts[0]["text"] and "A/1001" not in hook.posts[0]["text"]
+            blocker.rollback()
+            blocker.close()
+            writer.join(timeout=30)
+            with engine.connect() as conn:
+                times = dict(conn.execute(sa.select(send_ledger.c.send_key, send_ledger.c.updated_at)).all())
+            assert times["A/1001/2026-11-23"] < times["B/1001/2026-11-23"]  # committed later, timed earlier
+            cursor = _tick(missed_send_alert_sensor, instance, resources, cursor)
+            assert len(hook.posts) == 2, "the MISSED send committed after the tick was never alerted"
+            assert "A/1001" in hook.posts[1]["text"] and "B/1001" not in hook.posts[1]["text"]
+            _tick(missed_send_alert_sensor, instance, resources, cursor)
+            assert len(hook.posts) == 2
+        engine.dispose()
+
+
+def test_the_missed_alert_cursor_stays_bounded_and_reads_an_older_cursor(ledger_db, webhook, monkeypatch):
+    """Past MISSED_REMEMBERED sends reported within the window, the window shrinks to the newest
+    (none is reported twice); a cursor of the version before the window alerts nothing again."""
+    from cheetah_assets.automation import alert_sensors
+
+    url, hook = webhook
+    engine = ledger_db.get_engine()
+    t0 = dt.datetime(2026, 11, 23, 9, tzinfo=dt.timezone.utc)
+    resources = {"customer_db": ledger_db, "alerts": _alerts(hook=url), "clock": ClockResource(fixed_now=t0.isoformat())}
+    for i, campaign in enumerate("ABCDE"):
+        _ledger_row(engine, f"{campaign}/1001/2026-11-23", "MISSED", t0, t0 + dt.timedelta(minutes=i))
+    monkeypatch.setattr(alert_sensors, "MISSED_REMEMBERED", 2)
+    with dg.DagsterInstance.ephemeral() as instance:
+        cursor = _tick(missed_send_alert_sensor, instance, resources)
+        assert len(hook.posts) == 1 and all(f"{c}/1001" in hook.posts[0]["text"] for c in "ABCDE")
+        assert sorted(json.loads(cursor)["seen"]) == ["D/1001/2026-11-23#0", "E/1001/2026-11-23#0"]
+        cursor = _tick(missed_send_alert_sensor, instance, resources, cursor)
+        assert len(hook.posts) == 1
+        old = json.dumps({"t": (t0 + dt.timedelta(minutes=4)).isoformat(), "plan": []})
+        _tick(missed_send_alert_sensor, instance, resources, old)
+        assert len(hook.posts) == 1

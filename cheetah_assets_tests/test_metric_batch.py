@@ -292,3 +292,94 @@ def test_backfills_not_due_early_and_unknown_partitions_next_to_the_batches(sim,
     assert event.partition == run_key(a.name, 3) and event.materialization.metadata["provisional"].value is True
     assert {str(k) for k in instance.get_materialized_partitions(KEYS)} == {run_key(a.name, d) for d in (1, 3)}
     assert instance.get_dynamic_partitions(campaigns_partitions.name) == [a.name]
+
+
+def test_a_partition_failing_on_a_database_error_never_stops_the_others_and_is_retried(sim, db_url, engine, send_at, instance):  # noqa: F811
+    """Regression (review of the batch): only Cheetah and snapshot errors were caught per partition.
+    Any other error (the database refusing one write, a bug for one campaign) ended the op: the
+    partitions after it were never tried, none was observed as failed, so the sensor never asked
+    for them again, and they were left to the overdue alert six hours later."""
+    import sqlalchemy as sa
+
+    sent = [send_campaign(sim, engine, f"OPT-DB{i}-1004-D", 30, send_at) for i in range(3)]
+    bad = run_key(sent[0].name, 1)  # first in the batch
+    with engine.begin() as conn:  # the database refuses that one partition's snapshot row
+        conn.exec_driver_sql(
+            f"CREATE TRIGGER refuse_one BEFORE INSERT ON cheetah_metric_snapshot WHEN NEW.cheetah_name = '{sent[0].name}' "
+            "BEGIN SELECT RAISE(ABORT, 'simulated database failure'); END"
+        )
+    ticker = Ticker(instance, db_url, definitions(db_url, cheetah_resource(sim)))
+    now = send_at + DAY + BATCH_WAIT
+    (first,) = run_batches(sim, db_url, instance, ticker, now)
+    assert batch_partitions(ticker.runs[-1]) == sorted(run_key(c.name, 1) for c in sent)
+    assert not first.success
+    # The others were taken all the same; the bad one is reported with its error, to be retried.
+    assert {str(k) for k in instance.get_materialized_partitions(KEYS)} == {run_key(c.name, 1) for c in sent[1:]}
+    failure = failure_of(first)
+    assert "1 of 3 snapshots were not taken (2 taken)" in failure.step_failure_data.error.message
+    (row,) = failure.step_failure_data.user_failure_data.metadata["failed_snapshots"].value.records
+    assert (row.data["partition"], row.data["attempt"], row.data["retried"]) == (bad, 1, True)
+    assert "IntegrityError" in row.data["reason"] and "simulated database failure" in row.data["reason"]
+    last = observations(instance, bad)[-1]
+    assert last["retried"] is True and last["retry_at"] == (now + RETRY_DELAYS[0]).timestamp()
+    assert "simulated database failure" in last["snapshot_failed"]
+    # Asked for again once its back-off has passed, as a Cheetah failure is; taken once the database lets it.
+    assert run_batches(sim, db_url, instance, ticker, now + MINUTE) == []
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP TRIGGER refuse_one"))
+    (second,) = run_batches(sim, db_url, instance, ticker, now + RETRY_DELAYS[0])
+    assert batch_partitions(ticker.runs[-1]) == [bad]
+    assert ticker.runs[-1].run_config["ops"]["take_due_snapshots"]["config"]["attempts"] == {bad: 2}
+    assert second.success
+    assert {str(k) for k in instance.get_materialized_partitions(KEYS)} == {run_key(c.name, 1) for c in sent}
+
+
+def test_a_database_down_when_a_batch_starts_fails_each_partition_to_be_retried(sim, db_url, engine, send_at, instance):  # noqa: F811
+    """Regression (review of the batch): an error before the first partition (the customer database
+    unreachable as the run starts) ended the op with no partition observed as failed, so the sensor
+    never asked for any of them again."""
+    from cheetah_assets.customers.resource import CustomerDatabaseResource
+
+    sent = [send_campaign(sim, engine, f"OPT-DOWN{i}-1004-D", 30, send_at) for i in range(2)]
+    keys = sorted(run_key(c.name, 1) for c in sent)
+    ticker = Ticker(instance, db_url, definitions(db_url, cheetah_resource(sim)))
+    now = set_clock(sim, send_at + DAY + BATCH_WAIT)
+    ticker.both(now)
+    (request,) = ticker.runs
+    unreachable = CustomerDatabaseResource(url="postgresql://postgres@127.0.0.1:9/none")  # connection refused
+    down = {**make_resources(sim, db_url, now), "customer_db": unreachable}
+    first = metric_snapshot_batch_job.execute_in_process(
+        run_config=request.run_config, resources=down, instance=instance, tags=request.tags, raise_on_error=False,
+    )
+    assert not first.success
+    table = failure_of(first).step_failure_data.user_failure_data.metadata["failed_snapshots"].value
+    rows = sorted((r.data["partition"], r.data["attempt"], r.data["retried"]) for r in table.records)
+    assert rows == [(k, 1, True) for k in keys]
+    assert all("OperationalError" in r.data["reason"] for r in table.records)
+    assert run_batches(sim, db_url, instance, ticker, now + MINUTE) == []
+    (second,) = run_batches(sim, db_url, instance, ticker, now + RETRY_DELAYS[0])
+    assert second.success and batch_partitions(ticker.runs[-1]) == keys
+    assert {str(k) for k in instance.get_materialized_partitions(KEYS)} == set(keys)
+
+
+def test_a_bug_recording_one_partition_never_stops_the_others(sim, db_url, engine, send_at, instance, monkeypatch):  # noqa: F811
+    """Its snapshot was stored, but building its metadata raised: that one fails (with the error, to
+    be retried), the partitions after it are taken and recorded."""
+    from cheetah_assets.metrics import batch
+
+    sent = [send_campaign(sim, engine, f"OPT-BUG{i}-1004-D", 30, send_at) for i in range(3)]
+    bad = run_key(sent[0].name, 1)
+    real = batch.snapshot_metadata
+
+    def metadata(outcome, label):
+        if outcome.snapshot.cheetah_name == sent[0].name:
+            raise KeyError("a bug for this one campaign")
+        return real(outcome, label)
+
+    monkeypatch.setattr(batch, "snapshot_metadata", metadata)
+    ticker = Ticker(instance, db_url, definitions(db_url, cheetah_resource(sim)))
+    (run,) = run_batches(sim, db_url, instance, ticker, send_at + DAY + BATCH_WAIT)
+    assert not run.success
+    assert {str(k) for k in instance.get_materialized_partitions(KEYS)} == {run_key(c.name, 1) for c in sent[1:]}
+    last = observations(instance, bad)[-1]
+    assert last["retried"] is True and last["snapshot_failed"].startswith("KeyError: 'a bug for this one campaign'")

@@ -1,8 +1,9 @@
 """Sensors that raise alerts (``alerts.py``): a failed run, a MISSED send, an overdue snapshot.
 
-Each alert goes out once: the MISSED sensor's cursor is the newest ledger update it reported, the
-overdue sensor's cursor the partitions it reported (kept until their week is over). With no
-alert channel configured they skip, saying so, and report nothing later for what they skipped.
+Each alert goes out once: the MISSED sensor's cursor is the newest ledger update it reported and
+the sends it reported within a look-back window before it (:data:`MISSED_SLACK`), the overdue
+sensor's cursor the partitions it reported (kept until their week is over). With no alert channel
+configured they skip, saying so, and report nothing later for what they skipped.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from ..customers.schema import campaign_plan, send_ledger
 from ..metrics import snapshots
 from ..metrics.assets import snapshot_partition_key
 from ..metrics.checks import overdue_now
+from ..metrics.due import REGISTRATION_SLACK
 from ..metrics.due import SNAPSHOT_GRACE  # noqa: F401 - the grace the alert's description states
 from ..sending import ledger, plan
 from ..timeutil import parse_iso, utc
@@ -75,6 +77,64 @@ def _plan_not_sent(engine, since: dt.date) -> list[tuple[str, str]]:
     return [(f"{ledger.send_key(r.campaign_id, r.template_id, r.send_date)} {r.status}", r.reason or "") for r in rows]
 
 
+#: The MISSED alert re-reads the ledger's MISSED sends changed up to this long before the newest it
+#: reported. ``updated_at`` is the writing run's clock, read before its transaction commits: a send
+#: can become visible after a later one was reported (a slow commit, a wait for the row, a run whose
+#: clock is a little behind). Those re-read and reported already are told apart by the cursor.
+MISSED_SLACK = REGISTRATION_SLACK
+#: At most this many reported sends are remembered (the newest); past it, the window shrinks to them.
+MISSED_REMEMBERED = 2000
+
+
+def _time(raw: object) -> dt.datetime | None:
+    """An instant the cursor holds; None for anything else."""
+    try:
+        return parse_iso(raw) if isinstance(raw, str) else None
+    except ValueError:
+        return None
+
+
+def _missed_id(row) -> str:
+    """A MISSED send once: its key and revision (a send made again and MISSED again is new)."""
+    return f"{row.send_key}#{row.revision or 0}"
+
+
+def _ledger_missed(engine, previous: dict) -> tuple[list, dict]:
+    """(the ledger's MISSED sends not reported yet, the cursor's part that remembers them).
+
+    The cursor keeps ``t``, the newest ``updated_at`` of a MISSED send seen, and ``seen``, the sends
+    reported with ``updated_at`` above ``t - MISSED_SLACK`` (each with its time), which the next tick
+    re-reads over the ``(state, updated_at)`` index. ``floor`` raises the window's bottom when more
+    than :data:`MISSED_REMEMBERED` were reported within it. A cursor from before ``seen`` is read
+    as it was meant: everything above ``t`` is new."""
+    high, floor = _time(previous.get("t")), _time(previous.get("floor"))
+    seen = previous.get("seen")
+    t = send_ledger.c
+    query = sa.select(t.send_key, t.revision, t.error, t.updated_at).where(t.state == "MISSED")
+    if high is not None:
+        bottom = max(high - MISSED_SLACK, floor or high - MISSED_SLACK) if isinstance(seen, dict) else high
+        query = query.where(t.updated_at > bottom)
+    seen = {k: w for k, w in seen.items() if _time(w) is not None} if isinstance(seen, dict) else {}
+    with engine.connect() as conn:
+        rows = conn.execute(query.order_by(t.updated_at, t.send_key)).all()
+    new = [r for r in rows if _missed_id(r) not in seen]
+    seen.update((_missed_id(r), utc(r.updated_at).isoformat()) for r in new)
+    if rows and (high is None or utc(rows[-1].updated_at) > high):
+        high = utc(rows[-1].updated_at)
+    if high is None:
+        return new, {"t": None, "seen": {}}
+    edge = max(high - MISSED_SLACK, floor or high - MISSED_SLACK)
+    kept = sorted((w, k) for k, w in ((k, _time(w)) for k, w in seen.items()) if w > edge)
+    if len(kept) > MISSED_REMEMBERED:
+        edge = kept[-MISSED_REMEMBERED - 1][0]
+        kept = [(w, k) for w, k in kept if w > edge]
+    return new, {
+        "t": high.isoformat(),
+        "seen": {k: w.isoformat() for w, k in kept},
+        "floor": edge.isoformat() if edge > high - MISSED_SLACK else None,
+    }
+
+
 @dg.sensor(
     minimum_interval_seconds=300,
     default_status=dg.DefaultSensorStatus.RUNNING,
@@ -90,20 +150,14 @@ def missed_send_alert_sensor(
     engine = customer_db.get_engine()
     snapshots.prepare_database(engine)  # the tables, once per process (not a write lock per tick)
     previous = read_cursor(context.cursor)
-    since = previous.get("t")
-    t = send_ledger.c
-    query = sa.select(t.send_key, t.cheetah_name, t.send_at, t.error, t.updated_at).where(t.state == "MISSED")
-    if since:
-        query = query.where(t.updated_at > parse_iso(since))
-    with engine.connect() as conn:
-        rows = conn.execute(query.order_by(t.updated_at)).all()
+    rows, remembered = _ledger_missed(engine, previous)
     # A plan's MISSED (first seen too late) and OVERDUE (known, never handed over) campaigns: the
     # ledger never holds them. Each once: the cursor keeps those reported while they stay so.
     not_sent = _plan_not_sent(engine, clock.now().date() - PLAN_LOOK_BACK)
     reported = set(previous.get("plan") or []) if isinstance(previous.get("plan"), list) else set()
     new_plan = [(k, why) for k, why in not_sent if k not in reported]
     cursor = json.dumps({
-        "t": utc(rows[-1].updated_at).isoformat() if rows else since,
+        **remembered,
         "plan": sorted((reported & {k for k, _ in not_sent}) | {k for k, _ in new_plan}),
     })
     items = [f"{r.send_key}: {r.error or 'its send time passed'}" for r in rows]

@@ -205,6 +205,8 @@ send_ledger = Table(
 #: and by last change (a send recorded as APPROVED late), each tick a bounded range scan.
 Index("ix_cheetah_send_ledger_send_at", send_ledger.c.send_at)
 Index("ix_cheetah_send_ledger_updated_at", send_ledger.c.updated_at)
+#: The MISSED alert's tick reads the MISSED sends changed in its look-back window: an exact range.
+Index("ix_cheetah_send_ledger_state_updated_at", send_ledger.c.state, send_ledger.c.updated_at)
 
 import_rejection = Table(
     "cheetah_import_rejection",

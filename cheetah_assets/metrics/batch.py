@@ -12,14 +12,16 @@ asset ``campaign_metric_snapshots`` would have recorded for that partition, thro
   own metadata (the partition shows as materialized in the UI, the checks and the analysis sensor
   read it like any other);
 * not due (``allow_early`` unset and its day not come): the same ``AssetObservation`` as the asset's;
-* failed (a Cheetah error for one campaign, a ledger that does not allow it): an ``AssetObservation``
+* failed (a Cheetah error for one campaign, a ledger that does not allow it, or any other error:
+  the database refusing its row, a bug): an ``AssetObservation``
   with ``snapshot_failed`` (the reason), ``attempt`` and ``retried``, and the others go on. The op
   then fails, naming every failed partition in a table, so the run is red and the failed-run alert
   fires. The request sensor reads those observations and asks for each retryable one again once its
   back-off has passed (``retry_at``: :data:`RETRY_DELAYS` after the failure, so a paused campaign or
   an outage of an hour is outlasted), up to :data:`MAX_ATTEMPTS` attempts in all; after that the
   partition is left to ``snapshots_on_time`` (overdue after the grace) and a backfill. A campaign
-  Cheetah does not know (404: deleted there?) is not retried.
+  Cheetah does not know (404: deleted there?) is not retried. An error before the first partition
+  (the database at the start of the run) fails every partition of the run the same way.
 
 Backfills (the UI, ``dagster job backfill -j metric_snapshot_job``) and
 ``dagster asset materialize --partition`` still run the asset, one partition per run.
@@ -27,6 +29,7 @@ Backfills (the UI, ``dagster job backfill -j metric_snapshot_job``) and
 
 
 import datetime as dt
+import traceback
 from dataclasses import dataclass
 from typing import Collection, Iterable, Iterator
 
@@ -44,7 +47,14 @@ from ..tables import table
 from .checks import prepared_engine
 from .columns import FAILED_COLUMNS
 from .keys import CAMPAIGN_PARTITIONS, REPORTS_POOL, SNAPSHOTS
-from .snapshot_events import SnapshotFailed, failure_of, log_outcome, not_due_observation, snapshot_metadata
+from .snapshot_events import (
+    SnapshotFailed,
+    failure_of,
+    log_outcome,
+    not_due_observation,
+    snapshot_metadata,
+    unexpected_failure,
+)
 from .snapshots import MetricsSource, SnapshotError, SnapshotOutcome, SnapshotTooEarly, day_number, take_snapshot
 from .status import campaign_names
 
@@ -87,6 +97,7 @@ class PartitionResult:
     not_due: SnapshotTooEarly | None = None
     failed: SnapshotFailed | None = None
     attempted: bool = True  # False: skipped after BREAK_AFTER Cheetah errors in a row
+    error: Exception | None = None  # an error neither Cheetah's nor a snapshot's: its traceback is logged
 
 
 def take_snapshots(
@@ -133,6 +144,10 @@ def take_snapshots(
             in_a_row = in_a_row + 1 if isinstance(exc, CheetahError) else 0
             yield PartitionResult(key, failed=failure_of(exc, name))
             continue
+        except Exception as exc:  # noqa: BLE001 - the database, a bug: this partition fails, the others go on
+            in_a_row = 0
+            yield PartitionResult(key, failed=unexpected_failure(exc), error=exc)
+            continue
         in_a_row = 0
         yield PartitionResult(key, outcome=outcome)
 
@@ -167,61 +182,105 @@ def take_due_snapshots(
     customer_db: CustomerDatabaseResource,
     clock: ClockResource,
 ) -> dg.Output[int]:
-    engine = prepared_engine(customer_db)
     keys = list(dict.fromkeys(config.partitions))
-    named = {k.rpartition("|")[0] for k in keys}
-    registered = set(context.instance.get_existing_dynamic_partitions(CAMPAIGN_PARTITIONS, sorted(named)))
-    labels = campaign_names(engine, registered)
-    taken, not_due, failed = 0, 0, []
     now = clock.now()
-    with cheetah.get_client(logger=RunLog(context.log)) as client:
-        for result in take_snapshots(
-            client, engine, keys, now, registered=registered, allow_early=config.allow_early,
-            account=account_of(client.settings),
-        ):
-            if result.outcome is not None:
-                log_outcome(context.log, result.outcome)
+    report = _Report(context, config.attempts, now)
+    try:
+        engine = prepared_engine(customer_db)
+        named = {k.rpartition("|")[0] for k in keys}
+        registered = set(context.instance.get_existing_dynamic_partitions(CAMPAIGN_PARTITIONS, sorted(named)))
+        report.labels = campaign_names(engine, registered)
+        with cheetah.get_client(logger=RunLog(context.log)) as client:
+            for result in take_snapshots(
+                client, engine, keys, now, registered=registered, allow_early=config.allow_early,
+                account=account_of(client.settings),
+            ):
+                report.record(result)
+    except Exception as exc:  # noqa: BLE001 - before the first partition (the database), or the client's end
+        # Every partition not recorded yet fails with it (an attempt each), to be asked for again.
+        rest = [k for k in keys if k not in report.recorded]
+        if not rest:
+            raise  # after every partition was recorded (the client's end): the run fails, nothing is lost
+        report.record_all(rest, exc)
+    return report.finish(len(keys))
+
+
+def _traceback(exc: BaseException) -> str:
+    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)).rstrip()
+
+
+class _Report:
+    """What the op records of each partition (a materialization, a not-due or a failed observation),
+    and its end: a failure naming every failed partition, or the number taken."""
+
+    def __init__(self, context: dg.OpExecutionContext, attempts: dict[str, int], now: dt.datetime):
+        self.context, self.attempts, self.now = context, attempts, now
+        self.labels: dict[str, str] = {}
+        self.recorded: set[str] = set()
+        self.taken, self.not_due, self.failed = 0, 0, []
+
+    def record(self, result: PartitionResult) -> None:
+        if result.outcome is not None:
+            try:
                 name = result.outcome.snapshot.cheetah_name
-                context.log_event(
-                    dg.AssetMaterialization(
-                        asset_key=SNAPSHOTS, partition=result.key,
-                        metadata=snapshot_metadata(result.outcome, labels.get(name, "")),
-                    )
-                )
-                taken += 1
-            elif result.not_due is not None:
-                context.log.info("Not due yet, nothing taken: %s", result.not_due)
-                context.log_event(not_due_observation(SNAPSHOTS, result.key, result.not_due))
-                not_due += 1
-            else:
-                attempt = config.attempts.get(result.key, 1) - (0 if result.attempted else 1)
-                retried = result.failed.retryable and attempt < MAX_ATTEMPTS
-                retry_at = now + retry_delay(attempt) if retried else None
-                failed.append({"partition": result.key, "attempt": attempt, "retried": retried, "reason": result.failed.description})
-                context.log.error(
-                    "%s not taken (attempt %d%s): %s", result.key, attempt,
-                    f", retried at {retry_at:%Y-%m-%d %H:%M} UTC" if retry_at else "", result.failed.description,
-                )
-                metadata = {
-                    "snapshot_failed": dg.MetadataValue.text(result.failed.description),
-                    "attempt": dg.MetadataValue.int(attempt),
-                    "retried": dg.MetadataValue.bool(retried),
-                    "failed_at": dg.MetadataValue.timestamp(now),
-                }
-                if retry_at is not None:
-                    metadata["retry_at"] = dg.MetadataValue.timestamp(retry_at)
-                context.log_event(
-                    dg.AssetObservation(asset_key=SNAPSHOTS, partition=result.key, description=result.failed.description, metadata=metadata)
-                )
-    summary = {"taken": taken, "not_due": not_due, "failed": len(failed), "partitions": len(keys)}
-    if failed:
-        raise dg.Failure(
-            description=(
-                f"{len(failed)} of {len(keys)} snapshots were not taken ({taken} taken); first: "
-                f"{failed[0]['partition']}: {failed[0]['reason']}"
-            ),
-            metadata={**summary, "failed_snapshots": table(FAILED_COLUMNS, failed, limit=200)},
-            allow_retries=False,
+                metadata = snapshot_metadata(result.outcome, self.labels.get(name, ""))
+                log_outcome(self.context.log, result.outcome)
+            except Exception as exc:  # noqa: BLE001 - a bug in one partition's metadata: that one fails
+                result = PartitionResult(result.key, failed=unexpected_failure(exc), error=exc)
+        if result.outcome is not None:
+            self.context.log_event(dg.AssetMaterialization(asset_key=SNAPSHOTS, partition=result.key, metadata=metadata))
+            self.taken += 1
+        elif result.not_due is not None:
+            self.context.log.info("Not due yet, nothing taken: %s", result.not_due)
+            self.context.log_event(not_due_observation(SNAPSHOTS, result.key, result.not_due))
+            self.not_due += 1
+        else:
+            self._failed(result)
+        self.recorded.add(result.key)  # once its event is logged
+
+    def record_all(self, keys: list[str], exc: Exception) -> None:
+        """``keys`` failed with ``exc``, which stopped the run before them."""
+        self.context.log.error("The run stopped before taking %d snapshots:\n%s", len(keys), _traceback(exc))
+        failed = unexpected_failure(exc, "the run's partitions")
+        for key in keys:
+            self._failed(PartitionResult(key, failed=failed))
+            self.recorded.add(key)
+
+    def _failed(self, result: PartitionResult) -> None:
+        assert result.failed is not None
+        now = self.now
+        attempt = self.attempts.get(result.key, 1) - (0 if result.attempted else 1)
+        retried = result.failed.retryable and attempt < MAX_ATTEMPTS
+        retry_at = now + retry_delay(attempt) if retried else None
+        self.failed.append({"partition": result.key, "attempt": attempt, "retried": retried, "reason": result.failed.description})
+        self.context.log.error(
+            "%s not taken (attempt %d%s): %s%s", result.key, attempt,
+            f", retried at {retry_at:%Y-%m-%d %H:%M} UTC" if retry_at else "", result.failed.description,
+            f"\n{_traceback(result.error)}" if result.error is not None else "",
         )
-    context.log.info("%d snapshots taken, %d not due yet", taken, not_due)
-    return dg.Output(taken, metadata=summary)
+        metadata = {
+            "snapshot_failed": dg.MetadataValue.text(result.failed.description),
+            "attempt": dg.MetadataValue.int(attempt),
+            "retried": dg.MetadataValue.bool(retried),
+            "failed_at": dg.MetadataValue.timestamp(now),
+        }
+        if retry_at is not None:
+            metadata["retry_at"] = dg.MetadataValue.timestamp(retry_at)
+        self.context.log_event(
+            dg.AssetObservation(asset_key=SNAPSHOTS, partition=result.key, description=result.failed.description, metadata=metadata)
+        )
+
+    def finish(self, partitions: int) -> dg.Output[int]:
+        taken, failed = self.taken, self.failed
+        summary = {"taken": taken, "not_due": self.not_due, "failed": len(failed), "partitions": partitions}
+        if failed:
+            raise dg.Failure(
+                description=(
+                    f"{len(failed)} of {partitions} snapshots were not taken ({taken} taken); first: "
+                    f"{failed[0]['partition']}: {failed[0]['reason']}"
+                ),
+                metadata={**summary, "failed_snapshots": table(FAILED_COLUMNS, failed, limit=200)},
+                allow_retries=False,
+            )
+        self.context.log.info("%d snapshots taken, %d not due yet", taken, self.not_due)
+        return dg.Output(taken, metadata=summary)

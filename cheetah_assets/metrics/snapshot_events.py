@@ -119,3 +119,15 @@ def failure_of(exc: Exception, cheetah_name: str) -> SnapshotFailed | None:
     if isinstance(exc, CheetahError):
         return SnapshotFailed(str(exc), transient=isinstance(exc, TRANSIENT), retryable=True)
     return None
+
+
+def unexpected_failure(exc: Exception, what: str = "this snapshot") -> SnapshotFailed:
+    """The failure of an error that is not Cheetah's nor a snapshot's (the database, a bug): retried
+    like a Cheetah error (a database restart passes; a bug stops after the attempts run out)."""
+    message = (str(exc).strip().splitlines() or [""])[0][:300]
+    return SnapshotFailed(
+        f"{type(exc).__name__}: {message or 'no message'} (not a Cheetah error: the database, or a bug, "
+        f"while taking {what}; the run's log has the traceback). It is asked for again like a Cheetah failure.",
+        transient=False,
+        retryable=True,
+    )
