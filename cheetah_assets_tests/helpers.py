@@ -64,16 +64,19 @@ def demo_tables_engine(backend: str, tmp_path_factory, name: str):
 
 
 def run_cycle(resources: dict, day: dt.date, instance, *, send_late: bool = False, raise_on_error: bool = False,
-              concurrency: int | None = None, tags: dict | None = None):
+              concurrency: int | None = None, tags: dict | None = None, release_sends: list[str] | None = None):
     """Materialize the day's cycle (the assets of ``daily_campaign_cycle`` and their checks);
-    ``concurrency``: how many campaigns ``campaign_sends`` sends at a time (default: its own)."""
+    ``concurrency``: how many campaigns ``campaign_sends`` sends at a time (default: its own);
+    ``release_sends``: the send keys its run config releases (handed over in another account)."""
     # The console logger at WARNING: the event log keeps everything, the test output stays readable.
     config: dict = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
     ops: dict = {}
     if send_late:
         ops["scheduled_campaigns"] = {"config": {"send_late": True}}
-    if concurrency is not None:
-        ops["campaign_sends"] = {"config": {"concurrency": concurrency}}
+    sends = {**({"concurrency": concurrency} if concurrency is not None else {}),
+             **({"release_sends": release_sends} if release_sends is not None else {})}
+    if sends:
+        ops["campaign_sends"] = {"config": sends}
     if ops:
         config["ops"] = ops
     return dg.materialize(

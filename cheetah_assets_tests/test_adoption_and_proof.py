@@ -15,6 +15,7 @@ import datetime as dt
 import threading
 import json
 import logging
+from collections import Counter
 
 import dagster as dg
 import pytest
@@ -29,7 +30,7 @@ from cheetah_assets.sending.assets import SEND_ASSETS
 from cheetah_assets.sending.cancel import cancel_campaign
 from cheetah_assets.sending.protocol import Sender, SendError
 
-from .conftest import cheetah_resource, make_resources
+from .conftest import DEMO_CREDENTIALS, cheetah_resource, make_resources
 from .helpers import (
     TWO_CAMPAIGNS, assert_exactly_once, audit_sends, demo_database, failure_texts, ledger_rows, run_cycle, until_done,
 )
@@ -317,24 +318,92 @@ SECOND_ACCOUNT = dict(consumer_key="second-key", consumer_secret="second-secret"
                       cust_id="5678", folder_id="4343")
 
 
-def test_a_send_recorded_against_another_account_is_not_counted_as_done(sim, db_url, engine, day):
-    """Regression: sends APPROVED in one account were planned as done in another (the real
-    account after a run against the simulator), and that account received nothing."""
+def _hand_over_in_first_account(sim, db_url, engine, day, instance) -> dict[str, dict]:
+    """A second account (Cust_ID 5678) added to the simulator, then the day in the first (Cust_ID
+    1234), one send at a time: A's two templates APPROVED there, B's create refused once, so B is
+    IMPORTED there (its list only, no campaign)."""
     sim.admin.add_account(consumerKey="second-key", consumerSecret="second-secret", clientId="second-client",
                           custId=5678, folder={"id": 4343, "name": "Optimove", "parentId": 1})
+    sim.admin.add_fault(method="POST", path=f"{API}/EmailCampaign", kind="status", status=400, times=1, after=2)
+    assert not run_cycle(make_resources(sim, db_url), day, instance, concurrency=1).success
+    first = _rows(engine)
+    assert {k: r["state"] for k, r in first.items()} == {
+        _key("A", "1001", day): "APPROVED", _key("A", "1003", day): "APPROVED", _key("B", "1002", day): "IMPORTED"}
+    assert {(r["cust_id"], r["endpoint"]) for r in first.values()} == {("1234", sim.url)}
+    return first
+
+
+def _went_out(sim) -> dict[str, int]:
+    """How many campaigns of each name went out, in any account, once the day is over."""
+    sim.admin.advance(dt.timedelta(days=1))
+    return dict(Counter(c["name"] for c in sim.admin.sent(recipients=False)["campaigns"]))
+
+
+def test_a_send_handed_over_in_another_account_is_refused_not_sent_twice(sim, db_url, engine, day):
+    """Regression: after the settings changed to another account (Cust_ID 1234 -> 5678), sends
+    APPROVED in the first were started afresh and sent again in the second (this test failed
+    there: the second run succeeded and each of A's campaigns went out twice). Now each is refused
+    with the old account and what to do, the old campaign is left alone, and the run's other send
+    (B: only its list had reached the first account) is sent in the new one."""
+    a1, a3, b = _key("A", "1001", day), _key("A", "1003", day), _key("B", "1002", day)
     with dg.DagsterInstance.ephemeral() as instance:
-        assert run_cycle(make_resources(sim, db_url), day, instance).success
-        first = _rows(engine)
-        assert {r["cust_id"] for r in first.values()} == {"1234"}
-        assert {r["endpoint"] for r in first.values()} == {sim.url}
-        assert run_cycle(make_resources(sim, db_url, **SECOND_ACCOUNT), day, instance).success
+        first = _hand_over_in_first_account(sim, db_url, engine, day, instance)
+        result = run_cycle(make_resources(sim, db_url, **SECOND_ACCOUNT), day, instance)
+    assert not result.success
+    (failure,) = failure_texts(result)
     rows = _rows(engine)
-    for key, r in rows.items():
-        assert r["state"] == sending_ledger.APPROVED and r["cust_id"] == "5678", r
-        assert r["camp_id"] != first[key]["camp_id"]  # never the old account's campaign id
-        assert "1234" in (r["history"] or ""), r["history"]  # the old account's facts are kept
-        assert _status_by_name(sim, r["cheetah_name"], **SECOND_ACCOUNT) == "APPROVED"
-        assert _status_by_name(sim, r["cheetah_name"]) == "APPROVED"  # the first account's, untouched
+    for key in (a1, a3):
+        r = rows[key]
+        assert (r["state"], r["cust_id"], r["camp_id"]) == ("APPROVED", "1234", first[key]["camp_id"]), r
+        assert _status_by_name(sim, r["cheetah_name"], **SECOND_ACCOUNT) is None  # nothing in the new account
+        assert _status_by_name(sim, r["cheetah_name"]) == "APPROVED"  # the old account's, untouched
+        said = (f"Send {key} stopped: it was handed over in another Cheetah Messaging account "
+                f"(Cust_ID 1234 at {sim.url}), where its campaign {r['cheetah_name']} (Cheetah id {r['camp_id']}) "
+                "was approved, so it may go out from there at ")
+        assert said in failure and said in r["error"], r["error"]
+        assert "Re-executing will not help" in r["error"] and "restore the old account's settings" in r["error"]
+        assert f'ops: {{campaign_sends: {{config: {{release_sends: ["{key}"]}}}}}}' in r["error"]
+    assert "2 of 3 sends did not complete" in failure and "Re-execute to resume" not in failure, failure
+    assert "2 of them need a fix first" in failure
+    assert not any(secret in failure for secret in ("second-secret", DEMO_CREDENTIALS["consumer_secret"]))
+    assert rows[b]["state"] == "APPROVED" and rows[b]["cust_id"] == "5678", rows[b]  # the other send went on
+    assert "1234" in rows[b]["history"] and "IMPORTED" in rows[b]["history"]
+    assert _status_by_name(sim, rows[b]["cheetah_name"], **SECOND_ACCOUNT) == "APPROVED"
+    held = {p.send_key: p for p in sending_plan.load_plan(engine, day)}
+    assert {k: held[k].status for k in (a1, a3)} == {a1: sending_plan.INVALID, a3: sending_plan.INVALID}
+    assert held[a1].reason.startswith("handed over in another Cheetah Messaging account (Cust_ID 1234")
+    assert _went_out(sim) == {rows[k]["cheetah_name"]: 1 for k in (a1, a3, b)}  # each once, in one account
+
+
+def test_a_released_send_is_started_afresh_in_the_new_account_and_only_that_one(sim, db_url, engine, day):
+    """The release: the operator deletes A/1001's campaign in the old account and names it in
+    ``release_sends``; it is started afresh and sent in the new account, the release is logged and
+    kept in its history. A/1003, not released, stays refused; an unknown key is reported."""
+    a1, a3 = _key("A", "1001", day), _key("A", "1003", day)
+    with dg.DagsterInstance.ephemeral() as instance:
+        first = _hand_over_in_first_account(sim, db_url, engine, day, instance)
+        assert not run_cycle(make_resources(sim, db_url, **SECOND_ACCOUNT), day, instance).success  # refused
+        with cheetah_resource(sim).get_client() as old:  # the operator, in the old account's UI
+            old.delete_campaign(first[a1]["camp_id"])
+        result = run_cycle(make_resources(sim, db_url, **SECOND_ACCOUNT), day, instance,
+                           release_sends=[a1, "NOPE/1/2020-01-01"])
+        logged = [e.user_message for e in instance.all_logs(result.run_id) if e.user_message]
+    assert not result.success  # A/1003 is still refused
+    (failure,) = failure_texts(result)
+    assert f"Send {a3} stopped" in failure and f"Send {a1}" not in failure and "1 of 2 sends" in failure, failure
+    rows = _rows(engine)
+    r = rows[a1]
+    assert (r["state"], r["cust_id"], r["error"]) == ("APPROVED", "5678", None), r
+    assert r["camp_id"] != first[a1]["camp_id"]
+    assert "it reached APPROVED" in r["history"] and "released by run" in r["history"], r["history"]
+    assert "stopped: it was handed over" not in r["history"]  # the refusal is not copied into it
+    assert _status_by_name(sim, r["cheetah_name"], **SECOND_ACCOUNT) == "APPROVED"
+    assert _status_by_name(sim, r["cheetah_name"]) == "CANCELLED"
+    assert rows[a3]["state"] == "APPROVED" and rows[a3]["cust_id"] == "1234"
+    assert any(f"{a1}: released by the run config (release_sends)" in m and "Cust_ID 1234" in m for m in logged), logged
+    assert any("release_sends names NOPE/1/2020-01-01" in m for m in logged), logged
+    b = rows[_key("B", "1002", day)]["cheetah_name"]
+    assert _went_out(sim) == {r["cheetah_name"]: 1, rows[a3]["cheetah_name"]: 1, b: 1}
 
 
 # ------------------------------------------------------------------------------------------------

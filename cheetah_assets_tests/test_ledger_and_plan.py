@@ -150,8 +150,9 @@ _ACCOUNTS = {"this": ("http://127.0.0.1:8765", "1234"), "another": ("https://api
 )
 def test_a_send_the_ledger_records_as_handed_over_is_never_missed_or_overdue(tmp_path_factory, state, account, minutes):
     """Whatever account the ledger row names and however late the day is planned again, an APPROVED
-    (or EMPTY) send is SENT once its time has passed; before it, one of another account is READY
-    (it is sent to this account too), as ledger rule 4 says."""
+    (or EMPTY) send is SENT once its time has passed; before it, an EMPTY one of another account is
+    READY (nothing went out there: it is sent to this account), and one whose campaign may go out in
+    another account (CREATED, LAUNCHED, APPROVED) is never READY: it is held, as ledger rule 4 says."""
     day = dt.date(2026, 12, 3)
     send_at = dt.datetime(2026, 12, 3, 9, tzinfo=dt.timezone.utc)
     now = send_at + dt.timedelta(minutes=minutes)
@@ -177,8 +178,13 @@ def test_a_send_the_ledger_records_as_handed_over_is_never_missed_or_overdue(tmp
     if handed_over and now >= send_at:
         assert planned.status == sending_plan.SENT, planned
         assert (account == "another") == ("another account" in (planned.reason or "")), planned
-    if handed_over and account == "another" and now < send_at:
+    if state == sending_ledger.EMPTY and account == "another" and now < send_at:
         assert planned.status == sending_plan.READY, planned
+    if state in sending_ledger.MAY_GO_OUT and account == "another":
+        assert planned.status != sending_plan.READY, planned
+        went_out = state == sending_ledger.APPROVED and now >= send_at
+        assert sending_plan.held(planned) is not went_out, planned
+        assert "Cust_ID 1234 at https://api.old-region.example.com" in (planned.reason or ""), planned
 
 
 @pytest.mark.parametrize("one, other, same", [

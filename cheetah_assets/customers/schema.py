@@ -184,7 +184,8 @@ send_ledger = Table(
     Column("rows_rejected", Integer),
     Column("camp_id", String(64), index=True),
     # The account the send went to (set when it first touches Cheetah): the client's endpoint
-    # and Cust_ID. A send recorded against another account is never counted as done.
+    # and Cust_ID. A send recorded against another account is never counted as done, nor sent
+    # again while its campaign may go out there (sending/elsewhere.py).
     Column("endpoint", String(500)),
     Column("cust_id", String(64)),
     # What happened to the row beyond its current state (e.g. the other account it went to

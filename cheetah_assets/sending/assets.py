@@ -186,7 +186,8 @@ class ScheduleConfig(dg.Config):
         "template catalog, the Data Map and the customer database: READY (to be prepared now), "
         "WAITING (prepared from its send time minus the lead time), SENT (already handed to Cheetah), "
         "MISSED (first seen after its send time), OVERDUE (known in time, not handed over before it), "
-        "INVALID (with the reason, e.g. a status other than SCHEDULED or CANCELLED) or CANCELLED. One bad campaign never stops the others (table "
+        "INVALID (with the reason, e.g. a status other than SCHEDULED or CANCELLED, or handed over in another "
+        "Cheetah account, where it may go out) or CANCELLED. One bad campaign never stops the others (table "
         "cheetah_campaign_plan)."
     ),
 )
@@ -311,6 +312,10 @@ class SendConfig(dg.Config):
     """How many campaigns are sent at a time (the API concurrency: each with its own API session),
     from 1 to 32; 1 sends them one after the other. A campaign's templates always go one after
     the other."""
+    release_sends: list[str] = []
+    """Send keys (``campaign/template/YYYY-MM-DD``) refused as "handed over in another Cheetah
+    Messaging account" whose campaign you have deleted (or cancelled) in that account: each is
+    started afresh and sent in this one, and the release is logged. Nothing else is released."""
 
 
 @send_asset(
@@ -321,7 +326,8 @@ class SendConfig(dg.Config):
         "row accepted or rejected with its reason), the campaign created from the template with its "
         "execution time, launched and approved. The send ledger (cheetah_send_ledger) records each "
         "step; a retry, re-execution, backfill or concurrent run resumes or finds the work done and "
-        "never sends twice. Campaigns cancelled on our side are deleted in Cheetah too."
+        "never sends twice. Campaigns cancelled on our side are deleted in Cheetah too. One handed over in "
+        "another Cheetah account is refused, saying why, until released by key (config release_sends)."
     ),
 )
 def campaign_sends(
@@ -337,10 +343,14 @@ def campaign_sends(
     engine = customer_db.get_engine()
     day_plan = plan.load_plan(engine, day)
     problems: list[str] = []
+    released = frozenset(k.strip() for k in config.release_sends if k.strip())  # held sends the operator let go
+    for key in sorted(released - {r.send_key for r in day_plan if plan.held(r)}):
+        context.log.warning("release_sends names %s, which is not a send of %s held by another account: "
+                            "nothing was released for it", key, day)
 
     def new_sender(client, owner: str, logger) -> Sender:
         return Sender(
-            client=client, engine=engine, owner=owner, now=clock.now,
+            client=client, engine=engine, owner=owner, now=clock.now, released=released,
             owner_alive=owner_alive(context.instance), logger=logger,
             on_step=lambda key, step: logger.debug("%s: %s", key, step),
             chunk_size=customer_db.chunk_size,
@@ -360,8 +370,10 @@ def campaign_sends(
         problems.extend(reconciled.problems)
         for note in reconciled.notes:
             context.log.warning(note)
-        todo = [r for r in day_plan if (r.status == plan.READY or r.send_key in reconciled.recreated)
-                and r.campaign_id not in reconciled.blocked]  # blocked: its list is the old one
+        # blocked: its list is the old one; held (by another account): refused unless released
+        todo = [r for r in day_plan
+                if (r.status == plan.READY or r.send_key in reconciled.recreated or plan.held(r))
+                and r.campaign_id not in reconciled.blocked]
         for note in revive(sender, todo):  # MISSED or CANCELLED before, READY again: a new revision
             context.log.info(note)
         sent = send_all(todo, sender=sender, worker_sender=worker_sender, concurrency=config.concurrency,
@@ -403,7 +415,10 @@ def campaign_sends(
     if problems or not_frozen:
         said = []
         if problems:
-            said.append(f"{len(problems)} of {len(todo)} sends did not complete; nothing was sent twice. Re-execute to resume them.")
+            fix = f" {len(sent.permanent)} of them need a fix first (re-executing alone will not help): each says what."
+            said.append(f"{len(problems)} of {len(todo)} sends did not complete; nothing was sent twice."
+                        + (" Re-execute to resume them." if len(problems) > len(sent.permanent) else "")
+                        + (fix if sent.permanent else ""))
         if not_frozen:
             said.append(f"{len(not_frozen)} campaign(s) not sent: their recipient lists could not be frozen.")
         raise dg.Failure(

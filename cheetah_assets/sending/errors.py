@@ -30,6 +30,13 @@ class ForeignCampaign(SendError):
     permanent = True
 
 
+class HandedOverElsewhere(SendError):
+    """The send was handed over in another Cheetah account, where its campaign may go out: it is
+    not sent in this one until the operator releases it (``elsewhere.py``)."""
+
+    permanent = True
+
+
 class NotConfirmed(SendError):
     """Cheetah acknowledged a request, but reading the campaign back does not show its effect."""
 

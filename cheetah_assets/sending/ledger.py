@@ -17,8 +17,10 @@ The ledger is what makes sends exactly-once. Three rules, each enforced here:
    it stands for, and every step first re-reads Cheetah, so repeating a step is harmless.
 4. **One account per send.** Each row records the endpoint and Cust_ID it went to when it first
    touches Cheetah. A row recorded against another account is never counted as done for the
-   current one (:func:`done_for_account`): it is re-based to PENDING (:meth:`Ledger.rebase`),
-   and never resumed with the other account's list or campaign ids.
+   current one (:func:`done_for_account`), and never resumed with the other account's list or
+   campaign ids. One that nothing there can send (before CREATED, or MISSED, EMPTY, CANCELLED)
+   is re-based to PENDING (:meth:`Ledger.rebase`); one whose campaign exists there
+   (:data:`MAY_GO_OUT`) is refused until the operator releases it (``elsewhere.py``).
 """
 
 from __future__ import annotations
@@ -56,6 +58,11 @@ MISSED, EMPTY, CANCELLED = "MISSED", "EMPTY", "CANCELLED"
 TERMINAL = frozenset({APPROVED, MISSED, EMPTY, CANCELLED})
 #: States in which something may exist in Cheetah Messaging for the row.
 TOUCHED_CHEETAH = frozenset({IMPORTING, IMPORTED, CREATED, LAUNCHED, APPROVED})
+#: States in which the row's campaign exists in Cheetah and may go out there (or went out): the
+#: ledger lags Cheetah by at most one step, so CREATED may be launched there already, LAUNCHED
+#: approved, and APPROVED goes out at its start time. Before CREATED there is at most a DRAFT (a
+#: create whose reply was lost), which Cheetah never sends without LAUNCH and APPROVE.
+MAY_GO_OUT = frozenset({CREATED, LAUNCHED, APPROVED})
 
 #: How long a claim holds without renewal: longer than any single Cheetah call (with its
 #: transport retries). A step that works longer (an import being polled) renews it.
@@ -182,6 +189,12 @@ def account_of(settings) -> Account:
 def other_account(row: LedgerRow, account: Account | None) -> bool:
     """Whether the row was recorded against an account other than ``account``."""
     return account is not None and row.account is not None and not row.account.same_as(account)
+
+
+def handed_over_elsewhere(row: LedgerRow, account: Account | None) -> bool:
+    """Whether the row was handed over in another account than ``account`` and its campaign may
+    go out there (:data:`MAY_GO_OUT`): sending it in ``account`` too could mail its people twice."""
+    return other_account(row, account) and row.state in MAY_GO_OUT
 
 
 def done_for_account(row: LedgerRow, account: Account | None) -> bool:
@@ -344,19 +357,24 @@ class Ledger:
         if result.rowcount != 1:
             raise _lost(key)
 
-    def rebase(self, key: str, owner: str, account: Account) -> LedgerRow:
+    def rebase(self, key: str, owner: str, account: Account, *, released: str | None = None) -> LedgerRow:
         """Start the row afresh (PENDING) for ``account``: it was recorded against another one.
 
         The other account's facts (its state, list and campaign ids) are kept in ``history`` (and
-        in ``error`` until the next step succeeds); its ids are cleared, so they are never used against ``account``."""
+        in ``error`` until the next step succeeds); its ids are cleared, so they are never used against ``account``.
+        A row whose campaign may go out there (:data:`MAY_GO_OUT`) is re-based only with ``released``:
+        who released it, kept in ``history`` too."""
         row = self.get(key)
         assert row is not None and row.account is not None
+        if row.state in MAY_GO_OUT and not released:
+            raise ValueError(f"Send {key} is {row.state} in another account; it is re-based only once released.")
         facts = (
             f"{self.now():%Y-%m-%d %H:%M} UTC: sent to another account before ({row.account.describe()}): "
             f"it reached {row.state}"
             f"{f' with list {row.list_id}' if row.list_id is not None else ''}"
             f"{f' and campaign {row.camp_id}' if row.camp_id is not None else ''}"
-            f"{f' ({row.error})' if row.error else ''}; started afresh for {account.describe()}."
+            f"{f' ({row.error})' if row.error else ''}; "
+            f"{f'released by {released}; ' if released else ''}started afresh for {account.describe()}."
         )
         return self.advance(
             key, owner, PENDING, list_id=None, camp_id=None, rows_accepted=None, rows_rejected=None,

@@ -57,6 +57,8 @@ class SendResults:
     taken: list[tuple[int, str]] = field(default_factory=list)
     #: the outcome record of each completed send, by send key.
     done: dict[str, dict] = field(default_factory=dict)
+    #: send keys of the problems a re-execution alone cannot fix (a ``permanent`` SendError).
+    permanent: list[str] = field(default_factory=list)
 
 
 def by_campaign(todo: Iterable[PlanRow]) -> list[list[PlanRow]]:
@@ -104,6 +106,8 @@ def send_one(sender: Sender, r: PlanRow, logger, results: SendResults, lock: thr
     except (SendError, CheetahError) as exc:
         with lock:
             results.problems.append(f"{r.send_key}: {exc}")
+            if getattr(exc, "permanent", False):
+                results.permanent.append(r.send_key)
         logger.error("%s: %s", r.send_key, exc)
     except Exception as exc:  # noqa: BLE001 - one bad send never stops the others
         with lock:

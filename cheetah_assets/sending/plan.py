@@ -21,6 +21,7 @@ from ..customers.schema import campaign_plan
 from ..timeutil import utc, zone
 from . import ledger, seen, statuses
 from .catalog import CatalogEntry
+from .elsewhere import HELD, plan_reason
 from .fingerprint import handover_change
 from .timing import fmt_utc, is_due
 
@@ -218,6 +219,8 @@ def _plan_campaign(
             status, reason = INVALID, problem
         elif done is None and (clash := _name_clash(names, c.campaign_id, t, send_date)):
             status, reason = INVALID, clash
+        elif (away := _held_elsewhere(elsewhere.get(key), now)) is not None:
+            status, reason = away  # its campaign may go out in the other account: never READY here
         elif send_at is not None and send_at <= now:
             if send_late:
                 at = now + LATE_SEND_MARGIN
@@ -258,14 +261,31 @@ def _again(
 
 def _handed_over_elsewhere(row: ledger.LedgerRow | None) -> str | None:
     """Why a send past its time counts as SENT though its ledger row names another account
-    (endpoint or Cust_ID), or None. It was handed over there (APPROVED, or EMPTY: nothing to
-    send), so it is neither MISSED nor OVERDUE; it is not sent again here, its time has passed."""
+    (endpoint or Cust_ID), or None. It was handed over there (EMPTY: nothing to send; APPROVED:
+    :func:`_held_elsewhere`), so it is neither MISSED nor OVERDUE; it is not sent again here."""
     if row is None or row.account is None or row.state not in (ledger.APPROVED, ledger.EMPTY):
         return None
-    return (
-        f"handed over ({row.state}) to another account ({row.account.describe()}) before its send time; "
-        "not sent to this one: its time has passed (run the day with send_late to send it here too)"
-    )
+    why = ("it went out from there" if row.state == ledger.APPROVED
+           else "its time has passed (run the day with send_late to send it here too)")
+    return (f"handed over ({row.state}) to another account ({row.account.describe()}) before its send time; "
+            f"not sent to this one: {why}")
+
+
+def _held_elsewhere(row: ledger.LedgerRow | None, now: dt.datetime) -> tuple[str, str] | None:
+    """(status, reason) of a send whose campaign may go out in another account (``ledger.MAY_GO_OUT``),
+    or None. Once the time of one APPROVED there has passed, it went out: SENT. Otherwise INVALID,
+    the reason starting with :data:`.elsewhere.HELD` (:func:`held`): ``campaign_sends`` refuses it until
+    the operator releases it (``release_sends``), and says why, whatever ``send_late`` says."""
+    if row is None or row.account is None or row.state not in ledger.MAY_GO_OUT:
+        return None
+    if row.state == ledger.APPROVED and row.send_at is not None and row.send_at <= now:
+        return SENT, _handed_over_elsewhere(row) or ""
+    return INVALID, plan_reason(row, now)
+
+
+def held(r: PlanRow) -> bool:
+    """Whether the plan row is a send held by another account (:func:`_held_elsewhere`)."""
+    return r.status == INVALID and (r.reason or "").startswith(HELD)
 
 
 def _too_late(c: queries.ScheduledCampaign, send_at: dt.datetime, seen_at: dt.datetime) -> tuple[str, str]:

@@ -27,7 +27,9 @@ APPROVED   terminal: Cheetah sends at the start time           nothing more to d
 A campaign with our name that we cannot prove we created (``adoption.py``) is never adopted,
 launched, approved or deleted: that one send stops, and says so. The claim is renewed while a
 step works; a send whose claim was taken over stops cleanly (``LostClaim``). A row recorded
-against another account is started afresh for the current one (``Ledger.rebase``).
+against another account is started afresh for the current one (``Ledger.rebase``) only when
+nothing there can go out; one whose campaign exists there (CREATED, LAUNCHED, APPROVED) is
+refused until the operator releases it (``released``; ``elsewhere.py``).
 
 Nothing here imports Dagster; the ``campaign_sends`` asset is a thin wrapper.
 """
@@ -54,6 +56,7 @@ from . import ledger, statuses
 from .adoption import check_ours, foreign
 from .changes import handed_over
 from .deletion import cancel_row
+from .elsewhere import start_afresh
 from .errors import ClaimedElsewhere, ListSizeMismatch, LostClaim, NotConfirmed, SendError, stopped
 from .importing import ListImporter, left_out_note
 from .late import stop_if_late
@@ -129,6 +132,8 @@ class Sender:
     confirm_reads: int = 3
     claim_wait_seconds: float = 30.0
     claim_poll_seconds: float = 0.5
+    #: send keys the operator released: handed over in another account, deleted there (elsewhere.py).
+    released: frozenset[str] = frozenset()
 
     def __post_init__(self):
         self.ledger = ledger.Ledger(self.engine, self.now)
@@ -154,11 +159,7 @@ class Sender:
         steps: list[str] = []
         try:
             if ledger.other_account(row, self.account):
-                self.logger.warning(
-                    "%s was sent to another account (%s); starting it afresh for %s",
-                    key, row.account.describe() if row.account else "?", self.account.describe(),
-                )
-                row = self.ledger.rebase(key, self.owner, self.account)
+                row = start_afresh(self, row)  # or refused: it may go out there (elsewhere.py)
                 steps.append("re-based")
             while not row.terminal:
                 row = self._with_retries(row, steps)
