@@ -376,11 +376,12 @@ def test_on_postgres_a_ledger_write_that_commits_late_carries_an_older_time_and_
             writer = threading.Thread(target=ledger.advance, args=("A/1001/2026-11-23", "run-A", MISSED))
             writer.start()
             with engine.connect() as probe:  # until A's UPDATE waits for the row: its time is taken
-                for _ in range(500):
+                for _ in range(3000):
                     waiting = probe.execute(sa.text(
                         "SELECT count(*) FROM pg_stat_activity"
                         " WHERE datname = current_database() AND wait_event_type = 'Lock'"
                     )).scalar()
+                    probe.rollback()  # pg_stat_activity is read once per transaction: a fresh one each time
                     if waiting:
                         break
                     time.sleep(0.01)

@@ -45,7 +45,8 @@ metric_snapshot_job = dg.define_asset_job(
     description=(
         "Take every listed snapshot partition of campaign_metric_snapshots in one run, each recorded as that "
         "partition's materialization with its own metadata (requested by request_metric_snapshots_sensor, "
-        "one run per tick). A campaign that fails is reported and asked for again by the next tick."
+        "one run per tick). A campaign that fails is reported and asked for again once its back-off has passed "
+        "(15 min, 1 h, 4 h)."
     ),
     # A failed snapshot is retried, partition by partition, by the sensor; the instance's run retries
     # (deploy/dagster.yaml) still re-launch a batch whose run died (a lost worker).

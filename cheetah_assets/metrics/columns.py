@@ -92,6 +92,6 @@ OVERDUE_COLUMNS = columns("""
 FAILED_COLUMNS = columns("""
     partition | string | the partition: <campaign> and day_k
     attempt   | int    | which attempt this was (the request sensor tries again up to its limit)
-    retried   | bool   | the next tick of request_metric_snapshots_sensor asks for it again
+    retried   | bool   | request_metric_snapshots_sensor asks for it again once its back-off has passed
     reason    | string | why it could not be taken, and what to do
 """)
