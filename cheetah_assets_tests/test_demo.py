@@ -19,7 +19,8 @@ import sqlalchemy as sa
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cheetah_assets.automation.time_lapse import RUN_KEY_TAG, SENSOR_NAME_TAG
+from cheetah_assets.automation.run_keys import RUN_KEY_TAG
+from cheetah_assets.automation.time_lapse import SENSOR_NAME_TAG
 
 from cheetah_assets.dev import demo_environment
 from cheetah_assets.metrics.snapshots import is_late

@@ -166,7 +166,7 @@ def test_a_handed_over_campaign_moved_or_deleted_alone_on_its_date_is_taken_back
 
 def _tick_and_run(world, now):
     """One tick, then each run it requested, tagged with its run key as the daemon tags it."""
-    from cheetah_assets.automation.prepare_sensor import RUN_KEY_TAG
+    from cheetah_assets.automation.run_keys import RUN_KEY_TAG
 
     requests = world.tick(now)
     for r in requests:

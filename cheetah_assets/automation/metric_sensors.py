@@ -53,7 +53,7 @@ from ..sending.ledger import account_of
 from ..sending.runs import LIVE_RUN_STATUSES
 from ..timeutil import parse_iso
 from .jobs import campaign_analysis_job, metric_snapshot_batch_job
-from .prepare_sensor import RUN_KEY_TAG, next_run_key, run_status
+from .run_keys import RUN_KEY_TAG, next_run_key, run_status
 
 PARTITIONS = campaigns_partitions.name
 PAGE = 10_000  # partitions per page when listing the new ones
@@ -363,7 +363,7 @@ def campaign_analysis_sensor(
 ):
     """Each state (newest snapshot event, overdue fingerprint, newest send-path event) is requested
     once; a run that failed is requested again after each of :data:`ANALYSIS_RETRY_DELAYS`, unless
-    a later run of the job succeeded. Run keys come from ``prepare_sensor.next_run_key`` (an epoch
+    a later run of the job succeeded. Run keys come from ``run_keys.next_run_key`` (an epoch
     and a sequence number in the cursor): the daemon never launches a key twice, so a key that
     repeated would leave a failed analysis stale for good."""
     instance, now = context.instance, clock.now()

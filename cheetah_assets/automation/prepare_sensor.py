@@ -31,7 +31,6 @@ unchanged due set is still requested only once, because the cursor's digests are
 
 import datetime as dt
 import json
-import secrets
 
 import dagster as dg
 
@@ -41,6 +40,7 @@ from ..sending import preparation, seen
 from ..sending.partitions import daily_partitions
 from ..sending.timing import window
 from .jobs import daily_campaign_cycle_job
+from .run_keys import next_run_key, run_status
 
 
 def _cursor(raw: str | None) -> dict:
@@ -58,20 +58,10 @@ def _date(raw: object) -> dt.date | None:
         return None
 
 
-#: The tag the daemon gives a run launched for a run request's key.
-RUN_KEY_TAG = "dagster/run_key"
-
 #: A date whose requested run failed (a Cheetah outage past the client's retries, a database
 #: restart) is requested again this long after the failure was seen, once per delay; then the
 #: sensor gives up on it until its due set changes (the run's failure alert has said why).
 RETRY_DELAYS = (dt.timedelta(minutes=1), dt.timedelta(minutes=5), dt.timedelta(minutes=15), dt.timedelta(minutes=30))
-
-
-def run_status(instance: dg.DagsterInstance, run_key: str) -> dg.DagsterRunStatus | None:
-    """The status of the run launched for ``run_key``; None if there is none (never launched, or
-    deleted)."""
-    runs = instance.get_runs(filters=dg.RunsFilter(tags={RUN_KEY_TAG: run_key}), limit=1)
-    return runs[0].status if runs else None
 
 
 def _retries(instance, tracked: dict, due: dict, first: dt.date, now: dt.datetime) -> tuple[dict, dict, list[str]]:
@@ -105,19 +95,6 @@ def _instant(raw: object) -> dt.datetime | None:
         return dt.datetime.fromisoformat(raw) if isinstance(raw, str) else None
     except ValueError:
         return None
-
-
-def next_run_key(cursor: dict, prefix: str) -> str:
-    """``prefix`` with a suffix no earlier request of this cursor's line had: the cursor's epoch
-    and its next sequence number (both kept in ``cursor``, updated in place)."""
-    epoch = cursor.get("epoch")
-    if not isinstance(epoch, str) or not epoch.isalnum():
-        epoch = cursor["epoch"] = secrets.token_hex(4)
-        cursor["seq"] = 0
-    seq = cursor.get("seq")
-    seq = (seq if isinstance(seq, int) and not isinstance(seq, bool) and seq >= 0 else 0) + 1
-    cursor["seq"] = seq
-    return f"{prefix}-{epoch}.{seq}"
 
 
 @dg.sensor(

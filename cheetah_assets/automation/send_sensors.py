@@ -12,18 +12,11 @@ from ..metrics.snapshots import prepare_database
 from ..sending.cancel import pending_cancellations, sent_before_cancelled
 from .cancel_job import cancel_campaign_job
 from .metric_sensors import read_cursor
-from .prepare_sensor import RUN_KEY_TAG, next_run_key
+from .run_keys import next_run_key, run_finished
 
 #: How many cancel runs the sensor requests for one unchanged state of a campaign's sends before
 #: it stops and leaves the campaign to an operator (each run already repeats its DELETEs).
 MAX_REQUESTS = 5
-
-
-def _run_finished(instance: dg.DagsterInstance, run_key: str) -> bool:
-    """Whether the run launched for ``run_key`` has finished (True if there is none: the daemon
-    creates it before it stores the cursor, so it was never launched or was deleted)."""
-    runs = instance.get_runs(filters=dg.RunsFilter(tags={RUN_KEY_TAG: run_key}), limit=1)
-    return not runs or runs[0].is_finished
 
 
 @dg.sensor(
@@ -44,7 +37,7 @@ def cancellation_sensor(
     """One request per campaign whose sends' state is new; the same state is requested again only
     once the run requested for it has finished and the sends are still pending (the run failed:
     a DELETE not applied, say), at most :data:`MAX_REQUESTS` times. Each request gets a run key
-    of its own (``prepare_sensor.next_run_key``): the daemon never launches a key twice.
+    of its own (``run_keys.next_run_key``): the daemon never launches a key twice.
 
     A send that went out before its campaign was cancelled (APPROVED, send time passed by the
     clock) is not pending: there is nothing to delete. It is reported once, in the tick's log and
@@ -67,7 +60,7 @@ def cancellation_sensor(
         last = before.get(campaign_id)
         last = last if isinstance(last, dict) and last.get("state") == state else None
         tries = last.get("requests") if last and isinstance(last.get("requests"), int) else 0
-        if last and isinstance(last.get("run_key"), str) and not _run_finished(context.instance, last["run_key"]):
+        if last and isinstance(last.get("run_key"), str) and not run_finished(context.instance, last["run_key"]):
             cursor["campaigns"][campaign_id] = last  # its run is still queued or running
             continue
         if tries >= MAX_REQUESTS:

@@ -37,9 +37,10 @@ import dagster as dg
 from dagster._core.definitions.partitions.context import partition_loading_context
 from dagster._utils.schedules import schedule_execution_time_iterator
 
+from .run_keys import RUN_KEY_TAG
+
 SENSOR_NAME_TAG = "dagster/sensor_name"
 SCHEDULE_NAME_TAG = "dagster/schedule_name"
-RUN_KEY_TAG = "dagster/run_key"
 #: The daemon's default minimum interval of a sensor without one.
 DEFAULT_SENSOR_INTERVAL = 30
 
