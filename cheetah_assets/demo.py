@@ -318,7 +318,8 @@ def main(argv: list[str] | None = None) -> int:
         "campaigns with more days taken;\n"
         f"  Assets > campaign_analysis: the campaigns table and the curves chart ({final} campaigns final at day 7), "
         f"and its restatements_flagged check ({restated} restated counts);\n"
-        "  Assets > campaign_status: each campaign in one row, plan -> list -> send -> metrics.\n"
+        "  Assets > campaign_status: each planned send in one row, its state (SENT once it has gone out), "
+        "its template's own recipients and its metric week.\n"
         "`./run demo` again goes on from this clock (nothing is sent twice); `./run demo --fresh` starts over."
     )
     return 0

@@ -15,7 +15,7 @@
 * ``campaign_analysis`` rolls every campaign's snapshots up (``campaign_analysis_sensor``
   requests it when a snapshot is newer than the last analysis, or the overdue snapshots
   changed); its checks are in :mod:`.checks`, its chart is drawn by :mod:`.chart`.
-* ``campaign_status`` shows each planned campaign in one row, plan -> list -> send -> metrics
+* ``campaign_status`` shows each planned send in one row, plan -> list -> send -> metrics
   (:mod:`.status`); it runs with the analysis.
 
 Partition keys are the Cheetah campaign names (``OPT-<campaign>-<template>-<yyyymmdd>``): unique,
