@@ -428,7 +428,8 @@ def test_analysis_equals_the_simulators_ground_truth(sim, db_url, engine, send_a
         total = {k: sum(rows[n][c] for n in rows) for k, c in (("d", "delivered"), ("o", "unique_opens"))}
         assert meta["overall_open_rate"] == pytest.approx(total["o"] / total["d"])
         assert meta["curves_chart"].startswith("![Seven-day curves](data:image/png;base64,")
-        png = base64.b64decode(meta["curves_chart"].split("base64,", 1)[1].rstrip(")"))
+        png = base64.b64decode(meta["curves_chart"].split("base64,", 1)[1].split(")", 1)[0])
+        assert meta["curves_chart"].endswith("The chart draws all 2 campaigns.") and meta["curves_chart_campaigns"] == "all 2 campaigns"
         path = Path(meta["curves_chart_file"])
         assert path.parent == Path(instance.storage_directory()) / "cheetah_charts"
         assert path.read_bytes() == png and png.startswith(b"\x89PNG") and len(png) == meta["curves_chart_bytes"] < 200_000

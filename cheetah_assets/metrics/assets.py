@@ -41,7 +41,7 @@ from ..customers.resource import CustomerDatabaseResource
 from ..runlog import RunLog
 from ..tables import table
 from .analysis import AnalysisResult, build_analysis
-from .chart import CHART_FILE, curves_png, save_png
+from .chart import CHART_CAMPAIGNS, CHART_FILE, curves_png, newest_of, save_png
 from .checks import METRIC_CHECKS, prepared_engine
 from .columns import CAMPAIGN_COLUMNS, CURVE_COLUMNS, ROLLUP_COLUMNS
 from .rollup import rollup
@@ -199,7 +199,11 @@ def _rollup_table(result: AnalysisResult, names: dict[str, str], limit: int = 20
     )
 
 
-def _curve_table(result: AnalysisResult, campaigns: int = 25) -> dg.MetadataValue:
+#: Campaigns in the curves table (newest sends first): seven rows each.
+CURVE_TABLE_CAMPAIGNS = 25
+
+
+def _curve_table(result: AnalysisResult, campaigns: int = CURVE_TABLE_CAMPAIGNS) -> dg.MetadataValue:
     return table(
         CURVE_COLUMNS,
         (
@@ -231,12 +235,18 @@ class AnalysisConfig(dg.Config):
 
 
 def chart_metadata(context: dg.AssetExecutionContext, config: AnalysisConfig, result: AnalysisResult, names: dict[str, str]) -> dict:
-    """The chart embedded (a data: URI in Markdown) and saved to a file, with its path."""
-    png = curves_png(result, names)
+    """The chart embedded (a data: URI in Markdown, under a line saying which campaigns it
+    draws) and saved to a file, with its path; which campaigns the chart and the curves table hold."""
+    png = curves_png(result, names, limit=CHART_CAMPAIGNS)
     folder = config.chart_dir or str(Path(context.instance.storage_directory()) / "cheetah_charts")
     image = base64.b64encode(png).decode("ascii")
+    total = len(result.campaigns)
+    shows = newest_of(min(CHART_CAMPAIGNS, total), total)
+    caption = f"The chart draws {shows}" + (f"; the campaigns table lists all {total}." if total > CHART_CAMPAIGNS else ".")
     metadata = {
-        "curves_chart": dg.MetadataValue.md(f"![Seven-day curves](data:image/png;base64,{image})"),
+        "curves_chart": dg.MetadataValue.md(f"![Seven-day curves](data:image/png;base64,{image})\n\n{caption}"),
+        "curves_chart_campaigns": dg.MetadataValue.text(shows),
+        "curves_table_campaigns": dg.MetadataValue.text(newest_of(min(CURVE_TABLE_CAMPAIGNS, total), total)),
         "curves_chart_bytes": dg.MetadataValue.int(len(png)),
     }
     try:
