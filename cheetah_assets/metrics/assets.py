@@ -43,7 +43,7 @@ from ..tables import table
 from .analysis import AnalysisResult, build_analysis
 from .chart import CHART_CAMPAIGNS, CHART_FILE, curves_png, newest_of, save_png
 from .checks import METRIC_CHECKS, prepared_engine
-from .columns import CAMPAIGN_COLUMNS, CURVE_COLUMNS, ROLLUP_COLUMNS
+from .columns import AB_COLUMNS, CAMPAIGN_COLUMNS, CURVE_COLUMNS, ROLLUP_COLUMNS
 from .rollup import rollup
 from .keys import CAMPAIGN_PARTITIONS, GROUP, OWNERS, REPORTS_POOL, SENDS
 from .snapshot_events import failure_of, log_outcome, not_due_observation, snapshot_metadata
@@ -189,11 +189,28 @@ def _rollup_table(result: AnalysisResult, names: dict[str, str], limit: int = 20
                 "status": r.status,
                 **r.counts,
                 **r.rates(),
-                "open_rate_by_template": r.template_rates("open_rate"),
-                "click_rate_by_template": r.template_rates("click_rate"),
                 "restated": r.restated,
             }
             for r in rollup(result)
+        ),
+        limit=limit,
+    )
+
+
+def ab_split_table(result: AnalysisResult, names: dict[str, str], limit: int = 200) -> dg.MetadataValue:
+    """Each campaign sent with several templates: its templates' open and click rates side by side."""
+    return table(
+        AB_COLUMNS,
+        (
+            {
+                "campaign_id": r.campaign_id,
+                "name": names.get(r.parts[0].cheetah_name, ""),
+                "send_date": r.send_date,
+                "open_rates": r.template_rates("open_rate"),
+                "click_rates": r.template_rates("click_rate"),
+            }
+            for r in rollup(result)
+            if len(r.parts) > 1
         ),
         limit=limit,
     )
@@ -291,6 +308,7 @@ def campaign_analysis(
             "dagster/row_count": dg.MetadataValue.int(result.row_count),
             "dagster/column_schema": ANALYSIS_SCHEMA,
             "campaign_rollup": _rollup_table(result, names),
+            "ab_split": ab_split_table(result, names),
             "campaigns": _campaigns_table(result, names),
             "curves": _curve_table(result),
             **chart_metadata(context, config, result, names),

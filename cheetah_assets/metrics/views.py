@@ -4,9 +4,9 @@ analysis (``campaign_analysis_job``), so it is refreshed whenever a snapshot arr
 becomes overdue, or the day's cycle sends (``campaign_analysis_sensor``).
 
 Two tables, row for row in the same order, so that the main one fits the UI without wrapping
-each row over several lines: ``campaigns`` (short columns, no free text: units and vocabularies
-are in the column descriptions, "Show schema") and ``details`` (the stage, the ledger's own
-state, the Cheetah name and the note saying why, for the same rows)."""
+each row over several lines: ``campaigns`` (ten short columns, no free text: units and
+vocabularies are in the column descriptions, "Show schema") and ``details`` (the campaign id, the
+stage, the ledger's own state, the Cheetah name and the note saying why, for the same rows)."""
 
 
 from collections import Counter
@@ -24,8 +24,7 @@ from .status import STATUS_DAYS, status_rows
 #: The main table: one row per planned send (campaign x template x day), newest first.
 STATUS_COLUMNS = columns("""
     send_date  | string   | Optimove send date (the send path's partition)
-    campaign   | string   | Optimove campaign id
-    name       | string   | Optimove campaign name
+    name       | string   | Optimove campaign name (its id: details.campaign, same row)
     template   | string   | Cheetah template objId; "(i/n)": template i of the n an A/B campaign splits its list between
     time       | string   | Execution time in UTC: HH:MM on the send date, MM-DD HH:MM when the UTC day differs
     state      | string   | Where the send is now: the plan's READY, WAITING, INVALID, CANCELLED, MISSED or OVERDUE (its time passed before it was handed over) until it is handed over, then the ledger's IMPORTING, IMPORTED, CREATED, LAUNCHED, APPROVED (not out yet), EMPTY, MISSED or CANCELLED; SENT once an approved send's time has passed. Why: details.note
@@ -39,7 +38,7 @@ STATUS_COLUMNS = columns("""
 DETAIL_COLUMNS = columns("""
     send_date    | string | Optimove send date
     campaign     | string | Optimove campaign id
-    template     | string | as in campaigns
+    template     | string | Cheetah template objId, as in campaigns
     stage        | string | planned, invalid, cancelled, missed, list frozen, sending, empty, approved, measuring, overdue, provisional or final (counted in by_stage)
     ledger       | string | The send ledger's own state (– when the send has no ledger row)
     cheetah_name | string | The campaign's name in Cheetah Messaging (the metric partition key)
@@ -62,7 +61,7 @@ class StatusConfig(dg.Config):
         "it is now (state: the plan's status until it is handed over, then the send ledger's; SENT once "
         "it has gone out), its template's own recipients (an A/B campaign's rows add up to its list), "
         "and its metric week (days taken, overdue, final or provisional; latest delivered count, open "
-        "and click rates). Table details holds, row for row, the stage, Cheetah name and note."
+        "and click rates). Table details holds, row for row, the campaign id, stage, Cheetah name and note."
     ),
 )
 def campaign_status(
