@@ -192,7 +192,7 @@ def print_analysis(engine, now: dt.datetime) -> tuple[int, int]:
     for r in result.restatements[:5]:
         print(f"  restated: {r.cheetah_name} day {r.day}: {r.optimove} {r.previous} on day {r.previous_day} -> {r.value}")
     if len(result.restatements) > 5:
-        print(f"  ... and {len(result.restatements) - 5} more restated counts (campaign_analysis: restatements_flagged)")
+        print(f"  ... and {len(result.restatements) - 5} more restated counts (campaign_analysis: no_restated_metrics)")
     return sum(r.status.startswith("final") for r in rollup(result)), len(result.restatements)
 
 
@@ -317,8 +317,9 @@ def main(argv: list[str] | None = None) -> int:
         "  Assets > campaign_metric_snapshots > Partitions: the campaign x day matrix filling in, older "
         "campaigns with more days taken;\n"
         f"  Assets > campaign_analysis: the campaigns table and the curves chart ({final} campaigns final at day 7), "
-        f"and its restatements_flagged check ({restated} restated counts);\n"
-        "  Assets > campaign_status: each campaign in one row, plan -> list -> send -> metrics.\n"
+        f"and its no_restated_metrics check (a warning when Cheetah restated a count: {restated} restated counts);\n"
+        "  Assets > campaign_status: each planned send in one row, its state (SENT once it has gone out), "
+        "its template's own recipients and its metric week.\n"
         "`./run demo` again goes on from this clock (nothing is sent twice); `./run demo --fresh` starts over."
     )
     return 0

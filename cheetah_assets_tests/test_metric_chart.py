@@ -259,3 +259,39 @@ def test_rate_axes_stay_within_0_and_100_percent_for_constant_rates():
         assert len(values) >= 2 and 0 <= min(values) and max(values) <= 100, (ax.get_title(), labels)
         lo, hi = ax.get_ylim()
         assert lo <= min(line.get_ydata()[0] for line in ax.get_lines()) <= hi
+
+
+# ------------------------------------------------------------------------------------------------
+# which campaigns the chart draws, said where it is read
+# ------------------------------------------------------------------------------------------------
+def test_the_chart_says_it_draws_the_newest_eight_of_how_many():
+    """The review's finding: the chart drew the 8 newest campaigns and its title said "the 8 newest
+    campaigns", with no word of how many there were or where the rest are."""
+    from cheetah_assets.metrics.chart import CHART_CAMPAIGNS, chart_title, newest_of
+
+    ten = [campaign(k, str(1000 + k), 2, 1000, 970, 300, 30, 3) for k in range(10)]
+    fig = drawn(ten)
+    title = fig._suptitle.get_text()
+    assert title.startswith(f"Seven-day curves of the {CHART_CAMPAIGNS} newest of 10 campaigns (by send time); "
+                            "the campaigns table lists all 10\n")
+    (legend,) = fig.legends
+    assert len(legend.get_texts()) == CHART_CAMPAIGNS
+    assert drawn(ten[:3])._suptitle.get_text().startswith("Seven-day curves of all 3 campaigns\n")
+    assert drawn(ten[:1])._suptitle.get_text().startswith("Seven-day curves of the one campaign\n")
+    assert chart_title(0, 0) == "Seven-day curves: no snapshot yet"
+    assert [newest_of(8, n) for n in (0, 1, 8, 9)] == [
+        "no campaign yet", "the one campaign", "all 8 campaigns", "the 8 newest of 9 campaigns (by send time)"]
+
+
+def test_the_analysis_metadata_says_which_campaigns_the_chart_and_curves_table_hold(tmp_path):
+    from types import SimpleNamespace
+
+    from cheetah_assets.metrics.assets import CURVE_TABLE_CAMPAIGNS, AnalysisConfig, chart_metadata
+    from cheetah_assets.metrics.chart import CHART_CAMPAIGNS
+
+    ten = [campaign(k, str(1000 + k), 2, 1000, 970, 300, 30, 3) for k in range(10)]
+    meta = chart_metadata(SimpleNamespace(), AnalysisConfig(chart_dir=str(tmp_path)), AnalysisResult(ten, NOW), {})
+    assert meta["curves_chart_campaigns"].value == f"the {CHART_CAMPAIGNS} newest of 10 campaigns (by send time)"
+    assert meta["curves_chart"].value.endswith(
+        f"\n\nThe chart draws the {CHART_CAMPAIGNS} newest of 10 campaigns (by send time); the campaigns table lists all 10.")
+    assert CURVE_TABLE_CAMPAIGNS >= 10 and meta["curves_table_campaigns"].value == "all 10 campaigns"

@@ -63,3 +63,22 @@ def test_the_rollups_partition_the_campaigns_and_keep_every_count(parts):
         if rates:  # a rate of sums lies between its parts' rates
             assert min(rates) - 1e-12 <= r.rates()["open_rate"] <= max(rates) + 1e-12
         assert r.latest_day == min(p.latest_day for p in r.parts)
+
+
+def test_the_ab_comparison_is_a_table_of_its_own_and_the_rollup_stays_narrow():
+    """Item 5 of the UX review (tables wrapping over several lines): the roll-up carried two wide
+    text columns of per-template rates on every row, A/B or not. They are a table of their own,
+    ``ab_split``, one row per campaign sent with several templates; nothing is lost."""
+    from cheetah_assets.metrics.assets import ab_split_table
+    from cheetah_assets.metrics.columns import AB_COLUMNS, ROLLUP_COLUMNS
+
+    a = _campaign("C1", "1001", _counts(1000, 900, 90, 9))
+    b = _campaign("C1", "1003", _counts(100, 100, 50, 5), days=3)
+    other = _campaign("C2", "1005", _counts(10, 10, 1))
+    table = ab_split_table(AnalysisResult(campaigns=[a, b, other], computed_at=T0), {a.cheetah_name: "Winter sale"})
+    assert [r.data for r in table.value.records] == [
+        {"campaign_id": "C1", "name": "Winter sale", "send_date": "2026-12-01",
+         "open_rates": "1001 10.0% / 1003 50.0%", "click_rates": "1001 1.0% / 1003 5.0%"},
+    ]
+    assert [c.name for c in table.value.schema.columns] == [c[0] for c in AB_COLUMNS]
+    assert not {"open_rate_by_template", "click_rate_by_template"} & {c[0] for c in ROLLUP_COLUMNS}

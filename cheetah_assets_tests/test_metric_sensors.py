@@ -494,11 +494,15 @@ def send_then_measure_a_week(sim, db_url, engine, instance) -> None:  # noqa: F8
     (campaign,) = [r.data for r in metadata["campaign_analysis"]["campaigns"].records]
     assert (campaign["name"], campaign["status"], campaign["provisional"]) == ("Metrics end to end", "final (day 7)", False)
     (status,) = [r.data for r in metadata["campaign_status"]["campaigns"].records]
-    assert {k: status[k] for k in ("campaign", "name", "template", "send", "stage", "metrics", "days taken", "recipients", "delivered")} == {
-        "campaign": "MET1", "name": "Metrics end to end", "template": "1004", "send": "APPROVED", "stage": "final",
-        "metrics": "final (7 of 7 days)", "days taken": 7, "recipients": recipients, "delivered": truth["Received"],
+    (detail,) = [r.data for r in metadata["campaign_status"]["details"].records]
+    assert {k: status[k] for k in ("name", "template", "state", "metrics", "recipients", "delivered")} == {
+        "name": "Metrics end to end", "template": "1004", "state": "SENT",
+        "metrics": "final (7 of 7 days)", "recipients": recipients, "delivered": truth["Received"],
     }
-    assert status["open_rate"] == f"{truth['MessageOpens'] / truth['Received']:.1%}" and status["cheetah_name"] == name
+    assert {k: detail[k] for k in ("campaign", "ledger", "stage", "days_taken", "cheetah_name")} == {
+        "campaign": "MET1", "ledger": "APPROVED", "stage": "final", "days_taken": 7, "cheetah_name": name,
+    }
+    assert status["opened"] == f"{truth['MessageOpens'] / truth['Received']:.1%}"
     assert metadata["campaign_status"]["dagster/row_count"] == 1 and metadata["campaign_status"]["overdue"] == 0
     latest_snapshot = instance.fetch_materializations(campaign_metric_snapshots.key, limit=1).records[0]
     assert latest_snapshot.asset_materialization.metadata["campaign_name"].value == "Metrics end to end"

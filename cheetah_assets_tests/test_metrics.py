@@ -428,7 +428,8 @@ def test_analysis_equals_the_simulators_ground_truth(sim, db_url, engine, send_a
         total = {k: sum(rows[n][c] for n in rows) for k, c in (("d", "delivered"), ("o", "unique_opens"))}
         assert meta["overall_open_rate"] == pytest.approx(total["o"] / total["d"])
         assert meta["curves_chart"].startswith("![Seven-day curves](data:image/png;base64,")
-        png = base64.b64decode(meta["curves_chart"].split("base64,", 1)[1].rstrip(")"))
+        png = base64.b64decode(meta["curves_chart"].split("base64,", 1)[1].split(")", 1)[0])
+        assert meta["curves_chart"].endswith("The chart draws all 2 campaigns.") and meta["curves_chart_campaigns"] == "all 2 campaigns"
         path = Path(meta["curves_chart_file"])
         assert path.parent == Path(instance.storage_directory()) / "cheetah_charts"
         assert path.read_bytes() == png and png.startswith(b"\x89PNG") and len(png) == meta["curves_chart_bytes"] < 200_000
@@ -484,13 +485,26 @@ def test_a_restatement_is_recorded_flagged_and_kept(sim, db_url, engine, send_at
         assert analysis_rows(engine)[name]["restated"] is True
         checks = checks_of(result)
         assert checks["metrics_are_possible"].passed
-        flagged = checks["restatements_flagged"]
+        flagged = checks["no_restated_metrics"]
         assert not flagged.passed and flagged.severity == dg.AssetCheckSeverity.WARN
+        assert flagged.description.endswith("restated counts in 1 campaigns")
         assert flagged.metadata["restated_counts"].value >= 1
         assert restated in [row.data for row in flagged.metadata["restatements"].value.records]
         curve = {row.data["day"]: row.data for row in mat_metadata(result)["curves"].records}
         assert analysis.METRIC_NAMES[r.metric] in curve[r.day]["restated"]  # the restated day is marked
         assert curve[r.day - 1]["restated"] == ""
+
+
+def test_each_metric_check_is_named_for_what_passing_means():
+    """The review's finding: a check named ``restatements_flagged`` read "Failed" when it had done
+    its job (restatements found). Each check's name says what a pass means, so a failure reads
+    right: no restated metrics (WARN), metrics are possible and snapshots on time (ERROR)."""
+    from cheetah_assets.metrics.checks import METRIC_CHECKS
+
+    specs = {spec.name: spec for c in METRIC_CHECKS for spec in c.check_specs}
+    assert set(specs) == {"metrics_are_possible", "no_restated_metrics", "snapshots_on_time"}
+    assert specs["no_restated_metrics"].description.startswith("Passes when no metric count was restated downwards.")
+    assert "WARN" in specs["no_restated_metrics"].description
 
 
 def test_impossible_counts_fail_the_error_check(sim, db_url, engine):
@@ -527,7 +541,7 @@ def test_impossible_counts_fail_the_error_check(sim, db_url, engine):
         "problem": "Unique Opens (MessageOpens) 150 > Sent 100; Unique Clicks (MessageClicks) 120 > Sent 100",
     } in listing
     assert "OPT-OK" not in {row["campaign"] for row in listing}
-    assert checks_of(result)["restatements_flagged"].passed
+    assert checks_of(result)["no_restated_metrics"].passed
 
 
 # ------------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@
 * ``campaign_analysis`` rolls every campaign's snapshots up (``campaign_analysis_sensor``
   requests it when a snapshot is newer than the last analysis, or the overdue snapshots
   changed); its checks are in :mod:`.checks`, its chart is drawn by :mod:`.chart`.
-* ``campaign_status`` shows each planned campaign in one row, plan -> list -> send -> metrics
+* ``campaign_status`` shows each planned send in one row, plan -> list -> send -> metrics
   (:mod:`.status`); it runs with the analysis.
 
 Partition keys are the Cheetah campaign names (``OPT-<campaign>-<template>-<yyyymmdd>``): unique,
@@ -41,9 +41,9 @@ from ..customers.resource import CustomerDatabaseResource
 from ..runlog import RunLog
 from ..tables import table
 from .analysis import AnalysisResult, build_analysis
-from .chart import CHART_FILE, curves_png, save_png
+from .chart import CHART_CAMPAIGNS, CHART_FILE, curves_png, newest_of, save_png
 from .checks import METRIC_CHECKS, prepared_engine
-from .columns import CAMPAIGN_COLUMNS, CURVE_COLUMNS, ROLLUP_COLUMNS
+from .columns import AB_COLUMNS, CAMPAIGN_COLUMNS, CURVE_COLUMNS, ROLLUP_COLUMNS
 from .rollup import rollup
 from .keys import CAMPAIGN_PARTITIONS, GROUP, OWNERS, REPORTS_POOL, SENDS
 from .snapshot_events import failure_of, log_outcome, not_due_observation, snapshot_metadata
@@ -189,8 +189,6 @@ def _rollup_table(result: AnalysisResult, names: dict[str, str], limit: int = 20
                 "status": r.status,
                 **r.counts,
                 **r.rates(),
-                "open_rate_by_template": r.template_rates("open_rate"),
-                "click_rate_by_template": r.template_rates("click_rate"),
                 "restated": r.restated,
             }
             for r in rollup(result)
@@ -199,7 +197,30 @@ def _rollup_table(result: AnalysisResult, names: dict[str, str], limit: int = 20
     )
 
 
-def _curve_table(result: AnalysisResult, campaigns: int = 25) -> dg.MetadataValue:
+def ab_split_table(result: AnalysisResult, names: dict[str, str], limit: int = 200) -> dg.MetadataValue:
+    """Each campaign sent with several templates: its templates' open and click rates side by side."""
+    return table(
+        AB_COLUMNS,
+        (
+            {
+                "campaign_id": r.campaign_id,
+                "name": names.get(r.parts[0].cheetah_name, ""),
+                "send_date": r.send_date,
+                "open_rates": r.template_rates("open_rate"),
+                "click_rates": r.template_rates("click_rate"),
+            }
+            for r in rollup(result)
+            if len(r.parts) > 1
+        ),
+        limit=limit,
+    )
+
+
+#: Campaigns in the curves table (newest sends first): seven rows each.
+CURVE_TABLE_CAMPAIGNS = 25
+
+
+def _curve_table(result: AnalysisResult, campaigns: int = CURVE_TABLE_CAMPAIGNS) -> dg.MetadataValue:
     return table(
         CURVE_COLUMNS,
         (
@@ -231,12 +252,18 @@ class AnalysisConfig(dg.Config):
 
 
 def chart_metadata(context: dg.AssetExecutionContext, config: AnalysisConfig, result: AnalysisResult, names: dict[str, str]) -> dict:
-    """The chart embedded (a data: URI in Markdown) and saved to a file, with its path."""
-    png = curves_png(result, names)
+    """The chart embedded (a data: URI in Markdown, under a line saying which campaigns it
+    draws) and saved to a file, with its path; which campaigns the chart and the curves table hold."""
+    png = curves_png(result, names, limit=CHART_CAMPAIGNS)
     folder = config.chart_dir or str(Path(context.instance.storage_directory()) / "cheetah_charts")
     image = base64.b64encode(png).decode("ascii")
+    total = len(result.campaigns)
+    shows = newest_of(min(CHART_CAMPAIGNS, total), total)
+    caption = f"The chart draws {shows}" + (f"; the campaigns table lists all {total}." if total > CHART_CAMPAIGNS else ".")
     metadata = {
-        "curves_chart": dg.MetadataValue.md(f"![Seven-day curves](data:image/png;base64,{image})"),
+        "curves_chart": dg.MetadataValue.md(f"![Seven-day curves](data:image/png;base64,{image})\n\n{caption}"),
+        "curves_chart_campaigns": dg.MetadataValue.text(shows),
+        "curves_table_campaigns": dg.MetadataValue.text(newest_of(min(CURVE_TABLE_CAMPAIGNS, total), total)),
         "curves_chart_bytes": dg.MetadataValue.int(len(png)),
     }
     try:
@@ -281,6 +308,7 @@ def campaign_analysis(
             "dagster/row_count": dg.MetadataValue.int(result.row_count),
             "dagster/column_schema": ANALYSIS_SCHEMA,
             "campaign_rollup": _rollup_table(result, names),
+            "ab_split": ab_split_table(result, names),
             "campaigns": _campaigns_table(result, names),
             "curves": _curve_table(result),
             **chart_metadata(context, config, result, names),

@@ -2,7 +2,9 @@
 functions, no Dagster).
 
 Top row: Delivered, Unique Opens, Unique Clicks and Unique Unsubscribes by snapshot day; bottom
-row: the delivery, open, click and unsubscribe rates. One line per campaign (the newest few), a
+row: the delivery, open, click and unsubscribe rates. One line per campaign (the newest
+:data:`CHART_CAMPAIGNS` by send time; the title says how many of how many, as
+:func:`newest_of` words it, and so does the analysis's ``curves_chart_campaigns``), a
 dot on every snapshot (so a campaign with one day of data shows), and the x axis always runs over
 days 1..7 (a partial week reads as partial). A hollow dot is a provisional snapshot (taken before
 its day came); a red triangle marks a count Cheetah restated downwards. The legend, shared below
@@ -33,6 +35,25 @@ CHART_FILE = "campaign_curves.png"
 LEGEND_COLUMNS = 2
 LEGEND_WIDTH = 70
 _RATE_TITLES = {"delivery_rate": "Delivery rate", "open_rate": "Open rate", "click_rate": "Click rate", "unsubscribe_rate": "Unsubscribe rate"}
+
+
+def newest_of(shown: int, total: int) -> str:
+    """Which campaigns a chart or table of the newest ``shown`` of ``total`` holds, in words."""
+    if total <= 0:
+        return "no campaign yet"
+    if total == 1:
+        return "the one campaign"
+    if shown >= total:
+        return f"all {total} campaigns"
+    return f"the {shown} newest of {total} campaigns (by send time)"
+
+
+def chart_title(shown: int, total: int) -> str:
+    """The chart's title: what it shows (:func:`newest_of`), where the rest are, and its marks."""
+    if total <= 0:
+        return "Seven-day curves: no snapshot yet"
+    rest = f"; the campaigns table lists all {total}" if shown < total else ""
+    return f"Seven-day curves of {newest_of(shown, total)}{rest}\nhollow dot: provisional · ▼: restated"
 
 
 def _label(c: CampaignAnalysis, names: dict[str, str]) -> str:
@@ -124,7 +145,7 @@ def _within_0_100(ax) -> None:
 
 def curves_figure(result: AnalysisResult, names: dict[str, str] | None = None, *, limit: int = CHART_CAMPAIGNS, dpi: int = 72) -> Figure:
     """The chart of the newest ``limit`` campaigns (``names``: Cheetah name -> Optimove campaign
-    name, for the legend), on its own Agg canvas, not yet drawn."""
+    name, for the legend), on its own Agg canvas, not yet drawn; its title says how many of all."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
@@ -163,11 +184,7 @@ def curves_figure(result: AnalysisResult, names: dict[str, str] | None = None, *
     if campaigns:
         handles, _ = axes[0][0].get_legend_handles_labels()
         fig.legend(handles, labels, loc="outside lower center", ncol=min(LEGEND_COLUMNS, len(campaigns)), fontsize=8, frameon=False)
-    fig.suptitle(
-        "Seven-day curves" + (f" of the {len(campaigns)} newest campaigns" if campaigns else ": no snapshot yet")
-        + "  (hollow: provisional, ▼: restated)",
-        fontsize=11,
-    )
+    fig.suptitle(chart_title(len(campaigns), len(result.campaigns)), fontsize=11)
     return fig
 
 

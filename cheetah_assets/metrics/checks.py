@@ -1,6 +1,7 @@
 """The metric path's asset checks, all on ``campaign_analysis`` (run with it):
 
-* ``metrics_are_possible`` (ERROR) and ``restatements_flagged`` (WARN): scans of the snapshots;
+* ``metrics_are_possible`` (ERROR) and ``no_restated_metrics`` (WARN): scans of the snapshots,
+  each named for what passing means (so "Failed" reads right: impossible counts, or restated ones);
 * ``snapshots_on_time`` (ERROR): no snapshot day past due plus :data:`~.due.SNAPSHOT_GRACE`
   without a materialization. :func:`overdue_now` is also what the overdue-snapshot alert asks,
   so the check and the alert always agree. ``campaign_analysis_sensor`` re-runs the analysis
@@ -111,11 +112,13 @@ def metrics_are_possible(customer_db: CustomerDatabaseResource) -> dg.AssetCheck
 @dg.asset_check(
     asset=ANALYSIS,
     description=(
-        "Lists every campaign, day and metric whose count is lower than on the previous reported day. "
-        "Cheetah restates counts downwards for up to a week, so this warns rather than fails the data."
+        "Passes when no metric count was restated downwards. Otherwise it fails as a warning (WARN), "
+        "listing every campaign, day and metric whose count is lower than on the previous reported day: "
+        "Cheetah restates counts downwards for up to a week, so this is expected now and then, and the "
+        "analysis keeps every day's count (restated: yes). Nothing to re-run."
     ),
 )
-def restatements_flagged(customer_db: CustomerDatabaseResource) -> dg.AssetCheckResult:
+def no_restated_metrics(customer_db: CustomerDatabaseResource) -> dg.AssetCheckResult:
     found = find_restatements(prepared_engine(customer_db))
     campaigns = len({r.cheetah_name for r in found})
     summary = f"{len(found)} restated counts in {campaigns} campaigns" if found else "no count was restated downwards"
@@ -161,4 +164,4 @@ def snapshots_on_time(
     )
 
 
-METRIC_CHECKS = [metrics_are_possible, restatements_flagged, snapshots_on_time]
+METRIC_CHECKS = [metrics_are_possible, no_restated_metrics, snapshots_on_time]

@@ -46,11 +46,18 @@ ROLLUP_COLUMNS = [
     *((m, "int", f"{m}, its templates' latest counts added up") for m in OPTIMOVE_METRICS),
     *RATE_COLUMNS,
     *columns("""
-        open_rate_by_template  | string | each template's open rate (A/B)
-        click_rate_by_template | string | each template's click rate (A/B)
-        restated               | bool   | a template's count was lower on a day than on the previous one
+        restated    | bool   | a template's count was lower on a day than on the previous one
     """),
 ]
+#: The A/B comparison: one row per Optimove campaign and send date sent with several templates,
+#: each template's rates side by side (kept out of the roll-up, whose rows it would widen).
+AB_COLUMNS = columns("""
+    campaign_id | string | Optimove campaign id
+    name
+    send_date   | string | Optimove send date
+    open_rates  | string | each template's open rate (Unique Opens / Delivered): "1001 22.7% / 1003 26.4%"
+    click_rates | string | each template's click rate (Unique Clicks / Delivered), in the same order
+""", SHARED)
 #: One row per campaign and day: the seven-day curves as numbers.
 CURVE_COLUMNS = [
     *columns("""

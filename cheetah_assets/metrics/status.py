@@ -1,22 +1,36 @@
-"""Each campaign's status in one row, plan -> list -> send -> metrics (plain functions, no
+"""Each planned send's status in one row, plan -> list -> send -> metrics (plain functions, no
 Dagster): what the ``campaign_status`` asset shows.
 
 One row per planned send (campaign x template x day) of the last ``days`` days, read from the
 day's plan (``cheetah_campaign_plan``), the frozen lists (``cheetah_recipient_list``), the send
-ledger (``cheetah_send_ledger``) and the metric snapshots (``cheetah_metric_snapshot``): four
-bounded queries, whatever the history's length.
+ledger (``cheetah_send_ledger``) and the metric snapshots (``cheetah_metric_snapshot``): bounded
+queries, whatever the history's length.
+
+Two things a reader of the rows must not get wrong:
+
+* ``recipients`` is the row's own template's share of the list: an A/B campaign's list is split
+  between its templates, so its rows add up to the list (the whole list on each row read as
+  twice the audience). A send handed over counts what its ledger row recorded when it left
+  PENDING (the list cannot change after that); any other is counted in the frozen list, one
+  grouped query over the lists not yet handed over (the freeze's own ``template_counts``).
+* ``state`` is where the send is now (:func:`current_state`), not the status stored when the day
+  was planned: a plan row says READY until the day is planned again, long after its send went out.
+  The stored plan itself is left as it is (the send path reads it).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from typing import Collection
+from typing import Collection, Iterable
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
-from ..customers.schema import campaign_plan, metric_snapshot, recipient_list, send_ledger
+from ..customers.recipients import UNLOCKED_STATES
+from ..customers.schema import campaign_plan, metric_snapshot, recipient, recipient_list, send_ledger
+from ..sending import plan as P
+from ..sending.ledger import PENDING
 from ..timeutil import utc
 from .analysis import rate
 from .due import overdue_days, overdue_window
@@ -87,25 +101,86 @@ def stage(plan: str, recipients: int | None, send: str | None, metrics: str) -> 
     return "list frozen" if recipients is not None else "planned"
 
 
+def current_state(
+    plan_status: str, plan_send_at: dt.datetime | None, send_state: str | None, send_at: dt.datetime | None, now: dt.datetime
+) -> str:
+    """Where a planned send is now, in the plan's and the ledger's words.
+
+    Once the send has left PENDING, the ledger's state (IMPORTING … APPROVED, EMPTY, MISSED,
+    CANCELLED), and SENT for an APPROVED one whose time has passed (Cheetah sent it then). Before
+    that, the plan's status (READY, WAITING, INVALID, CANCELLED, MISSED, OVERDUE, SENT), except
+    that a READY or WAITING send whose time passed before it was handed over is OVERDUE (nothing
+    was sent), as the plan says when the day is planned again."""
+    if send_state and send_state != PENDING:
+        if send_state == APPROVED and send_at is not None and utc(send_at) <= utc(now):
+            return P.SENT
+        return send_state
+    if plan_status in (P.READY, P.WAITING) and plan_send_at is not None and utc(plan_send_at) <= utc(now):
+        return P.OVERDUE
+    return plan_status
+
+
+def template_label(template_id: str, index: int, count: int) -> str:
+    """The template column: the objId, and "(i/n)" when the campaign splits its list between n."""
+    return f"{template_id} ({index + 1}/{count})" if count > 1 else template_id
+
+
+def send_time(send_at: dt.datetime | None, send_date: dt.date) -> str | None:
+    """The execution time in UTC, short: HH:MM on the send date, MM-DD HH:MM on another UTC day."""
+    if send_at is None:
+        return None
+    send_at = utc(send_at)
+    return f"{send_at:%H:%M}" if send_at.date() == send_date else f"{send_at:%m-%d %H:%M}"
+
+
+def _template_counts(conn: Connection, list_keys: Iterable[str]) -> dict[tuple[str, str], int]:
+    """(list key, template) -> recipients of that template in the frozen list (grouped, chunked)."""
+    keys, rc = sorted(set(list_keys)), recipient.c
+    out: dict[tuple[str, str], int] = {}
+    for i in range(0, len(keys), _IN_CHUNK):
+        query = (
+            sa.select(rc.list_key, rc.template_id, sa.func.count())
+            .where(rc.list_key.in_(keys[i : i + _IN_CHUNK]))
+            .group_by(rc.list_key, rc.template_id)
+        )
+        out.update({(k, t): int(n) for k, t, n in conn.execute(query)})
+    return out
+
+
+def _handed_over_count(send) -> int | None:
+    """The template's recipients the ledger recorded when the send left PENDING (the list is
+    locked from then on), or None when it has not (or the list may have been frozen again)."""
+    if send is None or send["state"] in UNLOCKED_STATES:
+        return None
+    return send["rows_in_list"]
+
+
 def status_rows(engine: Engine, now: dt.datetime, days: int = STATUS_DAYS) -> list[dict]:
-    """One dict per planned send since ``now - days``, newest day first (see the module doc)."""
+    """One dict per planned send since ``now - days``, newest day first, a campaign's templates in
+    their order (see the module doc)."""
     now = utc(now)
     since = now.date() - dt.timedelta(days=days)
     pl, rl, lg, ms = campaign_plan.c, recipient_list.c, send_ledger.c, metric_snapshot.c
     with engine.connect() as conn:
         plans = conn.execute(sa.select(campaign_plan).where(pl.send_date >= since)).mappings().all()
         lists = {
-            (r.campaign_id, r.send_date): r.row_count
-            for r in conn.execute(sa.select(rl.campaign_id, rl.send_date, rl.row_count).where(rl.send_date >= since))
+            (r.campaign_id, r.send_date): r.list_key
+            for r in conn.execute(sa.select(rl.campaign_id, rl.send_date, rl.list_key).where(rl.send_date >= since))
         }
         sends = {
             (r["campaign_id"], r["template_id"], r["send_date"]): r
             for r in conn.execute(
-                sa.select(lg.campaign_id, lg.template_id, lg.send_date, lg.cheetah_name, lg.state, lg.send_at, lg.camp_id, lg.error).where(
-                    lg.send_date >= since
-                )
+                sa.select(lg.campaign_id, lg.template_id, lg.send_date, lg.cheetah_name, lg.state, lg.send_at, lg.camp_id,
+                          lg.rows_in_list, lg.error).where(lg.send_date >= since)
             ).mappings()
         }
+        to_count = [
+            lists[(p["campaign_id"], p["send_date"])]
+            for p in plans
+            if (p["campaign_id"], p["send_date"]) in lists
+            and _handed_over_count(sends.get((p["campaign_id"], p["template_id"], p["send_date"]))) is None
+        ]
+        counted = _template_counts(conn, to_count)
         sent = sorted(s["cheetah_name"] for s in sends.values() if s["state"] == APPROVED)
         snaps: dict[str, dict[int, dict]] = defaultdict(dict)
         for i in range(0, len(sent), _IN_CHUNK):
@@ -113,32 +188,40 @@ def status_rows(engine: Engine, now: dt.datetime, days: int = STATUS_DAYS) -> li
             for r in conn.execute(query).mappings():
                 snaps[r["cheetah_name"]][r["day"]] = dict(r)
     rows = []
-    for p in plans:
+    for p in sorted(plans, key=lambda p: p["template_index"]):
         send = sends.get((p["campaign_id"], p["template_id"], p["send_date"]))
         taken = snaps.get(send["cheetah_name"], {}) if send else {}
         latest = taken[max(taken)] if taken else None
         approved = send is not None and send["state"] == APPROVED
-        recipients = lists.get((p["campaign_id"], p["send_date"]))
+        key = lists.get((p["campaign_id"], p["send_date"]))
+        recipients = _handed_over_count(send)
+        if recipients is None and key is not None:
+            recipients = counted.get((key, p["template_id"]), 0)
         metrics = metrics_stage(send["cheetah_name"], send["send_at"], {k: r["fetched_at"] for k, r in taken.items()}, now) if approved else "–"
+        plan_at = utc(p["send_at"]) if p["send_at"] else None
         rows.append(
             {
                 "stage": stage(p["status"], recipients, send["state"] if send else None, metrics),
                 "send_date": p["send_date"],
                 "campaign": p["campaign_id"],
                 "name": p["campaign_name"],
-                "template": p["template_id"],
-                "send at": utc(p["send_at"]) if p["send_at"] else None,
-                "plan": p["status"],
+                "template": template_label(p["template_id"], p["template_index"], p["template_count"]),
+                "send_at": plan_at,
+                "time": send_time(plan_at, p["send_date"]),
+                "state": current_state(p["status"], plan_at, send["state"] if send else None,
+                                       send["send_at"] if send else None, now),
                 "recipients": recipients,
-                "send": send["state"] if send else "–",
+                "ledger": send["state"] if send else "–",
                 "metrics": metrics,
-                "days taken": len(taken) if approved else None,
+                "days_taken": len(taken) if approved else None,
                 "delivered": latest["received"] if latest else None,
-                "open_rate": rate(latest["message_opens"], latest["received"]) if latest else None,
-                "click_rate": rate(latest["message_clicks"], latest["received"]) if latest else None,
+                "opened": rate(latest["message_opens"], latest["received"]) if latest else None,
+                "clicked": rate(latest["message_clicks"], latest["received"]) if latest else None,
                 "cheetah_name": send["cheetah_name"] if send else None,
                 "note": (p["reason"] or (send["error"] if send else None)) or "",
             }
         )
-    rows.sort(key=lambda r: (r["send_date"], r["send at"] or dt.datetime.min.replace(tzinfo=dt.timezone.utc), r["campaign"], r["template"]), reverse=True)
+    # Newest first; ``sorted`` with reverse=True is stable, so a campaign's templates keep their order.
+    far_past = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
+    rows.sort(key=lambda r: (r["send_date"], r["send_at"] or far_past, r["campaign"]), reverse=True)
     return rows
