@@ -16,9 +16,10 @@ import threading
 
 import dagster as dg
 import pytest
+from dagster._core.storage.tags import RUN_KEY_TAG  # the tag the daemon gives a sensor's run
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from cheetah_assets.automation.prepare_sensor import RUN_KEY_TAG, campaign_preparation_sensor
+from cheetah_assets.automation.prepare_sensor import campaign_preparation_sensor
 from cheetah_assets.clock import ClockResource
 from cheetah_assets.customers import seed
 from cheetah_assets.customers.identifiers import normalise_identifier
