@@ -295,34 +295,44 @@ def _statements(engine, fn):
     return seen
 
 
-def _one_query_per_quiet_tick(world, engine):
+def _two_queries_per_quiet_tick(world, engine):
+    """The statements of a quiet tick (nothing changed, nothing handed over ahead): the schedule's
+    window, and the ledger's sends handed over whose time is ahead (late_suppression.py)."""
+    from cheetah_assets.sending.late_suppression import handed_over_statement
+
     d = dt.datetime.now(UTC).date()
     now = dt.datetime.combine(d, dt.time(6), tzinfo=UTC)
     world.add("A", d, "07:00", "UTC")
     assert len(world.tick(now)) == 1
     quiet = _statements(engine, lambda: world.tick(now + dt.timedelta(minutes=1)))
-    assert len(quiet) == 1 and "campaign_schedule" in quiet[0] and "send_date BETWEEN" in quiet[0], quiet
-    return preparation.window_statement(d, d + dt.timedelta(days=2))
+    assert len(quiet) == 2 and "campaign_schedule" in quiet[0] and "send_date BETWEEN" in quiet[0], quiet
+    assert "cheetah_send_ledger" in quiet[1] and "send_at >" in quiet[1], quiet
+    return [
+        (preparation.window_statement(d, d + dt.timedelta(days=2)), "ix_campaign_schedule_send_date"),
+        (handed_over_statement(now), "ix_cheetah_send_ledger_send_at"),
+    ]
 
 
-def test_a_quiet_tick_is_one_indexed_query_on_sqlite(world):
-    stmt = _one_query_per_quiet_tick(world, world.engine)
-    sql = str(stmt.compile(world.engine, compile_kwargs={"literal_binds": True}))
-    with world.engine.connect() as conn:
-        plan = " ".join(str(r[-1]) for r in conn.execute(sa.text("EXPLAIN QUERY PLAN " + sql)))
-    assert "ix_campaign_schedule_send_date" in plan, plan
+def _literal(stmt, engine):
+    return str(stmt.compile(engine, compile_kwargs={"literal_binds": True}))
 
 
-def test_a_quiet_tick_is_one_indexed_query_on_postgres(sim):
+def test_a_quiet_tick_is_two_indexed_queries_on_sqlite(world):
+    for stmt, index in _two_queries_per_quiet_tick(world, world.engine):
+        with world.engine.connect() as conn:
+            plan = " ".join(str(r[-1]) for r in conn.execute(sa.text("EXPLAIN QUERY PLAN " + _literal(stmt, world.engine))))
+        assert index in plan, plan
+
+
+def test_a_quiet_tick_is_two_indexed_queries_on_postgres(sim):
     with fresh_postgres_database() as url, dg.DagsterInstance.ephemeral() as instance:
         w = World(sim, url, instance)
         seed.seed_demo(w.engine, customers=8, days=0, today=dt.datetime.now(UTC).date(), now=sim.admin.now())
-        stmt = _one_query_per_quiet_tick(w, w.engine)
-        sql = str(stmt.compile(w.engine, compile_kwargs={"literal_binds": True}))
-        with w.engine.connect() as conn:
-            conn.execute(sa.text("SET enable_seqscan = off"))  # a tiny table: ask whether the index serves it
-            plan = " ".join(r[0] for r in conn.execute(sa.text("EXPLAIN " + sql)))
-        assert "ix_campaign_schedule_send_date" in plan, plan
+        for stmt, index in _two_queries_per_quiet_tick(w, w.engine):
+            with w.engine.connect() as conn:
+                conn.execute(sa.text("SET enable_seqscan = off"))  # a tiny table: ask whether the index serves it
+                plan = " ".join(r[0] for r in conn.execute(sa.text("EXPLAIN " + _literal(stmt, w.engine))))
+            assert index in plan, plan
 
 
 def test_a_prepared_campaign_cancelled_an_hour_before_its_time_is_requested_again_and_never_sent(world):

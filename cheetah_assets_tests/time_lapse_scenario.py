@@ -108,7 +108,7 @@ LEFT_OUT = {"campaign_analysis_sensor"}
 #: evaluation costs 30-50 ms here, mostly building its resources): they catch up from their cursors.
 SLOWER = {name: dt.timedelta(hours=1) for name in (
     "register_sent_campaigns_sensor", "request_metric_snapshots_sensor", "missed_send_alert_sensor",
-    "overdue_snapshot_alert_sensor", "alert_on_run_failure")}
+    "overdue_snapshot_alert_sensor", "suppressed_mailed_alert_sensor", "alert_on_run_failure")}
 
 
 def add(engine, c: Planned, at: str | None = None) -> None:

@@ -1,4 +1,5 @@
-"""Sensors that raise alerts (``alerts.py``): a failed run, a MISSED send, an overdue snapshot.
+"""Sensors that raise alerts (``alerts.py``): a failed run, a MISSED send, an overdue snapshot, and
+a send that will mail recipients suppressed after it was handed over (too late to re-create it).
 
 Each alert goes out once: the MISSED sensor's cursor is the newest ledger update it reported and
 the sends it reported within a look-back window before it (:data:`MISSED_SLACK`), the overdue
@@ -22,7 +23,7 @@ from ..metrics.assets import snapshot_partition_key
 from ..metrics.checks import overdue_now
 from ..metrics.due import REGISTRATION_SLACK
 from ..metrics.due import SNAPSHOT_GRACE  # noqa: F401 - the grace the alert's description states
-from ..sending import ledger, plan
+from ..sending import late_suppression, ledger, plan
 from ..timeutil import parse_iso, utc
 from .alerts import Alert, AlertsResource
 from .metric_sensors import read_cursor
@@ -222,4 +223,50 @@ def overdue_snapshot_alert_sensor(
     )
 
 
-ALERT_SENSORS = [alert_on_run_failure, missed_send_alert_sensor, overdue_snapshot_alert_sensor]
+#: How far back the alert on suppressed recipients still mailed looks (by when they were recorded).
+STILL_MAILED_LOOK_BACK = dt.timedelta(days=2)
+
+
+@dg.sensor(
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description=(
+        "Sends an alert (when configured) for every send that will mail recipients suppressed after it was "
+        "handed over, found too close to its send time to re-create it without them: how many, never who."
+    ),
+)
+def suppressed_mailed_alert_sensor(
+    context: dg.SensorEvaluationContext, customer_db: CustomerDatabaseResource, alerts: AlertsResource,
+    clock: ClockResource,
+):
+    engine = customer_db.get_engine()
+    snapshots.prepare_database(engine)
+    mailed = late_suppression.still_mailed(engine, clock.now() - STILL_MAILED_LOOK_BACK)
+    reported = read_cursor(context.cursor).get("reported")
+    reported = reported if isinstance(reported, dict) else {}
+    # Each send once, and again only if more of its recipients are found too late.
+    new = {k: n for k, n in sorted(mailed.items()) if not isinstance(reported.get(k), int) or reported[k] < n}
+    cursor = json.dumps({"reported": mailed})
+    if not new:
+        context.update_cursor(cursor)
+        return dg.SkipReason("no send newly mails a recipient suppressed after hand-over")
+    if not alerts.enabled:
+        context.update_cursor(cursor)
+        return dg.SkipReason(f"{len(new)} sends will mail suppressed recipients, but no alert channel is configured")
+    items = [f"{k.rsplit('#', 1)[0]}: {n} recipient{'s' if n != 1 else ''} suppressed after hand-over, found "
+             "too late to re-create the campaign without them (see the send's history)" for k, n in new.items()]
+    alerts.notify(
+        Alert(
+            kind="suppressed_mailed",
+            title=f"{sum(new.values())} suppressed recipient{'s' if sum(new.values()) != 1 else ''} will be mailed",
+            text=_listed(items),
+            details={"sends": ", ".join(k.rsplit("#", 1)[0] for k in list(new)[:_LIST])},
+        )
+    )
+    context.update_cursor(cursor)
+    return dg.SkipReason(f"alerted {len(new)} sends that mail suppressed recipients")
+
+
+ALERT_SENSORS = [
+    alert_on_run_failure, missed_send_alert_sensor, overdue_snapshot_alert_sensor, suppressed_mailed_alert_sensor,
+]

@@ -1,4 +1,5 @@
-"""Alerts: a failed run, a MISSED send, an overdue metric snapshot, by e-mail and/or a webhook.
+"""Alerts: a failed run, a MISSED send, an overdue metric snapshot, a send mailing recipients
+suppressed too late to leave them out, by e-mail and/or a webhook.
 
 Off unless configured. Every setting is an environment variable, read through Dagster's
 ``EnvVar`` (the SMTP password never appears in run config or logs):
@@ -54,7 +55,7 @@ class AlertDeliveryError(RuntimeError):
 
 @dataclass(frozen=True)
 class Alert:
-    kind: str  # "run_failure", "missed_send", "overdue_snapshot"
+    kind: str  # "run_failure", "missed_send", "overdue_snapshot", "suppressed_mailed"
     title: str
     text: str
     details: Mapping[str, object] = field(default_factory=dict)

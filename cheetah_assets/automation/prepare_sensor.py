@@ -6,8 +6,16 @@ out which dates' due sets changed (:mod:`cheetah_assets.sending.preparation`) an
 catalog, plans it (due campaigns READY, the others WAITING) and hands the READY ones over,
 exactly once. A date whose due set became empty (its only due campaign moved to another date or
 a later time, or deleted, after it was handed over) is requested too: its run deletes the
-campaign in Cheetah before it goes out at the old time. Nothing changed: a skip, and no other query. When the window's rows change, it
-also records when each campaign was first seen (so MISSED means first seen too late).
+campaign in Cheetah before it goes out at the old time. When the window's rows change, it also
+records when each campaign was first seen (so MISSED means first seen too late).
+
+Each tick also looks for recipients suppressed since their send was handed over
+(:func:`cheetah_assets.sending.late_suppression.check`: the ledger's sends whose time is ahead,
+on its send_at index; when there are some, the suppression list compared with the copy the last
+tick saw, and only what came since looked up in their lists' keys). A date with a new finding is
+requested: its run deletes and re-creates the send without them, or, too close to the send time,
+says they will still be mailed (``suppression_changes.py``). Nothing changed and nothing handed
+over ahead: a skip, and two indexed queries.
 
 After an outage (its last tick's window started before today - 2), a tick also reads the dates
 since its last tick's window, at most 14 days back (``timing.window``): their campaigns are
@@ -36,7 +44,8 @@ import dagster as dg
 
 from ..clock import ClockResource
 from ..customers.resource import CustomerDatabaseResource
-from ..sending import preparation, seen
+from ..metrics.snapshots import prepare_database
+from ..sending import late_suppression, preparation, seen
 from ..sending.partitions import daily_partitions
 from ..sending.timing import window
 from .jobs import daily_campaign_cycle_job
@@ -104,8 +113,9 @@ def _instant(raw: object) -> dt.datetime | None:
     description=(
         "Prepares each campaign its lead time (CHEETAH_LEAD_TIME_MINUTES) before its send time, and "
         "at once when it is scheduled or changed later than that: requests daily_campaign_cycle on "
-        "the campaign's send date whenever that date's set of due campaigns changes. One indexed "
-        "query on campaign_schedule per tick."
+        "the campaign's send date whenever that date's set of due campaigns changes, or when a recipient "
+        "of a send handed over there is suppressed before its send time. One indexed query on "
+        "campaign_schedule and one on the send ledger per quiet tick."
     ),
 )
 def campaign_preparation_sensor(
@@ -119,6 +129,7 @@ def campaign_preparation_sensor(
     start = daily_partitions.start.date()
     first = max(first, start)
     engine = customer_db.get_engine()
+    prepare_database(engine)  # the tables, once per process (not a write lock per tick)
     rows = preparation.load_window(engine, first, last) if first <= last else []
     everything = preparation.all_digest(rows)
     if everything != previous.get("all"):
@@ -127,11 +138,22 @@ def campaign_preparation_sensor(
     due = preparation.due_digests(rows, now, lead)
     previous_due = previous.get("due") if isinstance(previous.get("due"), dict) else {}
     days = preparation.changed_days(previous_due, due, first)
+    # Recipients suppressed since their send was handed over (late_suppression.py): the date's run
+    # deletes and re-creates the send without them, or says they will be mailed. Requested once per new finding.
+    previous_late = previous.get("late") if isinstance(previous.get("late"), dict) else {}
+    try:
+        late = {d: g for d, g in late_suppression.check(engine, now).digests().items()
+                if first.isoformat() <= d <= last.isoformat()}  # a date outside the window is requested once in it
+        check_failed = None
+    except Exception as exc:  # noqa: BLE001 - the preparations go on; the tick fails below if it requests nothing
+        late, check_failed = previous_late, exc
+    suppressed = [d for d, digest in late.items() if previous_late.get(d) != digest]
+    days = sorted(set(days) | set(suppressed))
     tracked = previous.get("runs") if isinstance(previous.get("runs"), dict) else {}
     runs, again, given_up = _retries(context.instance, tracked, due, first, now) if tracked else ({}, {}, [])
     cursor = {
         "all": everything, "due": due, "from": usual_first.isoformat(), "epoch": previous.get("epoch"),
-        "seq": previous.get("seq"), "runs": runs,
+        "seq": previous.get("seq"), "runs": runs, "late": late,
     }
     requests = []
     for day in sorted(set(days) | set(again)):
@@ -140,12 +162,22 @@ def campaign_preparation_sensor(
         runs[day] = {"run_key": key, "tries": tries}
         requests.append(dg.RunRequest(run_key=key, partition_key=day, tags={"cheetah/prepare": day}))
     context.update_cursor(json.dumps(cursor, sort_keys=True))
+    if suppressed:
+        context.log.info("requesting the runs of %s: recipients of sends handed over there were suppressed since",
+                         ", ".join(suppressed))
     if again:
         context.log.info("requesting again the runs of %s: the last one failed", ", ".join(sorted(again)))
     if given_up:
         context.log.warning(
             "the runs of %s failed %d times again after their first failure; not requested again until their "
             "campaigns change (see the failed daily_campaign_cycle runs)", ", ".join(given_up), len(RETRY_DELAYS))
+    if check_failed is not None:
+        # Its first line only: the database's message (the statement's parameters, which may be addresses, follow).
+        said = f"{type(check_failed).__name__}: {str(check_failed).splitlines()[0][:300] if str(check_failed) else ''}"
+        context.log.error("could not look for recipients suppressed since their send was handed over (%s); each "
+                          "requested run looks again before it sends", said)
+        if not requests:
+            raise RuntimeError(f"The check for recipients suppressed after hand-over failed: {said}") from None
     if not requests:
         return dg.SkipReason(f"no change in the campaigns due on {first}..{last} (lead time {lead or 'none'})")
     return requests

@@ -281,11 +281,11 @@ def lock_for_replace(conn: Connection, key: str) -> None:
 # ------------------------------------------------------------------------------------------------
 def _raw_recipient_chunks(
     engine: Bind, list_key: str, template_id: str, chunk_size: int, leave_out: AbstractSet[str] = frozenset(),
-    skipped: list[int] | None = None,
+    skipped: list[int] | None = None, left_out: list[str] | None = None,
 ) -> Iterator[list[tuple[str, str]]]:
     """``(identifier, attrs JSON text, address)`` chunks of one template of a list, by identifier,
     less the identifiers in ``leave_out`` (a chunk they empty is skipped; ``skipped[0]`` counts
-    them). ``address`` is None when it is the identifier itself."""
+    them, ``left_out`` gets each). ``address`` is None when it is the identifier itself."""
     if chunk_size < 1:
         raise ValueError("chunk_size must be at least 1")
     base = sa.select(recipient.c.identifier, recipient.c.attrs, recipient.c.address).where(
@@ -301,6 +301,8 @@ def _raw_recipient_chunks(
         kept = [r for r in rows if r[0] not in leave_out] if leave_out else rows
         if skipped is not None:
             skipped[0] += len(rows) - len(kept)
+        if left_out is not None and len(kept) < len(rows):
+            left_out.extend(r[0] for r in rows if r[0] in leave_out)
         if kept:
             yield kept
         if len(rows) < chunk_size:
@@ -331,6 +333,7 @@ def iter_recipient_rows(
     chunk_size: int,
     leave_out: AbstractSet[str] = frozenset(),
     skipped: list[int] | None = None,
+    left_out: list[str] | None = None,
 ) -> Iterator[list[tuple]]:
     """The same recipients as :func:`iter_recipient_chunks`, in the same chunks and order, as
     tuples ``(address, value of each of fields in that order)`` (None for a field the attrs
@@ -339,13 +342,13 @@ def iter_recipient_rows(
 
     ``leave_out``: identifiers (as the list stores them) not to yield (the import's:
     :func:`suppressed_now`); the chunks are the same pages of the list, less them, and
-    ``skipped[0]`` counts those left out."""
+    ``skipped[0]`` counts those left out (``left_out`` gets their identifiers)."""
     fields = tuple(fields)
     if len(fields) == 1:
         pick = lambda attrs, name=fields[0]: (attrs[name],)  # noqa: E731 - itemgetter of one is no tuple
     else:
         pick = operator.itemgetter(*fields) if fields else (lambda attrs: ())
-    for rows in _raw_recipient_chunks(engine, list_key, template_id, chunk_size, leave_out, skipped):
+    for rows in _raw_recipient_chunks(engine, list_key, template_id, chunk_size, leave_out, skipped, left_out):
         dicts = json.loads("[" + ",".join(attrs for _, attrs, _ in rows) + "]")
         try:
             values = list(map(pick, dicts))

@@ -217,6 +217,43 @@ import_rejection = Table(
     Column("reason", Text, nullable=False),
 )
 
+#: Suppression after the freeze (sending/late_suppression.py). Whom a send's import left out, and
+#: whom a check found suppressed in the list of a send already handed over, by normalised
+#: identifier (as its frozen list holds it) and revision. ``stage``: ``left_out`` (by the import),
+#: ``found`` (in the revision's list in Cheetah: to be re-created), ``recreated`` (its campaign was
+#: deleted and sent again without them), ``mailed`` (found too late: the campaign goes to them).
+send_suppression = Table(
+    "cheetah_send_suppression",
+    metadata,
+    Column("send_key", String(250), primary_key=True),
+    Column("revision", Integer, primary_key=True),
+    Column("identifier", String(320), primary_key=True),
+    Column("stage", String(16), nullable=False),
+    Column("found_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+Index("ix_cheetah_send_suppression_stage_updated_at", send_suppression.c.stage, send_suppression.c.updated_at)
+
+#: The suppression list as the late-suppression check last read it, each entry normalised once:
+#: ``gen`` is the check that first saw it (an entry that leaves the suppression table leaves this
+#: one). ``norm`` has the database's collation, so a comparison with the list's key takes the key's.
+suppression_seen = Table(
+    "cheetah_suppression_seen",
+    metadata,
+    Column("identifier", Text, primary_key=True),  # as the suppression table holds it
+    Column("norm", Text, nullable=False),
+    Column("gen", Integer, nullable=False, index=True),
+)
+
+#: Per handed-over send: the revision checked and the last ``gen`` of suppression_seen checked against it.
+suppression_check = Table(
+    "cheetah_suppression_check",
+    metadata,
+    Column("send_key", String(250), primary_key=True),
+    Column("revision", Integer, nullable=False),
+    Column("gen", Integer, nullable=False),
+)
+
 #: One snapshot per (Cheetah campaign, day 1..7 after the send). A later fetch of the same day
 #: replaces that day's row (a backfill); other days are never touched, so a restatement shows as
 #: a lower count on a later day, next to the higher one the earlier day recorded.
@@ -266,6 +303,9 @@ INTEGRATION_TABLES = (
     recipient,
     send_ledger,
     import_rejection,
+    send_suppression,
+    suppression_seen,
+    suppression_check,
     metric_snapshot,
     campaign_analysis,
 )

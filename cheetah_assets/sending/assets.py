@@ -27,6 +27,7 @@ from ..tables import table
 from . import ledger, plan
 from .cancel import cancel_leftover, went_out, went_out_note
 from .changes import reconcile_changes, refreezer
+from .suppression_changes import reconcile_suppressions
 from .catalog import load_catalog, refresh_catalog
 from .importing import left_out_note, left_out_of
 from .late import revive
@@ -365,8 +366,10 @@ def campaign_sends(
     log = RunLog(context.log)  # the routine DEBUG lines (each call, each step) stay out of the event log
     with cheetah.get_client(logger=log) as client:
         sender = new_sender(client, context.run.run_id, log)
-        # Handed-over sends whose schedule changed: deleted and re-created, or refused (changes.py).
+        # Handed-over sends whose schedule changed: deleted and re-created, or refused (changes.py); or
+        # whose list holds someone suppressed since: re-created without them, or said (suppression_changes.py).
         reconciled = reconcile_changes(sender, day, refreeze=refreezer(sender, customer_db.chunk_size))
+        reconcile_suppressions(sender, day, reconciled)
         problems.extend(reconciled.problems)
         for note in reconciled.notes:
             context.log.warning(note)
@@ -406,6 +409,7 @@ def campaign_sends(
         "sent_before_cancelled": sent_first,
         "failed": len(problems),
         "changed_after_handover": "\n".join(reconciled.notes + reconciled.problems) or "none",
+        "suppressed_after_handover_still_mailed": reconciled.still_mailed,
         "recipients_accepted": sum(o["accepted"] or 0 for o in outcomes),
         "recipients_rejected": sum(o["rejected"] or 0 for o in outcomes),
         "recipients_left_out_suppressed": sum(left_out_of(o) for o in outcomes),

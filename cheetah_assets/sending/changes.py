@@ -19,7 +19,9 @@ campaign, or whose campaign is no longer scheduled that day (moved to another da
 deleted like a cancellation. When the change comes too late (less than :data:`MIN_LEAD` before
 the old or the new send time) or the old campaign went out already, it is refused: the stale
 campaign is deleted if it still can be, and the refusal is one sentence in the ledger and in the
-run's failure. Cancellation is left to the cancellation path (``cancel.py``).
+run's failure. Cancellation is left to the cancellation path (``cancel.py``). A recipient
+suppressed after hand-over is the other change a handed-over send can need: ``suppression_changes.py``
+deletes and re-bases it the same way (claim, confirmed deletion, revision N+1), without a re-freeze.
 """
 
 from __future__ import annotations
@@ -79,6 +81,9 @@ class Reconciled:
     #: campaigns whose list could not be re-frozen after a change: none of their sends goes out in
     #: this run (the frozen list is the old one).
     blocked: set[str] = field(default_factory=set)
+    #: recipients suppressed after hand-over whom a campaign still mails: found too late to re-create
+    #: it (``suppression_changes.py``).
+    still_mailed: int = 0
 
 
 def scheduled(c: queries.ScheduledCampaign) -> tuple[str | None, dt.datetime | None, str | None]:

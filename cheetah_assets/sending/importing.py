@@ -4,7 +4,9 @@ is accepted or rejected with its reason.
 The files hold the frozen list less whoever was suppressed since it was frozen (a list is frozen
 up to days before its send, and stays as it was once its send started): each row read is looked
 up in the suppression list as the freeze normalises it (``recipients.suppressed_now``), and the
-import checks that its files hold exactly the list's rows less those it left out.
+import checks that its files hold exactly the list's rows less those it left out. Whom it left
+out is recorded (``late_suppression.record_left_out``): anyone else of the list suppressed once
+the import is done is in Cheetah's list, and ``late_suppression.py`` finds them.
 
 The list is named after the send (its Cheetah campaign name), so a repeated import finds it and
 replaces its rows. Importing again never removes a row, though: an import resumed after an
@@ -21,6 +23,7 @@ straight into a CSV on disk (:class:`ImportPart`), and the client streams the re
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import hashlib
 import io
 import json
@@ -39,6 +42,7 @@ from ..customers import queries
 from ..customers.recipients import recipients_among, suppressed_now
 from ..customers.schema import recipient_list
 from .errors import SendError
+from .late_suppression import record_left_out
 from .ledger import LedgerRow
 
 
@@ -242,6 +246,8 @@ class ListImporter:
     #: True when an earlier attempt at this import may have been applied (its outcome is unknown):
     #: an import that leaves anyone out then goes into a list of its own (:func:`attempt_list_name`).
     resumed: bool = False
+    #: the run's clock (when whom the import left out is recorded: ``late_suppression.record_left_out``).
+    now: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(dt.timezone.utc))
     #: after :meth:`run`: how many frozen recipients it left out (suppressed since the freeze).
     left_out: int = field(default=0, init=False)
     #: the name of the Cheetah list it imports into (set by :meth:`run`).
@@ -257,12 +263,12 @@ class ListImporter:
         rejected: list[tuple[str, str]] = []
         done = 0
         total = row.rows_in_list or 0
-        skipped = [0]  # frozen recipients on the suppression list now: suppressed since the freeze
+        skipped, whom = [0], []  # frozen recipients on the suppression list now: suppressed since the freeze
         leave_out = (self.suppressed or (lambda: suppressed_now(self.engine)))()
         self.list_name = self._list_name(row, leave_out)
         chunks = queries.iter_recipient_rows(
             self.engine, row.list_key, row.template_id, header[1:], self.chunk_size,
-            leave_out=leave_out, skipped=skipped,
+            leave_out=leave_out, skipped=skipped, left_out=whom,
         )
         for part_no, part in enumerate(import_parts(chunks, header, self.max_rows_per_file, self.max_bytes_per_file), 1):
             lid, acc, rej = self._import_file(row, part)
@@ -289,6 +295,8 @@ class ListImporter:
                 f"The frozen list of {row.send_key} yielded {done} rows to import but holds {row.rows_in_list}"
                 f"{left_out}; nothing was created. Re-materialize the recipient list."
             )
+        # Whom this import left out: a suppression found once the list is in Cheetah is one of the others.
+        record_left_out(self.engine, row.send_key, row.revision, whom, self.now())
         return list_id, accepted, rejected
 
     def _list_name(self, row: LedgerRow, leave_out: AbstractSet[str]) -> str:

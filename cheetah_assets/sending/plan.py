@@ -350,7 +350,8 @@ def _store(engine: sa.Engine, send_date: dt.date, rows: list[PlanRow], now: dt.d
 
 def already_sent(day_plan: list[PlanRow], recorded: list[ledger.LedgerRow], skip: set[str]) -> list[dict]:
     """``campaign_sends``' records of the plan's SENT rows (handed over before this run), from the
-    ledger, noted "already done": a re-run that hands nothing over still shows the day's sends."""
+    ledger, noted "already done" (and what the ledger noted last, e.g. suppressed recipients it
+    will still mail): a re-run that hands nothing over still shows the day's sends."""
     rows = {r.send_key: r for r in recorded}
     return [
         {
@@ -358,7 +359,7 @@ def already_sent(day_plan: list[PlanRow], recorded: list[ledger.LedgerRow], skip
             "cheetah_name": r.cheetah_name, "state": r.state, "camp_id": r.camp_id, "recipients": r.rows_in_list,
             "accepted": r.rows_accepted, "rejected": r.rows_rejected,
             "send_at": r.send_at.isoformat() if r.send_at else None,
-            "note": "already done" + (f": {p.reason}" if p.reason else ""),
+            "note": "; ".join(filter(None, ["already done" + (f": {p.reason}" if p.reason else ""), r.error])),
         }
         for p in day_plan
         if p.status == SENT and p.send_key not in skip and (r := rows.get(p.send_key)) is not None

@@ -445,4 +445,4 @@ class Sender:
             client=self.client, engine=self.engine, logger=self.logger, identifier_name=self._identifier,
             before_call=lambda step: self.before_cheetah_call(row, step), on_poll=lambda: self._renew(row),
             chunk_size=self.chunk_size, max_rows_per_file=self.max_rows_per_file, suppressed=self._suppressed,
-            max_bytes_per_file=self.max_bytes_per_file, resumed=resumed).run(row)
+            max_bytes_per_file=self.max_bytes_per_file, resumed=resumed, now=self.now).run(row)
