@@ -5,9 +5,11 @@ There are exactly two modes, and the environment chooses between them explicitly
 * **Deployment** (the default). Every setting comes from its environment variable through
   Dagster's ``EnvVar``, so no value appears in run config. All of them are required
   (:data:`REQUIRED_VARIABLES`), and ``CHEETAH_ENDPOINT`` must be ``https://``. If any is missing,
-  the code location still loads (its lineage can be browsed), but every resource refuses to start
-  with one message naming *every* missing setting: no run, sensor or schedule reads the database
-  or calls Cheetah Messaging. Nothing falls back to a default.
+  the code location still loads (its lineage can be browsed), but every run is refused by its
+  executor before any resource or step starts (:func:`mode_executor`), and every resource refuses
+  to start (sensors, in-process runs), each with one message naming *every* missing setting: no
+  run, sensor or schedule reads the database or calls Cheetah Messaging. Nothing falls back to a
+  default.
 * **Demo** (``CHEETAH_DEMO=1``, which ``./run demo`` and ``./run dev`` set). The Cheetah side is
   the simulator's demo account on ``http://127.0.0.1:$CHEETAH_SIM_PORT`` (8765 by default), with
   the simulator's demo credentials. The ``CHEETAH_*`` account variables are never read in this
@@ -187,6 +189,40 @@ class UnconfiguredCustomerDatabase(CustomerDatabaseResource):
 
     not_configured: str
     setup_for_execution = get_engine = ensure_tables = _refuse_to_start
+
+
+class _RefusingExecutor(dg.Executor):
+    """The executor of every run in a half-configured deployment: it refuses the run with the one
+    message before any resource or step starts. Dagster prints that as the run's failure with a
+    two-frame stack; a resource refusing prints the message twice (the resource's failure, then
+    the run's) among about 50 lines of Dagster's own frames (``dagster asset materialize``)."""
+
+    def __init__(self, in_process: dg.Executor, message: str):
+        self._in_process, self._message = in_process, message
+
+    @property
+    def retries(self):
+        return self._in_process.retries
+
+    def execute(self, plan_context, execution_plan):
+        raise ConfigurationError(self._message)
+
+
+def refusing_executor(message: str) -> dg.ExecutorDefinition:
+    """``in_process_executor``'s name and config, refusing every run with ``message``."""
+
+    @dg.executor(name=dg.in_process_executor.name, config_schema=dg.in_process_executor.config_schema)
+    def in_process(init_context):
+        return _RefusingExecutor(dg.in_process_executor.executor_creation_fn(init_context), message)
+
+    return in_process
+
+
+def mode_executor(env: Mapping[str, str] | None = None) -> dg.ExecutorDefinition:
+    """The code location's executor: ``in_process_executor``, or in a half-configured deployment
+    one that refuses every run with the message that names every problem."""
+    problems = [] if demo_requested(env) else configuration_problems(env)
+    return refusing_executor(not_configured_message(problems)) if problems else dg.in_process_executor
 
 
 def deployment_resources(env: Mapping[str, str] | None = None) -> dict:

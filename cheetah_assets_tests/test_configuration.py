@@ -184,6 +184,42 @@ def _error_texts(result) -> list[str]:
     return out
 
 
+HALF_CONFIGURED = {
+    "only the endpoint": {"CHEETAH_ENDPOINT": DEPLOYMENT["CHEETAH_ENDPOINT"], "CHEETAH_CONSUMER_SECRET": DEPLOYMENT["CHEETAH_CONSUMER_SECRET"]},
+    "no CUSTOMER_DB_URL": {k: v for k, v in DEPLOYMENT.items() if k != "CUSTOMER_DB_URL"},
+}
+
+
+@pytest.mark.parametrize("case", sorted(HALF_CONFIGURED))
+def test_the_cli_on_a_half_configured_deployment_prints_the_message_not_a_traceback_wall(tmp_path, case):
+    """Regression (UX review): ``dagster asset materialize`` printed 76 lines, the one message twice
+    inside two Dagster stack traces (resource initialisation, then the run). The executor now
+    refuses the run before any resource starts: the message, a two-frame stack, nothing else."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    env = _clean_env(DAGSTER_HOME=str(home), PYTHONPATH=str(ROOT), **HALF_CONFIGURED[case])
+    command = [str(Path(sys.executable).with_name("dagster")), "asset", "materialize", "-m", "cheetah_assets.definitions",
+               "--select", "cheetah_template_catalog", "--partition", "2026-11-20"]
+    proc = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180)
+    out = proc.stdout + proc.stderr
+    lines = out.splitlines()
+    assert proc.returncode == 1, out
+    (message,) = [line for line in lines if "not configured" in line]
+    assert message.startswith("cheetah_assets.cheetah.errors.ConfigurationError: cheetah_assets is not configured"), out
+    missing = [name for name in configuration.REQUIRED_VARIABLES if name not in HALF_CONFIGURED[case]]
+    assert f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set" in message
+    assert len(lines) <= 20 and sum(line.lstrip().startswith("File ") for line in lines) <= 2, out
+    assert "Traceback" not in out and "RESOURCE_INIT" not in out and "caused by" not in out, out
+    assert "REAL-" not in out  # no secret printed
+
+
+def test_a_configured_deployment_and_the_demo_run_in_process():
+    assert configuration.mode_executor(DEPLOYMENT) is dg.in_process_executor
+    assert configuration.mode_executor({"CHEETAH_DEMO": "1"}) is dg.in_process_executor
+    assert configuration.mode_executor({}) is not dg.in_process_executor
+
+
 def test_sensors_of_a_half_configured_deployment_refuse_with_the_same_message():
     from cheetah_assets.automation.send_sensors import cancellation_sensor
 
