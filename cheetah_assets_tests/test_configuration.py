@@ -194,7 +194,8 @@ HALF_CONFIGURED = {
 def test_the_cli_on_a_half_configured_deployment_prints_the_message_not_a_traceback_wall(tmp_path, case):
     """Regression (UX review): ``dagster asset materialize`` printed 76 lines, the one message twice
     inside two Dagster stack traces (resource initialisation, then the run). The executor now
-    refuses the run before any resource starts: the message, a two-frame stack, nothing else."""
+    refuses the run before any resource starts: the message, a two-frame stack, nothing else
+    (the two lines above it are Dagster's CLI's own SupersessionWarning)."""
     home = tmp_path / "dagster_home"
     home.mkdir()
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
@@ -209,8 +210,9 @@ def test_the_cli_on_a_half_configured_deployment_prints_the_message_not_a_traceb
     assert message.startswith("cheetah_assets.cheetah.errors.ConfigurationError: cheetah_assets is not configured"), out
     missing = [name for name in configuration.REQUIRED_VARIABLES if name not in HALF_CONFIGURED[case]]
     assert f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set" in message
-    assert len(lines) <= 20 and sum(line.lstrip().startswith("File ") for line in lines) <= 2, out
+    assert len(lines) <= 16 and sum(line.lstrip().startswith("File ") for line in lines) <= 2, out
     assert "Traceback" not in out and "RESOURCE_INIT" not in out and "caused by" not in out, out
+    assert "PreviewWarning" not in out and "BetaWarning" not in out, out  # filtered in cheetah_assets/__init__.py
     assert "REAL-" not in out  # no secret printed
 
 

@@ -12,7 +12,6 @@ survives any executor or instance.
 
 import contextlib
 import datetime as dt
-import warnings
 from typing import Iterator
 
 import dagster as dg
@@ -47,9 +46,6 @@ from .protocol import Sender
 from .parallel import DEFAULT_CONCURRENCY, MAX_CONCURRENCY, send_all
 from .runs import owner_alive, worker_owner
 from .setup import check_account, check_customer_database, failures
-
-# Partitioned asset checks are "preview" in Dagster 1.13; they are what a per-day set-up check is.
-warnings.filterwarnings("ignore", message="Specifying a partitions_def on an AssetCheckSpec", category=dg.PreviewWarning)
 
 
 GROUP = "send"
