@@ -21,9 +21,14 @@ After an outage (its last tick's window started before today - 2), a tick also r
 since its last tick's window, at most 14 days back (``timing.window``): their campaigns are
 planned and reported MISSED or OVERDUE instead of going unnoticed.
 
-With no cursor (its first tick on an instance, e.g. ``./run dev`` after ``./run demo``, whose run
-was not the sensor's), every date with a due campaign is new to it and is requested: it cannot
-know what was handed over. That run sends nothing twice and reports the handed-over sends SENT.
+A date whose due set is new or changed is not requested when it is *settled*
+(:mod:`cheetah_assets.sending.settled`): every due campaign there handed over (APPROVED) in this
+account as the schedule says now, and nothing else of the date handed over. That is a date done
+by runs the sensor did not request: with no cursor (its first tick on an instance, e.g.
+``./run dev`` after ``./run demo``, which runs each day itself) every date with a due campaign is
+new to it, and it used to request them all again. A settled date's digest is kept in the cursor
+like any other, so it is asked about once per change. Such a run would have sent nothing twice
+anyway (it reports the handed-over sends SENT); now it is not started.
 
 A date whose requested run failed is requested again after 1, 5, 15 and 30 minutes
 (:data:`RETRY_DELAYS`): the cycle is built to be re-executed
@@ -42,10 +47,13 @@ import json
 
 import dagster as dg
 
+from ..cheetah.resource import CheetahMessagingResource
 from ..clock import ClockResource
 from ..customers.resource import CustomerDatabaseResource
 from ..metrics.snapshots import prepare_database
 from ..sending import late_suppression, preparation, seen
+from ..sending.ledger import account_of
+from ..sending.settled import settled_days
 from ..sending.partitions import daily_partitions
 from ..sending.timing import window
 from .jobs import daily_campaign_cycle_job
@@ -119,7 +127,8 @@ def _instant(raw: object) -> dt.datetime | None:
     ),
 )
 def campaign_preparation_sensor(
-    context: dg.SensorEvaluationContext, customer_db: CustomerDatabaseResource, clock: ClockResource
+    context: dg.SensorEvaluationContext, customer_db: CustomerDatabaseResource, clock: ClockResource,
+    cheetah: CheetahMessagingResource,
 ):
     now, lead = clock.now(), clock.lead_time()
     previous = _cursor(context.cursor)
@@ -135,9 +144,14 @@ def campaign_preparation_sensor(
     if everything != previous.get("all"):
         seen.ensure_table(engine)
         seen.record_seen(engine, [(r.campaign_id, r.send_date) for r in rows], now)
+    due_rows = preparation.due_rows(rows, now, lead)
     due = preparation.due_digests(rows, now, lead)
     previous_due = previous.get("due") if isinstance(previous.get("due"), dict) else {}
     days = preparation.changed_days(previous_due, due, first)
+    # A date done already by runs the sensor did not request (settled.py) is left alone; this applies to
+    # due-set changes only, never to the late-suppression findings below.
+    settled = settled_days(engine, rows, due_rows, days, account_of(cheetah.settings())) if days else set()
+    days = [day for day in days if day not in settled]
     # Recipients suppressed since their send was handed over (late_suppression.py): the date's run
     # deletes and re-creates the send without them, or says they will be mailed. Requested once per new finding.
     previous_late = previous.get("late") if isinstance(previous.get("late"), dict) else {}
@@ -149,6 +163,7 @@ def campaign_preparation_sensor(
         late, check_failed = previous_late, exc
     suppressed = [d for d, digest in late.items() if previous_late.get(d) != digest]
     days = sorted(set(days) | set(suppressed))
+    settled -= set(days)  # requested for a late suppression after all
     tracked = previous.get("runs") if isinstance(previous.get("runs"), dict) else {}
     runs, again, given_up = _retries(context.instance, tracked, due, first, now) if tracked else ({}, {}, [])
     cursor = {
@@ -178,8 +193,12 @@ def campaign_preparation_sensor(
                           "requested run looks again before it sends", said)
         if not requests:
             raise RuntimeError(f"The check for recipients suppressed after hand-over failed: {said}") from None
+    done = f"the campaigns due on {', '.join(sorted(settled))} are handed over as scheduled" if settled else ""
     if not requests:
-        return dg.SkipReason(f"no change in the campaigns due on {first}..{last} (lead time {lead or 'none'})")
+        return dg.SkipReason(f"{done + '; no other' if done else 'no'} change in the campaigns due on {first}..{last} "
+                             f"(lead time {lead or 'none'})")
+    if done:
+        context.log.info("not requesting %s: every campaign due there is handed over as scheduled", ", ".join(sorted(settled)))
     return requests
 
 

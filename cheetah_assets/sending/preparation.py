@@ -71,13 +71,18 @@ def _key(r: ScheduleRow) -> list:
     return [r.campaign_id, r.send_time, r.time_zone, r.template_ids, r.target_group, r.status, r.name]
 
 
-def due_digests(rows: list[ScheduleRow], now: dt.datetime, lead: dt.timedelta | None) -> dict[str, str]:
-    """send date (ISO) -> digest of its due set, for every date with at least one due campaign."""
-    due: dict[str, list] = {}
+def due_rows(rows: list[ScheduleRow], now: dt.datetime, lead: dt.timedelta | None) -> dict[str, list[ScheduleRow]]:
+    """send date (ISO) -> the rows of its due campaigns, for every date with at least one."""
+    due: dict[str, list[ScheduleRow]] = {}
     for r in rows:
         if is_due(r.send_at(), now, lead):
-            due.setdefault(r.send_date.isoformat(), []).append(_key(r))
-    return {day: _digest(items) for day, items in sorted(due.items())}
+            due.setdefault(r.send_date.isoformat(), []).append(r)
+    return dict(sorted(due.items()))
+
+
+def due_digests(rows: list[ScheduleRow], now: dt.datetime, lead: dt.timedelta | None) -> dict[str, str]:
+    """send date (ISO) -> digest of its due set, for every date with at least one due campaign."""
+    return {day: _digest([_key(r) for r in due]) for day, due in due_rows(rows, now, lead).items()}
 
 
 def all_digest(rows: list[ScheduleRow]) -> str:
