@@ -33,7 +33,8 @@ from sqlalchemy import (
     literal,
     select,
 )
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 metadata = MetaData()
 
@@ -416,3 +417,22 @@ def create_integration_tables(engine) -> None:
 def create_demo_tables(engine) -> None:
     """Create the Optimove-side tables of the demo shape (seeding and tests only)."""
     metadata.create_all(engine, tables=list(OPTIMOVE_TABLES))
+
+
+def insert_new(engine, table: Table, rows: list[dict]) -> None:
+    """Insert ``rows`` into ``table`` in one transaction, leaving alone those whose key is there
+    already (another run recorded them too): ``ON CONFLICT DO NOTHING`` on SQLite and PostgreSQL,
+    elsewhere a savepoint per row."""
+    if not rows:
+        return
+    dialect = engine.dialect.name
+    with engine.begin() as conn:
+        if dialect in ("sqlite", "postgresql"):
+            conn.execute((sqlite.insert if dialect == "sqlite" else postgresql.insert)(table).on_conflict_do_nothing(), rows)
+            return
+        for row in rows:
+            try:
+                with conn.begin_nested():
+                    conn.execute(table.insert(), [row])
+            except IntegrityError:
+                pass

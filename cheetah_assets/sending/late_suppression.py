@@ -46,7 +46,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from ..customers.identifiers import norm_sql, normalise_identifier
 from ..customers.schema import (
-    import_rejection, recipient, send_ledger, send_suppression, suppression, suppression_check, suppression_seen,
+    import_rejection, insert_new, recipient, send_ledger, send_suppression, suppression, suppression_check,
+    suppression_seen,
 )
 from ..timeutil import utc
 from . import ledger
@@ -352,7 +353,7 @@ def _record_found(
         rows += [{"send_key": key, "revision": s.revision, "identifier": i, "stage": stage, "found_at": now,
                   "updated_at": now} for i in sorted(ids)]
     if rows:
-        _insert_new(engine, send_suppression, rows)
+        insert_new(engine, send_suppression, rows)
     return found
 
 
@@ -389,22 +390,6 @@ def _upsert(conn: sa.Connection, rows: list[dict]) -> None:
         return
     conn.execute(suppression_check.delete().where(suppression_check.c.send_key.in_([r["send_key"] for r in rows])))
     conn.execute(suppression_check.insert(), rows)
-
-
-def _insert_new(engine: sa.Engine, table: sa.Table, rows: list[dict]) -> None:
-    """Insert rows, leaving alone those whose key is there already (another check found them too)."""
-    dialect = engine.dialect.name
-    with engine.begin() as conn:
-        if dialect in ("sqlite", "postgresql"):
-            insert = (sqlite.insert if dialect == "sqlite" else postgresql.insert)(table)
-            conn.execute(insert.on_conflict_do_nothing(), rows)
-            return
-        for row in rows:
-            with conn.begin_nested():
-                try:
-                    conn.execute(table.insert(), [row])
-                except sa.exc.IntegrityError:
-                    pass
 
 
 def _chunks(items: list, size: int = _CHUNK) -> Iterator[list]:

@@ -11,9 +11,8 @@ import datetime as dt
 from typing import Iterable
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
-from ..customers.schema import create_tables, metadata
+from ..customers.schema import create_tables, insert_new, metadata
 from ..timeutil import utc
 
 campaign_seen = sa.Table(
@@ -34,19 +33,7 @@ def record_seen(engine: sa.Engine, keys: Iterable[tuple[str, dt.date]], now: dt.
     rows = [{"campaign_id": c, "send_date": d, "first_seen_at": now} for c, d in sorted(set(keys))]
     if not rows:
         return
-    dialect = engine.dialect.name
-    with engine.begin() as conn:
-        if dialect in ("sqlite", "postgresql"):
-            insert = (sqlite.insert if dialect == "sqlite" else postgresql.insert)(campaign_seen)
-            conn.execute(insert.on_conflict_do_nothing(), rows)
-            return
-        known = {
-            (r.campaign_id, r.send_date)
-            for r in conn.execute(sa.select(campaign_seen.c.campaign_id, campaign_seen.c.send_date))
-        }
-        fresh = [r for r in rows if (r["campaign_id"], r["send_date"]) not in known]
-        if fresh:
-            conn.execute(campaign_seen.insert(), fresh)
+    insert_new(engine, campaign_seen, rows)
 
 
 def first_seen(engine: sa.Engine, send_date: dt.date) -> dict[str, dt.datetime]:
